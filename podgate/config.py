@@ -1,0 +1,180 @@
+"""podgate's typed configuration: one YAML file, validated at start.
+
+Every key is a field of a frozen dataclass below; podgate.schema builds them
+and names the key of any error. Secrets may come from the environment
+(PODGATE_COOKIE_SECRET, CONFIGPROXY_AUTH_TOKEN), which wins over the file so
+a Kubernetes Secret can override a ConfigMap. Only the wiring reads this:
+the packages below it get their own small settings objects.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from podgate.schema import ConfigError, build
+from routes import split_target
+
+
+def parse_listen(value: str, key: str) -> tuple[str, int]:
+    """("0.0.0.0", 8000) from "0.0.0.0:8000"; IPv6 hosts in brackets."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f"expected HOST:PORT with a port 0-65535, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    enabled: bool = True  # false = proxy-only, exactly like configurable-http-proxy
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kind: Literal["sim", "kube"] = "sim"
+    kubeconfig: str | None = None  # kube without one = in-cluster service account
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "sim" and (self.kubeconfig or self.context):
+            raise ConfigError("kubeconfig", "only meaningful with kind: kube")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    kind: Literal["dummy", "password"] = "dummy"
+    password: str | None = None  # dummy: the shared password (generated when unset)
+    users: dict[str, str] = field(default_factory=dict)  # password: name -> hash
+    admins: tuple[str, ...] = ()
+    allowed_users: tuple[str, ...] = ()  # empty = anyone the authenticator accepts
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    name: str
+    token: str
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpawnerConfig:
+    namespace: str = "podgate"
+    image: str = "jupyter-server"
+    cmd: tuple[str, ...] = ()
+    port: int = 8888
+    start_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    cookie_name: str = "podgate-session"
+    max_age_seconds: float = 14 * 24 * 3600.0
+    # Several accepted, the first signs (key rotation); env PODGATE_COOKIE_SECRET
+    # holds a comma-separated list.
+    cookie_secrets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_age_seconds <= 0:
+            raise ConfigError("max_age_seconds", "must be positive")
+        if any(len(s) < 16 for s in self.cookie_secrets):
+            raise ConfigError("cookie_secrets", "each secret needs at least 16 characters")
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    admin_access: bool = False  # may admins open other users' servers?
+    host_routing: bool = False  # CHP's --host-routing: the host is the first path segment
+    trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For is appended to
+    upstream_connect_timeout: float = 5.0
+    upstream_timeout: float = 300.0  # no byte from the pod for this long -> 504
+
+    def __post_init__(self) -> None:
+        for name in ("upstream_connect_timeout", "upstream_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, "must be positive")
+
+
+@dataclass(frozen=True)
+class StaticRoute:
+    """A route declared in config; with `user` set, only that user's session reaches it."""
+
+    path: str
+    target: str
+    user: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ConfigError("path", f"must start with '/', got {self.path!r}")
+        try:
+            split_target(self.target)
+        except ValueError as e:
+            raise ConfigError("target", str(e)) from e
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = "0.0.0.0:8000"
+    ops_listen: str = "0.0.0.0:8081"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    control: ControlConfig = field(default_factory=ControlConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    api_tokens: tuple[ApiToken, ...] = ()
+    spawner: SpawnerConfig = field(default_factory=SpawnerConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    edge: EdgeConfig = field(default_factory=EdgeConfig)
+    routes: tuple[StaticRoute, ...] = ()
+    proxy_auth_token: str | None = None  # CHP's CONFIGPROXY_AUTH_TOKEN for /api/routes
+
+    def __post_init__(self) -> None:
+        parse_listen(self.listen, "listen")
+        parse_listen(self.ops_listen, "ops_listen")
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen, "listen")
+
+    @property
+    def ops_address(self) -> tuple[str, int]:
+        return parse_listen(self.ops_listen, "ops_listen")
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """The validated config from `path` (None: all defaults) plus environment secrets."""
+    env = os.environ if environ is None else environ
+    data: object = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError("", f"cannot read config file {path}: {e.strerror}") from e
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError("", f"{path} is not valid YAML{where}") from e
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{path} must hold a mapping of settings at the top level")
+    config = build(Config, data)
+    return _with_environment(config, env)
+
+
+def _with_environment(config: Config, env: Mapping[str, str]) -> Config:
+    secrets = env.get("PODGATE_COOKIE_SECRET", "").strip()
+    if secrets:
+        values = tuple(s.strip() for s in secrets.split(",") if s.strip())
+        try:
+            session = replace(config.session, cookie_secrets=values)
+        except ConfigError as e:
+            raise ConfigError("PODGATE_COOKIE_SECRET", e.problem) from e
+        config = replace(config, session=session)
+    token = env.get("CONFIGPROXY_AUTH_TOKEN", "").strip()
+    if token:
+        config = replace(config, proxy_auth_token=token)
+    return config

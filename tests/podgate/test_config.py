@@ -1,0 +1,112 @@
+"""Config is validated at start; every error names its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from podgate.config import load_config
+from podgate.schema import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_design_contract() -> None:
+    config = load_config(None, environ={})
+    assert config.listen_address == ("0.0.0.0", 8000)
+    assert config.ops_address == ("0.0.0.0", 8081)
+    assert config.control.enabled is True
+    assert config.cluster.kind == "sim"
+    assert config.auth.kind == "dummy"
+
+
+def test_the_documented_example_keys_load(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+listen: 127.0.0.1:9000
+ops_listen: "[::1]:9001"
+control: {enabled: false}
+cluster: {kind: kube, kubeconfig: /etc/kube/config}
+auth: {kind: dummy, password: letmein, admins: [ops]}
+api_tokens:
+- {name: culler, token: abc, scopes: [list:users, read:servers, delete:servers]}
+spawner: {namespace: users, image: jupyter/base, cmd: [jupyterhub-singleuser], port: 8888}
+routes:
+- {path: /user/bench/, target: "http://127.0.0.1:9999", user: bench}
+""",
+        ),
+        environ={},
+    )
+    assert config.listen_address == ("127.0.0.1", 9000)
+    assert config.ops_address == ("::1", 9001)
+    assert config.control.enabled is False
+    assert config.cluster.kubeconfig == "/etc/kube/config"
+    assert config.api_tokens[0].scopes == ("list:users", "read:servers", "delete:servers")
+    assert config.spawner.cmd == ("jupyterhub-singleuser",)
+    assert config.routes[0].user == "bench"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("listen: '8000'", "listen", "HOST:PORT"),
+        ("listen: 8000", "listen", "string"),
+        ("ops_listen: 'x:70000'", "ops_listen", "0-65535"),
+        ("spawner: {imagee: x}", "spawner.imagee", "unknown key"),
+        ("bogus: 1", "bogus", "unknown key"),
+        ("control: {enabled: 3}", "control.enabled", "true or false"),
+        ("control: yes", "control", "mapping"),
+        ("auth: {kind: oauth}", "auth.kind", "one of"),
+        ("api_tokens: [{name: x}]", "api_tokens[0].token", "missing"),
+        ("api_tokens: {name: x}", "api_tokens", "list"),
+        ("spawner: {port: '8888'}", "spawner.port", "integer"),
+        ("routes: [{path: x, target: 'http://a'}]", "routes[0].path", "start with"),
+        ("routes: [{path: /x, target: 'ftp://a'}]", "routes[0].target", "http"),
+        ("session: {cookie_secrets: [short]}", "session.cookie_secrets", "16"),
+        ("edge: {upstream_timeout: 0}", "edge.upstream_timeout", "positive"),
+        ("cluster: {kind: sim, kubeconfig: k}", "cluster.kubeconfig", "kube"),
+    ],
+)
+def test_bad_values_name_their_key(tmp_path: Path, text: str, key: str, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert caught.value.key == key
+    assert words in str(caught.value)
+    assert str(caught.value).startswith(key + ":")
+
+
+def test_unreadable_and_non_yaml_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml", environ={})
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(write(tmp_path, "a: 1\nb: [\n"), environ={})
+    with pytest.raises(ConfigError, match="mapping of settings"):
+        load_config(write(tmp_path, "- 1\n- 2\n"), environ={})
+
+
+def test_secrets_from_the_environment_win_over_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "session: {cookie_secrets: [file-secret-0123456789]}\nproxy_auth_token: from-file\n",
+    )
+    env = {
+        "PODGATE_COOKIE_SECRET": "new-secret-0123456789, old-secret-0123456789",
+        "CONFIGPROXY_AUTH_TOKEN": "from-env",
+    }
+    config = load_config(path, environ=env)
+    assert config.session.cookie_secrets == ("new-secret-0123456789", "old-secret-0123456789")
+    assert config.proxy_auth_token == "from-env"
+    assert load_config(path, environ={}).proxy_auth_token == "from-file"
+
+
+def test_a_weak_secret_from_the_environment_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={"PODGATE_COOKIE_SECRET": "short"})
+    assert caught.value.key == "PODGATE_COOKIE_SECRET"
