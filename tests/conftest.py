@@ -1,0 +1,50 @@
+"""Suite-wide rules: no test leaves tasks behind, and CI tolerates no skipped test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+# kubernetes_asyncio's session trusts proxy variables: keep loopback direct.
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture(autouse=True)
+async def no_pending_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running on its loop after its fixtures stopped."""
+    before = set(asyncio.all_tasks())
+    yield
+    for _ in range(20):  # let cancelled tasks finish unwinding
+        leftover = [
+            t
+            for t in asyncio.all_tasks()
+            if t not in before and t is not asyncio.current_task() and not t.done()
+        ]
+        if not leftover:
+            return
+        await asyncio.sleep(0.01)
+    for task in leftover:
+        task.cancel()
+    names = ", ".join(sorted(t.get_name() + ":" + repr(t.get_coro()) for t in leftover))
+    pytest.fail(f"test left {len(leftover)} task(s) pending: {names}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With PODGATE_NO_SKIPS=1 (tests/run sets it) a skipped test fails the run."""
+    if os.environ.get("PODGATE_NO_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped:
+        reporter.write_line(
+            f"PODGATE_NO_SKIPS: {len(skipped)} test(s) were skipped; every part of the suite "
+            "is required here (install what they need):",
+            red=True,
+        )
+        for report in skipped:
+            reporter.write_line(f"  {report.nodeid}: {report.longrepr[-1]}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
