@@ -1,0 +1,329 @@
+"""Shared fixtures for the edge tests: real upstreams on 127.0.0.1:0 and a running public edge.
+
+Upstreams echo back what they received (method, path, headers, body, which
+connection it came on), and can stream downloads, count uploads, emit SSE,
+answer slowly or refuse. `make_edge` builds the real public app around a
+RouteTable the test fills and serves it on a real socket. Every fixture
+stops what it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from edge.settings import EdgeSettings
+from metrics.edge_stats import EdgeStats
+from routes import RouteTable
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+
+CHUNK = 64 * 1024
+
+
+@dataclass
+class UpstreamLog:
+    """What an echo upstream saw: requests, the client ports they came from, live streams."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    peer_ports: list[int] = field(default_factory=list)
+    streams_active: int = 0
+    streams_cancelled: int = 0
+    bytes_received: int = 0
+
+
+@dataclass
+class Upstream:
+    url: str
+    log: UpstreamLog
+    server: TestServer
+
+
+def _peer_port(request: web.BaseRequest) -> int:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return int(peer[1]) if peer else -1
+
+
+def echo_app(log: UpstreamLog) -> web.Application:
+    """An upstream whose behaviour the query string picks; plain requests are echoed as JSON.
+
+    ?download=N[&chunked=1]  stream N bytes ("x" * N)
+    ?upload=1                 count the request body as it streams, answer {"received": n}
+    ?sse=N&interval=S         N server-sent events, S seconds apart
+    ?forever=1                stream small chunks until the client goes away
+    ?sleep=S                  wait S seconds before answering
+    ?status=N                 answer with that status
+    ?set_cookie=a,b           Set-Cookie a=1 and b=1
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        query = request.query
+        log.peer_ports.append(_peer_port(request))
+        if "sleep" in query:
+            await asyncio.sleep(float(query["sleep"]))
+        if "upload" in query:
+            received = 0
+            async for chunk in request.content.iter_any():
+                received += len(chunk)
+            log.bytes_received += received
+            return web.json_response({"received": received})
+        if "download" in query:
+            return await _download(request, int(query["download"]), "chunked" in query)
+        if "sse" in query:
+            return await _sse(request, int(query["sse"]), float(query.get("interval", "0.05")))
+        if "forever" in query:
+            return await _forever(request, log)
+        body = await request.read()
+        record = {
+            "method": request.method,
+            "path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body": body.decode("utf-8", "replace"),
+            "peer_port": _peer_port(request),
+        }
+        log.requests.append(record)
+        response = web.Response(
+            status=int(query.get("status", "200")),
+            text=json.dumps(record),
+            content_type="application/json",
+        )
+        for name in filter(None, query.get("set_cookie", "").split(",")):
+            response.set_cookie(name, "1", path="/")
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def _download(request: web.Request, size: int, chunked: bool) -> web.StreamResponse:
+    response = web.StreamResponse()
+    if chunked:
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = size
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    block = b"x" * CHUNK
+    sent = 0
+    while sent < size:
+        piece = block[: min(CHUNK, size - sent)]
+        await response.write(piece)
+        sent += len(piece)
+    await response.write_eof()
+    return response
+
+
+async def _sse(request: web.Request, count: int, interval: float) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for n in range(count):
+        await response.write(f"data: event {n}\n\n".encode())
+        await asyncio.sleep(interval)
+    await response.write_eof()
+    return response
+
+
+async def _forever(request: web.Request, log: UpstreamLog) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    log.streams_active += 1
+    try:
+        for _ in range(2000):  # bounded: 2000 * 10 ms = 20 s at most
+            await response.write(b"tick\n")
+            await asyncio.sleep(0.01)
+    except (asyncio.CancelledError, ConnectionResetError):
+        log.streams_cancelled += 1
+        raise
+    finally:
+        log.streams_active -= 1
+    return response
+
+
+async def start_upstream(app: web.Application) -> TestServer:
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    return server
+
+
+@pytest.fixture
+async def echo_upstream() -> AsyncIterator[Upstream]:
+    log = UpstreamLog()
+    server = await start_upstream(echo_app(log))
+    try:
+        yield Upstream(url=str(server.make_url("")).rstrip("/"), log=log, server=server)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def second_upstream() -> AsyncIterator[Upstream]:
+    """Another echo upstream, for "never reaches the other user's pod" checks."""
+    log = UpstreamLog()
+    server = await start_upstream(echo_app(log))
+    try:
+        yield Upstream(url=str(server.make_url("")).rstrip("/"), log=log, server=server)
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A loopback URL nothing listens on: connecting is refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def silent_upstream() -> AsyncIterator[str]:
+    """Accepts connections and reads, but never answers: for read timeouts."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            while await reader.read(65536):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await server.wait_closed()
+
+
+class FakeSessionCodec:
+    """Stand-in used only until edge.session lands; the real SessionCodec replaces it."""
+
+    def issue(self, user: str) -> str:
+        return f"ok:{user}"
+
+    def verify(self, value: str) -> Any:
+        class Session:
+            def __init__(self, user: str) -> None:
+                self.user = user
+
+        class InvalidSessionError(Exception):
+            def __init__(self, reason: str) -> None:
+                super().__init__(reason)
+                self.reason = reason
+
+        if value.startswith("ok:"):
+            return Session(value[3:])
+        raise InvalidSessionError("bad_signature")
+
+
+@pytest.fixture
+def session_codec() -> Any:
+    """The real SessionCodec (edge.session) with a test secret."""
+    try:
+        from edge.session import SessionCodec
+    except ImportError:
+        return FakeSessionCodec()
+    return SessionCodec(["test-secret-one"], max_age_seconds=3600)
+
+
+@dataclass
+class RunningEdge:
+    url: str
+    table: RouteTable
+    stats: EdgeStats
+    settings: EdgeSettings
+    app: web.Application
+    port: int
+
+
+EdgeFactory = Callable[..., Awaitable[RunningEdge]]
+
+
+@pytest.fixture
+async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
+    """Start the public edge on 127.0.0.1:0: `await make_edge(table=..., settings=..., hub=...)`."""
+    from edge.app import build_public_app
+
+    runners: list[web.AppRunner] = []
+
+    async def start(
+        *,
+        table: RouteTable | None = None,
+        settings: EdgeSettings | None = None,
+        hub: web.Application | None = None,
+        sessions: Any = None,
+    ) -> RunningEdge:
+        table = table if table is not None else RouteTable()
+        settings = settings or EdgeSettings()
+        stats = EdgeStats()
+        app = build_public_app(
+            table=table,
+            settings=settings,
+            stats=stats,
+            sessions=sessions if sessions is not None else session_codec,
+            hub=hub,
+        )
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        return RunningEdge(
+            url=f"http://127.0.0.1:{port}",
+            table=table,
+            stats=stats,
+            settings=settings,
+            app=app,
+            port=port,
+        )
+
+    try:
+        yield start
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    """A real HTTP client that keeps no cookies (tests send them explicitly)."""
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+    ) as session:
+        yield session
+
+
+@pytest.fixture(autouse=True)
+async def no_tasks_left_behind() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running once its fixtures have stopped."""
+    before = set(asyncio.all_tasks())
+    yield
+    current = asyncio.current_task()
+    leftover: set[asyncio.Task[Any]] = set()
+    for _ in range(50):  # up to ~1 s for closing tasks to finish
+        leftover = {t for t in asyncio.all_tasks() if t is not current and t not in before}
+        leftover = {t for t in leftover if not t.done()}
+        if not leftover:
+            break
+        await asyncio.sleep(0.02)
+    assert not leftover, f"tasks left running: {leftover}"
