@@ -1,0 +1,62 @@
+"""The `podgate` console script: run the ingress, run the simulator, hash a password.
+
+Argument parsing and process exit codes only; everything else is called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from podgate.schema import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args.handler(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="podgate",
+        description="The single ingress of a multi-user notebook platform on Kubernetes.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the ingress (embedded kubesim unless configured)")
+    run.add_argument("--config", metavar="FILE", help="YAML config file (default: built-ins)")
+    run.set_defaults(handler=_run)
+
+    sim = commands.add_parser("sim", help="run the Kubernetes API simulator alone")
+    sim.add_argument("--listen", default="127.0.0.1:6443", metavar="HOST:PORT")
+    sim.add_argument("--kubeconfig", metavar="FILE", help="write a kubeconfig for it here")
+    sim.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
+    sim.set_defaults(handler=_sim)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from podgate.config import load_config
+    from podgate.lifecycle import run_forever
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"podgate: config error: {e}", file=sys.stderr)
+        return 2
+    return run_forever(config)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from kubesim.standalone import run
+
+    return run(args.listen, args.kubeconfig, tls=args.tls)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
