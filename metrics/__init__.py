@@ -4,5 +4,6 @@ Depends on prometheus_client only; no aiohttp, no Kubernetes.
 """
 
 from metrics.edge_stats import EdgeStats
+from metrics.registry import PodgateMetrics
 
-__all__ = ["EdgeStats"]
+__all__ = ["EdgeStats", "PodgateMetrics"]
