@@ -117,6 +117,10 @@ class EdgeCollector(Collector):
 class PodgateMetrics:
     """All of podgate's metrics, on a registry of their own."""
 
+    # exposition() writes the classic text format, whatever prometheus_client's
+    # CONTENT_TYPE_LATEST says in the installed version.
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
     def __init__(self, edge: EdgeStats, table_size: Callable[[], int]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.edge = edge
