@@ -1,0 +1,145 @@
+"""Header rules between the browser and a pod, applied in one pass each way.
+
+Requests: hop-by-hop headers (and those the Connection header names) go,
+X-Forwarded-For/-Proto/-Host/-Port are set (appended to only for trusted
+proxies), Host is kept, the podgate session cookie is cut out of Cookie, and
+the pod's own token is added. Responses: hop-by-hop headers go, and a
+Set-Cookie for the session cookie's name is dropped so a pod can never set or
+clear a user's podgate session. Pure functions: no I/O, never reads a body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from edge.settings import EdgeSettings
+
+# RFC 9110 section 7.6.1 plus the legacy ones proxies have always dropped.
+# Expect is answered by the edge itself (100 Continue), so it never goes upstream.
+HOP_BY_HOP: frozenset[str] = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+    )
+)
+# Lower-case names: headers are compared by name.lower() (istr hashes keep their case).
+_FORWARDED = frozenset(
+    ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port")
+)
+_COOKIE = "cookie"
+_CONNECTION = "connection"
+_SET_COOKIE = "set-cookie"
+
+
+def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+    """Extra hop-by-hop names a Connection header lists ("close" and the like included)."""
+    values = headers.getall(_CONNECTION, ())
+    if not values:
+        return frozenset()
+    return frozenset(
+        token.strip().lower() for value in values for token in value.split(",") if token.strip()
+    )
+
+
+def strip_session_cookie(value: str, cookie_name: str) -> str:
+    """The Cookie header value without the session cookie; "" when nothing else is left."""
+    if cookie_name not in value:
+        return value
+    kept = [
+        part.strip()
+        for part in value.split(";")
+        if part.strip() and part.split("=", 1)[0].strip() != cookie_name
+    ]
+    return "; ".join(kept)
+
+
+def session_cookie_values(headers: CIMultiDictProxy[str], cookie_name: str) -> list[str]:
+    """Every value the request carries for the session cookie (browsers may send several)."""
+    found: list[str] = []
+    for header in headers.getall(_COOKIE, ()):
+        if cookie_name not in header:
+            continue
+        for part in header.split(";"):
+            name, sep, value = part.partition("=")
+            if sep and name.strip() == cookie_name:
+                found.append(value.strip().strip('"'))
+    return found
+
+
+def upstream_request_headers(
+    incoming: CIMultiDictProxy[str],
+    *,
+    peer: str | None,
+    scheme: str,
+    settings: EdgeSettings,
+    pod_token: str | None,
+) -> CIMultiDict[str]:
+    """The headers to send to the pod for a request that arrived with `incoming`."""
+    drop = HOP_BY_HOP | _connection_listed(incoming) if _CONNECTION in incoming else HOP_BY_HOP
+    trusted = settings.is_trusted_proxy(peer)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        lower = name.lower()
+        if lower in drop:
+            continue
+        if lower in _FORWARDED and not trusted:
+            continue  # an untrusted client may not claim where it came from
+        if lower == _COOKIE:
+            value = strip_session_cookie(value, settings.cookie_name)
+            if not value:
+                continue
+        out.add(name, value)
+
+    client = peer or ""
+    prior = out.popall("X-Forwarded-For", ()) if trusted else ()
+    out["X-Forwarded-For"] = ", ".join([*prior, client]) if prior else client
+    host = incoming.get("Host", "")
+    if "X-Forwarded-Proto" not in out:
+        out["X-Forwarded-Proto"] = scheme
+    if "X-Forwarded-Host" not in out and host:
+        out["X-Forwarded-Host"] = host
+    if "X-Forwarded-Port" not in out:
+        out["X-Forwarded-Port"] = _port_of(host, scheme)
+    if pod_token:
+        out[settings.pod_token_header] = f"{settings.pod_token_scheme} {pod_token}"
+    return out
+
+
+def _port_of(host: str, scheme: str) -> str:
+    if host and not host.endswith("]"):
+        _, sep, port = host.rpartition(":")
+        if sep and port.isdigit():
+            return port
+    elif host.startswith("[") and "]:" in host:
+        return host.rsplit(":", 1)[1]
+    return "443" if scheme == "https" else "80"
+
+
+def client_response_headers(
+    upstream: Iterable[tuple[str, str]], cookie_name: str
+) -> CIMultiDict[str]:
+    """The pod's response headers as the browser may see them."""
+    pairs = list(upstream)
+    drop: frozenset[str] = HOP_BY_HOP
+    for name, value in pairs:
+        if name.lower() == "connection":
+            drop = drop | frozenset(t.strip().lower() for t in value.split(",") if t.strip())
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in pairs:
+        key = name.lower()
+        if key in drop:
+            continue
+        if key == _SET_COOKIE and value.split("=", 1)[0].strip() == cookie_name:
+            continue  # a pod may not set or clear the podgate session
+        out.add(name, value)
+    return out

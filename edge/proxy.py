@@ -1,0 +1,136 @@
+"""Streaming HTTP proxying of one request to a pod, both directions.
+
+The request body streams to the pod as it arrives (Content-Length kept,
+chunked re-framed), the response streams back chunk by chunk and is written
+to the browser as soon as it arrives (so Server-Sent Events flow one by one),
+with backpressure both ways. A pod that fails before answering becomes an
+error page (edge.errors); one that fails mid-body, or a browser that hangs
+up, closes both connections. This module never buffers a body whole and
+never decides routing or authorization.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from edge.errors import UpstreamError, upstream_error_response
+from edge.headers import client_response_headers
+from edge.upstream import UpstreamPool, UpstreamResponse
+from metrics.edge_stats import EdgeStats
+from routes import Route
+
+log = logging.getLogger(__name__)
+
+_NO_BODY_STATUS = frozenset((204, 304))
+
+
+class ClientGone(Exception):
+    """The browser closed its side, or sent a body that broke off: nobody to answer."""
+
+
+def request_head(method: str, path: str, headers: CIMultiDict[str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+
+
+async def _request_body(
+    request: web.BaseRequest, stats: EdgeStats, chunked: bool
+) -> AsyncIterator[bytes]:
+    """The browser's body as it arrives, re-framed as chunks when it came chunked."""
+    content = request.content
+    while True:
+        try:
+            chunk = await content.readany()
+        except Exception as e:  # a broken-off or malformed body: the client's fault
+            raise ClientGone(f"request body broke off: {e!r}") from e
+        if not chunk:
+            break
+        stats.bytes_to_upstream += len(chunk)
+        yield b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk
+    if chunked:
+        yield b"0\r\n\r\n"
+
+
+async def proxy_http(
+    request: web.BaseRequest,
+    route: Route,
+    upstream_path: str,
+    headers: CIMultiDict[str],
+    pool: UpstreamPool,
+    stats: EdgeStats,
+    cookie_name: str,
+) -> web.StreamResponse:
+    """Send one request to the route's pod and stream its answer back to the browser."""
+    method = request.method
+    target = route.target
+    if "Host" not in headers:  # HTTP/1.0 clients may send none; the pod needs one
+        headers["Host"] = f"{target.host}:{target.port}"
+
+    body: AsyncIterator[bytes] | None = None
+    if request.body_exists:
+        chunked = "Content-Length" not in headers
+        if chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        body = _request_body(request, stats, chunked)
+    elif method in ("POST", "PUT", "PATCH"):
+        headers["Content-Length"] = "0"
+
+    try:
+        upstream = await pool.request(
+            target, request_head(method, upstream_path, headers), method=method, body=body
+        )
+    except UpstreamError as e:
+        stats.upstream_error(e.kind)
+        log.info("upstream %s for %s %s: %s", e.kind, method, route.path, e)
+        return upstream_error_response(e)
+    except (ClientGone, ConnectionError) as e:
+        log.debug("client went away while sending %s %s: %r", method, route.path, e)
+        _cut_off(request)
+        return web.Response(status=400)
+    return await _relay_response(request, upstream, stats, cookie_name)
+
+
+async def _relay_response(
+    request: web.BaseRequest, upstream: UpstreamResponse, stats: EdgeStats, cookie_name: str
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=upstream.status,
+        reason=upstream.reason or None,
+        headers=client_response_headers(upstream.headers, cookie_name),
+    )
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD" and upstream.status not in _NO_BODY_STATUS:
+            async for chunk in upstream.chunks():
+                stats.bytes_to_client += len(chunk)
+                await response.write(chunk)
+        await response.write_eof()
+    except UpstreamError as e:
+        # Headers are out: all we can do is cut the browser off so it sees a truncation.
+        stats.upstream_error(e.kind)
+        log.info("upstream %s mid-response on %s: %s", e.kind, request.path, e)
+        upstream.discard()
+        _cut_off(request)
+        return response
+    except (ConnectionError, ClientGone) as e:
+        log.debug("client went away mid-response on %s: %r", request.path, e)
+        upstream.discard()
+        _cut_off(request)
+        return response
+    except BaseException:
+        upstream.discard()  # cancelled (client hang-up) or a bug: never pool a half-read socket
+        raise
+    upstream.release()
+    return response
+
+
+def _cut_off(request: web.BaseRequest) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
