@@ -1,0 +1,45 @@
+"""Typed settings of the simulated kubelet, built once by the cluster assembly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubesim.kubelet.scheduler import NodeCapacity
+
+
+def _inherited_env() -> dict[str, str]:
+    """What an image's environment would provide: this host's PATH, HOME, locale."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+    return {key: os.environ[key] for key in keep if key in os.environ}
+
+
+@dataclass(frozen=True)
+class KubeletConfig:
+    # The simulated nodes and their capacity.
+    nodes: Sequence[NodeCapacity] = (NodeCapacity("kubesim-node"),)
+    # Where claim directories, pod scratch dirs and container logs live;
+    # None: a temporary directory removed at stop (claims then last one run).
+    data_dir: Path | None = None
+    # Program for a container that sets no command, by image ("repo/name:tag"
+    # or "repo/name"); its args are appended. Otherwise the image's last path
+    # segment without tag is looked up on PATH (image "python:3.11" runs
+    # "python"), and a missing program is an image that cannot be pulled.
+    image_commands: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Base environment of every container, before the pod's env.
+    base_env: Mapping[str, str] = field(default_factory=_inherited_env)
+    # Crash and image-pull back-off: first retry at once, then initial,
+    # doubling up to max; reset after a container ran backoff_reset seconds.
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    backoff_reset: float = 600.0
+    # Until a container is first ready its readiness probe is retried sooner
+    # than periodSeconds, starting here and growing, so pods turn Ready as soon
+    # as they serve (a real kubelet waits a whole period).
+    probe_fast_period: float = 0.1
+    # How often memory limits are checked against the containers' RSS.
+    memory_check_interval: float = 0.5
+    # Grace period used by stop() for whatever still runs.
+    stop_grace: float = 2.0

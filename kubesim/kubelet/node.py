@@ -1,0 +1,362 @@
+"""The simulated kubelet: watches pods in the store and runs them on simulated nodes.
+
+SimKubelet implements the Kubelet seam of kubesim.contracts. It reacts to
+store changes (no polling per pod), schedules pending pods by capacity,
+hands each placed pod to a PodWorker, writes status in batches once per
+loop turn, binds PVCs at once, and measures usage for metrics.k8s.io. It
+only uses the ObjectStore protocol, never the API server's internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from kubesim.contracts import ObjectStore, PodUsage
+from kubesim.kubelet import status as st
+from kubesim.kubelet.addresses import AddressPool
+from kubesim.kubelet.config import KubeletConfig
+from kubesim.kubelet.echo import EchoServers
+from kubesim.kubelet.events import SCHEDULER, EventRecorder
+from kubesim.kubelet.pod import PodWorker
+from kubesim.kubelet.runtime import ProcessRuntime
+from kubesim.kubelet.scheduler import Scheduler, Unschedulable, pod_requests
+from kubesim.kubelet.usage import PodProcessUsage
+from kubesim.kubelet.volumes import VolumeHost
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeServices:
+    """What every PodWorker shares: the node's tools and its status batching."""
+
+    kubelet: SimKubelet
+    config: KubeletConfig
+    store: ObjectStore
+    events: EventRecorder
+    runtime: ProcessRuntime
+    volumes: VolumeHost
+    echo: EchoServers
+    probe_session: aiohttp.ClientSession
+
+    def lookup(self, resource: str, namespace: str, name: str) -> Obj | None:
+        return self.store.get(resource, namespace, name)
+
+    async def gate(self) -> None:
+        await self.kubelet._unpaused.wait()
+
+    def mark_dirty(self, worker: PodWorker) -> None:
+        self.kubelet._mark_dirty(worker)
+
+    def flush_now(self, worker: PodWorker) -> None:
+        self.kubelet._write_status(worker)
+
+    def pod_finished(self, worker: PodWorker) -> None:
+        self.kubelet._release_capacity(worker)
+
+
+class SimKubelet:
+    """Every simulated node of the cluster, driven through the Kubelet protocol."""
+
+    def __init__(self, config: KubeletConfig | None = None) -> None:
+        self.config = config or KubeletConfig()
+        self._unpaused = asyncio.Event()
+        self._unpaused.set()
+        self._workers: dict[str, PodWorker] = {}  # by pod uid
+        self._by_name: dict[tuple[str, str], PodWorker] = {}
+        self._pending: dict[str, PodWorker] = {}  # waiting for a node, in arrival order
+        self._dirty: set[PodWorker] = set()
+        self._flush_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unsubscribe: list[Any] = []
+        self._schedule_wanted = asyncio.Event()
+        self._scheduler = Scheduler(list(self.config.nodes))
+        self._addresses = AddressPool()
+        self._usage = PodProcessUsage(self._sessions_of)
+        self._owns_data_dir = False
+        self._services: NodeServices | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- the Kubelet protocol -------------------------------------------------
+
+    @property
+    def usage_source(self) -> PodUsage:
+        return self._usage
+
+    async def start(self, store: ObjectStore) -> None:
+        data_dir = self.config.data_dir
+        if data_dir is None:
+            data_dir = Path(tempfile.mkdtemp(prefix="kubesim-"))
+            self._owns_data_dir = True
+        self._services = NodeServices(
+            kubelet=self,
+            config=self.config,
+            store=store,
+            events=EventRecorder(store),
+            runtime=ProcessRuntime(self.config.memory_check_interval),
+            volumes=VolumeHost(data_dir),
+            echo=EchoServers(),
+            probe_session=aiohttp.ClientSession(),
+        )
+        self._unsubscribe.append(store.subscribe("pods", self._on_pod))
+        self._unsubscribe.append(store.subscribe("persistentvolumeclaims", self._on_claim))
+        for pod in store.list("pods"):
+            self._on_pod("ADDED", pod)
+        for claim in store.list("persistentvolumeclaims"):
+            self._on_claim("ADDED", claim)
+        self._loop_task = asyncio.create_task(self._schedule_loop(), name="kubesim-scheduler")
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        self._unpaused.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        services = self._services
+        if services is None:
+            return
+        grace = self.config.stop_grace
+        await asyncio.gather(
+            *(w.terminate(grace, remove=False) for w in list(self._workers.values()))
+        )
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await services.runtime.stop_all(grace)
+        await services.echo.close()
+        await services.probe_session.close()
+        self._workers.clear()
+        self._by_name.clear()
+        self._pending.clear()
+        if self._owns_data_dir:
+            shutil.rmtree(services.volumes.data_dir, ignore_errors=True)
+        self._services = None
+
+    def set_paused(self, paused: bool) -> None:
+        if paused:
+            self._unpaused.clear()
+            return
+        self._unpaused.set()
+        self._schedule_wanted.set()
+        if self._dirty:
+            self._schedule_flush()
+
+    # -- extras for the API server ------------------------------------------------
+
+    @property
+    def log_source(self) -> SimKubelet:
+        """The PodLogs seam: this kubelet reads its containers' output files."""
+        return self
+
+    def logs(
+        self, namespace: str, name: str, container: str | None, tail_lines: int | None
+    ) -> str | None:
+        """A container's stdout and stderr so far (first container if none named)."""
+        worker = self._by_name.get((namespace, name))
+        if worker is None or self._services is None or not worker.containers:
+            return None
+        container = container or worker.containers[0].view.name
+        path = self._services.volumes.data_dir / "pods" / worker.uid / "logs" / f"{container}.log"
+        try:
+            text = path.read_bytes()[-4 * 2**20 :].decode("utf-8", "replace")
+        except OSError:
+            return None
+        if tail_lines is not None:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-tail_lines:]) if tail_lines > 0 else ""
+        return text
+
+    # -- store callbacks (synchronous, so they only note what changed) -----------
+
+    def _on_pod(self, kind: str, pod: Obj) -> None:
+        metadata = pod.get("metadata") or {}
+        uid = metadata.get("uid") or f"{metadata.get('namespace')}/{metadata.get('name')}"
+        worker = self._workers.get(uid)
+        if kind == "DELETED":
+            if worker is None or worker.vanished:
+                return
+            worker.vanished = True  # gone from the store: never write it again
+            if not worker.retiring:
+                self._pending.pop(uid, None)
+                self._spawn(self._retire(worker, grace=0.0, remove=False), f"vanish-{uid}")
+            return
+        if worker is None:
+            phase = (pod.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed") or self._services is None:
+                return  # finished before this kubelet started: nothing to run
+            worker = PodWorker(pod, self._services)
+            self._workers[uid] = worker
+            self._by_name[(worker.namespace, worker.name)] = worker
+            self._pending[uid] = worker
+            self._schedule_wanted.set()
+        was_deleting = worker.deleting.is_set()
+        worker.observe(pod)
+        if worker.deleting.is_set() and not was_deleting:
+            self._pending.pop(uid, None)
+            self._spawn(self._retire(worker, grace=None, remove=True), f"delete-{uid}")
+
+    def _on_claim(self, kind: str, claim: Obj) -> None:
+        if kind == "DELETED" or (claim.get("status") or {}).get("phase") == "Bound":
+            return
+        if claim["metadata"].get("deletionTimestamp"):
+            return
+        # Written on the next loop turn: the store is still inside its own change.
+        asyncio.get_running_loop().call_soon(self._bind_claim, claim)
+        self._schedule_wanted.set()
+
+    # -- scheduling -----------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            await self._schedule_wanted.wait()
+            self._schedule_wanted.clear()
+            await self._unpaused.wait()
+            for worker in list(self._pending.values()):
+                self._try_place(worker)
+                await asyncio.sleep(0)  # let a thousand placements share the loop
+
+    def _try_place(self, worker: PodWorker) -> None:
+        assert self._services is not None
+        if worker.uid not in self._pending or worker.deleting.is_set():
+            return
+        spec = worker.pod.get("spec") or {}
+        try:
+            self._check_claims(worker)
+            node = self._scheduler.place(
+                worker.uid, pod_requests(spec), spec.get("nodeSelector") or {}
+            )
+        except Unschedulable as e:
+            message = str(e)
+            if worker.view.unschedulable != message:
+                worker.view.unschedulable = message
+                self._mark_dirty(worker)
+            self._services.events.record(
+                worker.pod, "FailedScheduling", message, warning=True, component=SCHEDULER
+            )
+            return
+        del self._pending[worker.uid]
+        self._services.store.set_node_name(worker.namespace, worker.name, node)
+        self._services.events.record(
+            worker.pod,
+            "Scheduled",
+            f"Successfully assigned {worker.namespace}/{worker.name} to {node}",
+            component=SCHEDULER,
+        )
+        worker.start(node, self._addresses.allocate())
+
+    def _check_claims(self, worker: PodWorker) -> None:
+        assert self._services is not None
+        for volume in (worker.pod.get("spec") or {}).get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if (
+                claim
+                and self._services.store.get("persistentvolumeclaims", worker.namespace, claim)
+                is None
+            ):
+                raise Unschedulable(
+                    f"0/{len(self._scheduler.node_names())} nodes are available: "
+                    f'persistentvolumeclaim "{claim}" not found.'
+                )
+
+    def _release_capacity(self, worker: PodWorker) -> None:
+        if self._scheduler.release(worker.uid):
+            self._schedule_wanted.set()
+
+    def _bind_claim(self, claim: Obj) -> None:
+        if self._services is None:
+            return
+        metadata, spec = claim["metadata"], claim.get("spec") or {}
+        namespace = metadata.get("namespace", "default")
+        self._services.volumes.claim_dir(namespace, metadata["name"])
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+        self._services.store.update_status(
+            "persistentvolumeclaims",
+            namespace,
+            metadata["name"],
+            {
+                "phase": "Bound",
+                "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+                "capacity": {"storage": storage},
+            },
+        )
+
+    # -- deletion -------------------------------------------------------------
+
+    async def _retire(self, worker: PodWorker, grace: float | None, remove: bool) -> None:
+        worker.retiring = True
+        await self._unpaused.wait()
+        await worker.terminate(worker.grace_period() if grace is None else grace, remove=remove)
+        self._release_capacity(worker)
+        if worker.view.pod_ip:
+            self._addresses.release(worker.view.pod_ip)
+        assert self._services is not None
+        self._services.volumes.remove_pod(worker.uid)
+        self._services.events.forget(worker.namespace, worker.uid)
+        self._usage.forget(worker.namespace, worker.name)
+        self._workers.pop(worker.uid, None)
+        self._pending.pop(worker.uid, None)
+        self._dirty.discard(worker)
+        if self._by_name.get((worker.namespace, worker.name)) is worker:
+            del self._by_name[(worker.namespace, worker.name)]
+
+    # -- status batching ----------------------------------------------------------
+
+    def _mark_dirty(self, worker: PodWorker) -> None:
+        self._dirty.add(worker)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._unpaused.is_set():
+            return  # held until unpaused
+        dirty, self._dirty = self._dirty, set()
+        for worker in dirty:
+            self._write_status(worker)
+
+    def _write_status(self, worker: PodWorker) -> None:
+        if worker.vanished or self._services is None:
+            return
+        self._dirty.discard(worker)
+        status = st.pod_status(
+            worker.view, worker.pod.get("spec") or {}, worker.pod.get("status") or {}, st.rfc3339()
+        )
+        if status == worker.pod.get("status"):
+            return
+        try:
+            self._services.store.update_status("pods", worker.namespace, worker.name, status)
+        except Exception:
+            log.exception("could not write status of pod %s/%s", worker.namespace, worker.name)
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"kubesim-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("kubelet task %s failed", task.get_name(), exc_info=task.exception())
+
+    def _sessions_of(self, namespace: str, name: str) -> list[int] | None:
+        worker = self._by_name.get((namespace, name))
+        return worker.sessions() if worker else None
