@@ -68,3 +68,15 @@ class Kubelet(Protocol):
 
     @property
     def usage_source(self) -> PodUsage: ...
+
+
+class PodLogs(Protocol):
+    """Output of a pod's containers, for GET …/pods/{name}/log (optional).
+
+    A kubelet that offers logs exposes one as a `log_source` attribute.
+    """
+
+    def logs(
+        self, namespace: str, name: str, container: str | None, tail_lines: int | None
+    ) -> str | None:
+        """The container's output so far, or None if it has not started."""

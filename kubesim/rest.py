@@ -1,0 +1,396 @@
+"""HTTP handlers for Kubernetes resources: get, list, watch, create, update, patch, delete.
+
+Each route resolves its URL into a `Target` (resource type, namespace, name,
+subresource), decides the verb, lets `ApiContext.admit` apply auth rules and
+injected faults, then calls kubesim.verbs and answers in the real wire format
+(lists with cached item JSON, Status bodies for errors). Handlers never
+touch stored objects except through the store and verbs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from kubesim import verbs
+from kubesim.context import API_CONTEXT, ApiContext
+from kubesim.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
+from kubesim.podmetrics import API_VERSION as METRICS_API_VERSION
+from kubesim.podmetrics import pod_metrics
+from kubesim.resources import CORE, ResourceType, group_type
+from kubesim.selectors import selector_predicate
+from kubesim.status import (
+    ApiError,
+    bad_request,
+    expired,
+    method_not_allowed,
+    not_found,
+    success_status,
+    unknown_resource,
+    unsupported_media_type,
+)
+from kubesim.store import Entry
+from kubesim.watch import WatchRequest, stream_watch
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    rt: ResourceType
+    namespace: str | None  # None: across all namespaces; "" for cluster-scoped kinds
+    name: str | None
+    subresource: str = ""
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def json_body(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def flag(request: web.Request, name: str) -> bool:
+    # kubernetes_asyncio sends Python booleans as "True".
+    return request.query.get(name, "").lower() in ("true", "1")
+
+
+def int_param(request: web.Request, name: str) -> int | None:
+    text = request.query.get(name)
+    if text in (None, ""):
+        return None
+    try:
+        return int(text)
+    except ValueError as e:
+        raise bad_request(f"{name} must be an integer, not {text!r}") from e
+
+
+async def read_json(request: web.Request) -> Any:
+    try:
+        return await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise bad_request(f"the request body is not valid JSON: {e}") from e
+
+
+# --- route handlers: URL -> Target --------------------------------------------
+
+
+async def core_cluster(request: web.Request) -> web.StreamResponse:
+    """/api/v1/{resource}[/{name}]: namespaces, or a namespaced kind in all namespaces."""
+    rt = CORE.get(request.match_info["resource"])
+    if rt is None:
+        raise unknown_resource()
+    name = request.match_info.get("name")
+    if rt.namespaced:
+        if name is not None:
+            raise unknown_resource()
+        return await serve(request, Target(rt, None, None))
+    return await serve(request, Target(rt, "", name))
+
+
+async def core_namespaced(request: web.Request) -> web.StreamResponse:
+    """/api/v1/namespaces/{namespace}/{resource}[/{name}[/{subresource}]]."""
+    rt = CORE.get(request.match_info["resource"])
+    if rt is None or not rt.namespaced:
+        raise unknown_resource()
+    info = request.match_info
+    return await serve(
+        request, Target(rt, info["namespace"], info.get("name"), info.get("subresource", ""))
+    )
+
+
+async def group_cluster(request: web.Request) -> web.StreamResponse:
+    """/apis/{group}/{version}/{resource}: a namespaced kind across all namespaces."""
+    info = request.match_info
+    if info["group"] == "metrics.k8s.io":
+        return await serve_pod_metrics(request, None, None)
+    rt = group_type(info["group"], info["version"], info["resource"], None)
+    return await serve(request, Target(rt, None, None))
+
+
+async def group_namespaced(request: web.Request) -> web.StreamResponse:
+    """/apis/{group}/{version}/namespaces/{namespace}/{resource}[/{name}]."""
+    info = request.match_info
+    if info["group"] == "metrics.k8s.io":
+        if info["resource"] != "pods" or info.get("subresource"):
+            raise unknown_resource()
+        return await serve_pod_metrics(request, info["namespace"], info.get("name"))
+    body_kind = None
+    if request.method == "POST" and request.can_read_body:
+        body = await read_json(request)
+        body_kind = body.get("kind") if isinstance(body, dict) else None
+    rt = group_type(info["group"], info["version"], info["resource"], body_kind)
+    if info.get("subresource"):
+        raise unknown_resource()
+    return await serve(request, Target(rt, info["namespace"], info.get("name")))
+
+
+# --- dispatch -----------------------------------------------------------------
+
+
+def _verb(request: web.Request, target: Target) -> str:
+    method = request.method
+    if target.name is None:
+        if method == "GET":
+            return "watch" if flag(request, "watch") else "list"
+        verb = {"POST": "create", "DELETE": "deletecollection"}.get(method)
+    else:
+        verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method)
+    if verb is None or (target.namespace is None and verb != "list"):
+        raise method_not_allowed()
+    return verb
+
+
+async def serve(request: web.Request, target: Target) -> web.StreamResponse:
+    ctx = request.app[API_CONTEXT]
+    verb = _verb(request, target)
+    await ctx.admit(request, verb, target.rt, target.namespace)
+    if verb != "create" and request.query.get("dryRun"):
+        raise bad_request(f"kubesim does not support dryRun for {verb}")
+    if target.subresource not in ("", "status", "log") or (
+        target.subresource and target.rt.kind != "Pod"
+    ):
+        raise unknown_resource()
+    if verb == "watch":
+        return await _watch(request, ctx, target)
+    if verb == "list":
+        return _list(request, ctx, target)
+    if verb == "create":
+        return await _create(request, ctx, target)
+    if verb == "deletecollection":
+        return _delete_collection(request, ctx, target)
+    assert target.name is not None and target.namespace is not None
+    ns, name = target.namespace, target.name
+    if verb == "get":
+        entry = ctx.store.entry(target.rt.key, ns, name)
+        if entry is None:
+            raise not_found(target.rt.resource, name, target.rt.group)
+        if target.subresource == "log":
+            return _pod_log(request, ctx, entry)
+        return json_body(entry.full_json())
+    if target.subresource == "log":
+        raise method_not_allowed()
+    if verb == "update":
+        body = await read_json(request)
+        entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
+        return json_body(entry.full_json())
+    if verb == "patch":
+        content_type = request.content_type
+        if content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH):
+            raise unsupported_media_type(content_type)
+        document = await read_json(request)
+        entry = verbs.patch(
+            ctx.store, target.rt, ns, name, content_type, document, target.subresource
+        )
+        return json_body(entry.full_json())
+    return await _delete(request, ctx, target, ns, name)
+
+
+# --- verbs --------------------------------------------------------------------
+
+
+def _encode_continue(rv: int, namespace: str, name: str) -> str:
+    raw = dumps({"rv": rv, "start": [namespace, name]})
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_continue(token: str, compacted_rv: int) -> tuple[int, tuple[str, str]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        rv, (namespace, name) = int(data["rv"]), data["start"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+        raise bad_request(f"invalid continue token {token!r}") from e
+    if rv < compacted_rv:
+        raise expired(
+            "The provided continue parameter is too old to display a consistent list result. "
+            "You can start a new list without the continue parameter."
+        )
+    return rv, (str(namespace), str(name))
+
+
+def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
+    store = ctx.store
+    predicate = selector_predicate(
+        request.query.get("labelSelector"), request.query.get("fieldSelector")
+    )
+    limit = int_param(request, "limit")
+    if limit is not None and limit < 0:
+        raise bad_request("limit must not be negative")
+    _check_version_match(request, store.resource_version, store.compacted_rv)
+    list_rv = store.resource_version
+    after: tuple[str, str] | None = None
+    if token := request.query.get("continue"):
+        list_rv, after = _decode_continue(token, store.compacted_rv)
+    items: list[bytes] = []
+    last: Entry | None = None
+    remaining = 0
+    for entry in store.entries(target.rt.key, target.namespace):
+        meta = entry.obj["metadata"]
+        if after is not None and (meta.get("namespace", ""), meta["name"]) <= after:
+            continue
+        if not predicate(entry.obj):
+            continue
+        if limit and len(items) >= limit:
+            remaining += 1
+            continue
+        items.append(entry.item_json())
+        last = entry
+    list_meta: Obj = {"resourceVersion": str(list_rv)}
+    if remaining and last is not None:
+        meta = last.obj["metadata"]
+        list_meta["continue"] = _encode_continue(list_rv, meta.get("namespace", ""), meta["name"])
+        list_meta["remainingItemCount"] = remaining
+    head = dumps({"kind": target.rt.kind + "List", "apiVersion": target.rt.api_version,
+                  "metadata": list_meta})  # fmt: skip
+    return json_body(head[:-1] + b',"items":[' + b",".join(items) + b"]}")
+
+
+def _check_version_match(request: web.Request, current: int, compacted: int) -> None:
+    match = request.query.get("resourceVersionMatch")
+    if not match:
+        return
+    if match not in ("NotOlderThan", "Exact"):
+        raise bad_request(f"invalid resourceVersionMatch {match!r}")
+    rv = request.query.get("resourceVersion", "")
+    if not rv.isdigit():
+        raise bad_request("resourceVersionMatch needs a resourceVersion")
+    # Only the current state is kept: an exact older version cannot be served.
+    if match == "Exact" and int(rv) != current:
+        raise expired(f"too old resource version: {rv} ({compacted + 1})")
+
+
+async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.StreamResponse:
+    timeout = int_param(request, "timeoutSeconds")
+    resume = request.query.get("resourceVersion", "")
+    watch = WatchRequest(
+        key=target.rt.key,
+        kind=target.rt.kind,
+        api_version=target.rt.api_version,
+        namespace=target.namespace or None if target.rt.namespaced else None,
+        predicate=selector_predicate(
+            request.query.get("labelSelector"), request.query.get("fieldSelector")
+        ),
+        resource_version=resume,
+        timeout_seconds=float(timeout) if timeout and timeout > 0 else None,
+        bookmarks=flag(request, "allowWatchBookmarks"),
+        force_expired=resume not in ("", "0") and ctx.faults.take_expire_next_watch(),
+    )
+    return await stream_watch(request, ctx.store, ctx.hub, watch)
+
+
+async def _create(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
+    body = await read_json(request)
+    dry_run = request.query.get("dryRun")
+    if dry_run not in (None, "", "All"):
+        raise bad_request(f"invalid dryRun {dry_run!r}")
+    assert target.namespace is not None
+    obj = verbs.create(ctx.store, target.rt, target.namespace, body, dry_run == "All")
+    return json_body(dumps(obj), status=201)
+
+
+async def _delete_options(request: web.Request) -> Obj:
+    if not request.can_read_body:
+        return {}
+    options = await read_json(request)
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise bad_request("DeleteOptions must be a JSON object")
+    return options
+
+
+async def _delete(
+    request: web.Request, ctx: ApiContext, target: Target, namespace: str, name: str
+) -> web.Response:
+    options = await _delete_options(request)
+    grace = int_param(request, "gracePeriodSeconds")
+    if grace is None and options.get("gracePeriodSeconds") is not None:
+        grace = int(options["gracePeriodSeconds"])
+    current = ctx.store.entry(target.rt.key, namespace, name)
+    preconditions = options.get("preconditions") or {}
+    if current is not None and preconditions:
+        meta = current.obj["metadata"]
+        for field in ("uid", "resourceVersion"):
+            if preconditions.get(field) and preconditions[field] != meta.get(field):
+                raise ApiError(
+                    409, "Conflict",
+                    f"Precondition failed: {field}: {preconditions[field]}, "
+                    f"object {field}: {meta.get(field)}",
+                    {"name": name, "kind": target.rt.resource},
+                )  # fmt: skip
+    entry, _gone = verbs.delete(ctx.store, target.rt, namespace, name, grace)
+    if target.rt.delete_returns_object:
+        return json_body(entry.full_json())
+    meta = entry.obj["metadata"]
+    return json_body(dumps(success_status(target.rt.kind, name, meta.get("uid", ""))))
+
+
+def _delete_collection(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
+    predicate = selector_predicate(
+        request.query.get("labelSelector"), request.query.get("fieldSelector")
+    )
+    grace = int_param(request, "gracePeriodSeconds")
+    assert target.namespace is not None
+    deleted: list[bytes] = []
+    for entry in list(ctx.store.entries(target.rt.key, target.namespace)):
+        if predicate(entry.obj):
+            name = entry.obj["metadata"]["name"]
+            gone, _ = verbs.delete(ctx.store, target.rt, target.namespace, name, grace)
+            deleted.append(gone.item_json())
+    head = dumps({"kind": target.rt.kind + "List", "apiVersion": target.rt.api_version,
+                  "metadata": {"resourceVersion": str(ctx.store.resource_version)}})  # fmt: skip
+    return json_body(head[:-1] + b',"items":[' + b",".join(deleted) + b"]}")
+
+
+def _pod_log(request: web.Request, ctx: ApiContext, entry: Entry) -> web.Response:
+    meta = entry.obj["metadata"]
+    containers = [c.get("name") for c in (entry.obj.get("spec") or {}).get("containers") or []]
+    container = request.query.get("container") or None
+    if container is not None and container not in containers:
+        raise bad_request(f"container {container} is not valid for pod {meta['name']}")
+    if container is None and len(containers) > 1:
+        raise bad_request(
+            f"a container name must be specified for pod {meta['name']}, choose one of: "
+            f"[{' '.join(str(c) for c in containers)}]"
+        )
+    text = None
+    if ctx.pod_logs is not None:
+        text = ctx.pod_logs.logs(
+            meta["namespace"], meta["name"], container, int_param(request, "tailLines")
+        )
+    if text is None:
+        name = container or (containers[0] if containers else "")
+        raise bad_request(
+            f'container "{name}" in pod "{meta["name"]}" is waiting to start: ContainerCreating'
+        )
+    return web.Response(text=text, content_type="text/plain")
+
+
+async def serve_pod_metrics(
+    request: web.Request, namespace: str | None, name: str | None
+) -> web.Response:
+    ctx = request.app[API_CONTEXT]
+    rt = group_type("metrics.k8s.io", "v1beta1", "pods", None)
+    if request.method != "GET":
+        raise method_not_allowed()
+    await ctx.admit(request, "get" if name else "list", rt, namespace)
+    if name is not None and namespace is not None:
+        entry = ctx.store.entry("pods", namespace, name)
+        metrics = pod_metrics(entry.obj, ctx.pod_usage) if entry else None
+        if metrics is None:
+            raise not_found("pods", name, "metrics.k8s.io")
+        return json_body(dumps(metrics))
+    predicate = selector_predicate(request.query.get("labelSelector"), None)
+    items = [
+        m
+        for e in ctx.store.entries("pods", namespace)
+        if predicate(e.obj) and (m := pod_metrics(e.obj, ctx.pod_usage)) is not None
+    ]
+    return json_body(dumps({"kind": "PodMetricsList", "apiVersion": METRICS_API_VERSION,
+                            "metadata": {}, "items": items}))  # fmt: skip

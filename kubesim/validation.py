@@ -1,0 +1,128 @@
+"""Object validation: the 422 Invalid answers of the real API server.
+
+Checks names (DNS-1123), label values, pods without containers and events
+without an involvedObject, and reports each bad field as a cause. Pure:
+takes an object, raises `ApiError` or returns; never changes the object.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kubesim.resources import ResourceType
+from kubesim.status import invalid
+
+Obj = dict[str, Any]
+Cause = dict[str, str]
+
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_LABEL = re.compile(rf"^{_LABEL}$")
+_DNS1123_SUBDOMAIN = re.compile(rf"^{_LABEL}(\.{_LABEL})*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+# Kinds whose names must be a single DNS-1123 label rather than a subdomain.
+_LABEL_NAMED = {"Namespace", "Service"}
+
+
+def _required(field: str, detail: str = "") -> Cause:
+    message = "Required value" + (f": {detail}" if detail else "")
+    return {"reason": "FieldValueRequired", "message": message, "field": field}
+
+
+def _bad_value(field: str, value: Any, detail: str) -> Cause:
+    return {
+        "reason": "FieldValueInvalid",
+        "message": f"Invalid value: {value!r}: {detail}",
+        "field": field,
+    }
+
+
+def name_causes(kind: str, name: Any) -> list[Cause]:
+    if not name:
+        return [_required("metadata.name", "name or generateName is required")]
+    if not isinstance(name, str):
+        return [_bad_value("metadata.name", name, "must be a string")]
+    if kind in _LABEL_NAMED:
+        if len(name) > 63 or not _DNS1123_LABEL.match(name):
+            return [
+                _bad_value(
+                    "metadata.name",
+                    name,
+                    "a lowercase RFC 1123 label must consist of lower case alphanumeric "
+                    "characters or '-', and must start and end with an alphanumeric "
+                    "character (e.g. 'my-name',  or '123-abc')",
+                )
+            ]
+    elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+        return [
+            _bad_value(
+                "metadata.name",
+                name,
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                "characters, '-' or '.', and must start and end with an alphanumeric "
+                "character (e.g. 'example.com')",
+            )
+        ]
+    return []
+
+
+def _label_causes(meta: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        return [_bad_value("metadata.labels", labels, "must be a map of strings")]
+    for key, value in labels.items():
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            causes.append(
+                _bad_value(
+                    f"metadata.labels: {key}",
+                    value,
+                    "a valid label must be an empty string or consist of alphanumeric "
+                    "characters, '-', '_' or '.', and must start and end with an "
+                    "alphanumeric character",
+                )
+            )
+    return causes
+
+
+def _pod_causes(spec: Any) -> list[Cause]:
+    if not isinstance(spec, dict):
+        return [_required("spec")]
+    containers = spec.get("containers")
+    if not containers or not isinstance(containers, list):
+        return [_required("spec.containers")]
+    causes: list[Cause] = []
+    seen: set[str] = set()
+    for i, container in enumerate(containers):
+        where = f"spec.containers[{i}]"
+        if not isinstance(container, dict):
+            causes.append(_bad_value(where, container, "must be an object"))
+            continue
+        name = container.get("name")
+        if not name:
+            causes.append(_required(f"{where}.name"))
+        elif not isinstance(name, str) or not _DNS1123_LABEL.match(name) or len(name) > 63:
+            causes.append(_bad_value(f"{where}.name", name, "must be a DNS-1123 label"))
+        elif name in seen:
+            causes.append(
+                {"reason": "FieldValueDuplicate", "message": f"Duplicate value: {name!r}",
+                 "field": f"{where}.name"}
+            )  # fmt: skip
+        else:
+            seen.add(name)
+        if not container.get("image"):
+            causes.append(_required(f"{where}.image"))
+    return causes
+
+
+def validate(rt: ResourceType, obj: Obj) -> None:
+    """Raise 422 Invalid listing every bad field of `obj`."""
+    meta = obj.get("metadata") or {}
+    causes = name_causes(rt.kind, meta.get("name")) + _label_causes(meta)
+    if rt.group == "" and rt.kind == "Pod":
+        causes += _pod_causes(obj.get("spec"))
+    if rt.group == "" and rt.kind == "Event" and not isinstance(obj.get("involvedObject"), dict):
+        causes.append(_required("involvedObject"))
+    if causes:
+        raise invalid(rt.kind, str(meta.get("name") or ""), causes, rt.group)
