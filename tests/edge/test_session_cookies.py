@@ -161,3 +161,18 @@ def test_arbitrary_text_never_authenticates_and_raises_only_invalid_session(text
         assert e.reason in ("malformed", "bad_signature", "expired")
     else:
         pytest.fail(f"{text!r} authenticated as {session.user!r}")
+
+
+_CURRENT = SessionCodec(["current-key", "previous-key"], max_age_seconds=3600)
+_RETIRED = SessionCodec(["retired-key"], max_age_seconds=3600)
+_FOREIGN = SessionCodec(["another-deployments-key"], max_age_seconds=3600)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=64))
+def test_no_user_name_signed_with_a_retired_or_foreign_key_authenticates(user: str) -> None:
+    assert _CURRENT.verify(_CURRENT.issue(user)).user == user
+    for other in (_RETIRED, _FOREIGN):
+        with pytest.raises(InvalidSession) as caught:
+            _CURRENT.verify(other.issue(user))
+        assert caught.value.reason == "bad_signature"
