@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import uvloop
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
@@ -455,3 +456,37 @@ async def test_bulk_transfer_with_slow_reader_is_bounded(
         for n in range(16):
             msg = await _receive(ws)
             assert msg.data[0] == n and len(msg.data) == len(block) + 1
+
+
+async def test_relay_under_uvloop() -> None:
+    """Production runs on uvloop, whose transports differ from asyncio's: relay a session on it."""
+
+    async def scenario() -> tuple[str, int | None, int, int]:
+        log = PodLog()
+        pod_server = TestServer(pod_app(log), host="127.0.0.1", port=0)
+        await pod_server.start_server()
+        stats = EdgeStats()
+        edge = TestServer(
+            await _relay_app(str(pod_server.make_url("")).rstrip("/"), stats, EdgeSettings()),
+            host="127.0.0.1",
+            port=0,
+        )
+        await edge.start_server()
+        try:
+            async with aiohttp.ClientSession() as s, s.ws_connect(edge.make_url("/echo")) as ws:
+                await ws.send_str("on uvloop")
+                echoed = (await _receive(ws)).data
+                big = b"u" * (1024 * 1024)
+                for _ in range(4):
+                    await ws.send_bytes(big)
+                sizes = [len((await _receive(ws)).data) for _ in range(4)]
+                await ws.send_str("close 4002 done")
+                closing = await _receive(ws)
+            await _until(lambda: stats.websockets_active == 0)
+            return echoed, closing.data, sum(sizes), stats.websockets_total
+        finally:
+            await edge.close()
+            await pod_server.close()
+
+    echoed, code, received, total = await asyncio.to_thread(uvloop.run, scenario())
+    assert (echoed, code, received, total) == ("on uvloop", 4002, 4 * 1024 * 1024, 1)
