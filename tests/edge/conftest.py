@@ -10,6 +10,7 @@ stops what it starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -282,7 +283,11 @@ async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
             sessions=sessions if sessions is not None else session_codec,
             hub=hub,
         )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # handler_cancellation: a browser hanging up cancels its request at once,
+        # which is how the wiring serves the edge too.
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, handler_cancellation=True
+        )
         await runner.setup()
         runners.append(runner)
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -313,17 +318,24 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-@pytest.fixture(autouse=True)
-async def no_tasks_left_behind() -> AsyncIterator[None]:
-    """Fail a test that leaves tasks running once its fixtures have stopped."""
-    before = set(asyncio.all_tasks())
-    yield
-    current = asyncio.current_task()
-    leftover: set[asyncio.Task[Any]] = set()
-    for _ in range(50):  # up to ~1 s for closing tasks to finish
-        leftover = {t for t in asyncio.all_tasks() if t is not current and t not in before}
-        leftover = {t for t in leftover if not t.done()}
-        if not leftover:
-            break
-        await asyncio.sleep(0.02)
-    assert not leftover, f"tasks left running: {leftover}"
+async def raw_exchange(port: int, data: bytes, *, seconds: float = 5.0) -> bytes:
+    """Send raw bytes to 127.0.0.1:port and read until the server closes (fails on a hang)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        chunks: list[bytes] = []
+        async with asyncio.timeout(seconds):
+            while chunk := await reader.read(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+@pytest.fixture
+def raw_http() -> Callable[..., Awaitable[bytes]]:
+    """`await raw_http(port, b"GET / HTTP/1.1...")`: raw bytes in, everything until close out."""
+    return raw_exchange
