@@ -98,7 +98,19 @@ class ContainerProcess:
                 await asyncio.wait_for(self.wait(), timeout=max(0.0, grace))
         if self.running:
             self.signal_group(signal.SIGKILL)
-        return await self.wait()
+        status = await self.wait()
+        await self._group_gone(within=1.0)
+        return status
+
+    async def _group_gone(self, within: float) -> None:
+        """Wait (bounded) until the rest of the group has died from the SIGKILL too."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.pid, 0)
+            except OSError:
+                return
+            await asyncio.sleep(0.01)
 
     def _reap(self) -> None:
         # The main process is gone; whatever it left in its group goes with it.

@@ -8,8 +8,8 @@ real local processes on their own 127.x.y.z address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -58,9 +58,9 @@ class Cluster:
     def pod(self, name: str, namespace: str = "default") -> Obj | None:
         return self.store.get("pods", namespace, name)
 
-    async def until(self, check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    async def until(self, check: Callable[[], Any], within: float = 10.0) -> Any:
         """Wait (bounded) until check() returns something truthy; return it."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             self.changed.clear()
             result = check()
@@ -69,17 +69,15 @@ class Cluster:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"timed out waiting; last pod states: {self.summary()}")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), min(left, 0.2))
-            except TimeoutError:
-                pass
 
-    async def until_pod(self, name: str, check: Callable[[Obj], Any], timeout: float = 10.0) -> Obj:
+    async def until_pod(self, name: str, check: Callable[[Obj], Any], within: float = 10.0) -> Obj:
         def ok() -> Obj | None:
             pod = self.pod(name)
             return pod if pod is not None and check(pod) else None
 
-        return await self.until(ok, timeout)
+        return await self.until(ok, within)
 
     def events(self, name: str) -> list[Obj]:
         found = [e for e in self.store.list("events") if e["involvedObject"]["name"] == name]
@@ -203,7 +201,7 @@ async def test_pod_runs_on_its_own_address_and_becomes_ready(cluster: Cluster) -
     scheduled = cluster.events("web")[0]
     assert scheduled["source"]["component"] == "default-scheduler"
     assert scheduled["eventTime"] and scheduled["firstTimestamp"] is None
-    started = [e for e in cluster.events("web") if e["reason"] == "Started"][0]
+    started = next(e for e in cluster.events("web") if e["reason"] == "Started")
     assert started["eventTime"] is None and started["firstTimestamp"] and started["lastTimestamp"]
     assert started["involvedObject"]["uid"] == pod["metadata"]["uid"]
     assert started["involvedObject"]["fieldPath"] == "spec.containers{notebook}"
@@ -234,38 +232,351 @@ def mark_deleted(cluster: Cluster, name: str, grace: int) -> None:
     cluster.store.commit("pods", pod, "MODIFIED", entry)
 
 
+def log_of(cluster: Cluster, name: str, container: str | None = None) -> str:
+    return cluster.kubelet.logs("default", name, container, None) or ""
+
+
+async def pids_in_log(cluster: Cluster, name: str, count: int = 1) -> list[int]:
+    """Pids a test program printed as 'pid N' lines."""
+    await cluster.until(lambda: log_of(cluster, name).count("pid ") >= count)
+    return [int(line.split()[1]) for line in log_of(cluster, name).splitlines() if "pid " in line]
+
+
 async def test_deletion_sends_sigterm_then_removes_the_pod(cluster: Cluster) -> None:
-    # The program notes SIGTERM in its log, then exits cleanly.
     script = (
-        "import signal,sys,time\n"
+        "import os,signal,sys,time\n"
         "def bye(*a):\n"
-        "    print('got SIGTERM', flush=True); sys.exit(0)\n"
+        "    sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, bye)\n"
-        "print('up', flush=True)\n"
+        "print('pid', os.getpid(), flush=True)\n"
         "time.sleep(60)\n"
     )
     cluster.create("term", {"name": "main", "image": "x", "command": [PY, "-c", script]})
-    await cluster.until(lambda: "up" in (cluster.kubelet.logs("default", "term", None, None) or ""))
-    pid = cluster.kubelet._by_name[("default", "term")].containers[0].process.pid  # type: ignore[union-attr]
+    (pid,) = await pids_in_log(cluster, "term")
     started = time.monotonic()
     mark_deleted(cluster, "term", grace=30)
     await cluster.until(lambda: cluster.pod("term") is None)
-    assert time.monotonic() - started < 5  # exited on SIGTERM, no wait for the grace period
+    assert time.monotonic() - started < 5  # it exited on SIGTERM: no wait for the grace period
     assert not alive(pid)
-    assert "Killing" in cluster.reasons("term")
+    killing = [e for e in cluster.events("term") if e["reason"] == "Killing"]
+    assert killing and killing[0]["message"] == "Stopping container main"
 
 
 async def test_deletion_kills_a_process_ignoring_sigterm_after_grace(cluster: Cluster) -> None:
-    script = "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
-    cluster.create("stubborn", {"name": "main", "image": "x", "command": [PY, "-c", script]})
-    await cluster.until(
-        lambda: "up" in (cluster.kubelet.logs("default", "stubborn", None, None) or "")
+    script = (
+        "import os,signal,time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('pid', os.getpid(), flush=True)\n"
+        "time.sleep(60)\n"
     )
-    worker = cluster.kubelet._by_name[("default", "stubborn")]
-    pid = worker.containers[0].process.pid  # type: ignore[union-attr]
+    cluster.create("stubborn", {"name": "main", "image": "x", "command": [PY, "-c", script]})
+    (pid,) = await pids_in_log(cluster, "stubborn")
     started = time.monotonic()
     mark_deleted(cluster, "stubborn", grace=1)
-    await cluster.until(lambda: cluster.pod("stubborn") is None, timeout=10)
-    took = time.monotonic() - started
-    assert 0.9 <= took < 5
+    await cluster.until(lambda: cluster.pod("stubborn") is None, within=10)
+    assert 0.9 <= time.monotonic() - started < 5
     assert not alive(pid)
+
+
+async def test_stop_leaves_no_process_behind(make_node: Callable[..., Any]) -> None:
+    cluster = await make_node()
+    # The container starts a grandchild in its process group, as a shell would.
+    script = (
+        "import os,subprocess,sys,time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('pid', os.getpid(), flush=True)\n"
+        "print('pid', child.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    cluster.create("family", {"name": "main", "image": "x", "command": [PY, "-c", script]})
+    pids = await pids_in_log(cluster, "family", count=2)
+    assert all(alive(pid) for pid in pids)
+    await cluster.kubelet.stop()
+    assert not any(alive(pid) for pid in pids)
+
+
+async def test_crashing_container_goes_into_crash_loop_back_off(cluster: Cluster) -> None:
+    crash = {"name": "main", "image": "x", "command": [PY, "-c", "raise SystemExit(1)"]}
+    cluster.create("crashy", crash)
+
+    def looping(pod: Obj) -> bool:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+        waiting = statuses[0].get("state", {}).get("waiting", {})
+        return waiting.get("reason") == "CrashLoopBackOff" and statuses[0]["restartCount"] >= 1
+
+    pod = await cluster.until_pod("crashy", looping)
+    (container,) = pod["status"]["containerStatuses"]
+    assert pod["status"]["phase"] == "Running"
+    assert container["ready"] is False
+    last = container["lastState"]["terminated"]
+    assert last["exitCode"] == 1 and last["reason"] == "Error"
+    assert "back-off" in container["state"]["waiting"]["message"]
+    back_off = [e for e in cluster.events("crashy") if e["reason"] == "BackOff"]
+    assert back_off[0]["type"] == "Warning"
+    assert back_off[0]["message"].startswith("Back-off restarting failed container main")
+    # Repeats are aggregated into one Event with a growing count.
+    await cluster.until(
+        lambda: any(e["reason"] == "BackOff" and e["count"] >= 2 for e in cluster.events("crashy"))
+    )
+    assert len([e for e in cluster.events("crashy") if e["reason"] == "BackOff"]) == 1
+
+
+async def test_restart_policy_never_ends_succeeded_or_failed(cluster: Cluster) -> None:
+    cluster.create("ok", {"name": "main", "image": "x", "command": ["true"]}, restartPolicy="Never")
+    cluster.create(
+        "bad",
+        {"name": "main", "image": "x", "command": [PY, "-c", "raise SystemExit(3)"]},
+        restartPolicy="Never",
+    )
+    ok = await cluster.until_pod("ok", lambda p: phase(p) == "Succeeded")
+    bad = await cluster.until_pod("bad", lambda p: phase(p) == "Failed")
+    assert state(ok)["terminated"]["reason"] == "Completed"
+    assert state(ok)["terminated"]["exitCode"] == 0
+    assert state(bad)["terminated"] == {
+        **state(bad)["terminated"],
+        "exitCode": 3,
+        "reason": "Error",
+    }
+    ready = condition(bad, "Ready")
+    assert ready is not None and ready["status"] == "False" and ready["reason"] == "PodCompleted"
+    assert bad["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+async def test_missing_executable_is_an_image_that_cannot_be_pulled(cluster: Cluster) -> None:
+    cluster.create(
+        "nopull", {"name": "main", "image": "ghost:1", "command": ["no-such-program-kubesim"]}
+    )
+    waiting_reason = lambda p: state(p).get("waiting", {}).get("reason")  # noqa: E731
+    pod = await cluster.until_pod("nopull", lambda p: waiting_reason(p) == "ErrImagePull")
+    assert pod["status"]["phase"] == "Pending"
+    assert pod["status"]["podIP"]
+    pod = await cluster.until_pod("nopull", lambda p: waiting_reason(p) == "ImagePullBackOff")
+    assert pod["status"]["phase"] == "Pending"
+    warnings = {
+        (e["reason"], e["message"]) for e in cluster.events("nopull") if e["type"] == "Warning"
+    }
+    assert ("Failed", "Error: ErrImagePull") in warnings
+    assert ("Failed", "Error: ImagePullBackOff") in warnings
+    assert ("BackOff", 'Back-off pulling image "ghost:1"') in warnings
+
+
+async def test_image_without_command_runs_the_configured_program(
+    make_node: Callable[..., Any],
+) -> None:
+    script = "import time; print('from the image table', flush=True); time.sleep(60)"
+    cluster = await make_node(image_commands={"example/notebook": [PY, "-c", script]})
+    cluster.create("table", {"name": "main", "image": "example/notebook:2024"})
+    await cluster.until_pod("table", is_ready)
+    await cluster.until(lambda: "from the image table" in log_of(cluster, "table"))
+    # Without an entry, the image's name is the program: none here, so it cannot be pulled.
+    cluster.create("unknown", {"name": "main", "image": "example/not-a-program-kubesim:1"})
+    await cluster.until_pod(
+        "unknown", lambda p: state(p).get("waiting", {}).get("reason") == "ErrImagePull"
+    )
+
+
+async def test_pod_that_does_not_fit_waits_until_capacity_frees(
+    make_node: Callable[..., Any],
+) -> None:
+    cluster = await make_node(nodes=(NodeCapacity("small", cpu_millicores=1000),))
+    big = sleeper(resources={"requests": {"cpu": "800m", "memory": "64Mi"}})
+    cluster.create("first", big, terminationGracePeriodSeconds=0)
+    await cluster.until_pod("first", is_ready)
+    cluster.create("second", sleeper(resources={"requests": {"cpu": "0.5"}}))
+
+    def unschedulable(pod: Obj) -> Obj | None:
+        cond = condition(pod, "PodScheduled")
+        return cond if cond and cond["reason"] == "Unschedulable" else None
+
+    pod = await cluster.until_pod("second", unschedulable)
+    assert pod["status"]["phase"] == "Pending"
+    assert "podIP" not in pod["status"]
+    assert unschedulable(pod)["message"] == "0/1 nodes are available: 1 Insufficient cpu."  # type: ignore[index]
+    failed = [e for e in cluster.events("second") if e["reason"] == "FailedScheduling"]
+    assert failed[0]["type"] == "Warning"
+    assert failed[0]["message"] == "0/1 nodes are available: 1 Insufficient cpu."
+    mark_deleted(cluster, "first", grace=0)
+    pod = await cluster.until_pod("second", is_ready)
+    assert pod["spec"]["nodeName"] == "small"
+    assert condition(pod, "PodScheduled")["status"] == "True"  # type: ignore[index]
+
+
+async def test_env_from_downward_api_secrets_and_configmaps(cluster: Cluster) -> None:
+    cluster.store.create(
+        "secrets", "default", {"metadata": {"name": "creds"}, "data": {"token": "czNjcjN0"}}
+    )
+    cluster.store.create(
+        "configmaps", "default", {"metadata": {"name": "settings"}, "data": {"mode": "lab"}}
+    )
+    script = "import os,sys; print('|'.join(sys.argv[1:]), flush=True); import time; time.sleep(60)"
+    cluster.create(
+        "envy",
+        {
+            "name": "main",
+            "image": "x",
+            "command": [PY, "-c", script],
+            "args": [
+                "$(NAME)",
+                "$(NS)",
+                "$(TOKEN)",
+                "$(MODE)",
+                "$$(NAME)",
+                "$(UNSET)",
+                "$(GREETING)",
+            ],
+            "env": [
+                {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {
+                    "name": "TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}},
+                },
+                {
+                    "name": "MODE",
+                    "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}},
+                },
+                {"name": "GREETING", "value": "hello $(NAME)"},
+            ],
+        },
+    )
+    await cluster.until(lambda: "|" in log_of(cluster, "envy"))
+    assert log_of(cluster, "envy").strip() == "envy|default|s3cr3t|lab|$(NAME)|$(UNSET)|hello envy"
+
+
+async def test_missing_secret_is_a_container_config_error(cluster: Cluster) -> None:
+    env = [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]
+    cluster.create("nosecret", sleeper(env=env))
+    pod = await cluster.until_pod(
+        "nosecret",
+        lambda p: state(p).get("waiting", {}).get("reason") == "CreateContainerConfigError",
+    )
+    assert state(pod)["waiting"]["message"] == 'secret "absent" not found'
+    assert pod["status"]["phase"] == "Pending"
+    assert any(
+        e["reason"] == "Failed" and e["message"] == 'Error: secret "absent" not found'
+        for e in cluster.events("nosecret")
+    )
+
+
+async def test_paused_kubelet_makes_no_progress_until_resumed(cluster: Cluster) -> None:
+    cluster.kubelet.set_paused(True)
+    cluster.create("later", sleeper())
+    await asyncio.sleep(0.5)
+    pod = cluster.pod("later")
+    assert pod is not None
+    assert not (pod.get("status") or {}).get("podIP")
+    assert cluster.events("later") == []
+    cluster.kubelet.set_paused(False)
+    await cluster.until_pod("later", is_ready)
+
+
+async def test_memory_limit_is_enforced_as_oom_kill(cluster: Cluster) -> None:
+    hog = (
+        "import time\n"
+        "block = bytearray(200 * 2**20)\n"
+        "block[::4096] = b'x' * len(block[::4096])\n"
+        "time.sleep(30)\n"
+    )
+    cluster.create(
+        "hog",
+        {
+            "name": "main",
+            "image": "x",
+            "command": [PY, "-c", hog],
+            "resources": {"limits": {"memory": "64Mi"}},
+        },
+        restartPolicy="Never",
+    )
+    pod = await cluster.until_pod("hog", lambda p: phase(p) == "Failed", within=15)
+    terminated = state(pod)["terminated"]
+    assert terminated["reason"] == "OOMKilled"
+    assert terminated["exitCode"] == 137
+
+
+async def test_claim_is_bound_and_its_files_survive_the_pod(cluster: Cluster) -> None:
+    cluster.create(
+        "early",
+        sleeper(),
+        volumes=[{"name": "home", "persistentVolumeClaim": {"claimName": "claim-ada"}}],
+    )
+    pod = await cluster.until_pod(
+        "early", lambda p: (condition(p, "PodScheduled") or {}).get("reason") == "Unschedulable"
+    )
+    assert (
+        'persistentvolumeclaim "claim-ada" not found' in condition(pod, "PodScheduled")["message"]
+    )  # type: ignore[index]
+    cluster.store.create(
+        "persistentvolumeclaims",
+        "default",
+        {
+            "metadata": {"name": "claim-ada"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    await cluster.until(
+        lambda: (
+            (cluster.store.get("persistentvolumeclaims", "default", "claim-ada") or {})
+            .get("status", {})
+            .get("phase")
+            == "Bound"
+        )
+    )
+    await cluster.until_pod("early", is_ready)
+    mark_deleted(cluster, "early", grace=0)
+    await cluster.until(lambda: cluster.pod("early") is None)
+    write = "import os; open(os.environ['KUBESIM_VOLUME_HOME'] + '/note', 'w').write('kept')"
+    read = "import os; print(open(os.environ['KUBESIM_VOLUME_HOME'] + '/note').read(), flush=True)"
+    volumes = [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-ada"}}]
+    mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
+    cluster.create(
+        "writer",
+        {"name": "main", "image": "x", "command": [PY, "-c", write], "volumeMounts": mounts},
+        volumes=volumes,
+        restartPolicy="Never",
+    )
+    await cluster.until_pod("writer", lambda p: phase(p) == "Succeeded")
+    mark_deleted(cluster, "writer", grace=0)
+    await cluster.until(lambda: cluster.pod("writer") is None)
+    cluster.create(
+        "reader",
+        {"name": "main", "image": "x", "command": [PY, "-c", read], "volumeMounts": mounts},
+        volumes=volumes,
+        restartPolicy="Never",
+    )
+    await cluster.until_pod("reader", lambda p: phase(p) == "Succeeded")
+    assert log_of(cluster, "reader").strip() == "kept"
+
+
+async def test_failing_readiness_probe_keeps_pod_unready_with_unhealthy_events(
+    cluster: Cluster,
+) -> None:
+    cluster.create(
+        "deaf",
+        sleeper(
+            readinessProbe={"tcpSocket": {"port": 9}, "periodSeconds": 1, "failureThreshold": 1}
+        ),
+    )
+    await cluster.until(
+        lambda: any(e["reason"] == "Unhealthy" for e in cluster.events("deaf")), within=10
+    )
+    pod = cluster.pod("deaf")
+    assert pod is not None and pod["status"]["phase"] == "Running" and not is_ready(pod)
+    ready = condition(pod, "Ready")
+    assert ready["reason"] == "ContainersNotReady"  # type: ignore[index]
+    assert ready["message"] == "containers with unready status: [main]"  # type: ignore[index]
+    unhealthy = next(e for e in cluster.events("deaf") if e["reason"] == "Unhealthy")
+    assert unhealthy["type"] == "Warning"
+    assert unhealthy["message"].startswith("Readiness probe failed: dial tcp ")
+
+
+async def test_usage_is_measured_from_the_pod_processes(cluster: Cluster) -> None:
+    cluster.create("measured", sleeper())
+    await cluster.until_pod("measured", is_ready)
+    usage = cluster.kubelet.usage_source.usage("default", "measured")
+    assert usage is not None
+    assert usage["cpu"].endswith("m")
+    assert usage["memory"].endswith("Ki") and int(usage["memory"][:-2]) > 1000
+    assert cluster.kubelet.usage_source.usage("default", "no-such-pod") is None
