@@ -9,6 +9,7 @@ the packages below it get their own small settings objects.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -97,6 +98,11 @@ class EdgeConfig:
         for name in ("upstream_connect_timeout", "upstream_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be positive")
+        for i, network in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as e:
+                raise ConfigError(f"trusted_proxies[{i}]", str(e)) from e
 
 
 @dataclass(frozen=True)

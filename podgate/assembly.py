@@ -1,0 +1,129 @@
+"""Assemble podgate from a Config: the parts, how they connect, their start and stop.
+
+Wiring only. Each package gets its own small settings object built here;
+the edge and the control plane meet only through what is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from control.placeholder import build_placeholder_hub
+from edge.app import build_public_app
+from edge.ops import build_ops_app
+from edge.session import SessionCodec
+from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
+from kubesim.cluster import SimCluster
+from metrics import EdgeStats, PodgateMetrics
+from podgate.config import Config
+from routes import RouteSource, RouteTable
+
+log = logging.getLogger("podgate")
+
+
+def edge_settings(config: Config) -> EdgeSettings:
+    return EdgeSettings(
+        cookie_name=config.session.cookie_name,
+        admin_access=config.edge.admin_access,
+        admins=frozenset(config.auth.admins),
+        control_enabled=config.control.enabled,
+        upstream=UpstreamSettings(
+            connect_timeout=config.edge.upstream_connect_timeout,
+            read_timeout=config.edge.upstream_timeout,
+        ),
+        trusted_proxies=parse_networks(config.edge.trusted_proxies),
+    )
+
+
+def session_codec(config: Config) -> SessionCodec:
+    keys = config.session.cookie_secrets
+    if not keys:
+        log.warning(
+            "no cookie secret configured (session.cookie_secrets or PODGATE_COOKIE_SECRET): "
+            "using a random one, so sessions end at restart and replicas do not share them"
+        )
+        keys = (secrets.token_urlsafe(32),)
+    return SessionCodec(keys, max_age_seconds=config.session.max_age_seconds)
+
+
+def route_table(config: Config) -> RouteTable:
+    table = RouteTable(host_routing=config.edge.host_routing)
+    for route in config.routes:
+        table.add(route.path, route.target, source=RouteSource.CONFIG, user=route.user)
+    return table
+
+
+@dataclass
+class Podgate:
+    """One running podgate: public and ops servers, and the embedded cluster if any."""
+
+    config: Config
+    table: RouteTable = field(init=False)
+    sessions: SessionCodec = field(init=False)
+    stats: EdgeStats = field(init=False)
+    metrics: PodgateMetrics = field(init=False)
+    cluster: SimCluster | None = field(init=False, default=None)
+    public_url: str = field(init=False, default="")
+    ops_url: str = field(init=False, default="")
+    _runners: list[web.AppRunner] = field(init=False, default_factory=list)
+    _serving: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.table = route_table(self.config)
+        self.sessions = session_codec(self.config)
+        self.stats = EdgeStats()
+        self.metrics = PodgateMetrics(self.stats, table_size=lambda: len(self.table))
+
+    def is_ready(self) -> bool:
+        return self._serving
+
+    async def start(self) -> None:
+        config = self.config
+        try:
+            if config.control.enabled and config.cluster.kind == "sim":
+                self.cluster = SimCluster()
+                await self.cluster.start()
+                log.info("embedded kubesim (a test double, not Kubernetes) at %s", self.cluster.url)
+            hub = build_placeholder_hub() if config.control.enabled else None
+            public = build_public_app(
+                table=self.table,
+                settings=edge_settings(config),
+                stats=self.stats,
+                sessions=self.sessions,
+                hub=hub,
+            )
+            ops = build_ops_app(
+                table=self.table,
+                metrics=self.metrics,
+                api_token=config.proxy_auth_token,
+                is_ready=self.is_ready,
+            )
+            self.public_url = await self._serve(public, *config.listen_address)
+            self.ops_url = await self._serve(ops, *config.ops_address)
+        except BaseException:
+            await self.stop()
+            raise
+        self._serving = True
+
+    async def stop(self) -> None:
+        self._serving = False
+        while self._runners:
+            await self._runners.pop().cleanup()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> str:
+        # handler_cancellation: a client hanging up cancels its upstream request at once.
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+        await site.start()
+        bound_host, bound_port = runner.addresses[-1][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        return f"http://{shown}:{bound_port}"

@@ -1,0 +1,49 @@
+"""Run podgate in the foreground: event loop, logging, signals, orderly stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from podgate.assembly import Podgate
+from podgate.config import Config
+
+log = logging.getLogger("podgate")
+
+
+def run_forever(config: Config) -> int:
+    """Serve until SIGINT or SIGTERM; the process exit status."""
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional: plain asyncio works, just slower
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        return runner(_serve(config))
+    except OSError as e:
+        print(f"podgate: cannot start: {e}", file=sys.stderr)
+        return 1
+
+
+async def _serve(config: Config) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    podgate = Podgate(config)
+    await podgate.start()
+    try:
+        print(f"podgate: public {podgate.public_url}  ops {podgate.ops_url}", flush=True)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        await podgate.stop()
+    return 0
