@@ -137,8 +137,20 @@ def _nginx_proxy_config(opts: PeerOptions, port: int, ups: Upstreams) -> str:
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_read_timeout 600s;
     }}
+    # nginx's defaults (4-8 KiB per read when not buffering) would make it the slow
+    # one on bulk transfers; 64 KiB buffers where bodies are large, defaults elsewhere.
+    location = /user/bench/app/upload {{
+      proxy_pass http://app_pool;
+      client_body_buffer_size 64k;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }}
     location / {{
       proxy_pass http://static_pool;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+      proxy_busy_buffers_size 128k;
       proxy_set_header Connection "";
       proxy_set_header Host $http_host;
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
