@@ -111,9 +111,7 @@ class SimCluster:
         # handler_cancellation ends a watch handler as soon as its client leaves.
         self._runner = web.AppRunner(build_app(context), access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.host, self._port, ssl_context=ssl_context, shutdown_timeout=1.0
-        )
+        site = web.TCPSite(self._runner, self.host, self._port, ssl_context=ssl_context)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         scheme = "https" if self.tls else "http"
