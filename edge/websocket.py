@@ -43,7 +43,13 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
-from edge.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from edge.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    upstream_error_response,
+)
 from edge.headers import client_response_headers
 from edge.settings import EdgeSettings
 from edge.ws_handshake import (
@@ -57,15 +63,16 @@ from edge.ws_handshake import (
 )
 from edge.ws_relay import ByteRelay, PodLink
 from metrics import EdgeStats
-from routes import Route
+from routes import Route, Target
 
 
 @dataclass(frozen=True, slots=True)
 class WebSocketSettings:
-    """WebSocket limits of the edge; EdgeSettings embeds one as its `websocket` field."""
+    """WebSocket limits of the edge; EdgeSettings embeds one as its `websocket` field.
 
-    # Seconds to open the TCP (and TLS) connection to the pod.
-    connect_timeout: float = 10.0
+    Connecting to the pod uses EdgeSettings.upstream.connect_timeout, like HTTP.
+    """
+
     # Seconds for the pod to answer the upgrade request, and between body reads
     # of a non-101 answer.
     handshake_timeout: float = 30.0
@@ -112,25 +119,56 @@ async def relay_websocket(
             headers={"Sec-WebSocket-Version": "13"},
         )
 
-    target = route.target
-    pod = await _connect(target.scheme, target.host, target.port, ws)
     try:
-        default_host = f"{target.host}:{target.port}"
-        pod_transport = pod.transport
-        assert pod_transport is not None
-        pod_transport.write(
+        pod = await _connect(route.target, settings.upstream.connect_timeout)
+        handshake = await _handshake(request, pod, route.target, upstream_path, headers, ws)
+    except UpstreamError as e:
+        stats.upstream_error(e.kind)
+        return upstream_error_response(e)
+    if handshake.status != 101:
+        return await _relay_refusal(request, pod, handshake, ws, stats, settings.cookie_name)
+    return await _switch(request, pod, handshake, ws, stats, settings.cookie_name)
+
+
+async def _handshake(
+    request: web.BaseRequest,
+    pod: PodLink,
+    target: Target,
+    upstream_path: str,
+    headers: CIMultiDict[str],
+    ws: WebSocketSettings,
+) -> PodResponseHead:
+    """Send the upgrade request and read the pod's answer head; the pod is closed on failure."""
+    try:
+        assert pod.transport is not None
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        default_host = f"{host}:{target.port}"
+        pod.transport.write(
             build_upgrade_request(upstream_path, headers, request.headers, default_host)
         )
-        head = await _read_head(pod, ws)
-        if head.status != 101:
-            return await _relay_refusal(request, pod, head, ws, stats, settings.cookie_name)
-        response = web.StreamResponse(
-            status=101,
-            reason=head.reason or "Switching Protocols",
-            headers=client_response_headers(head.headers.items(), settings.cookie_name),
-        )
-        response.headers["Connection"] = "Upgrade"
-        response.headers["Upgrade"] = "websocket"
+        return await _read_head(pod, ws)
+    except BaseException:
+        pod.close()
+        raise
+
+
+async def _switch(
+    request: web.BaseRequest,
+    pod: PodLink,
+    head: PodResponseHead,
+    ws: WebSocketSettings,
+    stats: EdgeStats,
+    cookie_name: str,
+) -> web.StreamResponse:
+    """Send the pod's 101 to the browser, then relay bytes until either side closes."""
+    response = web.StreamResponse(
+        status=101,
+        reason=head.reason or "Switching Protocols",
+        headers=client_response_headers(head.headers.items(), cookie_name),
+    )
+    response.headers["Connection"] = "Upgrade"
+    response.headers["Upgrade"] = "websocket"
+    try:
         await response.prepare(request)
     except BaseException:
         pod.close()
@@ -139,11 +177,12 @@ async def relay_websocket(
     return response
 
 
-async def _connect(scheme: str, host: str, port: int, ws: WebSocketSettings) -> PodLink:
+async def _connect(target: Target, connect_timeout: float) -> PodLink:
     loop = asyncio.get_running_loop()
-    tls = _tls_context() if scheme == "https" else None
+    host, port = target.host, target.port
+    tls = _tls_context() if target.scheme == "https" else None
     try:
-        async with asyncio.timeout(ws.connect_timeout):
+        async with asyncio.timeout(connect_timeout):
             _, pod = await loop.create_connection(
                 PodLink, host, port, ssl=tls, server_hostname=host if tls else None
             )

@@ -1,8 +1,7 @@
 """The WebSocket relay end to end: a real aiohttp WebSocket pod, a real edge socket, a real client.
 
 The edge here is a small aiohttp app whose handler calls relay_websocket
-directly (and maps edge.errors the way the public app does), so these
-tests pin the relay's own behaviour; tests/edge/test_websocket_edge.py
+directly, so these tests pin the relay's own behaviour; tests/edge/test_websocket_edge.py
 runs the same relay through the public app.
 """
 
@@ -23,7 +22,6 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from edge.errors import UpstreamError, upstream_error_response
 from edge.settings import EdgeSettings
 from edge.websocket import WebSocketSettings, relay_websocket
 from metrics import EdgeStats
@@ -119,13 +117,9 @@ async def _relay_app(target: str, stats: EdgeStats, settings: EdgeSettings) -> w
     async def handle(request: web.Request) -> web.StreamResponse:
         headers = CIMultiDict(request.headers)
         headers["X-Forwarded-For"] = "127.0.0.1"
-        try:
-            return await relay_websocket(
-                request, route, route.target.base_path + request.path_qs, headers, stats, settings
-            )
-        except UpstreamError as e:
-            stats.upstream_error(e.kind)
-            return upstream_error_response(e)
+        return await relay_websocket(
+            request, route, route.target.base_path + request.path_qs, headers, stats, settings
+        )
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
@@ -146,7 +140,7 @@ async def pod() -> AsyncIterator[tuple[str, PodLog]]:
 @pytest.fixture
 async def relay(pod: tuple[str, PodLog]) -> AsyncIterator[Relay]:
     stats = EdgeStats()
-    settings = EdgeSettings(websocket=WebSocketSettings(connect_timeout=2, handshake_timeout=2))
+    settings = EdgeSettings(websocket=WebSocketSettings(handshake_timeout=2))
     server = TestServer(await _relay_app(pod[0], stats, settings), host="127.0.0.1", port=0)
     await server.start_server()
     try:
