@@ -223,7 +223,12 @@ def _start_podgate(
     name: str, config: dict[str, object], env: dict[str, str], opts: PeerOptions
 ) -> tuple[Managed, int, int]:
     port, ops_port = free_port(), free_port()
-    config = {"listen": f"127.0.0.1:{port}", "ops_listen": f"127.0.0.1:{ops_port}", **config}
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "ops_listen": f"127.0.0.1:{ops_port}",
+        "log_level": "warning",  # as CHP runs with --log-level warn: no per-request lines
+        **config,
+    }
     conf = opts.workdir / f"{name}.yaml"
     conf.write_text(json.dumps(config, indent=2))  # JSON is YAML: no YAML writer needed
     env = {"PYTHONPATH": str(REPO_ROOT), "NO_PROXY": "127.0.0.1,localhost", **env}
@@ -281,8 +286,10 @@ def start_podgate_cookie(ups: Upstreams, opts: PeerOptions) -> Peer:
         {"path": "/user/bench/", "target": ups.static_base, "user": "bench"},
         {"path": "/user/bench/app/", "target": ups.app_base, "user": "bench"},
     ]
-    config = {"control": {"enabled": False}, "cookie_secrets": [secret], "routes": routes}
-    proc, port, _ = _start_podgate("podgate-cookie", config, {}, opts)
+    config = {"control": {"enabled": False}, "routes": routes}
+    # The secret through the environment, as a deployment would pass it.
+    env = {"PODGATE_COOKIE_SECRET": secret, "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16)}
+    proc, port, _ = _start_podgate("podgate-cookie", config, env, opts)
     base = f"http://127.0.0.1:{port}"
     peer = Peer("podgate-cookie", base, base, proc.pid, cookie=cookie, processes=[proc])
     return _check_routed(peer)
