@@ -22,6 +22,7 @@ This module never reads a request body, never imports the control plane
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,20 @@ class SessionVerifier(Protocol):
     def verify(self, value: str) -> SessionLike: ...
 
 
+# Recorded for a request whose client went away before it was answered (nginx's 499).
+CLIENT_CLOSED = 499
+
+
+class _Outcome:
+    """What one request turned out to be, for the metrics (filled in as routing decides)."""
+
+    __slots__ = ("kind", "status")
+
+    def __init__(self) -> None:
+        self.kind = "none"
+        self.status = 500
+
+
 EDGE_KEY: web.AppKey[Edge] = web.AppKey("podgate_edge")
 
 
@@ -92,49 +107,56 @@ class Edge:
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.monotonic()
-        kind = "none"
-        status = 500
+        outcome = _Outcome()
         try:
-            response, kind = await self.dispatch(request, handler)
-            status = response.status
+            response = await self.dispatch(request, handler, outcome)
+            outcome.status = response.status
             return response
         except web.HTTPException as e:
-            status = e.status
+            outcome.status = e.status
+            raise
+        except asyncio.CancelledError:
+            outcome.status = CLIENT_CLOSED  # the browser left; nobody saw an answer
             raise
         finally:
             method = request.method if request.method in _KNOWN_METHODS else "other"
-            self.stats.request_done(method, status, kind, time.monotonic() - started)
+            self.stats.request_done(
+                method, outcome.status, outcome.kind, time.monotonic() - started
+            )
 
     async def dispatch(
-        self, request: web.Request, handler: Handler
-    ) -> tuple[web.StreamResponse, str]:
+        self, request: web.Request, handler: Handler, outcome: _Outcome
+    ) -> web.StreamResponse:
         raw = request.raw_path
         if not raw.startswith("/"):
-            return page(400, "Bad request", "Only origin-form request targets are served."), "none"
+            response = page(400, "Bad request", "Only origin-form request targets are served.")
+            response.force_close()
+            return response
         path = normalise_path(raw)
         settings = self.settings
 
         if settings.control_enabled and (
             path.startswith(self._hub_paths[0]) or path == self._hub_paths[1]
         ):
-            return await self._to_hub(request, handler), "hub"
+            outcome.kind = "hub"
+            return await self._to_hub(request, handler)
 
         route = self.table.match_request(request.host, path)
         if route is None:
             return await self._unrouted(request, handler, path, raw)
-        kind = _KIND_OF_SOURCE.get(route.source, "none")
+        outcome.kind = _KIND_OF_SOURCE.get(route.source, "none")
 
         if route.requires_session:
             user = self._session_user(request)
             if user is None:
-                return self._to_login(raw, path), kind
+                return self._to_login(raw, path)
             assert route.user is not None
             if not settings.may_access(user, route.user):
                 self.stats.cookie_rejected("wrong_user")
-                return forbidden_response(), kind
+                return forbidden_response()
 
         route.last_activity = time.time()
-        return await self._forward(request, route, raw), kind
+        return await self._forward(request, route, raw)
 
     async def _forward(self, request: web.Request, route: Route, raw: str) -> web.StreamResponse:
         token = route.data.get("token")
@@ -162,17 +184,17 @@ class Edge:
 
     async def _unrouted(
         self, request: web.Request, handler: Handler, path: str, raw: str
-    ) -> tuple[web.StreamResponse, str]:
+    ) -> web.StreamResponse:
         if not self.settings.control_enabled:
-            return not_found_response(), "none"
+            return not_found_response()
         parts = path.split("/", 3)
         if len(parts) >= 3 and parts[1] == "user" and parts[2]:
             # A user's server with no ready route: start it if we know who is asking.
             if self._session_user(request) is not None:
                 spawn = f"{self.settings.spawn_path}/{quote(parts[2], safe='')}"
-                return _redirect(f"{spawn}?next={_next_param(raw, path)}"), "none"
-            return self._to_login(raw, path), "none"
-        return await self._to_hub(request, handler), "none"
+                return _redirect(f"{spawn}?next={_next_param(raw, path)}")
+            return self._to_login(raw, path)
+        return await self._to_hub(request, handler)
 
     async def _to_hub(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not self.hub_enabled:
