@@ -33,7 +33,7 @@ _IDLE_CHECK_SECONDS = 1.0
 _BATCH = 500
 
 
-@dataclass
+@dataclass(eq=False)
 class _Subscription:
     key: str
     queue: asyncio.Queue[Change | None] = field(default_factory=asyncio.Queue)
