@@ -17,12 +17,16 @@ from kubesim.kubelet.quantities import cpu_millicores, memory_bytes
 
 @dataclass(frozen=True)
 class NodeCapacity:
-    """One simulated node: what it can hold and the labels selectors match."""
+    """One simulated node: what it can hold and the labels selectors match.
+
+    The defaults are a roomy machine (64 cores, 256Gi, 20,000 pods) so scale
+    tests fit; "cluster full" tests configure a small node.
+    """
 
     name: str
-    cpu_millicores: int = 4000
-    memory_bytes: int = 16 * 2**30
-    pods: int = 110
+    cpu_millicores: int = 64_000
+    memory_bytes: int = 256 * 2**30
+    pods: int = 20_000
     labels: Mapping[str, str] = field(default_factory=dict)
 
     def all_labels(self) -> dict[str, str]:
