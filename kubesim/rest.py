@@ -35,6 +35,7 @@ from kubesim.status import (
     unsupported_media_type,
 )
 from kubesim.store import Entry
+from kubesim.tables import table, wants_table
 from kubesim.watch import WatchRequest, stream_watch
 
 Obj = dict[str, Any]
@@ -173,6 +174,10 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
             raise not_found(target.rt.resource, name, target.rt.group)
         if target.subresource == "log":
             return _pod_log(request, ctx, entry)
+        if wants_table(request.headers.get("Accept", "")):
+            include = request.query.get("includeObject", "PartialObjectMetadata")
+            meta = {"resourceVersion": entry.obj["metadata"]["resourceVersion"]}
+            return json_body(dumps(table(target.rt.kind, [entry.obj], meta, include)))
         return json_body(entry.full_json())
     if target.subresource == "log":
         raise method_not_allowed()
@@ -227,7 +232,7 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
     after: tuple[str, str] | None = None
     if token := request.query.get("continue"):
         list_rv, after = _decode_continue(token, store.compacted_rv)
-    items: list[bytes] = []
+    items: list[Entry] = []
     last: Entry | None = None
     remaining = 0
     for entry in store.entries(target.rt.key, target.namespace):
@@ -239,16 +244,20 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
         if limit and len(items) >= limit:
             remaining += 1
             continue
-        items.append(entry.item_json())
+        items.append(entry)
         last = entry
     list_meta: Obj = {"resourceVersion": str(list_rv)}
     if remaining and last is not None:
         meta = last.obj["metadata"]
         list_meta["continue"] = _encode_continue(list_rv, meta.get("namespace", ""), meta["name"])
         list_meta["remainingItemCount"] = remaining
+    if wants_table(request.headers.get("Accept", "")):
+        include = request.query.get("includeObject", "PartialObjectMetadata")
+        return json_body(dumps(table(target.rt.kind, [e.obj for e in items], list_meta, include)))
     head = dumps({"kind": target.rt.kind + "List", "apiVersion": target.rt.api_version,
                   "metadata": list_meta})  # fmt: skip
-    return json_body(head[:-1] + b',"items":[' + b",".join(items) + b"]}")
+    # Fast path: splice each object's cached JSON instead of re-encoding the list.
+    return json_body(head[:-1] + b',"items":[' + b",".join(e.item_json() for e in items) + b"]}")
 
 
 def _check_version_match(request: web.Request, current: int, compacted: int) -> None:
