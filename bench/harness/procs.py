@@ -32,18 +32,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def raise_open_files_limit() -> None:
-    """Raise this process's open-file limit as far as allowed; children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for wanted in (WANTED_OPEN_FILES, hard):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(wanted, hard)))
-            return
-        except (ValueError, OSError):
-            continue
+def raise_open_files_limit() -> int:
+    """Raise this process's open-file limit as far as allowed (children inherit it).
+
+    Returns the limit now in force. Raising the hard limit needs
+    CAP_SYS_RESOURCE, which containers often lack even for root.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < WANTED_OPEN_FILES:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (WANTED_OPEN_FILES, WANTED_OPEN_FILES))
+            return WANTED_OPEN_FILES
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    del soft
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def idle_sockets_within(open_files: int, wanted: int) -> int:
+    """How many relayed sockets fit: a proxy holds two descriptors per socket, plus spares."""
+    fits = (open_files - 200) // 2 // 100 * 100
+    return max(0, min(wanted, fits))
 
 
 def pinned(cmd: Sequence[str], cpus: str | None) -> list[str]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.harness import procs
@@ -73,6 +73,7 @@ class RunContext:
     ws_seconds: float  # the round-trip run
     ws_bulk_bytes: int
     ws_idle_count: int
+    notes: list[str] = field(default_factory=list)  # what the report should mention
 
 
 def _wrk(peer: Peer, ctx: RunContext, path: str, shape: RequestShape, **kw: float) -> WrkResult:
@@ -143,8 +144,10 @@ def streaming(peer: Peer, ctx: RunContext) -> Figures:
     return {
         "download_mbs": down.bytes_read / down.seconds / MB if not down.errors else None,
         "download_rss_mb": down_rss,
-        # wrk counts only bytes read; an upload's bytes are its completed requests.
-        "upload_mbs": up.requests * UPLOAD_BYTES / up.seconds / MB if not up.errors else None,
+        # wrk counts only bytes read; on one connection an upload's time is its latency.
+        "upload_mbs": UPLOAD_BYTES / (up.mean_ms / 1000) / MB
+        if up.requests and not up.errors
+        else None,
         "upload_rss_mb": up_rss,
     }
 
@@ -200,6 +203,11 @@ def idle_websockets(peer: Peer, ctx: RunContext) -> Figures:
         line = _read_line(client, timeout=90)
         report = json.loads(line)
         opened = int(report.get("opened", 0))
+        if opened < ctx.ws_idle_count:
+            ctx.notes.append(
+                f"idle WebSockets on {peer.name}: {opened} of {ctx.ws_idle_count} opened, "
+                f"client errors {report.get('failures')}"
+            )
         time.sleep(1.0)  # let the proxy settle its buffers before reading RSS
         after = procs.rss_kib(pid) if pid else None
         assert client.stdin is not None

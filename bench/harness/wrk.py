@@ -23,9 +23,10 @@ function done(summary, latency, requests)
   io.write(string.format(
     '%s{"requests": %.0f, "duration_us": %.0f, "bytes": %.0f, "connect": %.0f, '
     .. '"read": %.0f, "write": %.0f, "status": %.0f, "timeout": %.0f, '
-    .. '"p50_us": %.0f, "p99_us": %.0f}\\n',
+    .. '"p50_us": %.0f, "p99_us": %.0f, "mean_us": %.0f}\\n',
     "MARK", summary.requests, summary.duration, summary.bytes, e.connect, e.read,
-    e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99)))
+    e.write, e.status, e.timeout, latency:percentile(50), latency:percentile(99),
+    latency.mean))
 end
 """
 
@@ -58,6 +59,7 @@ class WrkResult:
     bad_status: int  # responses with status >= 400
     p50_ms: float
     p99_ms: float
+    mean_ms: float
 
     @property
     def requests_per_second(self) -> float:
@@ -117,5 +119,6 @@ def run_wrk(
                 bad_status=int(raw["status"]),
                 p50_ms=raw["p50_us"] / 1000,
                 p99_ms=raw["p99_us"] / 1000,
+                mean_ms=raw["mean_us"] / 1000,
             )
     raise WrkFailed(f"wrk gave no summary (rc={done.returncode}): {done.stderr[-500:]}")
