@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from kubesim.contracts import ChangeCallback
 from kubesim.status import already_exists, conflict, not_found
 
 Obj = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 # Kinds of the core resources the kubelet addresses by plural name.
 CORE_KINDS = {
@@ -197,7 +200,11 @@ class Store:
         for listener in list(self._listeners):
             listener(change)
         for callback in list(self._callbacks.get(change.key, ())):
-            callback(change.type, change.entry.copy())
+            try:
+                callback(change.type, change.entry.copy())
+            except Exception:
+                # A subscriber's bug must not fail the API call that made the change.
+                log.exception("store subscriber failed on %s %s", change.type, change.key)
 
     def insert(self, key: str, namespace: str, obj: Obj) -> Entry:
         """Add a new object, filling in the identity fields the server owns."""
