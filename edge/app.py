@@ -227,6 +227,11 @@ def _next_param(raw: str, path: str) -> str:
     return quote(target, safe="")
 
 
+async def _hub_not_found(request: web.Request) -> web.StreamResponse:
+    """Reached only for paths the edge hands to the hub and the hub has no route for."""
+    return page(404, "Not found", "There is nothing here.")
+
+
 def _redirect(location: str) -> web.Response:
     return web.Response(status=302, headers={"Location": location, "Cache-Control": "no-store"})
 
@@ -243,8 +248,9 @@ def build_public_app(
     """The Application to serve on the public port.
 
     With the control plane enabled and `hub` given, `hub` itself is returned
-    with the edge inserted as its outermost middleware (so it must not be
-    frozen yet); otherwise a fresh Application. The upstream pool is closed
+    with the edge inserted as its outermost middleware and a last catch-all
+    route (so it must not be frozen yet, and all its routes must already be
+    added); otherwise a fresh Application. The upstream pool is closed
     on the app's cleanup. Serve it with handler_cancellation=True so a
     browser hanging up cancels the upstream request at once.
     """
@@ -259,6 +265,10 @@ def build_public_app(
     )
     app = hub if use_hub and hub is not None else web.Application()
     app.middlewares.insert(0, edge)
+    # Every request is resolved by the router before the edge sees it; with no
+    # match aiohttp builds an HTTPNotFound per request, which costs more than the
+    # proxying itself. A last catch-all route makes proxied paths a cheap match.
+    app.router.add_route("*", "/{podgate_unmatched:.*}", _hub_not_found)
     app.on_cleanup.append(edge.close)
     app[EDGE_KEY] = edge
     return app
