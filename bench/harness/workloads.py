@@ -247,3 +247,5 @@ WORKLOADS: dict[str, Workload] = {
 
 # Workloads measured on a peer started just for them, then stopped.
 FRESH_PEER = frozenset({"idle"})
+# Workloads driven by wrk: skipped, with a note, where wrk is not installed.
+NEEDS_WRK = frozenset({"small", "many", "stream"})

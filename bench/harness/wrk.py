@@ -8,13 +8,14 @@ nothing here parses wrk's human-readable text.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness.procs import pinned
 
-WRK = "/usr/bin/wrk"
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
 _MARK = "WRKJSON "
 
 _DONE_HOOK = """
@@ -72,6 +73,10 @@ class WrkResult:
 
 class WrkFailed(RuntimeError):
     pass
+
+
+def wrk_installed() -> bool:
+    return shutil.which(WRK) is not None
 
 
 def run_wrk(
