@@ -580,3 +580,32 @@ async def test_usage_is_measured_from_the_pod_processes(cluster: Cluster) -> Non
     assert usage["cpu"].endswith("m")
     assert usage["memory"].endswith("Ki") and int(usage["memory"][:-2]) > 1000
     assert cluster.kubelet.usage_source.usage("default", "no-such-pod") is None
+
+
+async def test_two_hundred_pods_each_with_its_own_process(make_node: Callable[..., Any]) -> None:
+    cluster = await make_node()
+    ready_pods: set[str] = set()
+    everyone = asyncio.Event()
+
+    def note(_: str, pod: Obj) -> None:
+        if is_ready(pod):
+            ready_pods.add(pod["metadata"]["name"])
+        if len(ready_pods) == 200:
+            everyone.set()
+
+    cluster.store.subscribe("pods", note)
+    started = time.monotonic()
+    # `$$$$` because Kubernetes expansion turns `$$` into `$`: the shell sees `$$`.
+    shell = {"name": "main", "image": "x", "command": ["sh", "-c", "echo pid $$$$; exec sleep 60"]}
+    for i in range(200):
+        cluster.create(f"many-{i}", shell)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(everyone.wait(), 20)
+    assert len(ready_pods) == 200, f"only {len(ready_pods)} ready"
+    assert time.monotonic() - started < 15
+    pids = set()
+    for i in range(200):
+        pids.update(await pids_in_log(cluster, f"many-{i}"))
+    assert len(pids) == 200
+    await cluster.kubelet.stop()
+    assert not any(alive(pid) for pid in pids)
