@@ -1,0 +1,99 @@
+"""Fixtures of the reliability suite: recording pods, podgate as `podgate run` builds it, mitmdump.
+
+`gate` starts podgate twice over (proxy-only and control-enabled, the
+latter with its embedded kubesim), each from a real config file, with three
+recording pods behind config routes: /open (no session needed), and
+/user/alice, /user/bob (each only for that user's session). Every fixture
+stops what it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from reliability_kit import (
+    Gate,
+    RecordingPod,
+    podgate_config,
+    port_of,
+    start_pod,
+    start_podgate,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where tests/run installs mitmproxy: its own venv, because it pins its own dependencies.
+MITM_VENV_DUMP = REPO_ROOT / ".cache" / "mitmproxy-venv" / "bin" / "mitmdump"
+
+
+def find_mitmdump() -> str | None:
+    """mitmdump on PATH, else in the repo's .cache/mitmproxy-venv; None when neither exists."""
+    found = shutil.which("mitmdump")
+    if found:
+        return found
+    if MITM_VENV_DUMP.is_file() and os.access(MITM_VENV_DUMP, os.X_OK):
+        return str(MITM_VENV_DUMP)
+    return None
+
+
+@pytest.fixture
+def mitmdump() -> str:
+    path = find_mitmdump()
+    if path is None:
+        pytest.skip(
+            "mitmdump not found on PATH or in .cache/mitmproxy-venv; create it with: "
+            "python3 -m venv .cache/mitmproxy-venv && "
+            ".cache/mitmproxy-venv/bin/pip install mitmproxy"
+        )
+    return path
+
+
+@pytest.fixture
+async def pods() -> AsyncIterator[tuple[RecordingPod, RecordingPod, RecordingPod]]:
+    started: list[RecordingPod] = []
+    try:
+        for name in ("open", "alice", "bob"):
+            started.append(await start_pod(name))
+        yield started[0], started[1], started[2]
+    finally:
+        for pod in started:
+            await pod.server.close()
+
+
+def user_routes(open_url: str, alice_url: str, bob_url: str) -> list[dict[str, str]]:
+    return [
+        {"path": "/open", "target": open_url},
+        {"path": "/user/alice", "target": alice_url, "user": "alice"},
+        {"path": "/user/bob", "target": bob_url, "user": "bob"},
+    ]
+
+
+@pytest.fixture(params=["proxy", "control"])
+async def gate(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pods: tuple[RecordingPod, RecordingPod, RecordingPod],
+) -> AsyncIterator[Gate]:
+    open_pod, alice, bob = pods
+    config = podgate_config(
+        tmp_path,
+        control=request.param == "control",
+        routes=user_routes(open_pod.url, alice.url, bob.url),
+        upstream_timeout=2.0,
+    )
+    podgate = await start_podgate(config)
+    try:
+        yield Gate(
+            request.param,
+            podgate,
+            port_of(podgate.public_url),
+            podgate.public_url,
+            open_pod,
+            alice,
+            bob,
+        )
+    finally:
+        await podgate.stop()

@@ -1,0 +1,311 @@
+"""Shared pieces of the reliability suite: recording pods, a real podgate, a raw HTTP reader.
+
+Everything here runs for real on 127.0.0.1 with port 0: pods are aiohttp
+servers that record every request they receive (so a test can count what got
+through the edge), podgate is assembled from a real config file exactly as
+`podgate run` assembles it, and hostile bytes go over plain sockets. Nothing
+here replaces or patches any part of podgate, and nothing ever touches an
+address outside 127.0.0.0/8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
+
+from podgate.assembly import Podgate
+from podgate.config import load_config
+
+COOKIE_NAME = "podgate-session"
+# Secrets of the test podgate: the first signs, the second is still accepted.
+CURRENT_SECRET = "reliability-current-secret-0001"
+PREVIOUS_SECRET = "reliability-previous-secret-002"
+# Keys podgate does not hold: one retired from the list, one never known.
+RETIRED_SECRET = "reliability-retired-secret-0003"
+FOREIGN_SECRET = "some-other-deployment-secret-04"
+
+
+def budget(name: str, ci_default: int) -> int:
+    """Example counts for property and fuzz tests: small in CI, larger with an env var.
+
+    PODGATE_RELIABILITY_SCALE=N multiplies every count (bench runs use 20-100).
+    """
+    scale = int(os.environ.get("PODGATE_RELIABILITY_SCALE", "1") or "1")
+    return max(1, ci_default * max(1, scale))
+
+
+@dataclass
+class PodLog:
+    """What one pod saw: each request's method, raw path, headers and body size."""
+
+    name: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    websockets: int = 0
+
+    def paths(self) -> list[str]:
+        return [r["path"] for r in self.requests]
+
+
+@dataclass
+class RecordingPod:
+    name: str
+    url: str
+    port: int
+    log: PodLog
+    server: TestServer
+
+
+def recording_pod_app(log: PodLog) -> web.Application:
+    """A pod that records and echoes: JSON of what it got, X-Pod names it.
+
+    ?sleep=S waits first; ?size=N answers N bytes of "x"; a WebSocket
+    upgrade is echoed message by message ("close:<code>" closes with that code).
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await _websocket(request, log)
+        body = await request.read()
+        record = {
+            "method": request.method,
+            "path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body_size": len(body),
+            "body": body[:200].decode("utf-8", "replace"),
+        }
+        log.requests.append(record)
+        if "sleep" in request.query:
+            await asyncio.sleep(float(request.query["sleep"]))
+        if "size" in request.query:
+            return web.Response(body=b"x" * int(request.query["size"]), headers={"X-Pod": log.name})
+        return web.Response(
+            text=json.dumps(record), content_type="application/json", headers={"X-Pod": log.name}
+        )
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def _websocket(request: web.Request, log: PodLog) -> web.StreamResponse:
+    ws = web.WebSocketResponse(max_msg_size=1 << 20)
+    await ws.prepare(request)
+    log.websockets += 1
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            if msg.data.startswith("close:"):
+                await ws.close(code=int(msg.data[6:]), message=b"pod says bye")
+            else:
+                await ws.send_str(f"{log.name}:{msg.data}")
+        elif msg.type == WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    return ws
+
+
+async def start_pod(name: str) -> RecordingPod:
+    log = PodLog(name)
+    server = TestServer(recording_pod_app(log), host="127.0.0.1", port=0)
+    await server.start_server()
+    port = server.port
+    assert port is not None
+    return RecordingPod(name, f"http://127.0.0.1:{port}", port, log, server)
+
+
+def podgate_config(
+    tmp_path: Path,
+    *,
+    control: bool,
+    routes: list[dict[str, Any]],
+    upstream_timeout: float = 5.0,
+    admin_access: bool = False,
+    admins: tuple[str, ...] = (),
+    max_age_seconds: float = 3600.0,
+) -> Path:
+    """Write a podgate YAML config listening on 127.0.0.1:0; returns its path."""
+    data = {
+        "listen": "127.0.0.1:0",
+        "ops_listen": "127.0.0.1:0",
+        "log_level": "warning",
+        "control": {"enabled": control},
+        "auth": {"kind": "dummy", "admins": list(admins)},
+        "session": {
+            "cookie_name": COOKIE_NAME,
+            "cookie_secrets": [CURRENT_SECRET, PREVIOUS_SECRET],
+            "max_age_seconds": max_age_seconds,
+        },
+        "edge": {
+            "admin_access": admin_access,
+            "upstream_connect_timeout": 2.0,
+            "upstream_timeout": upstream_timeout,
+        },
+        "routes": routes,
+    }
+    path = tmp_path / f"podgate-{'control' if control else 'proxy'}.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+async def start_podgate(config_file: Path) -> Podgate:
+    """podgate assembled from a config file as `podgate run --config` does (no env secrets)."""
+    gate = Podgate(load_config(config_file, environ={}))
+    await gate.start()
+    return gate
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@dataclass
+class Gate:
+    """A running podgate and the pods behind it."""
+
+    mode: str  # "proxy" or "control"
+    podgate: Podgate
+    port: int
+    url: str
+    open_pod: RecordingPod
+    alice: RecordingPod
+    bob: RecordingPod
+
+    def cookie(self, user: str) -> str:
+        return f"podgate-session={self.podgate.sessions.issue(user)}"
+
+    def pod_requests(self) -> int:
+        return sum(len(p.log.requests) for p in (self.open_pod, self.alice, self.bob))
+
+
+# ---------------------------------------------------------------- raw HTTP
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class RawOutcome:
+    """What came back on one raw connection before it closed or went quiet."""
+
+    responses: list[RawResponse]
+    closed: bool  # the server closed (or reset) the connection
+    leftover: bytes  # bytes that did not parse as a whole response
+
+    @property
+    def statuses(self) -> list[int]:
+        return [r.status for r in self.responses]
+
+    @property
+    def hung(self) -> bool:
+        """No answer at all and the connection still open: what a hostile input must never do."""
+        return not self.responses and not self.closed
+
+
+def parse_responses(data: bytes) -> tuple[list[RawResponse], bytes]:
+    """Split a byte stream into whole HTTP/1.1 responses (Content-Length or chunked)."""
+    out: list[RawResponse] = []
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return out, data
+        head = data[:end].decode("latin-1").split("\r\n")
+        parts = head[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+            return out, data
+        headers: dict[str, str] = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        rest = data[end + 4 :]
+        status = int(parts[1])
+        if status in (101, 204, 304) or 100 <= status < 200:
+            body, data = b"", rest
+        elif "chunked" in headers.get("transfer-encoding", ""):
+            parsed = _dechunk(rest)
+            if parsed is None:
+                return out, data
+            body, data = parsed
+        elif "content-length" in headers:
+            size = int(headers["content-length"])
+            if len(rest) < size:
+                return out, data
+            body, data = rest[:size], rest[size:]
+        else:
+            return out, data  # body runs to the close: not a whole response yet
+        out.append(RawResponse(status, headers, body))
+
+
+def _dechunk(data: bytes) -> tuple[bytes, bytes] | None:
+    body = bytearray()
+    while True:
+        line_end = data.find(b"\r\n")
+        if line_end < 0:
+            return None
+        size = int(data[:line_end].split(b";")[0], 16)
+        data = data[line_end + 2 :]
+        if size == 0:
+            trailer_end = data.find(b"\r\n")
+            return (bytes(body), data[trailer_end + 2 :]) if trailer_end >= 0 else None
+        if len(data) < size + 2:
+            return None
+        body += data[:size]
+        data = data[size + 2 :]
+
+
+async def raw_send(
+    port: int,
+    data: bytes | list[bytes],
+    *,
+    expect: int = 1,
+    seconds: float = 3.0,
+    pause: float = 0.05,
+) -> RawOutcome:
+    """Send bytes (a list is sent write by write, `pause` apart) and collect the answers.
+
+    Reads until the server closes, until `expect` whole responses arrived and
+    the line stayed quiet for a moment, or until `seconds` pass.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = bytearray()
+    closed = False
+    try:
+        for n, piece in enumerate([data] if isinstance(data, bytes) else data):
+            if n:
+                await asyncio.sleep(pause)
+            writer.write(piece)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            complete = len(parse_responses(bytes(received))[0]) >= expect
+            try:
+                chunk = await asyncio.wait_for(reader.read(65536), 0.2 if complete else left)
+            except TimeoutError:
+                if complete:
+                    break
+                continue
+            except ConnectionError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    responses, leftover = parse_responses(bytes(received))
+    return RawOutcome(responses, closed, leftover)
