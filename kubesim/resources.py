@@ -66,8 +66,8 @@ CORE: dict[str, ResourceType] = {
 CORE_SUBRESOURCES: dict[str, tuple[str, ...]] = {
     "pods/status": ("get", "patch", "update"),
     "pods/log": ("get",),
-    "namespaces/status": ("get",),
-    "persistentvolumeclaims/status": ("get",),
+    "persistentvolumeclaims/status": ("get", "patch", "update"),
+    "services/status": ("get", "patch", "update"),
 }
 
 # Groups announced in /apis; their kinds are stored generically.

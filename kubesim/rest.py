@@ -154,8 +154,10 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
     await ctx.admit(request, verb, target.rt, target.namespace)
     if verb != "create" and request.query.get("dryRun"):
         raise bad_request(f"kubesim does not support dryRun for {verb}")
-    if target.subresource not in ("", "status", "log") or (
-        target.subresource and target.rt.kind != "Pod"
+    if target.subresource == "log" and target.rt.kind != "Pod":
+        raise unknown_resource()
+    if target.subresource not in ("", "log") and not (
+        target.subresource == "status" and target.rt.has_status
     ):
         raise unknown_resource()
     if verb == "watch":

@@ -115,6 +115,8 @@ async def test_body_without_kind_and_namespace_mismatch(api_cluster: SimCluster)
             assert (await r.json())["reason"] == "NotFound"
         async with http.put(base) as r:
             assert r.status == 405
+        async with http.get(base + "/c1/status") as r:  # configmaps have no status
+            assert r.status == 404
 
 
 async def test_replace_with_stale_resource_version_conflicts(core_api: Any) -> None:
@@ -195,6 +197,11 @@ async def test_status_subresource_and_pod_log(core_api: Any) -> None:
         "dave", "default", {"status": {"phase": "Running"}}
     )
     assert patched.status.phase == "Pending"
+    # …and written through the status subresource, only the status changes.
+    patched = await core_api.patch_namespaced_pod_status(
+        "dave", "default", {"metadata": {"labels": {"x": "y"}}, "status": {"phase": "Failed"}}
+    )
+    assert patched.status.phase == "Failed" and not patched.metadata.labels
     with pytest.raises(ApiException) as e:
         await core_api.read_namespaced_pod_log("dave", "default")
     assert e.value.status == 400
@@ -275,6 +282,10 @@ async def test_delete_answers_object_or_status(core_api: Any) -> None:
     created = await core_api.create_namespaced_persistent_volume_claim("default", claim)
     assert created.status.phase == "Bound"  # no provisioner to wait for
     assert created.status.capacity == {"storage": "1Gi"}
+    claim_status = await core_api.read_namespaced_persistent_volume_claim_status(
+        "home-alice", "default"
+    )
+    assert claim_status.status.phase == "Bound"
     gone = await core_api.delete_namespaced_persistent_volume_claim("home-alice", "default")
     assert gone.metadata.name == "home-alice"
     with pytest.raises(ApiException) as e:
