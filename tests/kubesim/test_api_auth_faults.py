@@ -150,3 +150,27 @@ async def test_expire_next_watch_resume(api_cluster: SimCluster, core_api: Any) 
     async with asyncio.timeout(3):
         assert [e async for e in stream] == []
     await w.close()
+
+
+async def test_paused_kubelet_makes_no_progress(make_cluster: Any, tmp_path: Path) -> None:
+    cluster = await make_cluster()  # with the simulated kubelet
+    shown = await set_faults(cluster, {"kubelet_paused": True})
+    assert shown["kubelet_paused"] is True
+    cluster.write_kubeconfig(tmp_path / "kc")
+    async with await config.new_client_from_config(str(tmp_path / "kc")) as api:
+        core = client.CoreV1Api(api)
+        sleeper = {"name": "nb", "image": "python", "command": ["sleep", "30"]}
+        await core.create_namespaced_pod(
+            "default", {"metadata": {"name": "frozen"}, "spec": {"containers": [sleeper]}}
+        )
+        await asyncio.sleep(0.5)
+        still = await core.read_namespaced_pod("frozen", "default")
+        assert still.status.phase == "Pending" and not still.status.pod_ip
+        await set_faults(cluster, {"kubelet_paused": False})
+        phase = ""
+        for _ in range(100):  # up to ~10 s
+            phase = (await core.read_namespaced_pod("frozen", "default")).status.phase
+            if phase == "Running":
+                break
+            await asyncio.sleep(0.1)
+        assert phase == "Running"
