@@ -86,13 +86,28 @@ def _http(
         raise PeerUnavailable(f"{method} {url} failed: {e}") from e
 
 
-def _check_routed(peer: Peer) -> Peer:
-    """Fail fast unless a small GET through the peer returns the upstream's file."""
+def routing_problem(peer: Peer) -> str | None:
+    """None if a small GET through the peer returns the upstream's file, else what it got.
+
+    wrk counts a 302 as a success, so a cookie the peer stopped accepting
+    would otherwise be measured as fast redirects.
+    """
     headers = {"Cookie": peer.cookie} if peer.cookie else {}
-    status, body = _http("GET", peer.url(SMALL_PATH), headers=headers)
+    try:
+        status, body = _http("GET", peer.url(SMALL_PATH), headers=headers)
+    except PeerUnavailable as e:
+        return str(e)
     if status != 200 or body != SMALL_BODY.encode():
+        return f"{peer.name}: GET {SMALL_PATH} gave {status} {body[:200]!r}"
+    return None
+
+
+def _check_routed(peer: Peer) -> Peer:
+    """The peer, once it routes; stopped and PeerUnavailable if it does not."""
+    problem = routing_problem(peer)
+    if problem is not None:
         peer.stop()
-        raise PeerUnavailable(f"{peer.name}: GET {SMALL_PATH} gave {status} {body[:200]!r}")
+        raise PeerUnavailable(problem)
     return peer
 
 

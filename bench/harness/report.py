@@ -76,3 +76,62 @@ def markdown_table(m: Measurements, peers: list[str], *, idle_count: int) -> str
         cells += [_ratio(m, num, den, fig.key) for num, den, _ in ratios]
         lines.append("| " + " | ".join([_label(fig, idle_count), *cells]) + " |")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target of issue 2, checked against one podgate peer's medians."""
+
+    text: str
+    key: str
+    versus: str | None  # peer the figure is divided by; None: the figure itself
+    limit: float
+    at_least: bool  # True: figure (or ratio) >= limit passes; False: <= limit passes
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("small requests/s >= 3x CHP", "small_rps", "chp", 3.0, True),
+    Target("small p99 <= 1/2 of CHP", "small_p99_ms", "chp", 0.5, False),
+    Target("1,000 conns: requests/s >= 3x CHP", "many_rps", "chp", 3.0, True),
+    Target("1,000 conns: zero errors and timeouts", "many_errors", None, 0.0, False),
+    Target("CPU per 100k requests <= 1/3 of CHP", "cpu_per_100k", "chp", 1 / 3, False),
+    Target("256 MiB download >= 1 GB/s", "download_mbs", None, 1000.0, True),
+    Target("download peak RSS < 100 MB", "download_rss_mb", None, 100.0, False),
+    Target("upload peak RSS < 100 MB", "upload_rss_mb", None, 100.0, False),
+    Target("WebSocket round-trips/s >= CHP", "ws_round_trips", "chp", 1.0, True),
+    Target("memory per idle WebSocket <= 15 KiB", "ws_idle_kib", None, 15.0, False),
+    Target("cookie route requests/s within 10% of proxy-only", "small_rps", "podgate", 0.9, True),
+)
+
+
+def _check(m: Measurements, peer: str, target: Target) -> str:
+    value = m.median(peer, target.key)
+    if target.versus is not None:
+        base = m.median(target.versus, target.key)
+        if value is None or not base:
+            return "—"
+        value /= base
+    if value is None:
+        return "—"
+    ok = value >= target.limit if target.at_least else value <= target.limit
+    shown = f"{value:.2f}×" if target.versus else _fmt(value, target.key)  # noqa: RUF001
+    return f"{shown} {'met' if ok else 'NOT met'}"
+
+
+def targets_table(m: Measurements, peers: list[str]) -> str:
+    """Issue 2's targets for each podgate peer measured in this run."""
+    ours = [p for p in ("podgate", "podgate-cookie") if p in peers]
+    if not ours:
+        return ""
+    lines = ["| target (issue 2) | " + " | ".join(ours) + " |", "| --- |" + " --- |" * len(ours)]
+    for target in TARGETS:
+        if target.versus == "podgate":  # the cookie route against the proxy-only route
+            cells = ["", _check(m, "podgate-cookie", target)] if len(ours) == 2 else []
+            if not cells:
+                continue
+        else:
+            cells = [_check(m, p, target) for p in ours]
+        if all(c in ("", "—") for c in cells):
+            continue
+        lines.append(f"| {target.text} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
