@@ -238,7 +238,8 @@ class PodWorker:
         record.view.state = st.waiting("ErrImagePull", f'failed to pull image "{image}": {reason}')
         self.node.mark_dirty(self)
         wait = backoff or self.node.config.backoff_initial
-        await asyncio.sleep(min(wait, self.node.config.backoff_initial))
+        # ErrImagePull shows briefly before the back-off, as on a real node.
+        await asyncio.sleep(min(wait, 1.0))
         await self.node.gate()
         record.view.state = st.waiting("ImagePullBackOff", f'Back-off pulling image "{image}"')
         self._event("BackOff", f'Back-off pulling image "{image}"', warning=True, container=record)
@@ -341,32 +342,38 @@ class PodWorker:
         await asyncio.sleep(timing.initial_delay)
         fast = self.node.config.probe_fast_period
         successes = failures = 0
+        due = time.monotonic()  # when a real kubelet would probe next
         while True:
             await self.node.gate()
             ok, message = await check_readiness(
                 probe, record.spec, self.view.pod_ip or "", env, self.node.probe_session
             )
+            now = time.monotonic()
+            regular = now >= due
+            if regular:
+                due = now + timing.period
             if ok:
                 successes, failures = successes + 1, 0
                 if successes >= timing.success_threshold and not record.view.ready:
                     record.view.ready = True
                     self.node.mark_dirty(self)
-            else:
+            elif regular:
+                # Only failures at the real cadence count: the extra early probes
+                # may make a pod ready sooner, never noisier.
                 successes, failures = 0, failures + 1
-                if failures >= timing.failure_threshold:
-                    self._event(
-                        "Unhealthy",
-                        f"Readiness probe failed: {message}",
-                        warning=True,
-                        container=record,
-                    )
-                    if record.view.ready:
-                        record.view.ready = False
-                        self.node.mark_dirty(self)
+                self._event(
+                    "Unhealthy",
+                    f"Readiness probe failed: {message}",
+                    warning=True,
+                    container=record,
+                )
+                if failures >= timing.failure_threshold and record.view.ready:
+                    record.view.ready = False
+                    self.node.mark_dirty(self)
             if record.view.ready:
                 delay = timing.period
             else:
-                delay = min(timing.period, fast)
+                delay = max(0.0, min(due - now, fast))
                 fast *= 1.5
             await asyncio.sleep(delay)
 
