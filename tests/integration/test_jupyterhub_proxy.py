@@ -128,8 +128,8 @@ def hub_config(podgate: Podgate, hub_bind_url: str, home: Path) -> str:
         "Authenticator.allow_all": True,
         "JupyterHub.spawner_class": "simple",
         "SimpleLocalProcessSpawner.home_dir_template": str(home / "{username}"),
-        # The server and its kernels stay in the hub's process group so the
-        # fixture can always stop all of them.
+        # The server stays in the hub's process group so the fixture can always
+        # stop it (its kernels leave the group but exit when their server dies).
         "LocalProcessSpawner.popen_kwargs": {"start_new_session": False},
         "Spawner.cmd": [sys.executable, "-m", "jupyterhub.singleuser"],
         "Spawner.args": ["--allow-root"] if os.geteuid() == 0 else [],
@@ -199,17 +199,16 @@ def browser() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
 
-async def log_in(user: aiohttp.ClientSession, hub: Hub) -> str:
-    """Fill in the hub's login form through podgate; the final URL after the redirects."""
+async def log_in(user: aiohttp.ClientSession, hub: Hub, password: str) -> tuple[int, URL, str]:
+    """Fill in the hub's login form through podgate: status, final URL and page after redirects."""
     async with user.get(f"{hub.public}/login") as response:
         assert response.status == 200
         form = await response.text()
-    fields = {"username": USER, "password": PASSWORD}
+    fields = {"username": USER, "password": password}
     if xsrf := XSRF_FIELD.search(form):
         fields["_xsrf"] = xsrf.group(1)
     async with user.post(f"{hub.public}/login", data=fields) as response:
-        assert response.status == 200, await response.text()
-        return str(response.url)
+        return response.status, response.url, await response.text()
 
 
 async def wait_for_server(user: aiohttp.ClientSession, podgate: Podgate, hub: Hub) -> None:
@@ -274,14 +273,14 @@ async def test_jupyterhub_runs_a_user_server_through_podgate(
     routes_client = aiohttp.ClientSession()
     async with routes_client, browser() as user:
         # A wrong password is refused by the hub, through podgate, and spawns nothing.
-        async with user.post(
-            f"{hub.public}/login", data={"username": USER, "password": "wrong"}
-        ) as response:
-            assert response.status == 403
-        assert "/user/alice" not in await proxy_routes(routes_client, podgate)
+        status, _, page = await log_in(user, hub, "not-the-password")
+        assert status == 403
+        assert "Invalid username or password" in page
+        assert f"/user/{USER}" not in await proxy_routes(routes_client, podgate)
 
         # Log in: the hub starts the server and sends the browser to its pending page.
-        final = URL(await log_in(user, hub))
+        status, final, page = await log_in(user, hub, PASSWORD)
+        assert status == 200, page
         assert final.origin() == URL(podgate.public).origin()
         assert final.path in (f"/hub/spawn-pending/{USER}", f"/user/{USER}/")
         await wait_for_server(user, podgate, hub)
