@@ -114,6 +114,8 @@ class SimCluster:
         site = web.TCPSite(self._runner, self.host, self._port, ssl_context=ssl_context)
         await site.start()
         host, port = self._runner.addresses[0][:2]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"  # a wildcard bind is reached over loopback here
         scheme = "https" if self.tls else "http"
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{shown}:{port}"

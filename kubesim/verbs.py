@@ -15,7 +15,7 @@ from typing import Any
 
 from kubesim.patch import apply_patch
 from kubesim.resources import CORE, ResourceType
-from kubesim.status import bad_request, conflict, not_found
+from kubesim.status import already_exists, bad_request, conflict, not_found
 from kubesim.store import Entry, Store, deep_copy
 from kubesim.validation import validate
 
@@ -134,10 +134,10 @@ def create(store: Store, rt: ResourceType, namespace: str, body: Any, dry_run: b
     _require_namespace(store, rt, namespace)
     _apply_defaults(rt, obj)
     if dry_run:
-        existing = store.entry(rt.key, namespace if rt.namespaced else "", meta["name"])
-        if existing is not None:
-            store.insert(rt.key, namespace, obj)  # raises AlreadyExists
-        meta["namespace"] = namespace
+        if store.entry(rt.key, namespace if rt.namespaced else "", meta["name"]) is not None:
+            raise already_exists(rt.resource, meta["name"], rt.group)
+        if rt.namespaced:
+            meta["namespace"] = namespace
         return obj
     return store.insert(rt.key, namespace if rt.namespaced else "", obj).obj
 

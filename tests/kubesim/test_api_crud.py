@@ -385,6 +385,13 @@ async def test_dry_run_create_stores_nothing(api_cluster: SimCluster, core_api: 
     with pytest.raises(ApiException) as e:
         await core_api.read_namespaced_pod("ghost", "default")
     assert e.value.status == 404
+    await core_api.create_namespaced_pod("default", pod("ghost"))
+    with pytest.raises(ApiException) as e:
+        await core_api.create_namespaced_pod("default", pod("ghost"), dry_run="All")
+    assert e.value.status == 409
+    with pytest.raises(ApiException) as e:
+        await core_api.delete_namespaced_pod("ghost", "default", dry_run="All")
+    assert e.value.status == 400  # kubesim refuses dry runs of anything but create
 
 
 async def test_generate_name(core_api: Any) -> None:
