@@ -203,10 +203,13 @@ class SimKubelet:
             self._pending[uid] = worker
             self._schedule_wanted.set()
         was_deleting = worker.deleting.is_set()
+        grace_before = worker.grace_period()
         worker.observe(pod)
         if worker.deleting.is_set() and not was_deleting:
             self._pending.pop(uid, None)
             self._spawn(self._retire(worker, grace=None, remove=True), f"delete-{uid}")
+        elif was_deleting and worker.grace_period() < grace_before:
+            worker.shorten_grace(worker.grace_period())  # a second DELETE asked for less
 
     def _on_claim(self, kind: str, claim: Obj) -> None:
         if kind == "DELETED" or (claim.get("status") or {}).get("phase") == "Bound":

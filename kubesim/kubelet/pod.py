@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import signal
 import time
 import uuid
 from collections.abc import Coroutine
@@ -106,6 +107,15 @@ class PodWorker:
             if value is not None:
                 return float(value)
         return 30.0
+
+    def shorten_grace(self, grace: float) -> None:
+        """SIGKILL whatever still runs once the new, shorter grace period has passed."""
+        asyncio.get_running_loop().call_later(max(0.0, grace), self._kill_now)
+
+    def _kill_now(self) -> None:
+        for record in self.containers:
+            if record.process is not None and record.process.running:
+                record.process.signal_group(signal.SIGKILL)
 
     async def terminate(self, grace: float, *, remove: bool) -> None:
         """Stop every container (Killing), then release and, if asked, remove the pod."""

@@ -262,3 +262,66 @@ async def test_a_thousand_echo_pods_start_quickly(tmp_path: Path) -> None:
                     assert reply.status == 200
     finally:
         await kubelet.stop()
+
+
+STUBBORN = (
+    "import os,signal,time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('pid', os.getpid(), flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+async def start_stubborn(core: client.CoreV1Api, name: str) -> int:
+    body = {
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{"name": "main", "image": "x", "command": [PY, "-c", STUBBORN]}],
+        },
+    }
+    await core.create_namespaced_pod("default", body)
+    await watch_until(core, lambda _, p: p.metadata.name == name and ready(p))
+    for _ in range(100):
+        log = await core.read_namespaced_pod_log(name, "default")
+        if "pid" in log:
+            return int(log.split()[1])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the container never printed its pid")
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_second_delete_with_a_shorter_grace_period_kills_sooner(
+    core: client.CoreV1Api,
+) -> None:
+    pid = await start_stubborn(core, "slow-to-die")
+    await core.delete_namespaced_pod("slow-to-die", "default")  # 30 s: it ignores SIGTERM
+    await asyncio.sleep(0.3)
+    assert running(pid)
+    terminating = await core.read_namespaced_pod("slow-to-die", "default")
+    assert terminating.metadata.deletion_timestamp is not None
+    started = time.monotonic()
+    await core.delete_namespaced_pod("slow-to-die", "default", grace_period_seconds=1)
+    await watch_until(core, lambda kind, p: kind == "DELETED" and p.metadata.name == "slow-to-die")
+    assert time.monotonic() - started < 5
+    assert not running(pid)
+
+
+async def test_force_delete_kills_at_once(core: client.CoreV1Api) -> None:
+    pid = await start_stubborn(core, "forced")
+    await core.delete_namespaced_pod("forced", "default", grace_period_seconds=0)
+    for _ in range(100):
+        if not running(pid):
+            break
+        await asyncio.sleep(0.05)
+    assert not running(pid)
+    with pytest.raises(client.ApiException) as gone:
+        await core.read_namespaced_pod("forced", "default")
+    assert gone.value.status == 404
