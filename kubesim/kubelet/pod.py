@@ -124,6 +124,7 @@ class PodWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._stop_containers(grace, announce=remove)
+        self.view.stopped_for_deletion = True
         if remove and not self.vanished:
             self.node.flush_now(self)
             self.node.store.remove("pods", self.namespace, self.name)

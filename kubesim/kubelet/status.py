@@ -155,6 +155,7 @@ class PodView:
     host_ip: str | None = None
     start_time: str | None = None
     containers: list[ContainerView] = field(default_factory=list)
+    stopped_for_deletion: bool = False
 
 
 def pod_status(
@@ -170,6 +171,11 @@ def pod_status(
             )
         return status
     phase = pod_phase(view.restart_policy, view.containers)
+    if view.stopped_for_deletion:
+        # Since Kubernetes 1.27 a deleted pod whose containers all ended is terminal.
+        codes = [c.state.get("terminated", {}).get("exitCode") for c in view.containers]
+        if all(code is not None for code in codes):
+            phase = "Succeeded" if all(code == 0 for code in codes) else "Failed"
     status["phase"] = phase
     unready = [c.name for c in view.containers if not c.ready]
     if phase in ("Succeeded", "Failed"):

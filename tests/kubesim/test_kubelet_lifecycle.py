@@ -253,9 +253,12 @@ async def test_deletion_sends_sigterm_then_removes_the_pod(cluster: Cluster) -> 
     )
     cluster.create("term", {"name": "main", "image": "x", "command": [PY, "-c", script]})
     (pid,) = await pids_in_log(cluster, "term")
+    phases: list[str | None] = []
+    cluster.store.subscribe("pods", lambda kind, pod: phases.append(phase(pod)))
     started = time.monotonic()
     mark_deleted(cluster, "term", grace=30)
     await cluster.until(lambda: cluster.pod("term") is None)
+    assert phases[-2:] == ["Succeeded", "Succeeded"]  # the last status, then DELETED
     assert time.monotonic() - started < 5  # it exited on SIGTERM: no wait for the grace period
     assert not alive(pid)
     killing = [e for e in cluster.events("term") if e["reason"] == "Killing"]

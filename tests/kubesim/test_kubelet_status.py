@@ -127,3 +127,11 @@ def test_terminated_reason_follows_exit_code_unless_oom() -> None:
 def test_qos_class(resources: list[dict[str, object]], qos: str) -> None:
     spec = {"containers": [{"name": str(i), "resources": r} for i, r in enumerate(resources)]}
     assert qos_class(spec) == qos
+
+
+def test_deleted_pod_whose_containers_ended_is_terminal() -> None:
+    pod = PodView(scheduled=True, pod_ip="127.0.0.2", stopped_for_deletion=True)
+    pod.containers = [view(state=st.terminated(143, T0, T1))]
+    assert pod_status(pod, {}, {}, T1)["phase"] == "Failed"
+    pod.containers = [view(state=st.terminated(0, T0, T1))]
+    assert pod_status(pod, {}, {}, T1)["phase"] == "Succeeded"
