@@ -111,7 +111,8 @@ async def group_cluster(request: web.Request) -> web.StreamResponse:
     info = request.match_info
     if info["group"] == "metrics.k8s.io":
         return await serve_pod_metrics(request, None, None)
-    rt = group_type(info["group"], info["version"], info["resource"], None)
+    kind = request.app[API_CONTEXT].store.kind_of(f"{info['group']}/{info['resource']}")
+    rt = group_type(info["group"], info["version"], info["resource"], kind)
     return await serve(request, Target(rt, None, None))
 
 
@@ -122,11 +123,12 @@ async def group_namespaced(request: web.Request) -> web.StreamResponse:
         if info["resource"] != "pods" or info.get("subresource"):
             raise unknown_resource()
         return await serve_pod_metrics(request, info["namespace"], info.get("name"))
-    body_kind = None
-    if request.method == "POST" and request.can_read_body:
+    # A kind unknown to kubesim is named by what was stored, else by the body.
+    kind = request.app[API_CONTEXT].store.kind_of(f"{info['group']}/{info['resource']}")
+    if kind is None and request.method == "POST" and request.can_read_body:
         body = await read_json(request)
-        body_kind = body.get("kind") if isinstance(body, dict) else None
-    rt = group_type(info["group"], info["version"], info["resource"], body_kind)
+        kind = body.get("kind") if isinstance(body, dict) else None
+    rt = group_type(info["group"], info["version"], info["resource"], kind)
     if info.get("subresource"):
         raise unknown_resource()
     return await serve(request, Target(rt, info["namespace"], info.get("name")))

@@ -165,6 +165,14 @@ class Store:
             if entry is not None:
                 yield entry
 
+    def kind_of(self, key: str) -> str | None:
+        """The kind stored under `key`, if any object is (for kinds served generically)."""
+        for names in self._objects.get(key, {}).values():
+            for entry in names.values():
+                kind: str | None = entry.obj.get("kind")
+                return kind
+        return None
+
     def resource_keys(self) -> list[str]:
         """Every resource key that has ever held an object."""
         return list(self._objects)

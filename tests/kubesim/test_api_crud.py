@@ -361,18 +361,21 @@ async def test_generic_kinds_are_stored_and_read_back(api_client: Any) -> None:
     assert got["rules"] == role["rules"] and got["kind"] == "Role"
     listed = await custom.list_namespaced_custom_object(*args, label_selector="app=podgate")
     assert listed["kind"] == "RoleList" and len(listed["items"]) == 1
-    widget = {"apiVersion": "example.org/v1", "kind": "Widget", "metadata": {"name": "w"}}
-    await custom.create_namespaced_custom_object("example.org", "v1", "default", "widgets", widget)
+    # A kind kubesim has never heard of, whose name is not its plural capitalised.
+    gadget = ("example.org", "v1", "default", "smartgadgets")
+    body = {"apiVersion": "example.org/v1", "kind": "SmartGadget", "metadata": {"name": "w"}}
+    await custom.create_namespaced_custom_object(*gadget, body)
     patched = await custom.patch_namespaced_custom_object(
-        "example.org",
-        "v1",
-        "default",
-        "widgets",
-        "w",
-        {"metadata": {"labels": {"x": "y"}}},
+        *gadget, "w", {"metadata": {"labels": {"x": "y"}}},
         _content_type="application/merge-patch+json",
-    )
-    assert patched["metadata"]["labels"] == {"x": "y"} and patched["kind"] == "Widget"
+    )  # fmt: skip
+    assert patched["metadata"]["labels"] == {"x": "y"} and patched["kind"] == "SmartGadget"
+    body["spec"] = {"size": 2}
+    body["metadata"]["resourceVersion"] = patched["metadata"]["resourceVersion"]
+    replaced = await custom.replace_namespaced_custom_object(*gadget, "w", body)
+    assert replaced["spec"] == {"size": 2}
+    listed = await custom.list_namespaced_custom_object(*gadget)
+    assert listed["kind"] == "SmartGadgetList"
     await custom.delete_namespaced_custom_object(*args, "spawner")
     with pytest.raises(ApiException) as e:
         await custom.get_namespaced_custom_object(*args, "spawner")
