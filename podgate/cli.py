@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("sim", help="run the Kubernetes API simulator alone")
     sim.add_argument("--listen", default="127.0.0.1:6443", metavar="HOST:PORT")
     sim.add_argument("--kubeconfig", metavar="FILE", help="write a kubeconfig for it here")
-    sim.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
+    # kubectl sends a bearer token only over TLS, so HTTPS is the default.
+    sim.add_argument(
+        "--plain-http", action="store_true", help="serve plain HTTP (kubectl will not work)"
+    )
     sim.set_defaults(handler=_sim)
     return parser
 
@@ -55,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     from kubesim.standalone import run
 
-    return run(args.listen, args.kubeconfig, tls=args.tls)
+    return run(args.listen, args.kubeconfig, tls=not args.plain_http)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,35 @@ async def test_run_serves_config_routes_and_the_ops_port_then_stops_on_sigterm(
             assert "podgate_requests_total" in await response.text()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+
+
+def test_sim_writes_a_kubeconfig_kubectl_uses(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    process = subprocess.Popen(
+        [*PODGATE, "sim", "--listen", "127.0.0.1:0", "--kubeconfig", str(kubeconfig)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("kubesim listening on https://127.0.0.1:"), line
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), "get", "namespaces", "-o", "name"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "namespace/default" in result.stdout.split()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream:
+                stream.close()
