@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from bench.harness.workloads import FIGURES, Figure
 
+TIMES = "\N{MULTIPLICATION SIGN}"  # a ratio reads "3.10" followed by this sign
+
 # (numerator peer, denominator peer, column title)
 RATIOS: tuple[tuple[str, str, str], ...] = (
     ("podgate", "chp", "podgate ÷ CHP"),
@@ -56,7 +58,7 @@ def _ratio(m: Measurements, num: str, den: str, key: str) -> str:
     a, b = m.median(num, key), m.median(den, key)
     if a is None or b is None or b == 0:
         return "—"
-    return f"{a / b:.2f}×"  # noqa: RUF001 - the multiplication sign reads as a ratio
+    return f"{a / b:.2f}{TIMES}"
 
 
 def _label(fig: Figure, idle_count: int) -> str:
@@ -114,7 +116,7 @@ def _check(m: Measurements, peer: str, target: Target) -> str:
     if value is None:
         return "—"
     ok = value >= target.limit if target.at_least else value <= target.limit
-    shown = f"{value:.2f}×" if target.versus else _fmt(value, target.key)  # noqa: RUF001
+    shown = f"{value:.2f}{TIMES}" if target.versus else _fmt(value, target.key)
     return f"{shown} {'met' if ok else 'NOT met'}"
 
 
