@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -61,6 +60,7 @@ from edge.ws_handshake import (
     parse_response_head,
     split_response_head,
 )
+from edge.ws_refusal import relay_refusal
 from edge.ws_relay import ByteRelay, PodLink
 from metrics import EdgeStats
 from routes import Route, Target
@@ -79,8 +79,6 @@ class WebSocketSettings:
     # Bytes a side may have waiting to be written before the other side's
     # reading pauses: bounds the relay's memory per socket under bulk traffic.
     write_buffer_high: int = 256 * 1024
-    # Largest body of a non-101 answer relayed per read.
-    body_read_size: int = 64 * 1024
 
 
 DEFAULT_SETTINGS = WebSocketSettings()
@@ -126,7 +124,9 @@ async def relay_websocket(
         stats.upstream_error(e.kind)
         return upstream_error_response(e)
     if handshake.status != 101:
-        return await _relay_refusal(request, pod, handshake, ws, stats, settings.cookie_name)
+        return await relay_refusal(
+            request, pod, handshake, ws.handshake_timeout, settings.cookie_name
+        )
     return await _switch(request, pod, handshake, ws, stats, settings.cookie_name)
 
 
@@ -203,7 +203,10 @@ async def _read_head(pod: PodLink, ws: WebSocketSettings) -> PodResponseHead:
                     # Leave what followed the head (pod bytes after its 101,
                     # or the start of a refusal's body) in the buffer.
                     pod.take_buffered(len(head_bytes) + 4)
-                    return parse_response_head(head_bytes)
+                    head = parse_response_head(head_bytes)
+                    if head.status == 101 or not 100 <= head.status < 200:
+                        return head
+                    continue  # an interim answer (100, 103): the real one follows
                 if pod.closed:
                     raise UpstreamUnavailable("the pod closed before answering", kind="reset")
                 await pod.wait_for_data()
@@ -241,94 +244,3 @@ async def _pump(
     finally:
         relay.finish()
         stats.websocket_closed()
-
-
-async def _relay_refusal(
-    request: web.BaseRequest,
-    pod: PodLink,
-    head: PodResponseHead,
-    ws: WebSocketSettings,
-    stats: EdgeStats,
-    cookie_name: str,
-) -> web.StreamResponse:
-    """Send the pod's non-101 answer (status, headers, body) to the browser, streamed."""
-    response = web.StreamResponse(
-        status=head.status,
-        reason=head.reason or None,
-        headers=client_response_headers(head.headers.items(), cookie_name),
-    )
-    response.headers.popall("Content-Length", None)  # set below from the framing we relay
-    chunked = "chunked" in head.headers.get("Transfer-Encoding", "").lower()
-    length = head.headers.get("Content-Length")
-    remaining: int | None = None
-    if head.status in (204, 304) or 100 <= head.status < 200:
-        remaining = 0
-    elif not chunked and length is not None and length.strip().isdigit():
-        remaining = int(length)
-        response.content_length = remaining
-    await response.prepare(request)
-    body = _chunked_body(pod, ws, stats) if chunked else _plain_body(pod, remaining, ws, stats)
-    try:
-        async for piece in body:
-            await response.write(piece)
-    finally:
-        pod.close()
-    await response.write_eof()
-    return response
-
-
-async def _fill(pod: PodLink, ws: WebSocketSettings, stats: EdgeStats) -> bool:
-    """Wait for more pod bytes; False when the pod closed or went quiet for too long."""
-    if pod.closed:
-        return False
-    before = len(pod.buffered)
-    try:
-        async with asyncio.timeout(ws.handshake_timeout):
-            await pod.wait_for_data()
-    except TimeoutError:
-        stats.upstream_error("timeout")
-        return False
-    return len(pod.buffered) > before
-
-
-async def _plain_body(
-    pod: PodLink, remaining: int | None, ws: WebSocketSettings, stats: EdgeStats
-) -> AsyncIterator[bytes]:
-    while remaining is None or remaining > 0:
-        if not pod.buffered and not await _fill(pod, ws, stats):
-            return
-        limit = ws.body_read_size if remaining is None else min(remaining, ws.body_read_size)
-        piece = pod.take_buffered(limit)
-        if remaining is not None:
-            remaining -= len(piece)
-        yield piece
-
-
-async def _chunked_body(
-    pod: PodLink, ws: WebSocketSettings, stats: EdgeStats
-) -> AsyncIterator[bytes]:
-    while True:
-        size_line = await _read_line(pod, ws, stats)
-        if size_line is None:
-            return
-        try:
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            stats.upstream_error("protocol")
-            return
-        if size == 0:
-            return
-        async for piece in _plain_body(pod, size, ws, stats):
-            yield piece
-        if await _read_line(pod, ws, stats) is None:  # the CRLF closing each chunk
-            return
-
-
-async def _read_line(pod: PodLink, ws: WebSocketSettings, stats: EdgeStats) -> bytes | None:
-    """One CRLF-terminated line of chunked framing (without the CRLF), None if it never comes."""
-    while True:
-        end = pod.buffered.find(b"\r\n")
-        if end >= 0:
-            return pod.take_buffered(end + 2)[:-2]
-        if len(pod.buffered) > 4096 or not await _fill(pod, ws, stats):
-            return None
