@@ -141,6 +141,9 @@ def streaming(peer: Peer, ctx: RunContext) -> Figures:
         connections=1, seconds=ctx.stream_seconds, timeout_s=60,
     )  # fmt: skip
     up_rss = _peak_rss_mb(peer)
+    for what, result in (("download", down), ("upload", up)):
+        if result.errors:
+            ctx.notes.append(f"{what} on {peer.name}: {_error_summary(result)}")
     return {
         "download_mbs": down.bytes_read / down.seconds / MB if not down.errors else None,
         "download_rss_mb": down_rss,
@@ -150,6 +153,13 @@ def streaming(peer: Peer, ctx: RunContext) -> Figures:
         else None,
         "upload_rss_mb": up_rss,
     }
+
+
+def _error_summary(result: WrkResult) -> str:
+    return (
+        f"{result.socket_errors} socket errors, {result.timeouts} timeouts, "
+        f"{result.bad_status} error statuses in {result.requests} requests"
+    )
 
 
 def _ws_client(peer: Peer, ctx: RunContext, mode: str, path: str, *extra: str) -> list[str]:
