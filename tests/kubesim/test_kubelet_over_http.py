@@ -86,17 +86,26 @@ def ready(pod: client.V1Pod) -> bool:
 
 
 async def watch_until(
-    core: client.CoreV1Api, check: Callable[[str, client.V1Pod], bool], within: float = 15
+    core: client.CoreV1Api,
+    check: Callable[[str, client.V1Pod], bool],
+    within: float = 15,
+    since: str | None = None,
 ) -> client.V1Pod:
-    """Follow the typed pod watch (as a spawner does) until check(type, pod) holds."""
+    """Follow the typed pod watch (as a spawner does) until check(type, pod) holds.
+
+    `since`: a resourceVersion to resume from, so a change that already
+    happened (a fast deletion) is still seen.
+    """
     deadline = time.monotonic() + within
     stream = watch.Watch()
+    options: dict[str, Any] = {"resource_version": since} if since else {}
     try:
         while time.monotonic() < deadline:
             async with asyncio.timeout(deadline - time.monotonic()):
                 async for event in stream.stream(
-                    core.list_namespaced_pod, "default", timeout_seconds=5
+                    core.list_namespaced_pod, "default", timeout_seconds=5, **options
                 ):
+                    options = {"resource_version": event["object"].metadata.resource_version}
                     if check(event["type"], event["object"]):
                         return event["object"]
     finally:
@@ -137,8 +146,12 @@ async def test_spawned_pod_turns_ready_through_the_typed_watch(core: client.Core
     assert usage["cpu"].endswith("m")
     assert int(usage["memory"].removesuffix("Ki")) > 1000  # a real Python process
 
-    await core.delete_namespaced_pod("jupyter-ada", "default")
-    await watch_until(core, lambda kind, p: kind == "DELETED" and p.metadata.name == "jupyter-ada")
+    deleting = await core.delete_namespaced_pod("jupyter-ada", "default")
+    await watch_until(
+        core,
+        lambda kind, p: kind == "DELETED" and p.metadata.name == "jupyter-ada",
+        since=deleting.metadata.resource_version,
+    )
     reasons = [
         e.reason
         for e in (
@@ -308,8 +321,12 @@ async def test_second_delete_with_a_shorter_grace_period_kills_sooner(
     terminating = await core.read_namespaced_pod("slow-to-die", "default")
     assert terminating.metadata.deletion_timestamp is not None
     started = time.monotonic()
-    await core.delete_namespaced_pod("slow-to-die", "default", grace_period_seconds=1)
-    await watch_until(core, lambda kind, p: kind == "DELETED" and p.metadata.name == "slow-to-die")
+    shorter = await core.delete_namespaced_pod("slow-to-die", "default", grace_period_seconds=1)
+    await watch_until(
+        core,
+        lambda kind, p: kind == "DELETED" and p.metadata.name == "slow-to-die",
+        since=shorter.metadata.resource_version,
+    )
     assert time.monotonic() - started < 5
     assert not running(pid)
 
