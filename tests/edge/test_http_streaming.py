@@ -170,3 +170,26 @@ async def test_pod_dying_mid_body_truncates_the_download(make_edge, client) -> N
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_client_hang_up_while_pod_is_silent_closes_the_pod_connection(
+    make_edge, silent_upstream
+) -> None:
+    edge = await make_edge(table=api_table(silent_upstream), settings=PROXY_ONLY)
+    pool = edge_of(edge.app).pool
+    _, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(b"GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    for _ in range(100):  # bounded: wait until the edge has opened its pod connection
+        if pool.opened:
+            break
+        await asyncio.sleep(0.01)
+    assert pool.opened == 1
+    writer.close()  # the browser gives up before the pod says anything
+    await writer.wait_closed()
+    for _ in range(100):
+        if edge.stats.requests:
+            break
+        await asyncio.sleep(0.02)
+    assert edge.stats.requests[("GET", 499, "api")] == 1
+    assert pool.idle_count() == 0
