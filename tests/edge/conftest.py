@@ -23,6 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from edge.session import SessionCodec
 from edge.settings import EdgeSettings
 from metrics.edge_stats import EdgeStats
 from routes import RouteTable
@@ -215,34 +216,9 @@ async def silent_upstream() -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-class FakeSessionCodec:
-    """Stand-in used only until edge.session lands; the real SessionCodec replaces it."""
-
-    def issue(self, user: str) -> str:
-        return f"ok:{user}"
-
-    def verify(self, value: str) -> Any:
-        class Session:
-            def __init__(self, user: str) -> None:
-                self.user = user
-
-        class InvalidSessionError(Exception):
-            def __init__(self, reason: str) -> None:
-                super().__init__(reason)
-                self.reason = reason
-
-        if value.startswith("ok:"):
-            return Session(value[3:])
-        raise InvalidSessionError("bad_signature")
-
-
 @pytest.fixture
 def session_codec() -> Any:
     """The real SessionCodec (edge.session) with a test secret."""
-    try:
-        from edge.session import SessionCodec
-    except ImportError:
-        return FakeSessionCodec()
     return SessionCodec(["test-secret-one"], max_age_seconds=3600)
 
 
