@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from reliability_kit import (
     Gate,
+    Middlebox,
     RecordingPod,
     podgate_config,
     port_of,
+    start_mitmdump,
     start_pod,
     start_podgate,
+    start_process_pod,
+    stop_process,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,16 +43,27 @@ def find_mitmdump() -> str | None:
     return None
 
 
-@pytest.fixture
-def mitmdump() -> str:
+MITM_MISSING = (
+    "mitmdump not found on PATH or in .cache/mitmproxy-venv; create it with: "
+    "python3 -m venv .cache/mitmproxy-venv && .cache/mitmproxy-venv/bin/pip install mitmproxy"
+)
+
+
+@pytest.fixture(scope="module")
+def alice_behind_mitmproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Middlebox]:
+    """alice's pod as a process, with mitmdump (faults_addon.py) in front of it."""
     path = find_mitmdump()
     if path is None:
-        pytest.skip(
-            "mitmdump not found on PATH or in .cache/mitmproxy-venv; create it with: "
-            "python3 -m venv .cache/mitmproxy-venv && "
-            ".cache/mitmproxy-venv/bin/pip install mitmproxy"
-        )
-    return path
+        pytest.skip(MITM_MISSING)
+    pod = start_process_pod("alice")
+    try:
+        box = start_mitmdump(path, pod.url, tmp_path_factory.mktemp("mitmdump"))
+        try:
+            yield box
+        finally:
+            stop_process(box.process)
+    finally:
+        stop_process(pod.process)
 
 
 @pytest.fixture

@@ -14,6 +14,11 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import select
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,3 +314,95 @@ async def raw_send(
             await writer.wait_closed()
     responses, leftover = parse_responses(bytes(received))
     return RawOutcome(responses, closed, leftover)
+
+
+# ---------------------------------------------------------------- processes
+
+HERE = Path(__file__).resolve().parent
+POD_SCRIPT = HERE / "pod_process.py"
+FAULTS_ADDON = HERE / "faults_addon.py"
+
+
+@dataclass
+class ProcessPod:
+    """A pod running as its own process (tests/reliability/pod_process.py)."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[str]
+
+
+def start_process_pod(name: str) -> ProcessPod:
+    process = subprocess.Popen(
+        [sys.executable, str(POD_SCRIPT), name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 15)
+    line = process.stdout.readline().strip() if ready else ""
+    if not line.isdigit():
+        stop_process(process)
+        raise RuntimeError(f"pod process {name} did not start (got {line!r})")
+    return ProcessPod(name, f"http://127.0.0.1:{line}", process)
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    """Terminate, then kill if it lingers; always reaped."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@dataclass
+class Middlebox:
+    """mitmdump in reverse-proxy mode in front of one pod, with faults_addon.py loaded."""
+
+    url: str
+    process: subprocess.Popen[str]
+    log_path: Path
+
+
+def start_mitmdump(mitmdump: str, target: str, workdir: Path) -> Middlebox:
+    log_path = workdir / "mitmdump.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                mitmdump,
+                "--mode",
+                f"reverse:{target}",
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                "0",
+                "-s",
+                str(FAULTS_ADDON),
+                "--set",
+                f"confdir={workdir / 'mitmproxy-conf'}",
+                "--set",
+                "flow_detail=0",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        found = re.search(r"listening at 127\.0\.0\.1:(\d+)", log_path.read_text())
+        if found:
+            return Middlebox(f"http://127.0.0.1:{found.group(1)}", process, log_path)
+        time.sleep(0.05)
+    stop_process(process)
+    raise RuntimeError(f"mitmdump did not start: {log_path.read_text()[-2000:]}")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
