@@ -114,8 +114,12 @@ def _check_routed(peer: Peer) -> Peer:
 def _started(proc: Managed, *ports: int) -> None:
     for port in ports:
         if not wait_for_port(port, timeout=START_TIMEOUT, proc=proc):
+            code = proc.popen.poll()
+            how = f"exited with code {code}" if code is not None else "timed out"
             proc.stop()
-            raise PeerUnavailable(f"{proc.name} did not listen on {port}: {proc.log_tail()}")
+            raise PeerUnavailable(
+                f"{proc.name} did not listen on {port} ({how}): {proc.log_tail() or 'no output'}"
+            )
 
 
 def start_direct(ups: Upstreams, opts: PeerOptions) -> Peer:
