@@ -12,6 +12,7 @@ written the obvious way does). Figures per peer:
   opened through it, divided by N (RSS from /proc, after a warm-up).
 
 Usage: python bench/ws_relay_compare.py [--seconds 3] [--idle 2000] [--repeat 3]
+       [--peers direct raw frame]
 Every load is bounded by --seconds (max 20); the whole run by its repeats.
 The machine is shared: read ratios from one run, never absolute numbers.
 """
@@ -138,11 +139,21 @@ def _raw_app(pod_port: int, idle_port: int) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         route = table.longest_match(request.path)
         assert route is not None
-        headers = upstream_request_headers(
-            request.headers, peer=request.remote, scheme="http", settings=settings, pod_token=None
-        )
+        # The headers are passed, not kept in a local: a local would stay alive
+        # (and cost memory) for as long as the socket is open.
         return await relay_websocket(
-            request, route, route.target.base_path + request.path_qs, headers, stats, settings
+            request,
+            route,
+            route.target.base_path + request.path_qs,
+            upstream_request_headers(
+                request.headers,
+                peer=request.remote,
+                scheme="http",
+                settings=settings,
+                pod_token=None,
+            ),
+            stats,
+            settings,
         )
 
     app = web.Application()
@@ -329,7 +340,7 @@ async def measure(args: argparse.Namespace) -> None:
     results: dict[str, dict[str, list[float]]] = {}
     try:
         for _ in range(args.repeat):
-            for peer in ("direct", "raw", "frame"):
+            for peer in args.peers:
                 row = results.setdefault(peer, {"rt": [], "bulk": [], "mem": [], "held": []})
                 proxy = None
                 if peer == "direct":
@@ -358,7 +369,7 @@ async def measure(args: argparse.Namespace) -> None:
 
     print(f"\nmedians of {args.repeat} runs, {seconds:g} s loads, {args.idle} idle sockets")
     print(f"{'peer':8} {'round-trips/s':>14} {'bulk MB/s':>10} {'KiB/idle':>9} {'held':>6}")
-    for peer in ("direct", "raw", "frame"):
+    for peer in args.peers:
         print(
             f"{peer:8} {med(peer, 'rt'):>14} {med(peer, 'bulk'):>10} "
             f"{med(peer, 'mem'):>9} {med(peer, 'held'):>6}"
@@ -372,6 +383,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--peers", nargs="+", default=["direct", "raw", "frame"])
     parser.add_argument("ports", nargs="*", type=int)
     args = parser.parse_args()
     if args.role == "pod":

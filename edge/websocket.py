@@ -127,7 +127,14 @@ async def relay_websocket(
         return await relay_refusal(
             request, pod, handshake, ws.handshake_timeout, settings.cookie_name
         )
-    return await _switch(request, pod, handshake, ws, stats, settings.cookie_name)
+    response = await _send_switch(request, pod, handshake, settings.cookie_name)
+    # Nothing of the handshake is needed while relaying: let it go, since an
+    # idle socket's cost is whatever stays referenced from here on.
+    del handshake, headers, upstream_path
+    relay = _join(request, pod, stats, ws)
+    if relay is not None:
+        await relay.run(request.writer)
+    return response
 
 
 async def _handshake(
@@ -152,15 +159,10 @@ async def _handshake(
         raise
 
 
-async def _switch(
-    request: web.BaseRequest,
-    pod: PodLink,
-    head: PodResponseHead,
-    ws: WebSocketSettings,
-    stats: EdgeStats,
-    cookie_name: str,
+async def _send_switch(
+    request: web.BaseRequest, pod: PodLink, head: PodResponseHead, cookie_name: str
 ) -> web.StreamResponse:
-    """Send the pod's 101 to the browser, then relay bytes until either side closes."""
+    """Send the pod's 101 and headers to the browser; the pod is closed on failure."""
     response = web.StreamResponse(
         status=101,
         reason=head.reason or "Switching Protocols",
@@ -173,8 +175,27 @@ async def _switch(
     except BaseException:
         pod.close()
         raise
-    await _pump(request, pod, stats, ws)
     return response
+
+
+def _join(
+    request: web.BaseRequest, pod: PodLink, stats: EdgeStats, ws: WebSocketSettings
+) -> ByteRelay | None:
+    """Join the browser's connection and the pod's into a ByteRelay; None if either is gone."""
+    client_transport = request.transport
+    pod_transport = pod.transport
+    if client_transport is None or pod_transport is None:
+        pod.close()
+        return None
+    client_transport.set_write_buffer_limits(high=ws.write_buffer_high)
+    relay = ByteRelay(
+        request.protocol, client_transport, pod, pod_transport, stats, ws.write_buffer_high
+    )
+    # aiohttp's upgrade seam (what WebSocketResponse uses): bytes the browser
+    # sends from now on, and any it sent early, go to relay.feed_data.
+    request.protocol.set_parser(relay)  # type: ignore[arg-type]
+    pod.attach(relay)
+    return relay
 
 
 async def _connect(target: Target, connect_timeout: float) -> PodLink:
@@ -214,33 +235,3 @@ async def _read_head(pod: PodLink, ws: WebSocketSettings) -> PodResponseHead:
         raise UpstreamTimeout("the pod did not answer the WebSocket upgrade in time") from e
     except BadPodResponse as e:
         raise UpstreamProtocolError(f"bad answer to the WebSocket upgrade: {e}") from e
-
-
-async def _pump(
-    request: web.BaseRequest, pod: PodLink, stats: EdgeStats, ws: WebSocketSettings
-) -> None:
-    """Relay until either side closes; this coroutine only wakes to drain or to finish."""
-    client_transport = request.transport
-    pod_transport = pod.transport
-    if client_transport is None or pod_transport is None:
-        pod.close()
-        return
-    client_transport.set_write_buffer_limits(high=ws.write_buffer_high)
-    relay = ByteRelay(
-        request.protocol, client_transport, pod, pod_transport, stats, ws.write_buffer_high
-    )
-    stats.websocket_opened()
-    try:
-        request.protocol.set_parser(relay)  # type: ignore[arg-type]
-        pod.attach(relay)
-        while not relay.done:
-            await relay.wait()
-            if relay.draining and not relay.done:
-                try:
-                    await request.writer.drain()
-                except ConnectionError:
-                    break
-                relay.drained()
-    finally:
-        relay.finish()
-        stats.websocket_closed()

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol, cast
 
+from aiohttp.abc import AbstractStreamWriter
+
 from metrics import EdgeStats
 
 
@@ -124,8 +126,8 @@ class ByteRelay:
 
     Given to aiohttp's server protocol as its payload parser (``feed_data``,
     ``feed_eof``), so browser bytes arrive here. The handler coroutine that
-    owns the request waits on `wait` and only runs again to drain the
-    browser's write buffer or to finish.
+    owns the request sits in `run` and only wakes to drain the browser's
+    write buffer or to finish.
     """
 
     __slots__ = (
@@ -211,15 +213,29 @@ class ByteRelay:
         self.finish()
 
     # -- both ----------------------------------------------------------------
-    async def wait(self) -> None:
-        """Return when the relay has finished or the browser side needs draining."""
-        if self._done or self._draining:
-            return
-        self._wakeup = asyncio.get_running_loop().create_future()
+    async def run(self, client_writer: AbstractStreamWriter) -> None:
+        """Wait until the relay ends, draining the browser side whenever it fills up.
+
+        The only coroutine of a relayed socket: it sleeps on one future while
+        the callbacks move bytes, so an idle socket costs no extra Task.
+        """
+        self._stats.websocket_opened()
         try:
-            await self._wakeup
+            while not self._done:
+                if not self._draining:
+                    self._wakeup = asyncio.get_running_loop().create_future()
+                    await self._wakeup
+                    self._wakeup = None
+                if self._draining and not self._done:
+                    try:
+                        await client_writer.drain()
+                    except ConnectionError:
+                        break
+                    self.drained()
         finally:
             self._wakeup = None
+            self.finish()
+            self._stats.websocket_closed()
 
     def finish(self) -> None:
         """Close both sides; whatever each side still has buffered is flushed first."""
