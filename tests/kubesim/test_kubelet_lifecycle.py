@@ -576,8 +576,9 @@ async def test_failing_readiness_probe_keeps_pod_unready_with_unhealthy_events(
 
 
 async def test_usage_is_measured_from_the_pod_processes(cluster: Cluster) -> None:
-    cluster.create("measured", sleeper())
-    await cluster.until_pod("measured", is_ready)
+    script = "import os,time; print('pid', os.getpid(), flush=True); time.sleep(60)"
+    cluster.create("measured", {"name": "main", "image": "x", "command": [PY, "-c", script]})
+    await pids_in_log(cluster, "measured")  # the interpreter is up, not just exec'd
     usage = cluster.kubelet.usage_source.usage("default", "measured")
     assert usage is not None
     assert usage["cpu"].endswith("m")
