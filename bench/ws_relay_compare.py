@@ -1,10 +1,11 @@
 """Raw byte WebSocket relay (edge.websocket) against an aiohttp frame relay, side by side.
 
-Three peers, each in its own process next to one pod process: "direct" (no
-proxy, the limit), "raw" (podgate's relay_websocket: 101 passthrough, then
-bytes), "frame" (aiohttp WebSocketResponse + ClientSession.ws_connect, a
-reader task per side, every message decoded and re-encoded: what a proxy
-written the obvious way does). Figures per peer:
+Peers, each in its own process next to one pod process: "direct" (no
+proxy, the limit), "raw" (podgate's relay_websocket in a bare aiohttp app:
+101 passthrough, then bytes), "edge" (the same relay behind podgate's
+public app, edge.app, in proxy-only mode), "frame" (aiohttp
+WebSocketResponse + ClientSession.ws_connect, a reader task per side, every
+message decoded and re-encoded: what a proxy written the obvious way does). Figures per peer:
 
 - round-trips/s of 100-byte binary messages, sequential, on one socket;
 - bulk one-way MB/s of 64 KiB binary messages (browser -> pod);
@@ -205,8 +206,27 @@ def _frame_app(pod_port: int, idle_port: int) -> web.Application:
     return app
 
 
+def _edge_app(pod_port: int, idle_port: int) -> web.Application:
+    """podgate's public app (edge.app) in proxy-only mode: routing, headers, then the relay."""
+    from edge.app import build_public_app
+    from edge.settings import EdgeSettings
+    from metrics import EdgeStats
+    from routes import RouteSource, RouteTable
+
+    table = RouteTable()
+    table.add("/", f"http://127.0.0.1:{pod_port}", source=RouteSource.API)
+    table.add("/idle", f"http://127.0.0.1:{idle_port}", source=RouteSource.API)
+    return build_public_app(
+        table=table,
+        settings=EdgeSettings(control_enabled=False),
+        stats=EdgeStats(),
+        sessions=None,
+    )
+
+
 async def serve_proxy(mode: str, pod_port: int, idle_port: int) -> None:
-    app = _raw_app(pod_port, idle_port) if mode == "raw" else _frame_app(pod_port, idle_port)
+    builders = {"raw": _raw_app, "frame": _frame_app, "edge": _edge_app}
+    app = builders[mode](pod_port, idle_port)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
@@ -379,7 +399,7 @@ async def measure(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--role", choices=("bench", "pod", "proxy"), default="bench")
-    parser.add_argument("--mode", choices=("raw", "frame"), default="raw")
+    parser.add_argument("--mode", choices=("raw", "frame", "edge"), default="raw")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1)
