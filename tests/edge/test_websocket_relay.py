@@ -484,3 +484,42 @@ async def test_relay_under_uvloop() -> None:
 
     echoed, code, received, total = await asyncio.to_thread(uvloop.run, scenario())
     assert (echoed, code, received, total) == ("on uvloop", 4002, 4 * 1024 * 1024, 1)
+
+
+async def test_browser_drop_with_handler_cancellation(pod: tuple[str, PodLog]) -> None:
+    """Served as the wiring serves the edge (handler_cancellation=True): a drop still cleans up."""
+    stats = EdgeStats()
+    edge = TestServer(
+        await _relay_app(pod[0], stats, EdgeSettings()),
+        host="127.0.0.1",
+        port=0,
+        handler_cancellation=True,
+    )
+    await edge.start_server()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        writer.write(
+            b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
+        writer.transport.abort()
+        await asyncio.wait_for(pod[1].closed.wait(), TIMEOUT)
+        await _until(lambda: stats.websockets_active == 0)
+    finally:
+        await edge.close()
+
+
+async def test_many_sockets_open_and_close_without_leaks(
+    relay: Relay, session: aiohttp.ClientSession
+) -> None:
+    async def one(n: int) -> str:
+        async with session.ws_connect(relay.url + f"/echo?n={n}") as ws:
+            await ws.send_str(f"socket {n}")
+            return str((await _receive(ws)).data)
+
+    answers = await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(50))), TIMEOUT)
+    assert answers == [f"socket {n}" for n in range(50)]
+    await _until(lambda: relay.stats.websockets_active == 0 and len(relay.pod.close_codes) == 50)
+    assert relay.stats.websockets_total == 50
+    assert relay.pod.close_codes == [1000] * 50
