@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +104,7 @@ async def _tcp(socket: Obj, container: Obj, pod_ip: str, seconds: float) -> tupl
     except TimeoutError:
         return False, f"dial tcp {host}:{port}: i/o timeout"
     except OSError as e:
-        return False, f"dial tcp {host}:{port}: connect: {(e.strerror or str(e)).lower()}"
+        return False, f"dial tcp {host}:{port}: connect: {_os_reason(e)}"
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
@@ -137,6 +138,13 @@ async def _exec(command: list[str], env: Mapping[str, str], seconds: float) -> t
 
 def _reason(error: Exception) -> str:
     cause = getattr(error, "os_error", None)
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror.lower()
+    if isinstance(cause, OSError):
+        return _os_reason(cause)
     return str(error) or type(error).__name__
+
+
+def _os_reason(error: OSError) -> str:
+    """The reason worded as Go's net package does, without the text asyncio adds."""
+    if error.errno:
+        return os.strerror(error.errno).lower()
+    return str(error)
