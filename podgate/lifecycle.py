@@ -9,17 +9,14 @@ import sys
 
 from podgate.assembly import Podgate
 from podgate.config import Config
+from podgate.logs import setup_logging
 
 log = logging.getLogger("podgate")
 
 
 def run_forever(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; the process exit status."""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(config.log_level)
     try:
         import uvloop
     except ImportError:  # uvloop is optional: plain asyncio works, just slower

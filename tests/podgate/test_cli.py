@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -132,8 +133,17 @@ async def test_run_serves_config_routes_and_the_ops_port_then_stops_on_sigterm(
             assert "/docs" in await response.json()
         async with client.get(f"{ops}/metrics") as response:
             assert "podgate_requests_total" in await response.text()
+    host, port = public.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert b" 400 " in status_line
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+    assert process.stderr is not None
+    # A client's malformed request is expected on a public port: no traceback.
+    assert "Traceback" not in process.stderr.read()
 
 
 def test_sim_writes_a_kubeconfig_kubectl_uses(tmp_path: Path) -> None:
