@@ -72,7 +72,8 @@ class RecordingPod:
 def recording_pod_app(log: PodLog) -> web.Application:
     """A pod that records and echoes: JSON of what it got, X-Pod names it.
 
-    ?sleep=S waits first; ?size=N answers N bytes of "x"; a WebSocket
+    ?sleep=S waits first; ?size=N answers N bytes of "x"; ?set_cookie=V adds
+    the raw header "Set-Cookie: V" (repeatable); a WebSocket
     upgrade is echoed message by message ("close:<code>" closes with that code).
     """
 
@@ -92,9 +93,12 @@ def recording_pod_app(log: PodLog) -> web.Application:
             await asyncio.sleep(float(request.query["sleep"]))
         if "size" in request.query:
             return web.Response(body=b"x" * int(request.query["size"]), headers={"X-Pod": log.name})
-        return web.Response(
+        response = web.Response(
             text=json.dumps(record), content_type="application/json", headers={"X-Pod": log.name}
         )
+        for value in request.query.getall("set_cookie", ()):
+            response.headers.add("Set-Cookie", value)
+        return response
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
