@@ -19,13 +19,23 @@ Extensions, and then:
 Why raw bytes: aiohttp's frame relay (WebSocketResponse + ws_connect)
 decodes, unmasks, inflates and re-encodes every message twice, holds a
 reader task per side and buffers per socket. Measured side by side with
-bench/ws_relay_compare.py (two loopback processes on a shared 2-core
-machine, aiohttp 3.14, uvloop, medians of 3):
+bench/ws_relay_compare.py (separate loopback processes for load, proxy and
+pod on a shared 2-core machine; aiohttp 3.14, uvloop; medians of 3 runs of
+3 s; the aiohttp load client itself caps round-trips near the "direct"
+figure):
 
-    figure                              raw relay     frame relay
-    round-trips/s, 100-byte messages    MEASURE_RT    MEASURE_RT_F
-    bulk one-way, 64 KiB messages MB/s  MEASURE_BULK  MEASURE_BULK_F
-    proxy memory per idle socket KiB    MEASURE_MEM   MEASURE_MEM_F
+    figure                                 direct   raw relay   frame relay
+    round-trips/s, 100-byte messages       29,989      16,217        11,158
+    bulk one-way MB/s, 64 KiB messages      3,714       1,523         1,062
+    proxy KiB per idle socket (5,000 open)      -        13.4          26.0
+
+Behind the public app (edge.app, proxy-only) the same relay measured
+15,301 round-trips/s, 1,881 MB/s and 15.5 KiB per idle socket (the app's
+frames and upstream header dict stay alive with the socket). 9,900 idle
+sockets were held at 13.9 KiB each; exactly 10,000 needs more than the
+20,000 file descriptors this machine allows one process (two per socket).
+An idle socket costs aiohttp's per-connection objects, two transports, a
+PodLink, a ByteRelay and one suspended coroutine: no Task of its own.
 
 This module must never decode or buffer WebSocket messages, never call
 the Kubernetes API, and never replace aiohttp internals: it takes the
