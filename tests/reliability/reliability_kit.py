@@ -74,12 +74,16 @@ def recording_pod_app(log: PodLog) -> web.Application:
 
     ?sleep=S waits first; ?size=N answers N bytes of "x"; ?set_cookie=V adds
     the raw header "Set-Cookie: V" (repeatable); a WebSocket
-    upgrade is echoed message by message ("close:<code>" closes with that code).
+    upgrade is echoed message by message ("close:<code>" closes with that code),
+    or refused with a 403 when the query has ?refuse=1.
     """
 
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await _websocket(request, log)
+            if "refuse" not in request.query:
+                return await _websocket(request, log)
+            log.requests.append({"method": "UPGRADE-REFUSED", "path": request.raw_path})
+            return web.Response(status=403, text="no websockets here", headers={"X-Pod": log.name})
         body = await request.read()
         record = {
             "method": request.method,

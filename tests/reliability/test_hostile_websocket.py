@@ -145,3 +145,23 @@ async def assert_websocket_works(gate: Gate) -> None:
         assert msg.data == "open:still there?"
     async with aiohttp.ClientSession() as session, session.get(gate.url + "/open/after") as r:
         assert r.status == 200
+
+
+async def test_refused_upgrade_never_becomes_a_tunnel(gate: Gate) -> None:
+    """A pod refusing the upgrade must leave the connection parsed as HTTP by the edge.
+
+    Otherwise the next bytes would flow to the pod unrouted (a request to bob's
+    server with no session, smuggled through alice's or the open route).
+    """
+    follow = b"GET /user/bob/secret HTTP/1.1\r\nHost: podgate.test\r\n\r\n"
+    for data in (
+        upgrade(path="/open/ws?refuse=1") + follow,
+        [upgrade(path="/open/ws?refuse=1"), follow],
+    ):
+        outcome = await raw_send(gate.port, data, expect=2, pause=0.2)
+        assert outcome.statuses[0] == 403  # the pod's refusal, relayed
+        assert outcome.statuses[1:] in ([], [302]), outcome.statuses  # then the edge's own answer
+        assert gate.bob.log.requests == []
+        assert [r["method"] for r in gate.open_pod.log.requests] == ["UPGRADE-REFUSED"]
+        gate.open_pod.log.requests.clear()
+    await assert_websocket_works(gate)
