@@ -29,14 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
 
 from edge.errors import forbidden_response, not_found_response, page
-from edge.headers import session_cookie_values, upstream_request_headers
+from edge.headers import session_cookie_values, session_values, upstream_request_headers
 from edge.proxy import proxy_http
 from edge.settings import EdgeSettings
 from edge.upstream import UpstreamPool
@@ -128,10 +128,52 @@ class Edge:
                 method, outcome.status, outcome.kind, time.monotonic() - started
             )
 
+    def forwardable(self, host: str, raw_path: str, cookie_headers: Sequence[str]) -> Route | None:
+        """The route this request may be forwarded to as it is, or None to let the full path answer.
+
+        The one routing and authorization decision, shared by the aiohttp path and
+        the fast lane (edge.fastlane). None covers every other answer (hub, login or
+        spawn redirect, 403, 404, bad target); whoever then answers counts its own
+        cookie rejections, so rejections are counted here only when a route is returned.
+        """
+        if not raw_path.startswith("/"):
+            return None
+        path = normalise_path(raw_path)
+        if self.settings.control_enabled and (
+            path.startswith(self._hub_paths[0]) or path == self._hub_paths[1]
+        ):
+            return None
+        route = self.table.match_request(host, path)
+        if route is None or not route.requires_session:
+            return route
+        if self.sessions is None:
+            return None
+        rejected: list[str] = []
+        user = self._verified_user(
+            session_values(cookie_headers, self.settings.cookie_name), rejected
+        )
+        assert route.user is not None
+        if user is None or not self.settings.may_access(user, route.user):
+            return None
+        for reason in rejected:
+            self.stats.cookie_rejected(reason)
+        return route
+
     async def dispatch(
         self, request: web.Request, handler: Handler, outcome: _Outcome
     ) -> web.StreamResponse:
         raw = request.raw_path
+        route = self.forwardable(request.host, raw, request.headers.getall("Cookie", ()))
+        if route is not None:
+            outcome.kind = route_kind(route)
+            route.last_activity = time.time()
+            return await self._forward(request, route, raw)
+        return await self._answer(request, handler, outcome, raw)
+
+    async def _answer(
+        self, request: web.Request, handler: Handler, outcome: _Outcome, raw: str
+    ) -> web.StreamResponse:
+        """Every request that is not forwarded as it is: hub, redirects, 403, 404, 400."""
         if not raw.startswith("/"):
             response = page(400, "Bad request", "Only origin-form request targets are served.")
             response.force_close()
@@ -148,7 +190,7 @@ class Edge:
         route = self.table.match_request(request.host, path)
         if route is None:
             return await self._unrouted(request, handler, path, raw)
-        outcome.kind = _KIND_OF_SOURCE.get(route.source, "none")
+        outcome.kind = route_kind(route)
 
         if route.requires_session:
             user = self._session_user(request)
@@ -210,17 +252,31 @@ class Edge:
 
     def _session_user(self, request: web.Request) -> str | None:
         """The user of the first valid session cookie, or None; bad cookies are counted."""
+        rejected: list[str] = []
+        values = session_cookie_values(request.headers, self.settings.cookie_name)
+        user = self._verified_user(values, rejected)
+        for reason in rejected:
+            self.stats.cookie_rejected(reason)
+        return user
+
+    def _verified_user(self, values: Iterable[str], rejected: list[str]) -> str | None:
+        """The user of the first value that verifies; reasons of those that did not, in order."""
         if self.sessions is None:
             return None
-        for value in session_cookie_values(request.headers, self.settings.cookie_name):
+        for value in values:
             try:
                 return self.sessions.verify(value).user
             except Exception as e:  # any failure to verify is "no session", never a 500
-                self.stats.cookie_rejected(getattr(e, "reason", "malformed"))
+                rejected.append(getattr(e, "reason", "malformed"))
         return None
 
     async def close(self, _app: web.Application | None = None) -> None:
         await self.pool.close()
+
+
+def route_kind(route: Route) -> str:
+    """The route kind label of the metrics ("user", "api", "config")."""
+    return _KIND_OF_SOURCE.get(route.source, "none")
 
 
 def _next_param(raw: str, path: str) -> str:

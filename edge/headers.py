@@ -65,8 +65,13 @@ def strip_session_cookie(value: str, cookie_name: str) -> str:
 
 def session_cookie_values(headers: CIMultiDictProxy[str], cookie_name: str) -> list[str]:
     """Every value the request carries for the session cookie (browsers may send several)."""
+    return session_values(headers.getall(_COOKIE, ()), cookie_name)
+
+
+def session_values(cookie_headers: Iterable[str], cookie_name: str) -> list[str]:
+    """Every session cookie value in these Cookie header values, in order."""
     found: list[str] = []
-    for header in headers.getall(_COOKIE, ()):
+    for header in cookie_headers:
         if cookie_name not in header:
             continue
         for part in header.split(";"):
@@ -109,13 +114,14 @@ def upstream_request_headers(
     if "X-Forwarded-Host" not in out and host:
         out["X-Forwarded-Host"] = host
     if "X-Forwarded-Port" not in out:
-        out["X-Forwarded-Port"] = _port_of(host, scheme)
+        out["X-Forwarded-Port"] = forwarded_port(host, scheme)
     if pod_token:
         out[settings.pod_token_header] = f"{settings.pod_token_scheme} {pod_token}"
     return out
 
 
-def _port_of(host: str, scheme: str) -> str:
+def forwarded_port(host: str, scheme: str) -> str:
+    """The X-Forwarded-Port for a Host header value: its port, else the scheme's default."""
     if host and not host.endswith("]"):
         _, sep, port = host.rpartition(":")
         if sep and port.isdigit():
