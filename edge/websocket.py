@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -72,23 +71,11 @@ from edge.ws_handshake import (
 )
 from edge.ws_refusal import relay_refusal
 from edge.ws_relay import ByteRelay, PodLink
+from edge.ws_settings import WebSocketSettings
 from metrics import EdgeStats
 from routes import Route, Target
 
-
-@dataclass(frozen=True, slots=True)
-class WebSocketSettings:
-    """WebSocket limits of the edge; EdgeSettings embeds one as its `websocket` field.
-
-    Connecting to the pod uses EdgeSettings.upstream.connect_timeout, like HTTP.
-    """
-
-    # Seconds for the pod to answer the upgrade request, and between body reads
-    # of a non-101 answer.
-    handshake_timeout: float = 30.0
-    # Bytes a side may have waiting to be written before the other side's
-    # reading pauses: bounds the relay's memory per socket under bulk traffic.
-    write_buffer_high: int = 256 * 1024
+__all__ = ["WebSocketSettings", "relay_websocket"]
 
 
 DEFAULT_SETTINGS = WebSocketSettings()

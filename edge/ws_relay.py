@@ -166,10 +166,6 @@ class ByteRelay:
     def done(self) -> bool:
         return self._done
 
-    @property
-    def draining(self) -> bool:
-        return self._draining
-
     # -- browser -> pod (aiohttp calls these as the payload parser) -----------
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if not self._done:
