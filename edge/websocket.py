@@ -128,7 +128,7 @@ async def relay_websocket(
     # Nothing of the handshake is needed while relaying: let it go, since an
     # idle socket's cost is whatever stays referenced from here on.
     del handshake, headers, upstream_path
-    relay = _join(request, pod, stats, ws)
+    relay = _join(request, pod, route, stats, ws)
     if relay is not None:
         await relay.run(request.writer)
     return response
@@ -176,7 +176,7 @@ async def _send_switch(
 
 
 def _join(
-    request: web.BaseRequest, pod: PodLink, stats: EdgeStats, ws: WebSocketSettings
+    request: web.BaseRequest, pod: PodLink, route: Route, stats: EdgeStats, ws: WebSocketSettings
 ) -> ByteRelay | None:
     """Join the browser's connection and the pod's into a ByteRelay; None if either is gone."""
     client_transport = request.transport
@@ -186,7 +186,7 @@ def _join(
         return None
     client_transport.set_write_buffer_limits(high=ws.write_buffer_high)
     relay = ByteRelay(
-        request.protocol, client_transport, pod, pod_transport, stats, ws.write_buffer_high
+        request.protocol, client_transport, pod, pod_transport, stats, ws.write_buffer_high, route
     )
     # aiohttp's upgrade seam (what WebSocketResponse uses): bytes the browser
     # sends from now on, and any it sent early, go to relay.feed_data.

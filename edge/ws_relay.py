@@ -5,7 +5,8 @@ as they come: no frame is decoded, so text, binary, fragments, pings,
 close codes and permessage-deflate all pass untouched. The pump works in
 transport callbacks alone: an idle socket costs no Task and no buffer.
 Each direction has flow control (when the receiving side's write buffer is
-full, reading from the sending side pauses).
+full, reading from the sending side pauses), and bytes in either direction
+count as activity on the route.
 
 The browser side stays owned by aiohttp's server protocol; the pump joins
 it through the seam aiohttp's own WebSocketResponse uses: the protocol's
@@ -17,11 +18,13 @@ It never replaces aiohttp internals and never decodes frames.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Protocol, cast
 
 from aiohttp.abc import AbstractStreamWriter
 
 from metrics import EdgeStats
+from routes import Route
 
 
 class _ClientProtocol(Protocol):
@@ -138,6 +141,7 @@ class ByteRelay:
         "_high_water",
         "_pod",
         "_pod_transport",
+        "_route",
         "_stats",
         "_wakeup",
     )
@@ -150,8 +154,10 @@ class ByteRelay:
         pod_transport: asyncio.Transport,
         stats: EdgeStats,
         high_water: int,
+        route: Route,
     ) -> None:
         self._client = client
+        self._route = route
         self._client_transport = client_transport
         self._pod = pod
         self._pod_transport = pod_transport
@@ -170,6 +176,9 @@ class ByteRelay:
     def feed_data(self, data: bytes) -> tuple[bool, bytes]:
         if not self._done:
             self._stats.bytes_to_upstream += len(data)
+            # Traffic on a socket is activity, as CHP counts it: the idle
+            # culler must not stop a server whose notebook is in use.
+            self._route.last_activity = time.time()
             self._pod_transport.write(data)
         return False, b""
 
@@ -190,6 +199,7 @@ class ByteRelay:
         if self._done:
             return
         self._stats.bytes_to_client += len(data)
+        self._route.last_activity = time.time()
         transport = self._client_transport
         transport.write(data)
         if not self._draining and transport.get_write_buffer_size() > self._high_water:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -178,3 +179,16 @@ async def test_pod_cannot_set_session_cookie_on_101(user_edge: Any, session_code
     set_cookies = [line for line in head.split("\r\n") if line.lower().startswith("set-cookie:")]
     assert any("pod-own=" in line for line in set_cookies)  # the pod's own cookies pass
     assert not any(f"{COOKIE}=" in line for line in set_cookies)  # never the podgate session
+
+
+async def test_socket_traffic_counts_as_route_activity(
+    user_edge: Any, client: aiohttp.ClientSession
+) -> None:
+    """The idle culler reads last_activity: a busy notebook socket keeps its server alive."""
+    route = user_edge.table.get("/proxied")
+    async with client.ws_connect(user_edge.url + "/proxied/socket") as ws:
+        await asyncio.wait_for(ws.receive(), TIMEOUT)  # the pod's hello
+        route.last_activity = 0.0  # as if the socket had been quiet for ages
+        await ws.send_str("still here")
+        assert (await asyncio.wait_for(ws.receive(), TIMEOUT)).data == "still here"
+        assert time.time() - route.last_activity < TIMEOUT
