@@ -307,3 +307,63 @@ async def test_pod_refusals_are_relayed_as_framed(
     ):
         assert response.status == status
         assert await response.read() == body
+
+
+async def _accept_and_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+    )
+    while data := await reader.read(65536):
+        writer.write(data)
+
+
+_KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /ws HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + _KEY
+        + b"Sec-WebSocket-Version: 13\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + b"Sec-WebSocket-Version: 13\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + _KEY
+        + b"Sec-WebSocket-Version: 13, 8\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: close\r\n"
+        + _KEY
+        + b"Sec-WebSocket-Version: 13\r\n\r\n",
+        b"GET /ws HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        + b"Sec-WebSocket-Key: \xff\xfe\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ],
+    ids=["http10", "no-key", "two-versions", "no-connection-upgrade", "binary-key"],
+)
+async def test_malformed_handshakes_over_raw_sockets(
+    raw_pod_edge: Callable[[PodBehaviour], Awaitable[str]], raw: bytes
+) -> None:
+    """A 4xx (never a 500, never a hang), and a good handshake on a fresh connection still works."""
+    url = await raw_pod_edge(_accept_and_echo)
+    port = int(url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert status_line.split(b" ")[1] == b"400", status_line
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: e\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + _KEY
+            + b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+    finally:
+        writer.close()
+        await writer.wait_closed()
