@@ -10,7 +10,11 @@ message decoded and re-encoded: what a proxy written the obvious way does). Figu
 - round-trips/s of 100-byte binary messages, sequential, on one socket;
 - bulk one-way MB/s of 64 KiB binary messages (browser -> pod);
 - proxy memory per idle socket (KiB): proxy RSS growth over N idle sockets
-  opened through it, divided by N (RSS from /proc, after a warm-up).
+  opened through it, divided by N (RSS from /proc, after a warm-up);
+- held: how many of the N stayed open; fds left: proxy file descriptors
+  still open 5 s after every socket was closed (0 means nothing leaked;
+  the frame relay keeps each pod connection until aiohttp's 10 s close
+  handshake timeout, as the idle pod never answers a close frame).
 
 Usage: python bench/ws_relay_compare.py [--seconds 3] [--idle 2000] [--repeat 3]
        [--peers direct raw frame]
@@ -314,14 +318,18 @@ async def open_idle(port: int, count: int, seconds: float) -> list[_IdleClient]:
     return clients
 
 
-async def idle_memory(port: int, pid: int, count: int, seconds: float) -> tuple[float, int]:
-    """(KiB per idle socket, sockets held open)."""
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def idle_memory(port: int, pid: int, count: int, seconds: float) -> tuple[float, int, int]:
+    """(KiB per idle socket, sockets held open, proxy fds left over once all are closed)."""
     warm = await open_idle(port, 200, seconds)
     for c in warm:
         assert c.transport is not None
         c.transport.close()
     await asyncio.sleep(0.5)
-    before = rss_kib(pid)
+    before, fds_before = rss_kib(pid), open_fds(pid)
     clients = await open_idle(port, count, seconds)
     await asyncio.sleep(1.0)
     after = rss_kib(pid)
@@ -329,8 +337,13 @@ async def idle_memory(port: int, pid: int, count: int, seconds: float) -> tuple[
     for c in clients:
         assert c.transport is not None
         c.transport.close()
-    await asyncio.sleep(0.5)
-    return (after - before) / count, held
+    leftover = open_fds(pid) - fds_before
+    for _ in range(50):  # up to 5 s for the proxy to see every close
+        if leftover <= 0:
+            break
+        await asyncio.sleep(0.1)
+        leftover = open_fds(pid) - fds_before
+    return (after - before) / count, held, leftover
 
 
 def _spawn(*args: str) -> tuple[subprocess.Popen[str], list[int]]:
@@ -361,7 +374,9 @@ async def measure(args: argparse.Namespace) -> None:
     try:
         for _ in range(args.repeat):
             for peer in args.peers:
-                row = results.setdefault(peer, {"rt": [], "bulk": [], "mem": [], "held": []})
+                row = results.setdefault(
+                    peer, {"rt": [], "bulk": [], "mem": [], "held": [], "fds": []}
+                )
                 proxy = None
                 if peer == "direct":
                     port = pod_port
@@ -374,9 +389,10 @@ async def measure(args: argparse.Namespace) -> None:
                     row["rt"].append(await round_trips(url, seconds))
                     row["bulk"].append(await bulk(url, seconds))
                     if proxy is not None:
-                        per_socket, held = await idle_memory(port, proxy.pid, args.idle, 20.0)
+                        per_socket, held, fds = await idle_memory(port, proxy.pid, args.idle, 20.0)
                         row["mem"].append(per_socket)
                         row["held"].append(held)
+                        row["fds"].append(fds)
                 finally:
                     if proxy is not None:
                         _stop(proxy)
@@ -388,11 +404,14 @@ async def measure(args: argparse.Namespace) -> None:
         return f"{statistics.median(values):,.1f}" if values else "-"
 
     print(f"\nmedians of {args.repeat} runs, {seconds:g} s loads, {args.idle} idle sockets")
-    print(f"{'peer':8} {'round-trips/s':>14} {'bulk MB/s':>10} {'KiB/idle':>9} {'held':>6}")
+    print(
+        f"{'peer':8} {'round-trips/s':>14} {'bulk MB/s':>10} {'KiB/idle':>9} {'held':>6}"
+        f" {'fds left':>8}"
+    )
     for peer in args.peers:
         print(
             f"{peer:8} {med(peer, 'rt'):>14} {med(peer, 'bulk'):>10} "
-            f"{med(peer, 'mem'):>9} {med(peer, 'held'):>6}"
+            f"{med(peer, 'mem'):>9} {med(peer, 'held'):>6} {med(peer, 'fds'):>8}"
         )
 
 
