@@ -78,9 +78,14 @@ def check_client_handshake(
         raise HandshakeRejected("Upgrade: websocket is missing")
     if "upgrade" not in _tokens(headers.get("Connection")):
         raise HandshakeRejected("Connection: Upgrade is missing")
-    if headers.get("Sec-WebSocket-Version", "").strip() != WEBSOCKET_VERSION:
+    versions = headers.getall("Sec-WebSocket-Version", ())
+    if len(versions) != 1 or versions[0].strip() != WEBSOCKET_VERSION:
         raise HandshakeRejected("unsupported Sec-WebSocket-Version (13 is supported)")
-    key = headers.get("Sec-WebSocket-Key", "").strip()
+    keys = headers.getall("Sec-WebSocket-Key", ())
+    if len(keys) != 1:
+        # Two keys would reach the pod as two: refuse rather than pick one.
+        raise HandshakeRejected("Sec-WebSocket-Key must be sent exactly once")
+    key = keys[0].strip()
     try:
         raw_key = binascii.a2b_base64(key.encode("ascii"), strict_mode=True) if key else b""
     except (binascii.Error, UnicodeEncodeError):

@@ -71,6 +71,14 @@ def test_bad_handshakes_are_rejected(
         check_client_handshake(method, version, _headers({**GOOD, **change}))
 
 
+def test_repeated_key_or_version_is_rejected() -> None:
+    for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version"):
+        headers = CIMultiDict(GOOD)
+        headers.add(name, GOOD[name])
+        with pytest.raises(HandshakeRejected):
+            check_client_handshake("GET", (1, 1), CIMultiDictProxy(headers))
+
+
 def test_wants_websocket_looks_at_upgrade_only() -> None:
     assert wants_websocket(_headers({"Upgrade": "WebSocket"}))
     assert wants_websocket(_headers({"Upgrade": "foo, websocket"}))
