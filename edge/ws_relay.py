@@ -18,6 +18,7 @@ It never replaces aiohttp internals and never decodes frames.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from typing import Protocol, cast
 
@@ -32,6 +33,29 @@ class _ClientProtocol(Protocol):
 
     def pause_reading(self) -> None: ...
     def resume_reading(self, resume_parser: bool = True) -> None: ...
+
+
+# A pod whose node vanishes sends no FIN: TCP keepalive notices within about
+# two minutes instead of the kernel's default two hours, so the browser's
+# side is closed too rather than held forever.
+_KEEPALIVE_OPTIONS = (
+    ("TCP_KEEPIDLE", 60),
+    ("TCP_KEEPINTVL", 15),
+    ("TCP_KEEPCNT", 4),
+)
+
+
+def _enable_keepalive(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in _KEEPALIVE_OPTIONS:
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except OSError:
+        pass  # a socket that refuses keepalive still relays
 
 
 class PodLink(asyncio.Protocol):
@@ -50,6 +74,7 @@ class PodLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
         self.transport = cast(asyncio.Transport, transport)
+        _enable_keepalive(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
         if self._relay is not None:
