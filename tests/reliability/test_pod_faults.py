@@ -163,7 +163,7 @@ async def test_podgate_survives_many_refusals_without_leaking(tmp_path: Path) ->
         assert await wave(1) == [503]
         baseline = open_fds()
         assert await wave(50) == [503] * 50
-        assert open_fds() <= baseline + 2, (baseline, open_fds())
+        assert open_fds() <= baseline + 5, (baseline, open_fds())
         assert podgate.stats.upstream_errors["refused"] == 51
     finally:
         await podgate.stop()
