@@ -1,0 +1,12 @@
+"""The fast lane: podgate's own HTTP/1.1 server protocol for the proxied hot path.
+
+A browser connection starts here. A request of the plain, strictly validated
+shape (head.py) whose route the edge says may be forwarded as it is
+(edge.app.Edge.forwardable) is relayed byte for byte over a pooled raw pod
+connection (upstream.py) by the connection state machine (protocol.py).
+Anything else hands the whole connection over to aiohttp's server, which then
+serves it for the rest of its life with the full edge logic.
+
+The fast lane never decides routing or authorization itself, never forwards a
+request it did not validate, and never buffers a body whole.
+"""

@@ -1,0 +1,181 @@
+"""Strict parsing of a browser's request head, and the head the pod gets instead.
+
+`parse_request` accepts only a conservative subset of HTTP/1.1 (origin-form
+target, a few methods, token header names, clean values, no Transfer-Encoding,
+Upgrade or Expect, at most one plain Content-Length, a Host) and answers None
+for everything else, so that aiohttp's parser judges every unusual request.
+`upstream_head` applies edge.headers' rules (hop-by-hop headers dropped,
+session cookie cut out, X-Forwarded-* set, pod token added) at the bytes level.
+
+Pure functions on bytes: no I/O, never looks at a body, never decides routing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from edge.headers import HOP_BY_HOP, forwarded_port, strip_session_cookie
+
+# Heads longer than this are handed over, so aiohttp answers them (431/400).
+MAX_HEAD = 8192
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_REQUEST_LINE = re.compile(
+    rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[!-\"$-~]*) HTTP/1\.1"  # no '#', no space
+)
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# Header lines each ending in CRLF; values of visible ASCII, SP, HTAB and obs-text only
+# (no CR, LF, NUL or other controls). A line starting with whitespace (obs-fold) fails.
+FIELD_LINES = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+
+_HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
+_HAND_OVER = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
+_XFF = b"x-forwarded-for"
+_FORWARDED = frozenset((_XFF, b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
+_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+
+
+class RequestHead:
+    """One validated request head: what routing needs, and the lines kept for the pod."""
+
+    __slots__ = (
+        "close",
+        "content_length",
+        "cookies",
+        "end",
+        "forwarded",
+        "has_length",
+        "host",
+        "kept",
+        "method",
+        "own_token",
+        "prior_xff",
+        "raw_path",
+        "target",
+    )
+
+    def __init__(self) -> None:
+        self.method = "GET"
+        self.target = b"/"
+        self.raw_path = "/"
+        self.host = ""
+        self.content_length = 0
+        self.has_length = False
+        self.close = False
+        self.cookies: list[str] = []  # Cookie header values that carry the session cookie
+        self.kept: list[bytes] = []  # header lines forwarded as they are (no CRLF)
+        self.prior_xff: list[bytes] = []  # a trusted proxy's X-Forwarded-For values
+        self.forwarded: set[bytes] = set()  # X-Forwarded-* names a trusted proxy already set
+        self.own_token: list[bytes] = []  # the browser's lines of the pod-token header
+        self.end = 0  # index just past the head's blank line
+
+
+def parse_request(
+    buffer: bytes, end: int, cookie_name: bytes, trusted: bool, token_header: bytes
+) -> RequestHead | None:
+    """The head in buffer[:end + 4] (end: index of its CRLFCRLF), or None to hand it over."""
+    if end + 4 > MAX_HEAD:
+        return None
+    line_end = buffer.find(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(buffer, 0, line_end)
+    if match is None or line_end == end:  # no headers: no Host
+        return None
+    if FIELD_LINES.fullmatch(buffer, line_end + 2, end + 2) is None:
+        return None
+    head = RequestHead()
+    head.method = match.group(1).decode("ascii")
+    head.target = target = match.group(2)
+    head.raw_path = target.decode("ascii")
+    head.end = end + 4
+    kept = head.kept
+    host: bytes | None = None
+    length: bytes | None = None
+    listed: list[bytes] = []
+    for line in buffer[line_end + 2 : end].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        lower = name.lower()
+        if lower == b"host":
+            if host is not None:
+                return None
+            host = value.strip(b" \t")
+            kept.append(line)
+        elif lower == b"content-length":
+            if length is not None:
+                return None
+            length = value.strip(b" \t")
+            kept.append(line)
+        elif lower == b"cookie":
+            if cookie_name in value:
+                text = value.strip(b" \t").decode("utf-8", "surrogateescape")
+                head.cookies.append(text)
+                stripped = strip_session_cookie(text, cookie_name.decode())
+                if stripped:
+                    kept.append(name + b": " + stripped.encode("utf-8", "surrogateescape"))
+            else:
+                kept.append(line)
+        elif lower in _HAND_OVER:
+            return None
+        elif lower in _HOP_BY_HOP:
+            if lower == b"connection":
+                tokens = [t.strip(b" \t").lower() for t in value.split(b",")]
+                if b"upgrade" in tokens:
+                    return None
+                if b"close" in tokens:
+                    head.close = True
+                listed.extend(tokens)
+        elif lower in _FORWARDED:
+            if trusted:
+                if lower == _XFF:
+                    head.prior_xff.append(value.strip(b" \t"))
+                else:
+                    head.forwarded.add(lower)
+                    kept.append(line)
+        elif lower == token_header:
+            head.own_token.append(line)  # replaced when the route has a pod token
+        else:
+            kept.append(line)
+    if host is None or not host or not host.isascii():
+        return None
+    head.host = host.decode("ascii")
+    if length is not None:
+        if not length.isdigit() or len(length) > 15:
+            return None
+        head.content_length = int(length)
+        head.has_length = True
+    if listed:
+        # Names the Connection header lists are hop-by-hop for this message too.
+        drop = {t for t in listed if t}
+        head.kept = [line for line in kept if line.partition(b":")[0].lower() not in drop]
+    return head
+
+
+def upstream_head(
+    head: RequestHead,
+    base_path: bytes,
+    *,
+    peer_xff: bytes,
+    token_line: bytes | None,
+) -> bytes:
+    """The request head to send to the pod, as edge.headers.upstream_request_headers builds it.
+
+    `peer_xff` is the client's own address; `token_line` the complete pod-token header
+    line, or None to keep the browser's own (the route has no token).
+    """
+    lines = [head.method.encode() + b" " + base_path + head.target + b" HTTP/1.1", *head.kept]
+    if token_line is None and head.own_token:
+        lines.extend(head.own_token)
+    prior = head.prior_xff
+    lines.append(b"X-Forwarded-For: " + (b", ".join([*prior, peer_xff]) if prior else peer_xff))
+    forwarded = head.forwarded
+    if b"x-forwarded-proto" not in forwarded:
+        lines.append(b"X-Forwarded-Proto: http")
+    if b"x-forwarded-host" not in forwarded:
+        lines.append(b"X-Forwarded-Host: " + head.host.encode())
+    if b"x-forwarded-port" not in forwarded:
+        lines.append(b"X-Forwarded-Port: " + forwarded_port(head.host, "http").encode())
+    if token_line is not None:
+        lines.append(token_line)
+    if not head.has_length and head.method in _BODY_METHODS:
+        lines.append(b"Content-Length: 0")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)

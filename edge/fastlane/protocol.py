@@ -1,0 +1,615 @@
+"""One browser connection in the fast lane: the per-connection state machine.
+
+Idle, it collects a request head; a head that edge.fastlane.head accepts and
+whose route Edge.forwardable returns is relayed over a pooled pod connection:
+the rewritten head, then exactly Content-Length body bytes as they arrive,
+then the pod's response relayed as it arrives (its head checked by
+edge.fastlane.response, its body delimited by length, chunk framing or close).
+One request at a time; pipelined bytes wait in a bounded buffer. Anything the
+fast lane does not serve hands the connection, with every byte buffered so far,
+over to aiohttp's server for the rest of its life.
+
+Backpressure both ways: a full pod socket pauses reading from the browser, a
+full browser socket pauses reading from the pod. Failures before the response
+head become edge.errors pages (503, 504, 502); after it, the browser connection
+is cut off so the truncation shows. Metrics are counted as the aiohttp path
+counts them.
+
+It never buffers a body whole, never forwards a request the head parser did not
+accept, and never decides routing or authorization (Edge.forwardable does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import cast
+
+from edge.app import Edge, route_kind
+from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from edge.fastlane.head import MAX_HEAD, RequestHead, parse_request, upstream_head
+from edge.fastlane.response import (
+    MAX_RESPONSE_HEAD,
+    ChunkedFraming,
+    Framing,
+    Garbage,
+    error_page,
+    parse_response,
+)
+from edge.fastlane.upstream import Address, PodConnection, PodPool
+from routes import Route
+
+log = logging.getLogger(__name__)
+
+# Bytes a browser may send ahead (pipelined requests, body not yet sendable)
+# before its socket stops being read.
+BUFFER_LIMIT = 2**16
+# Seconds an idle browser connection is kept open (aiohttp's default too).
+KEEPALIVE_TIMEOUT = 75.0
+CLIENT_CLOSED = 499
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
+
+# Why reading from the browser is paused (a bit each).
+_PAUSED_BUFFER = 1
+_PAUSED_POD_FULL = 2
+
+
+class FastLane:
+    """What every browser connection of one public server shares; the protocol factory."""
+
+    def __init__(
+        self,
+        edge: Edge,
+        hand_over: Callable[[], asyncio.Protocol],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        settings = edge.settings
+        self.edge = edge
+        self.stats = edge.stats
+        self.settings = settings
+        self.hand_over = hand_over
+        self.loop = loop
+        self.pool = PodPool(settings.upstream, loop)
+        self.cookie_name = settings.cookie_name.encode()
+        self.token_header = settings.pod_token_header.lower().encode()
+        self.token_prefix = f"{settings.pod_token_header}: {settings.pod_token_scheme} ".encode()
+        self.connections: set[BrowserConnection] = set()
+        self.drained: asyncio.Event | None = None  # set once no connection is left (closing)
+        self.handed_over = 0  # connections given to aiohttp, for tests and curiosity
+        self._pages: dict[tuple[int, str, bool], bytes] = {}
+
+    def __call__(self) -> BrowserConnection:
+        return BrowserConnection(self)
+
+    def forget(self, connection: BrowserConnection) -> None:
+        self.connections.discard(connection)
+        if self.drained is not None and not self.connections:
+            self.drained.set()
+
+    def page(self, error: UpstreamError, close: bool) -> bytes:
+        """The error page for `error`, rendered once per kind."""
+        key = (error.status, type(error).__name__, close)
+        page = self._pages.get(key)
+        if page is None:
+            page = self._pages[key] = error_page(error, close=close)
+        return page
+
+
+class BrowserConnection(asyncio.Protocol):
+    """The state of one browser connection served by the fast lane."""
+
+    __slots__ = (
+        "body_left",
+        "buffer",
+        "chunks",
+        "close_after",
+        "closed",
+        "connecting",
+        "counted",
+        "framing",
+        "head_sent",
+        "idle_since",
+        "kind",
+        "lane",
+        "paused",
+        "peer_xff",
+        "pod",
+        "pod_head",
+        "pod_keep",
+        "pod_reused",
+        "request",
+        "resp_buf",
+        "resp_left",
+        "retried",
+        "route",
+        "started",
+        "status",
+        "timer",
+        "transport",
+        "trusted",
+        "write_full",
+    )
+
+    def __init__(self, lane: FastLane) -> None:
+        self.lane = lane
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""  # browser bytes not yet consumed (rest of a body, pipelined requests)
+        self.paused = 0
+        self.write_full = False
+        self.closed = False
+        self.trusted = False
+        self.peer_xff = b""
+        self.idle_since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.connecting: asyncio.Task[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.request: RequestHead | None = None
+        self.route: Route | None = None
+        self.kind = "none"
+        self.started = 0.0
+        self.body_left = 0
+        self.pod: PodConnection | None = None
+        self.pod_head = b""
+        self.pod_reused = False
+        self.pod_keep = False
+        self.retried = False
+        self.resp_buf = b""
+        self.head_sent = False
+        self.status = 0
+        self.framing = Framing.NONE
+        self.resp_left = 0
+        self.chunks: ChunkedFraming | None = None
+        self.counted = 0
+        self.close_after = False
+
+    # -- the browser side -------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+        lane = self.lane
+        peer = transport.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) and peer else ""
+        self.trusted = lane.settings.is_trusted_proxy(host)
+        self.peer_xff = host.encode()
+        lane.connections.add(self)
+        self.idle_since = now = lane.loop.time()
+        self.timer = lane.loop.call_at(now + KEEPALIVE_TIMEOUT, self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        if self.request is None:
+            self.buffer = self.buffer + data if self.buffer else data
+            self._next_request()
+            return
+        left = self.body_left
+        if left and self.pod is not None and not self.buffer:
+            if len(data) <= left:
+                self._send_body(data)
+                return
+            self._send_body(data[:left])
+            data = data[left:]
+        self.buffer += data
+        if self.body_left and self.pod is not None:
+            self._pump_body()
+        if len(self.buffer) > BUFFER_LIMIT:
+            self._pause(_PAUSED_BUFFER)
+
+    def eof_received(self) -> bool:
+        return False  # a half-closed browser is a gone browser, as aiohttp treats it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        lane = self.lane
+        lane.forget(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+            self.connecting = None
+        if self.pod is not None:
+            self.pod.close()  # never pool a half-used connection
+            self.pod = None
+        request = self.request
+        if request is not None:
+            log.debug("browser went away during %s %s", request.method, request.raw_path)
+            lane.stats.request_done(
+                request.method, CLIENT_CLOSED, self.kind, time.monotonic() - self.started
+            )
+            self.request = None
+
+    def pause_writing(self) -> None:
+        self.write_full = True
+        if self.pod is not None:
+            self.pod.pause_reading(True)
+
+    def resume_writing(self) -> None:
+        self.write_full = False
+        if self.pod is not None:
+            self.pod.pause_reading(False)
+
+    def close_when_idle(self) -> None:
+        """Close now if idle, else once the request in flight is answered (server stopping)."""
+        if self.request is None:
+            if self.transport is not None and not self.closed:
+                self.transport.close()
+        else:
+            self.close_after = True
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _unpause(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+
+    def _tick(self) -> None:
+        """Close a browser connection idle for too long; re-armed lazily, not per request."""
+        loop = self.lane.loop
+        if self.request is None and not self.closed:
+            deadline = self.idle_since + KEEPALIVE_TIMEOUT
+            if loop.time() >= deadline and self.transport is not None:
+                self.timer = None
+                self.transport.close()
+                return
+        else:
+            deadline = loop.time() + KEEPALIVE_TIMEOUT
+        self.timer = loop.call_at(deadline, self._tick)
+
+    # -- starting a request --------------------------------------------------
+
+    def _next_request(self) -> None:
+        buffer = self.buffer
+        if not buffer or self.closed:
+            return
+        end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+        if end < 0:
+            if len(buffer) >= MAX_HEAD + 4:
+                self._hand_over()  # aiohttp answers an oversized head
+            return
+        lane = self.lane
+        head = parse_request(buffer, end, lane.cookie_name, self.trusted, lane.token_header)
+        if head is None:
+            self._hand_over()
+            return
+        route = lane.edge.forwardable(head.host, head.raw_path, head.cookies)
+        if route is None:
+            self._hand_over()
+            return
+        self._start(head, route)
+
+    def _hand_over(self) -> None:
+        """Give this connection, and every byte read so far, to aiohttp's server for good."""
+        transport = self.transport
+        assert transport is not None and self.request is None
+        lane = self.lane
+        lane.forget(self)
+        lane.handed_over += 1
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.closed = True  # to this object; the connection lives on with aiohttp
+        data, self.buffer = self.buffer, b""
+        protocol = lane.hand_over()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self.paused:
+            self.paused = 0
+            transport.resume_reading()
+        if self.write_full:
+            protocol.pause_writing()  # the transport will call its resume_writing
+        protocol.data_received(data)
+
+    def _start(self, head: RequestHead, route: Route) -> None:
+        lane = self.lane
+        self.request = head
+        self.route = route
+        self.kind = route_kind(route)
+        self.started = time.monotonic()
+        route.last_activity = time.time()
+        self.buffer = self.buffer[head.end :]
+        self.body_left = head.content_length
+        self.close_after = head.close
+        target = route.target
+        token = route.data.get("token")
+        self.pod_head = upstream_head(
+            head,
+            target.base_path.encode(),
+            peer_xff=self.peer_xff,
+            token_line=lane.token_prefix + token.encode()
+            if isinstance(token, str) and token
+            else None,
+        )
+        address = (target.host, target.port)
+        pod = lane.pool.take_idle(address)
+        if pod is not None:
+            self._attach(pod, reused=True)
+        else:
+            self._connect(address)
+
+    def _connect(self, address: Address) -> None:
+        self.connecting = self.lane.loop.create_task(self._open(address))
+
+    async def _open(self, address: Address) -> None:
+        try:
+            pod = await self.lane.pool.connect(address)
+        except UpstreamError as e:
+            self.connecting = None
+            if self.request is not None and not self.closed:
+                self._fail(e)
+            return
+        self.connecting = None
+        if self.request is None or self.closed:
+            pod.close()  # the browser left while we connected
+            return
+        self._attach(pod, reused=False)
+
+    def _attach(self, pod: PodConnection, *, reused: bool) -> None:
+        self.pod = pod
+        self.pod_reused = reused
+        pod.owner = self
+        if self.write_full:
+            pod.pause_reading(True)
+        buffer = self.buffer
+        sendable = min(self.body_left, len(buffer))
+        if sendable and sendable < 16384:
+            # A small body that came with the head goes in the same write.
+            body = buffer if sendable == len(buffer) else buffer[:sendable]
+            self.buffer = buffer[sendable:]
+            pod.write(self.pod_head + body)
+            self._sent_body(sendable)
+        else:
+            pod.write(self.pod_head)
+            if sendable:
+                self._pump_body()
+        if not self.body_left and self.pod is pod:
+            pod.await_response()
+
+    # -- request body to the pod -----------------------------------------------
+
+    def _send_body(self, data: bytes) -> None:
+        pod = self.pod
+        assert pod is not None
+        pod.write(data)
+        self._sent_body(len(data))
+        if not self.body_left and self.pod is pod:
+            pod.await_response()
+
+    def _sent_body(self, count: int) -> None:
+        self.body_left -= count
+        self.lane.stats.bytes_to_upstream += count
+
+    def _pump_body(self) -> None:
+        buffer = self.buffer
+        sendable = min(self.body_left, len(buffer))
+        if not sendable:
+            return
+        self.buffer = buffer[sendable:]
+        self._send_body(buffer if sendable == len(buffer) else buffer[:sendable])
+        if len(self.buffer) <= BUFFER_LIMIT:
+            self._unpause(_PAUSED_BUFFER)
+
+    def pod_write_paused(self, paused: bool) -> None:
+        if paused:
+            self._pause(_PAUSED_POD_FULL)
+        else:
+            self._unpause(_PAUSED_POD_FULL)
+
+    # -- the pod's response ------------------------------------------------------
+
+    def pod_data(self, data: bytes) -> None:
+        if self.head_sent:
+            self._relay(data)
+            return
+        request = self.request
+        assert request is not None
+        buffer = self.resp_buf + data if self.resp_buf else data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_RESPONSE_HEAD:
+                    self._fail(UpstreamProtocolError("response head too large"))
+                else:
+                    self.resp_buf = buffer
+                return
+            try:
+                head = parse_response(
+                    buffer,
+                    end,
+                    head_request=request.method == "HEAD",
+                    cookie_name=self.lane.cookie_name,
+                    close_client=self.close_after,
+                )
+            except Garbage as e:
+                self._fail(UpstreamProtocolError(f"invalid response from the server: {e}"))
+                return
+            if head.status >= 200:
+                break
+            self._write(head.client_head)  # 1xx: relayed, then the real head follows
+            buffer = buffer[end + 4 :]
+            if not buffer:
+                self.resp_buf = b""
+                return
+        self.resp_buf = b""
+        self.head_sent = True
+        self.status = head.status
+        self.framing = framing = head.framing
+        self.pod_keep = head.keep_alive
+        body_at = end + 4
+        rest = len(buffer) - body_at
+        if framing is Framing.NONE:
+            if rest:
+                self.pod_keep = False  # bytes after a bodiless response: never reuse it
+            self._write(head.client_head)
+            self._response_done()
+            return
+        if framing is Framing.LENGTH:
+            self.resp_left = head.length
+            if rest <= head.length:
+                # The common case: one write, the pod's own bytes when nothing changed.
+                self._write(buffer if head.verbatim else head.client_head + buffer[body_at:])
+                self._count(rest)
+                self.resp_left -= rest
+                if not self.resp_left:
+                    self._response_done()
+                return
+        elif framing is Framing.CHUNKED:
+            self.chunks = ChunkedFraming()
+        self._write(head.client_head)
+        if rest:
+            self._relay(buffer[body_at:])
+
+    def _relay(self, data: bytes) -> None:
+        framing = self.framing
+        if framing is Framing.LENGTH:
+            left = self.resp_left
+            size = len(data)
+            if size < left:
+                self.resp_left = left - size
+                self._write(data)
+                self._count(size)
+                return
+            if size > left:
+                self.pod_keep = False  # more than the pod announced: never reuse it
+                data = data[:left]
+            self.resp_left = 0
+            self._write(data)
+            self._count(left)
+            self._response_done()
+        elif framing is Framing.CHUNKED:
+            chunks = self.chunks
+            assert chunks is not None
+            try:
+                end = chunks.feed(data)
+            except Garbage as e:
+                self._broken("protocol", f"bad chunk framing: {e}")
+                return
+            if end >= 0 and end < len(data):
+                self.pod_keep = False
+                data = data[:end]
+            self._write(data)
+            self._count(chunks.payload - self.counted)
+            if end >= 0:
+                self._response_done()
+        else:
+            self._write(data)
+            self._count(len(data))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def _count(self, size: int) -> None:
+        self.counted += size
+        self.lane.stats.bytes_to_client += size
+
+    def pod_lost(self) -> None:
+        """The pod closed its connection (the owner was this connection)."""
+        self.pod = None
+        if self.request is None:
+            return
+        if not self.head_sent:
+            if (
+                self.pod_reused
+                and not self.retried
+                and not self.resp_buf
+                and self.request.content_length == 0
+                and self.request.method in IDEMPOTENT
+            ):
+                # A pooled connection the pod had closed while idle: once more, fresh.
+                self.retried = True
+                route = self.route
+                assert route is not None
+                self._connect((route.target.host, route.target.port))
+                return
+            self._fail(UpstreamUnavailable("the server closed the connection", kind="reset"))
+        elif self.framing is Framing.UNTIL_CLOSE:
+            self._finish()
+        else:
+            self._broken("reset", "the server closed the connection mid-response")
+
+    def pod_timed_out(self) -> None:
+        if self.pod is not None:
+            self.pod.abort()
+            self.pod = None
+        if not self.head_sent:
+            self._fail(UpstreamTimeout("the server did not answer in time"))
+        else:
+            self._broken("timeout", "the server stopped sending mid-response")
+
+    # -- ending a request ----------------------------------------------------------
+
+    def _response_done(self) -> None:
+        pod, self.pod = self.pod, None
+        if pod is not None:
+            if self.pod_keep and not self.body_left:
+                self.lane.pool.release(pod)
+            else:
+                pod.close()
+        if self.body_left:
+            self.close_after = True  # the rest of the body cannot be told from the next request
+        self._finish()
+
+    def _fail(self, error: UpstreamError) -> None:
+        """The pod failed before any response byte went out: an error page instead."""
+        request = self.request
+        assert request is not None
+        lane = self.lane
+        lane.stats.upstream_error(error.kind)
+        log.info("upstream %s for %s %s: %s", error.kind, request.method, request.raw_path, error)
+        if self.pod is not None:
+            self.pod.close()
+            self.pod = None
+        close = self.close_after or self.body_left > 0
+        self.close_after = close
+        self.status = error.status
+        self.framing = Framing.NONE
+        self._write(lane.page(error, close))
+        self._finish()
+
+    def _broken(self, kind: str, why: str) -> None:
+        """The pod failed after the head went out: cut the browser off so it sees it."""
+        request = self.request
+        assert request is not None
+        self.lane.stats.upstream_error(kind)
+        log.info("upstream %s mid-response on %s: %s", kind, request.raw_path, why)
+        if self.pod is not None:
+            self.pod.abort()
+            self.pod = None
+        if self.transport is not None:
+            self.transport.abort()
+        self.closed = True
+        self._finish()
+
+    def _finish(self) -> None:
+        request = self.request
+        assert request is not None
+        lane = self.lane
+        lane.stats.request_done(
+            request.method, self.status, self.kind, time.monotonic() - self.started
+        )
+        close = self.close_after or self.framing is Framing.UNTIL_CLOSE
+        self._reset()
+        self.idle_since = lane.loop.time()
+        if self.closed or self.transport is None:
+            return
+        if close:
+            self.transport.close()
+            return
+        self._unpause(_PAUSED_POD_FULL)
+        if len(self.buffer) <= BUFFER_LIMIT:
+            self._unpause(_PAUSED_BUFFER)
+        if self.buffer:
+            self._next_request()

@@ -1,0 +1,228 @@
+"""A pod's response head read strictly, its body framing, and the error pages as bytes.
+
+`parse_response` checks the status line and every header line, decides how the
+body is delimited (Content-Length, chunked, until close, or none) and returns
+the head the browser may see: the pod's own bytes when nothing needs removing
+(the common case, found by one regex scan over the head), else a rebuilt head
+without hop-by-hop headers and without a Set-Cookie of the session cookie.
+`ChunkedFraming` follows chunk framing to find where a chunked body ends while
+its bytes are relayed unchanged.
+
+Pure code on bytes: no I/O, never holds a body.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+
+from edge.errors import UpstreamError, upstream_error_response
+from edge.fastlane.head import FIELD_LINES
+from edge.headers import HOP_BY_HOP
+
+MAX_RESPONSE_HEAD = 65536
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
+# Header lines that need a look: framing, hop-by-hop, and Set-Cookie.
+_NOTABLE = re.compile(
+    rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-authenticate"
+    rb"|proxy-authorization|proxy-connection|te|trailer|upgrade|expect|set-cookie):"
+)
+# The framing headers stay: the body is relayed with the framing they describe.
+_DROP = frozenset(name.encode() for name in HOP_BY_HOP) - {b"transfer-encoding"}
+_NO_BODY_STATUS = frozenset((204, 304))
+
+
+class Framing(Enum):
+    NONE = 0
+    LENGTH = 1
+    CHUNKED = 2
+    UNTIL_CLOSE = 3
+
+
+class ResponseHead:
+    """What the relay needs to know about one pod response head."""
+
+    __slots__ = ("client_head", "framing", "keep_alive", "length", "status", "verbatim")
+
+    def __init__(
+        self, status: int, framing: Framing, length: int, keep_alive: bool, client_head: bytes
+    ) -> None:
+        self.status = status
+        self.framing = framing
+        self.length = length
+        self.keep_alive = keep_alive  # the pod connection may be pooled after the body
+        self.client_head = client_head  # the head for the browser, blank line included
+        self.verbatim = False  # client_head is the pod's own bytes, unchanged
+
+
+class Garbage(Exception):
+    """The pod's bytes are not a response we can relay (a 502)."""
+
+
+def parse_response(
+    data: bytes, end: int, *, head_request: bool, cookie_name: bytes, close_client: bool
+) -> ResponseHead:
+    """The head in data[:end + 4]; raises Garbage. `close_client`: say Connection: close."""
+    line_end = data.find(b"\r\n")
+    match = _STATUS_LINE.fullmatch(data, 0, line_end)
+    if match is None:
+        raise Garbage("bad status line")
+    if line_end != end and FIELD_LINES.fullmatch(data, line_end + 2, end + 2) is None:
+        raise Garbage("bad header line")
+    status = int(match.group(2))
+    if status == 101:
+        raise Garbage("switching protocols on a request that asked for no upgrade")
+    keep_alive = match.group(1) == b"1"
+    head = data[: end + 4]
+    lengths: list[bytes] = []
+    chunked = False
+    rewrite = close_client or not keep_alive  # an HTTP/1.0 status line is answered as 1.1
+    drop: set[bytes] = set()
+    for found in _NOTABLE.finditer(head.lower(), line_end):
+        name = found.group(1)
+        value_end = head.find(b"\r\n", found.end())
+        value = head[found.end() : value_end].strip(b" \t")
+        if name == b"content-length":
+            lengths.append(value)
+        elif name == b"transfer-encoding":
+            if value.lower() != b"chunked" or chunked:
+                raise Garbage("unsupported transfer coding")
+            chunked = True
+        elif name == b"set-cookie":
+            if value.split(b"=", 1)[0].strip(b" \t") == cookie_name:
+                rewrite = True
+        else:
+            rewrite = True
+            if name == b"connection":
+                tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
+                if b"close" in tokens:
+                    keep_alive = False
+                drop |= tokens
+    framing, length = _framing(status, head_request, lengths, chunked)
+    if framing is Framing.UNTIL_CLOSE:
+        keep_alive = False
+        rewrite = True
+    if status < 200:
+        close_client = False  # interim responses never close anything
+    if rewrite:
+        close = close_client or framing is Framing.UNTIL_CLOSE
+        parsed = ResponseHead(
+            status, framing, length, keep_alive, _rewrite(head, line_end, drop, cookie_name, close)
+        )
+    else:
+        parsed = ResponseHead(status, framing, length, keep_alive, head)
+        parsed.verbatim = True
+    return parsed
+
+
+def _framing(
+    status: int, head_request: bool, lengths: list[bytes], chunked: bool
+) -> tuple[Framing, int]:
+    if len(lengths) > 1 or (lengths and chunked):
+        raise Garbage("ambiguous body length")
+    if lengths and (not lengths[0].isdigit() or len(lengths[0]) > 18):
+        raise Garbage("bad Content-Length")
+    if status < 200 or status in _NO_BODY_STATUS or head_request:
+        return Framing.NONE, 0
+    if chunked:
+        return Framing.CHUNKED, 0
+    if lengths:
+        length = int(lengths[0])
+        return (Framing.LENGTH, length) if length else (Framing.NONE, 0)
+    return Framing.UNTIL_CLOSE, 0
+
+
+def _rewrite(
+    head: bytes, line_end: int, drop: set[bytes], cookie_name: bytes, close: bool
+) -> bytes:
+    """The head without hop-by-hop lines or the session's Set-Cookie, as HTTP/1.1."""
+    lines = [b"HTTP/1.1" + head[8:line_end]]
+    drop = drop - {b"content-length", b"transfer-encoding"}  # they describe the relayed body
+    for line in head[line_end + 2 : -4].split(b"\r\n"):
+        if not line:
+            continue
+        name, _, value = line.partition(b":")
+        lower = name.lower()
+        if lower in _DROP or lower in drop:
+            continue
+        if lower == b"set-cookie" and value.split(b"=", 1)[0].strip(b" \t") == cookie_name:
+            continue  # a pod may not set or clear the podgate session
+        lines.append(line)
+    if close:
+        lines.append(b"Connection: close")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+class ChunkedFraming:
+    """Follows chunked framing across packets; `feed` says where the body ends."""
+
+    __slots__ = ("line", "payload", "remaining", "state")
+
+    _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+
+    def __init__(self) -> None:
+        self.state = self._SIZE
+        self.remaining = 0
+        self.line = b""
+        self.payload = 0  # body bytes without the framing, for the metrics
+
+    def feed(self, data: bytes, pos: int = 0) -> int:
+        """Index in `data` just past the body's end, or -1 if it goes on; raises Garbage."""
+        size = len(data)
+        while pos < size:
+            state = self.state
+            if state == self._DATA:
+                take = min(self.remaining, size - pos)
+                pos += take
+                self.payload += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = self._DATA_END
+                    self.remaining = 2
+                continue
+            if state == self._DATA_END:
+                expected = b"\r\n"[2 - self.remaining]
+                if data[pos] != expected:
+                    raise Garbage("chunk not followed by CRLF")
+                pos += 1
+                self.remaining -= 1
+                if not self.remaining:
+                    self.state = self._SIZE
+                continue
+            newline = data.find(b"\n", pos)
+            if newline < 0:
+                self.line += data[pos:]
+                if len(self.line) > 4096:
+                    raise Garbage("chunk size line too long")
+                return -1
+            line = self.line + data[pos : newline + 1] if self.line else data[pos : newline + 1]
+            self.line = b""
+            pos = newline + 1
+            if not line.endswith(b"\r\n"):
+                raise Garbage("bare LF in chunk framing")
+            if state == self._SIZE:
+                digits = line[:-2].split(b";", 1)[0].strip(b" \t")
+                if not digits or len(digits) > 16 or digits.strip(b"0123456789abcdefABCDEF"):
+                    raise Garbage("bad chunk size")
+                self.remaining = int(digits, 16)
+                self.state = self._DATA if self.remaining else self._TRAILER
+            elif line == b"\r\n":
+                return pos
+            elif FIELD_LINES.fullmatch(line) is None:
+                raise Garbage("bad trailer line")
+        return -1
+
+
+def error_page(error: type[UpstreamError] | UpstreamError, *, close: bool = False) -> bytes:
+    """A whole HTTP/1.1 response for an upstream failure, as edge.errors renders it."""
+    instance = error if isinstance(error, UpstreamError) else error("")
+    response = upstream_error_response(instance)
+    body = response.body
+    assert isinstance(body, bytes)
+    lines = [f"HTTP/1.1 {response.status} {response.reason}"]
+    lines.extend(f"{name}: {value}" for name, value in response.headers.items())
+    lines.append(f"Content-Length: {len(body)}")
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -1,0 +1,227 @@
+"""The fast lane's pod connections: raw keep-alive sockets, pooled per target.
+
+A `PodConnection` is a bare asyncio.Protocol that hands every event to its
+current owner (the browser connection relaying through it) and keeps one
+lazily re-armed timer for both the read timeout (while a response is awaited)
+and the idle timeout (while pooled), so a request costs no timer allocation.
+`PodPool` keeps idle connections per (host, port), most recently used first,
+and opens new ones with the connect timeout.
+
+It must never pool a connection that is mid-response or closed, and never
+parse HTTP: the owner does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol, cast
+
+from edge.errors import UpstreamTimeout, UpstreamUnavailable
+from edge.settings import UpstreamSettings
+
+Address = tuple[str, int]
+
+
+class PodOwner(Protocol):
+    """What a browser connection must do with its pod connection's events."""
+
+    def pod_data(self, data: bytes) -> None: ...
+    def pod_lost(self) -> None: ...
+    def pod_timed_out(self) -> None: ...
+    def pod_write_paused(self, paused: bool) -> None: ...
+
+
+class PodConnection(asyncio.Protocol):
+    """One raw socket to a pod; owned by one browser connection at a time, or idle."""
+
+    __slots__ = (
+        "address",
+        "closed",
+        "idle_since",
+        "last_heard",
+        "owner",
+        "pool",
+        "read_paused",
+        "timer",
+        "timer_at",
+        "transport",
+        "waiting",
+    )
+
+    def __init__(self, pool: PodPool, address: Address) -> None:
+        self.pool = pool
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.owner: PodOwner | None = None
+        self.closed = False
+        self.waiting = False  # the whole request is sent: the pod's silence is timed
+        self.read_paused = False  # the browser is slow: the pod's silence is not its fault
+        self.last_heard = 0.0
+        self.idle_since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is None:
+            self.close()  # bytes from an idle pod: it is confused, never reuse it
+            return
+        self.last_heard = self.pool.loop.time()
+        owner.pod_data(data)
+
+    def eof_received(self) -> bool:
+        return False  # half-closed is closed: the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner.pod_lost()
+        else:
+            self.pool.forget(self)
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.pod_write_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.pod_write_paused(False)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def await_response(self) -> None:
+        """The request is sent: from now on the pod's silence counts."""
+        self.waiting = True
+        timeout = self.pool.settings.read_timeout
+        if timeout is not None:
+            self.last_heard = now = self.pool.loop.time()
+            self._arm(now + timeout)
+
+    def pause_reading(self, paused: bool) -> None:
+        if self.transport is None or self.closed or paused == self.read_paused:
+            return
+        self.read_paused = paused
+        if paused:
+            self.transport.pause_reading()
+        else:
+            self.last_heard = self.pool.loop.time()
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.owner = None
+        self._cancel_timer()
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.owner = None
+        self._cancel_timer()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _arm(self, at: float) -> None:
+        # Keep an earlier timer: it re-arms itself when it fires too soon.
+        if self.timer is not None:
+            if self.timer_at <= at:
+                return
+            self.timer.cancel()
+        self.timer_at = at
+        self.timer = self.pool.loop.call_at(at, self._tick)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _tick(self) -> None:
+        self.timer = None
+        now = self.pool.loop.time()
+        settings = self.pool.settings
+        if self.owner is None:
+            deadline = self.idle_since + settings.idle_timeout
+            if now >= deadline:
+                self.pool.forget(self)
+                self.close()
+            else:
+                self._arm(deadline)
+        elif self.waiting and not self.read_paused and settings.read_timeout is not None:
+            deadline = self.last_heard + settings.read_timeout
+            if now >= deadline:
+                self.owner.pod_timed_out()
+            else:
+                self._arm(deadline)
+
+
+class PodPool:
+    """Idle pod connections per target, and opening new ones."""
+
+    def __init__(self, settings: UpstreamSettings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.loop = loop
+        self._idle: dict[Address, list[PodConnection]] = {}
+        self._closed = False
+        self.opened = 0  # connections ever opened: keep-alive reuse shows up here
+
+    def idle_count(self) -> int:
+        return sum(len(stack) for stack in self._idle.values())
+
+    def take_idle(self, address: Address) -> PodConnection | None:
+        stack = self._idle.get(address)
+        while stack:
+            connection = stack.pop()  # most recently used first: likeliest to be alive
+            if not connection.closed:
+                return connection
+        return None
+
+    async def connect(self, address: Address) -> PodConnection:
+        """A new connection; raises UpstreamUnavailable or UpstreamTimeout."""
+        host, port = address
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                _, connection = await self.loop.create_connection(
+                    lambda: PodConnection(self, address), host, port
+                )
+        except TimeoutError as e:
+            raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from e
+        except OSError as e:
+            raise UpstreamUnavailable(f"cannot connect to {host}:{port}: {e}") from e
+        self.opened += 1
+        return connection
+
+    def release(self, connection: PodConnection) -> None:
+        """Back to the pool after a complete response the pod will keep alive."""
+        connection.owner = None
+        connection.waiting = False
+        if connection.read_paused:
+            connection.pause_reading(False)
+        stack = self._idle.setdefault(connection.address, [])
+        if self._closed or connection.closed or len(stack) >= self.settings.max_idle_per_target:
+            connection.close()
+            return
+        connection.idle_since = now = self.loop.time()
+        connection._arm(now + self.settings.idle_timeout)
+        stack.append(connection)
+
+    def forget(self, connection: PodConnection) -> None:
+        stack = self._idle.get(connection.address)
+        if stack and connection in stack:
+            stack.remove(connection)
+
+    def close(self) -> None:
+        """Close every idle connection; later releases close instead of pooling."""
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for stack in idle.values():
+            for connection in stack:
+                connection.close()

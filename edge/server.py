@@ -1,0 +1,89 @@
+"""Serving the public port: the fast lane in front, aiohttp's server behind it.
+
+`serve_public` starts the public Application the way the wiring always has
+(an AppRunner with handler_cancellation), but listens with the fast lane's
+protocol (edge.fastlane.protocol): plain proxied requests are relayed there,
+and every other connection is handed over to the runner's aiohttp server,
+which then serves it with the full edge logic. Both serve the same socket.
+
+This module only starts and stops servers; it never parses HTTP and never
+decides routing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from edge.app import edge_of
+from edge.fastlane.protocol import FastLane
+
+# Seconds close() lets requests in flight finish before cutting them off.
+CLOSE_GRACE = 5.0
+
+
+@dataclass
+class PublicServer:
+    """A running public port: its address, and close()."""
+
+    url: str
+    port: int
+    runner: web.AppRunner
+    server: asyncio.AbstractServer
+    lane: FastLane
+
+    async def close(self) -> None:
+        """Stop listening, close idle connections, let busy ones finish briefly, stop aiohttp."""
+        self.server.close()
+        lane = self.lane
+        connections = lane.connections
+        lane.drained = drained = asyncio.Event()
+        for connection in list(connections):
+            connection.close_when_idle()
+        if connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(drained.wait(), CLOSE_GRACE)
+        for connection in list(connections):
+            connection.abort()
+        self.lane.pool.close()
+        await self.runner.cleanup()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.server.wait_closed(), 1.0)
+
+
+async def serve_public(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    backlog: int = 2048,
+    reuse_address: bool = True,
+) -> PublicServer:
+    """Serve an app built by edge.app.build_public_app on host:port (0: any free port)."""
+    # handler_cancellation: a browser hanging up cancels its upstream request at once.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    try:
+        server_factory = runner.server
+        assert server_factory is not None
+        loop = asyncio.get_running_loop()
+        lane = FastLane(edge_of(app), server_factory, loop)
+        server = await loop.create_server(
+            lane, host, port, backlog=backlog, reuse_address=reuse_address
+        )
+    except BaseException:
+        await runner.cleanup()
+        raise
+    sockets = server.sockets
+    bound_host, bound_port = sockets[-1].getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return PublicServer(
+        url=f"http://{shown}:{bound_port}",
+        port=bound_port,
+        runner=runner,
+        server=server,
+        lane=lane,
+    )
