@@ -48,7 +48,7 @@ class PublicServer:
                 await asyncio.wait_for(drained.wait(), CLOSE_GRACE)
         for connection in list(connections):
             connection.abort()
-        self.lane.pool.close()
+        await self.lane.pool.close()
         await self.runner.cleanup()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.server.wait_closed(), 1.0)

@@ -18,6 +18,8 @@ from edge.headers import HOP_BY_HOP, forwarded_port, strip_session_cookie
 
 # Heads longer than this are handed over, so aiohttp answers them (431/400).
 MAX_HEAD = 8192
+# More header lines than this are handed over too (aiohttp's own limit is higher).
+MAX_FIELDS = 100
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _REQUEST_LINE = re.compile(
@@ -91,7 +93,10 @@ def parse_request(
     host: bytes | None = None
     length: bytes | None = None
     listed: list[bytes] = []
-    for line in buffer[line_end + 2 : end].split(b"\r\n"):
+    lines = buffer[line_end + 2 : end].split(b"\r\n")
+    if len(lines) > MAX_FIELDS:
+        return None
+    for line in lines:
         name, _, value = line.partition(b":")
         lower = name.lower()
         if lower == b"host":

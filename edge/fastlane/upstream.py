@@ -174,7 +174,7 @@ class PodPool:
         self.opened = 0  # connections ever opened: keep-alive reuse shows up here
 
     def idle_count(self) -> int:
-        return sum(len(stack) for stack in self._idle.values())
+        return sum(1 for stack in self._idle.values() for c in stack if not c.closed)
 
     def take_idle(self, address: Address) -> PodConnection | None:
         stack = self._idle.get(address)
@@ -218,7 +218,7 @@ class PodPool:
         if stack and connection in stack:
             stack.remove(connection)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close every idle connection; later releases close instead of pooling."""
         self._closed = True
         idle, self._idle = self._idle, {}

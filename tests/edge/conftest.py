@@ -230,6 +230,12 @@ class RunningEdge:
     settings: EdgeSettings
     app: web.Application
     port: int
+    server: Any = None  # edge.server.PublicServer
+
+    @property
+    def pool(self) -> Any:
+        """The pod connection pool of the fast lane, which serves plain proxied requests."""
+        return self.server.lane.pool
 
 
 EdgeFactory = Callable[..., Awaitable[RunningEdge]]
@@ -239,8 +245,9 @@ EdgeFactory = Callable[..., Awaitable[RunningEdge]]
 async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
     """Start the public edge on 127.0.0.1:0: `await make_edge(table=..., settings=..., hub=...)`."""
     from edge.app import build_public_app
+    from edge.server import PublicServer, serve_public
 
-    runners: list[web.AppRunner] = []
+    servers: list[PublicServer] = []
 
     async def start(
         *,
@@ -259,30 +266,24 @@ async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
             sessions=sessions if sessions is not None else session_codec,
             hub=hub,
         )
-        # handler_cancellation: a browser hanging up cancels its request at once,
-        # which is how the wiring serves the edge too.
-        runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, handler_cancellation=True
-        )
-        await runner.setup()
-        runners.append(runner)
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
+        # Served as the wiring serves it: the fast lane in front, aiohttp behind it.
+        server = await serve_public(app, "127.0.0.1", 0)
+        servers.append(server)
         return RunningEdge(
-            url=f"http://127.0.0.1:{port}",
+            url=server.url,
             table=table,
             stats=stats,
             settings=settings,
             app=app,
-            port=port,
+            port=server.port,
+            server=server,
         )
 
     try:
         yield start
     finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
+        for server in reversed(servers):
+            await server.close()
 
 
 @pytest.fixture

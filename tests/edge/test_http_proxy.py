@@ -223,9 +223,7 @@ async def test_cleanup_closes_pooled_connections(make_edge, echo_upstream) -> No
     edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
     async with aiohttp.ClientSession() as session, session.get(f"{edge.url}/") as response:
         assert response.status == 200
-    from edge.app import edge_of
-
-    pool = edge_of(edge.app).pool
+    pool = edge.pool
     assert pool.idle_count() == 1
     await pool.close()
     assert pool.idle_count() == 0

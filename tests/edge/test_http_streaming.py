@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from edge.app import edge_of
 from edge.settings import EdgeSettings
 from routes import RouteSource, RouteTable
 
@@ -128,7 +127,7 @@ async def test_server_sent_events_arrive_one_by_one(make_edge, echo_upstream, cl
 
 async def test_client_hang_up_cancels_upstream_and_leaks_nothing(make_edge, echo_upstream) -> None:
     edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
-    pool = edge_of(edge.app).pool
+    pool = edge.pool
     async with aiohttp.ClientSession() as session:
         response = await session.get(f"{edge.url}/live?forever=1")
         assert response.status == 200
@@ -176,7 +175,7 @@ async def test_client_hang_up_while_pod_is_silent_closes_the_pod_connection(
     make_edge, silent_upstream
 ) -> None:
     edge = await make_edge(table=api_table(silent_upstream), settings=PROXY_ONLY)
-    pool = edge_of(edge.app).pool
+    pool = edge.pool
     _, writer = await asyncio.open_connection("127.0.0.1", edge.port)
     writer.write(b"GET /waiting HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
