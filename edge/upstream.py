@@ -32,6 +32,9 @@ from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, U
 from edge.settings import UpstreamSettings
 from routes import Target
 
+# How long a pod that stopped reading a request body has to show its answer.
+EARLY_ANSWER_WAIT = 1.0
+
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
 
 Address = tuple[str, int]
@@ -158,7 +161,10 @@ class UpstreamPool:
             try:
                 connection.write(head)
                 if body is not None:
-                    await self._send_body(connection, body)
+                    try:
+                        await self._send_body(connection, body)
+                    except OSError as e:
+                        return await self._early_answer(connection, method, e)
                 # The pod's silence is only timed once it has the whole request.
                 connection.protocol.start_timeout()
                 return await self._read_head(connection, method)
@@ -179,6 +185,22 @@ class UpstreamPool:
             connection.write(chunk)
             if protocol._paused:  # only await when the socket buffer is actually full
                 await connection.drain()
+
+    async def _early_answer(
+        self, connection: UpstreamConnection, method: str, error: OSError
+    ) -> UpstreamResponse:
+        """The pod stopped taking the body: it may have answered already (413, 401...).
+
+        That answer is what the user should see; without one the pod failed us.
+        """
+        try:
+            async with asyncio.timeout(EARLY_ANSWER_WAIT):
+                return await self._read_head(connection, method)
+        except (UpstreamError, TimeoutError):
+            raise UpstreamUnavailable(
+                f"the server closed the connection while receiving the body: {error}",
+                kind="reset",
+            ) from error
 
     async def _read_head(self, connection: UpstreamConnection, method: str) -> UpstreamResponse:
         try:

@@ -20,6 +20,7 @@ from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
 from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config
+from podgate.logs import quiet_expected_client_errors
 from routes import RouteSource, RouteTable
 
 log = logging.getLogger("podgate")
@@ -83,6 +84,7 @@ class Podgate:
 
     async def start(self) -> None:
         config = self.config
+        quiet_expected_client_errors()
         try:
             if config.control.enabled and config.cluster.kind == "sim":
                 self.cluster = SimCluster()

@@ -26,10 +26,16 @@ class ExpectedClientErrors(logging.Filter):
         return True
 
 
+def quiet_expected_client_errors() -> None:
+    """Install the filter on aiohttp's server logger (once, however often called)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ExpectedClientErrors) for f in server_log.filters):
+        server_log.addFilter(ExpectedClientErrors())
+
+
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("aiohttp.server").addFilter(ExpectedClientErrors())

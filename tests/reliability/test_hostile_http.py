@@ -303,14 +303,6 @@ async def test_user_route_without_session_redirects_not_proxies(gate: Gate) -> N
     assert gate.pod_requests() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "every malformed request logs an ERROR with a traceback ('Error handling request', "
-        "aiohttp web_protocol handle_error -> log_exception) on the aiohttp.server logger; "
-        "hostile input is an expected failure and should cost one debug/info line"
-    ),
-)
 async def test_malformed_request_is_not_logged_as_an_error(
     gate: Gate, caplog: pytest.LogCaptureFixture
 ) -> None:

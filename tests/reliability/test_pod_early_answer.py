@@ -71,17 +71,6 @@ async def test_small_upload_gets_the_pods_early_answer(early_gate: Podgate) -> N
     assert await post(early_gate, 10) == (413, b"too large")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a 10 MB upload to a pod that answers 413 and closes ends in a bare connection reset "
-        "for the user, counted nowhere: the pod's ConnectionResetError while the edge writes "
-        "the body (edge/upstream.py UpstreamPool._send_body: connection.drain) is not "
-        "translated to an UpstreamError, so edge/proxy.py proxy_http takes it for the client "
-        "going away ('except (ClientGone, ConnectionError)') and aborts the client; expected "
-        "the pod's 413 relayed, or a 503/502 page and an upstream error counted"
-    ),
-)
 async def test_large_upload_gets_an_answer_not_a_reset(early_gate: Podgate) -> None:
     try:
         status, _ = await post(early_gate, 10_000_000)
