@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from aiohttp import ClientError, ServerDisconnectedError
+from aiohttp import ClientError, ClientPayloadError, ServerDisconnectedError
 from aiohttp.client_exceptions import ClientOSError, SocketTimeoutError
 from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_exceptions import HttpProcessingError
@@ -119,7 +119,7 @@ def translate(error: BaseException) -> UpstreamError:
         return UpstreamTimeout("the server did not answer in time")
     if isinstance(error, HttpProcessingError):
         return UpstreamProtocolError(f"invalid response from the server: {error.message}")
-    if isinstance(error, ServerDisconnectedError):
+    if isinstance(error, ServerDisconnectedError | ClientPayloadError):
         return UpstreamUnavailable("the server closed the connection", kind="reset")
     if isinstance(error, ConnectionRefusedError):
         return UpstreamUnavailable("connection refused")
@@ -235,7 +235,9 @@ class UpstreamPool:
         # A fresh parser per response, as aiohttp does; HEAD responses have no body.
         protocol.set_response_params(
             skip_payload=method == "HEAD",
-            read_until_eof=False,
+            # A response with neither length nor chunks ends when the pod closes
+            # (HTTP/1.0 servers, Connection: close): read it to the end.
+            read_until_eof=True,
             auto_decompress=False,
             read_timeout=self.settings.read_timeout,
             read_bufsize=self.settings.read_buffer,

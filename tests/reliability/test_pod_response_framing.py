@@ -50,17 +50,7 @@ FRAMINGS: dict[str, tuple[bytes, bytes | None]] = {
     ),
 }
 
-CLOSE_DELIMITED_BUG = (
-    "a pod response delimited by the connection closing (no Content-Length, not chunked: "
-    "HTTP/1.0 servers such as http.server's BaseHTTPRequestHandler, or Connection: close) "
-    "reaches the user as a complete-looking EMPTY 200; edge/upstream.py _expect_response "
-    "sets read_until_eof=False, so aiohttp's parser treats the body as empty"
-)
-KNOWN_BUGS = {
-    "/http10-until-close": CLOSE_DELIMITED_BUG,
-    "/http11-until-close": CLOSE_DELIMITED_BUG,
-    "/unknown-coding-until-close": CLOSE_DELIMITED_BUG,
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.fixture
