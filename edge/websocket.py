@@ -25,17 +25,20 @@ pod on a shared 2-core machine; aiohttp 3.14, uvloop; medians of 3 runs of
 figure):
 
     figure                                 direct   raw relay   frame relay
-    round-trips/s, 100-byte messages       29,989      16,217        11,158
-    bulk one-way MB/s, 64 KiB messages      3,714       1,523         1,062
-    proxy KiB per idle socket (5,000 open)      -        13.4          26.0
+    round-trips/s, 100-byte messages       39,991      12,157        10,094
+    bulk one-way MB/s, 64 KiB messages      2,987       1,882         1,266
+    proxy KiB per idle socket (5,000 open)      -        13.5          26.0
 
-Behind the public app (edge.app, proxy-only) the same relay measured
-15,301 round-trips/s, 1,881 MB/s and 15.5 KiB per idle socket (the app's
-frames and upstream header dict stay alive with the socket). 9,900 idle
-sockets were held at 13.9 KiB each; exactly 10,000 needs more than the
-20,000 file descriptors this machine allows one process (two per socket).
-An idle socket costs aiohttp's per-connection objects, two transports, a
-PodLink, a ByteRelay and one suspended coroutine: no Task of its own.
+Round-trips are the noisiest figure here (an earlier run gave 16,217 raw
+against 11,158 frame); the raw relay led in every run. Behind the public
+app (edge.app, proxy-only) the same relay measured 11,579 round-trips/s,
+1,763 MB/s and 15.5 KiB per idle socket: the app's frames and its upstream
+header dict stay alive with the socket. 9,900 idle sockets were held at
+13.9 KiB each; exactly 10,000 needs more than the 20,000 file descriptors
+this machine allows one process (two per socket). After closing them all,
+no proxy file descriptor was left open. An idle socket costs aiohttp's
+per-connection objects, two transports, a PodLink, a ByteRelay and one
+suspended coroutine: no Task of its own.
 
 This module must never decode or buffer WebSocket messages, never call
 the Kubernetes API, and never replace aiohttp internals: it takes the
