@@ -111,6 +111,11 @@ def parse_request(
             kept.append(line)
         elif lower == b"cookie":
             if cookie_name in value:
+                value = value.strip(b" \t")
+                if b";" not in value and value.startswith(cookie_name + b"="):
+                    # Only the session cookie: nothing of this header goes to the pod.
+                    head.cookies.append(value.decode("utf-8", "surrogateescape"))
+                    continue
                 text = value.strip(b" \t").decode("utf-8", "surrogateescape")
                 head.cookies.append(text)
                 stripped = strip_session_cookie(text, cookie_name.decode())

@@ -30,6 +30,7 @@ _NOTABLE = re.compile(
 # The framing headers stay: the body is relayed with the framing they describe.
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP) - {b"transfer-encoding"}
 _NO_BODY_STATUS = frozenset((204, 304))
+_PLAIN_CONNECTION_TOKENS = frozenset((b"close", b"keep-alive", b""))
 
 
 class Framing(Enum):
@@ -76,8 +77,8 @@ def parse_response(
     head = data[: end + 4]
     lengths: list[bytes] = []
     chunked = False
-    rewrite = close_client or not keep_alive  # an HTTP/1.0 status line is answered as 1.1
-    drop: set[bytes] = set()
+    cut: list[tuple[int, int]] = []  # spans of lines the browser must not see
+    listed: set[bytes] = set()  # other names the Connection header makes hop-by-hop
     for found in _NOTABLE.finditer(head.lower(), line_end):
         name = found.group(1)
         value_end = head.find(b"\r\n", found.end())
@@ -90,29 +91,42 @@ def parse_response(
             chunked = True
         elif name == b"set-cookie":
             if value.split(b"=", 1)[0].strip(b" \t") == cookie_name:
-                rewrite = True
+                cut.append((found.start(), value_end))  # a pod may not touch the session
         else:
-            rewrite = True
+            cut.append((found.start(), value_end))
             if name == b"connection":
                 tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
                 if b"close" in tokens:
                     keep_alive = False
-                drop |= tokens
+                listed |= tokens - _PLAIN_CONNECTION_TOKENS
     framing, length = _framing(status, head_request, lengths, chunked)
     if framing is Framing.UNTIL_CLOSE:
         keep_alive = False
-        rewrite = True
-    if status < 200:
-        close_client = False  # interim responses never close anything
-    if rewrite:
-        close = close_client or framing is Framing.UNTIL_CLOSE
-        parsed = ResponseHead(
-            status, framing, length, keep_alive, _rewrite(head, line_end, drop, cookie_name, close)
-        )
+    close = status >= 200 and (close_client or framing is Framing.UNTIL_CLOSE)
+    http10 = match.group(1) == b"0"
+    if listed:
+        head = _rewrite(head, line_end, listed, cookie_name, close)
+    elif cut or close or http10:
+        head = _splice(head, cut, http10, close)
     else:
         parsed = ResponseHead(status, framing, length, keep_alive, head)
         parsed.verbatim = True
-    return parsed
+        return parsed
+    return ResponseHead(status, framing, length, keep_alive, head)
+
+
+def _splice(head: bytes, cut: list[tuple[int, int]], http10: bool, close: bool) -> bytes:
+    """The head without the cut spans, as HTTP/1.1, with Connection: close if asked."""
+    parts = [b"HTTP/1.1"]
+    start = 8
+    for cut_start, cut_end in cut:
+        parts.append(head[start:cut_start])
+        start = cut_end
+    parts.append(head[start:-4])
+    if close:
+        parts.append(b"\r\nConnection: close")
+    parts.append(b"\r\n\r\n")
+    return b"".join(parts)
 
 
 def _framing(
