@@ -316,3 +316,103 @@ async def raw_exchange(port: int, data: bytes, *, seconds: float = 5.0) -> bytes
 def raw_http() -> Callable[..., Awaitable[bytes]]:
     """`await raw_http(port, b"GET / HTTP/1.1...")`: raw bytes in, everything until close out."""
     return raw_exchange
+
+
+@dataclass
+class ScriptedPod:
+    """A raw pod that answers each request with the bytes `answers[path]` (bytes or a list of
+    (delay seconds, bytes) pieces, or a callable on the head); "close" in a path's answer list
+    means: close the connection there. It records every request head and body it read."""
+
+    url: str
+    port: int
+    answers: dict[str, Any] = field(default_factory=dict)
+    heads: list[bytes] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    connections: int = 0
+
+
+async def _serve_scripted(
+    pod: ScriptedPod, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    pod.connections += 1
+    try:
+        for _ in range(1000):  # bounded: requests per connection
+            head = await reader.readuntil(b"\r\n\r\n")
+            pod.heads.append(head)
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            pod.bodies.append(await reader.readexactly(length) if length else b"")
+            path = head.split(b" ", 2)[1].decode()
+            answer = pod.answers.get(path.split("?", 1)[0], pod.answers.get("*"))
+            if callable(answer):
+                answer = answer(head)
+            pieces = answer if isinstance(answer, list) else [(0.0, answer)]
+            for delay, piece in pieces:
+                if delay:
+                    await asyncio.sleep(delay)
+                if piece == "close":
+                    return
+                writer.write(piece)
+                await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+async def scripted_pod() -> AsyncIterator[ScriptedPod]:
+    """A raw-socket pod whose answers the test scripts (for framings aiohttp never sends)."""
+    tasks: set[asyncio.Task[None]] = set()
+    pod = ScriptedPod(url="", port=0)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await _serve_scripted(pod, reader, writer)
+        finally:
+            tasks.discard(task)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    pod.port = server.sockets[0].getsockname()[1]
+    pod.url = f"http://127.0.0.1:{pod.port}"
+    try:
+        yield pod
+    finally:
+        server.close()
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def read_response(
+    reader: asyncio.StreamReader, *, head_request: bool = False
+) -> tuple[int, bytes, bytes]:
+    """One HTTP/1.1 response from a raw socket: (status, head, body); bounded by the caller."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    lower = head.lower()
+    if head_request or status in (204, 304) or status < 200:
+        return status, head, b""
+    if b"transfer-encoding: chunked" in lower:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                    pass
+                return status, head, body
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return status, head, await reader.readexactly(int(value))
+    return status, head, await reader.read()
