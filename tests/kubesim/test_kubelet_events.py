@@ -1,65 +1,92 @@
-"""Events as the kubelet and the scheduler record them, with aggregation."""
+"""Events the simulated kubelet and scheduler record, read over HTTP.
+
+A spawner's progress page and `kubectl describe` show these: lifecycle
+reasons in order, involvedObject pointing at the pod and container, kubelet
+Events stamped with first/lastTimestamp and scheduler Events with eventTime,
+repeats folded into one Event with a growing count.
+"""
 
 from __future__ import annotations
 
-from kubesim.kubelet.events import SCHEDULER, EventRecorder
-from kubesim.store import Store
+import sys
+from typing import Any
 
-POD = {"metadata": {"name": "jupyter-ada", "namespace": "default", "uid": "u-1"}}
-
-
-def events(store: Store) -> list[dict]:  # type: ignore[type-arg]
-    return store.list("events", "default")
+PY = sys.executable
+LIFECYCLE = ["Scheduled", "Pulling", "Pulled", "Created", "Started"]
 
 
-def test_kubelet_event_shape() -> None:
-    store = Store()
-    EventRecorder(store).record(POD, "Started", "Started container nb", container="nb", host="n1")
-    (event,) = events(store)
-    assert event["involvedObject"] == {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "name": "jupyter-ada",
-        "namespace": "default",
-        "uid": "u-1",
-        "fieldPath": "spec.containers{nb}",
-    }
-    assert event["type"] == "Normal" and event["count"] == 1
-    assert event["source"] == {"component": "kubelet", "host": "n1"}
-    assert event["firstTimestamp"] and event["firstTimestamp"] == event["lastTimestamp"]
-    assert event["eventTime"] is None
-    assert event["metadata"]["name"].startswith("jupyter-ada.")
+def container(command: str, **extra: Any) -> dict[str, Any]:
+    return {"name": "main", "image": "python:3.11", "command": [PY, "-c", command], **extra}
 
 
-def test_scheduler_event_uses_event_time() -> None:
-    store = Store()
-    EventRecorder(store).record(
-        POD, "FailedScheduling", "0/1 nodes are available.", warning=True, component=SCHEDULER
+def is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+async def test_lifecycle_events_arrive_in_order_on_the_event_watch(sim: Any) -> None:
+    created = await sim.create("web", container("import time; time.sleep(60)"))
+    arrived: list[str] = []
+
+    def note(event: Any) -> bool:
+        arrived.append(event.reason)
+        return event.reason == "Started"
+
+    await sim.until_event("web", note)
+    assert arrived == LIFECYCLE
+    events = await sim.events("web")
+    assert [e.reason for e in events] == LIFECYCLE
+    scheduled, pulling, pulled, _, started = events
+    # The scheduler's Event uses eventTime; the kubelet's use first/lastTimestamp.
+    assert scheduled.source.component == "default-scheduler" and scheduled.type == "Normal"
+    assert scheduled.event_time is not None
+    assert scheduled.first_timestamp is None and scheduled.last_timestamp is None
+    assert scheduled.message == "Successfully assigned default/web to kubesim-node"
+    for event in (pulling, pulled, started):
+        assert event.source.component == "kubelet" and event.source.host == "kubesim-node"
+        assert event.event_time is None
+        assert event.first_timestamp is not None and event.last_timestamp is not None
+        assert event.count == 1 and event.type == "Normal"
+    assert pulling.message == 'Pulling image "python:3.11"'
+    assert started.message == "Started container main"
+    assert started.involved_object.kind == "Pod" and started.involved_object.name == "web"
+    assert started.involved_object.uid == created.metadata.uid
+    assert started.involved_object.field_path == "spec.containers{main}"
+    assert started.first_timestamp >= scheduled.event_time.replace(microsecond=0)
+
+
+async def test_deletion_adds_a_killing_event_after_the_lifecycle(sim: Any) -> None:
+    await sim.create("short", container("import time; time.sleep(60)"))
+    await sim.until("short", is_ready)
+    deleting = await sim.delete("short", grace=1)
+    await sim.until_deleted("short", deleting.metadata.resource_version)
+    reasons = await sim.reasons("short")
+    assert reasons == [*LIFECYCLE, "Killing"]
+    killing = (await sim.events("short"))[-1]
+    assert killing.message == "Stopping container main" and killing.type == "Normal"
+
+
+async def test_repeated_back_off_is_one_event_with_a_growing_count(sim: Any) -> None:
+    await sim.create("crashy", container("raise SystemExit(1)"))
+    back_off = await sim.until_event("crashy", lambda e: e.reason == "BackOff" and e.count >= 3)
+    assert back_off.type == "Warning"
+    assert back_off.message.startswith("Back-off restarting failed container main in pod crashy")
+    assert back_off.last_timestamp > back_off.first_timestamp
+    reasons = await sim.reasons("crashy")
+    assert reasons.count("BackOff") == 1
+    # Each restart repeats Created and Started, folded into the same Events.
+    started = [e for e in await sim.events("crashy") if e.reason == "Started"]
+    assert len(started) == 1 and started[0].count >= 3
+    assert reasons.index("Started") < reasons.index("BackOff")
+
+
+async def test_events_of_a_pod_are_filtered_by_field_selector(sim: Any) -> None:
+    await sim.create("one", container("import time; time.sleep(60)"))
+    await sim.create("two", container("import time; time.sleep(60)"))
+    await sim.until("one", is_ready)
+    await sim.until("two", is_ready)
+    only_two = await sim.core.list_namespaced_event(
+        "default", field_selector="involvedObject.name=two,reason=Started"
     )
-    (event,) = events(store)
-    assert event["type"] == "Warning"
-    assert event["eventTime"] and event["firstTimestamp"] is None and event["lastTimestamp"] is None
-    assert event["source"] == {"component": "default-scheduler"}
-
-
-def test_repeats_are_counted_on_one_event_until_forgotten() -> None:
-    store = Store()
-    recorder = EventRecorder(store)
-    for _ in range(3):
-        recorder.record(POD, "BackOff", "Back-off restarting", warning=True, container="nb")
-    recorder.record(POD, "BackOff", "a different message", warning=True, container="nb")
-    counts = sorted((e["message"], e["count"]) for e in events(store))
-    assert counts == [("Back-off restarting", 3), ("a different message", 1)]
-    recorder.forget("default", "u-1")
-    recorder.record(POD, "BackOff", "Back-off restarting", warning=True, container="nb")
-    assert len(events(store)) == 3
-
-
-def test_a_deleted_event_is_recreated_not_lost() -> None:
-    store = Store()
-    recorder = EventRecorder(store)
-    recorder.record(POD, "Pulled", "pulled")
-    (event,) = events(store)
-    store.remove("events", "default", event["metadata"]["name"])
-    recorder.record(POD, "Pulled", "pulled")
-    assert [e["count"] for e in events(store)] == [1]
+    assert [(e.involved_object.name, e.reason) for e in only_two.items] == [("two", "Started")]
+    warnings = await sim.core.list_namespaced_event("default", field_selector="type=Warning")
+    assert warnings.items == []
