@@ -191,8 +191,22 @@ class PodClient:
         return [e.reason for e in await self.events(name)]
 
     async def log(self, name: str, container: str | None = None) -> str:
+        """The log as bytes on the wire say it.
+
+        Without _preload_content=False the client json-decodes a log that
+        looks like JSON and hands back its Python repr.
+        """
         options = {"container": container} if container else {}
-        return str(await self.core.read_namespaced_pod_log(name, self.namespace, **options))
+        response = await self.core.read_namespaced_pod_log(
+            name, self.namespace, _preload_content=False, **options
+        )
+        try:
+            text = str(await response.text())
+        finally:
+            response.release()
+        if response.status != 200:
+            raise client.ApiException(status=response.status, reason=text)
+        return text
 
     async def until_log(self, name: str, check: Callable[[str], bool], within: float = 10.0) -> str:
         """Poll the pod's log (there is no follow-free way to wait) until check(log)."""
@@ -200,7 +214,12 @@ class PodClient:
         deadline = time.monotonic() + within
         text = ""
         while time.monotonic() < deadline:
-            text = await self.log(name)
+            try:
+                text = await self.log(name)
+            except client.ApiException as e:
+                if e.status != 400:  # 400: the container has not started yet
+                    raise
+                text = ""
             if check(text):
                 return text
             await asyncio.sleep(0.05)

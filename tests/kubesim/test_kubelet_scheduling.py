@@ -1,20 +1,165 @@
-"""Pure placement rules: quantities, node capacity, loopback addresses."""
+"""Scheduling onto simulated nodes and pod addresses, observed over HTTP.
+
+"Cluster full" as a spawner meets it: a pod whose requests do not fit stays
+Pending with PodScheduled False/Unschedulable and a FailedScheduling Warning,
+and is placed as soon as another pod's deletion frees capacity. Every pod
+gets its own 127.x.y.z address on which its own process answers.
+The quantity table at the end is the only unit test: a parsing helper.
+"""
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import given
-from hypothesis import strategies as strat
+import sys
+from typing import Any
 
-from kubesim.kubelet.addresses import AddressPool
-from kubesim.kubelet.quantities import (
-    InvalidQuantity,
-    cpu_millicores,
-    format_cpu,
-    format_memory,
-    memory_bytes,
+import aiohttp
+import pytest
+from kubernetes_asyncio.client import ApiException
+
+from kubesim.kubelet import NodeCapacity
+from kubesim.kubelet.quantities import InvalidQuantity, cpu_millicores, memory_bytes
+
+PY = sys.executable
+MI = 2**20
+
+# Answers every GET with the pod's name, on the pod's own address.
+NAMED_SERVER = (
+    "import http.server,os\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200); self.end_headers()\n"
+    "        self.wfile.write(os.environ['POD_NAME'].encode())\n"
+    "    def log_message(self, *a): pass\n"
+    "http.server.HTTPServer((os.environ['POD_IP'], 8888), H).serve_forever()\n"
 )
-from kubesim.kubelet.scheduler import NodeCapacity, Requests, Scheduler, Unschedulable, pod_requests
+
+
+def sleeper(cpu: str | None = None, memory: str | None = None, **extra: Any) -> dict[str, Any]:
+    requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v}
+    return {
+        "name": "main",
+        "image": "x",
+        "command": [PY, "-c", "import time; time.sleep(60)"],
+        "resources": {"requests": requests},
+        **extra,
+    }
+
+
+def named_server() -> dict[str, Any]:
+    field = lambda path: {"fieldRef": {"fieldPath": path}}  # noqa: E731
+    return {
+        "name": "notebook",
+        "image": "x",
+        "command": [PY, "-c", NAMED_SERVER],
+        "env": [
+            {"name": "POD_IP", "valueFrom": field("status.podIP")},
+            {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+        ],
+        "readinessProbe": {"tcpSocket": {"port": 8888}},
+    }
+
+
+def condition(pod: Any, kind: str) -> Any:
+    return next((c for c in pod.status.conditions or [] if c.type == kind), None)
+
+
+def is_ready(pod: Any) -> bool:
+    ready = condition(pod, "Ready")
+    return ready is not None and ready.status == "True"
+
+
+def unschedulable(pod: Any) -> bool:
+    scheduled = condition(pod, "PodScheduled")
+    return scheduled is not None and scheduled.reason == "Unschedulable"
+
+
+SMALL_NODE = NodeCapacity("small", cpu_millicores=1000, memory_bytes=512 * MI, pods=3)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "why"),
+    [
+        (sleeper(cpu="800m"), sleeper(cpu="0.5"), "1 Insufficient cpu"),
+        (sleeper(memory="400Mi"), sleeper(memory="200Mi"), "1 Insufficient memory"),
+    ],
+    ids=["cpu", "memory"],
+)
+async def test_pod_that_does_not_fit_waits_until_capacity_frees(
+    make_sim: Any, first: dict[str, Any], second: dict[str, Any], why: str
+) -> None:
+    sim = await make_sim(nodes=(SMALL_NODE,))
+    await sim.create("first", first, terminationGracePeriodSeconds=0)
+    await sim.until("first", is_ready)
+    await sim.create("second", second)
+    pod = await sim.until("second", unschedulable)
+    message = f"0/1 nodes are available: {why}."
+    assert pod.status.phase == "Pending"
+    assert pod.status.pod_ip is None and pod.spec.node_name is None
+    scheduled = condition(pod, "PodScheduled")
+    assert scheduled.status == "False" and scheduled.message == message
+    assert [c.type for c in pod.status.conditions] == ["PodScheduled"]
+    failed = await sim.until_event("second", lambda e: e.reason == "FailedScheduling")
+    assert failed.type == "Warning" and failed.message == message
+    assert failed.source.component == "default-scheduler" and failed.event_time is not None
+
+    await sim.delete("first")
+    pod = await sim.until("second", is_ready)
+    assert pod.spec.node_name == "small"
+    assert condition(pod, "PodScheduled").status == "True"
+    assert "Scheduled" in await sim.reasons("second")
+
+
+async def test_a_node_full_of_pods_and_node_selectors(make_sim: Any) -> None:
+    nodes = (NodeCapacity("gpu", pods=1, labels={"gpu": "yes"}), NodeCapacity("plain", pods=5))
+    sim = await make_sim(nodes=nodes)
+    await sim.create("trainer", sleeper(), nodeSelector={"gpu": "yes"})
+    assert (await sim.until("trainer", is_ready)).spec.node_name == "gpu"
+    await sim.create("second-trainer", sleeper(), nodeSelector={"gpu": "yes"})
+    pod = await sim.until("second-trainer", unschedulable)
+    message = condition(pod, "PodScheduled").message
+    assert message.startswith("0/2 nodes are available: ")
+    assert "1 Too many pods" in message
+    assert "1 node(s) didn't match Pod's node affinity/selector" in message
+    await sim.create("pinned", sleeper(), nodeSelector={"kubernetes.io/hostname": "plain"})
+    assert (await sim.until("pinned", is_ready)).spec.node_name == "plain"
+
+
+async def test_each_pod_answers_on_its_own_address_reused_after_deletion(sim: Any) -> None:
+    for name in ("ada", "grace"):
+        await sim.create(name, named_server(), terminationGracePeriodSeconds=1)
+    ada = await sim.until("ada", is_ready)
+    grace = await sim.until("grace", is_ready)
+    addresses = {ada.status.pod_ip, grace.status.pod_ip}
+    assert len(addresses) == 2
+    assert all(a.startswith("127.") and a not in ("127.0.0.1", "127.0.1.1") for a in addresses)
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for pod in (ada, grace):
+            async with session.get(f"http://{pod.status.pod_ip}:8888/") as reply:
+                assert await reply.text() == pod.metadata.name
+        deleting = await sim.delete("ada")
+        await sim.until_deleted("ada", deleting.metadata.resource_version)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(f"http://{ada.status.pod_ip}:8888/")
+        await sim.create("linus", named_server())
+        linus = await sim.until("linus", is_ready)
+        assert linus.status.pod_ip == ada.status.pod_ip  # released addresses are reused
+        async with session.get(f"http://{linus.status.pod_ip}:8888/") as reply:
+            assert await reply.text() == "linus"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="kubesim stores a pod whose resources.requests.cpu is not a quantity (a real "
+    "API server answers 422 Invalid); the kubelet's scheduling loop then dies on "
+    "InvalidQuantity, no later pod is ever scheduled, and SimCluster.stop() raises it",
+)
+async def test_requests_that_are_not_quantities_are_refused(sim: Any) -> None:
+    with pytest.raises(ApiException) as refused:
+        await sim.create("greedy", sleeper(cpu="lots"))
+    assert refused.value.status == 422
+    await sim.create("modest", sleeper(cpu="100m"))
+    await sim.until("modest", is_ready, within=5)
 
 
 @pytest.mark.parametrize(
@@ -27,7 +172,7 @@ def test_cpu_quantities(text: str | int, millicores: int) -> None:
 
 @pytest.mark.parametrize(
     ("text", "nbytes"),
-    [("1Gi", 2**30), ("512Mi", 512 * 2**20), ("1k", 1000), ("1M", 10**6), ("128", 128)],
+    [("1Gi", 2**30), ("512Mi", 512 * MI), ("1k", 1000), ("1M", 10**6), ("128", 128)],
 )
 def test_memory_quantities(text: str, nbytes: int) -> None:
     assert memory_bytes(text) == nbytes
@@ -37,78 +182,3 @@ def test_memory_quantities(text: str, nbytes: int) -> None:
 def test_invalid_quantities_are_refused(bad: str) -> None:
     with pytest.raises(InvalidQuantity):
         memory_bytes(bad)
-
-
-def test_usage_formats_like_metrics_server() -> None:
-    assert format_cpu(12) == "12m"
-    assert format_memory(34 * 1024 * 1024) == "34816Ki"
-
-
-def test_requests_sum_containers_and_default_to_limits() -> None:
-    spec = {
-        "containers": [
-            {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}},
-            {"name": "b", "resources": {"limits": {"cpu": "1", "memory": "512Mi"}}},
-            {"name": "c"},
-        ]
-    }
-    assert pod_requests(spec) == Requests(1250, 2**30 + 512 * 2**20)
-
-
-def test_full_node_refuses_with_the_scheduler_message_and_frees_on_release() -> None:
-    scheduler = Scheduler([NodeCapacity("n1", cpu_millicores=1000, memory_bytes=2**30, pods=2)])
-    assert scheduler.place("a", Requests(600, 0), {}) == "n1"
-    with pytest.raises(Unschedulable) as refused:
-        scheduler.place("b", Requests(600, 2 * 2**30), {})
-    assert str(refused.value) == (
-        "0/1 nodes are available: 1 Insufficient cpu, 1 Insufficient memory."
-    )
-    assert scheduler.release("a") is True
-    assert scheduler.release("a") is False
-    assert scheduler.place("b", Requests(600, 0), {}) == "n1"
-
-
-def test_pod_count_and_node_selector() -> None:
-    scheduler = Scheduler(
-        [NodeCapacity("gpu", pods=1, labels={"gpu": "yes"}), NodeCapacity("plain", pods=5)]
-    )
-    assert scheduler.place("a", Requests(), {"gpu": "yes"}) == "gpu"
-    with pytest.raises(Unschedulable) as refused:
-        scheduler.place("b", Requests(), {"gpu": "yes"})
-    assert "1 Too many pods" in str(refused.value)
-    assert "1 node(s) didn't match Pod's node affinity/selector" in str(refused.value)
-    assert scheduler.place("c", Requests(), {"kubernetes.io/hostname": "plain"}) == "plain"
-
-
-def test_placing_twice_keeps_one_reservation() -> None:
-    scheduler = Scheduler([NodeCapacity("n1", pods=1)])
-    assert scheduler.place("a", Requests(), {}) == "n1"
-    assert scheduler.place("a", Requests(), {}) == "n1"
-
-
-def test_addresses_are_unique_skip_reserved_and_are_reused() -> None:
-    pool = AddressPool()
-    given_out = [pool.allocate() for _ in range(600)]
-    assert len(set(given_out)) == 600
-    assert given_out[0] == "127.0.0.2"
-    assert "127.0.0.1" not in given_out and "127.0.1.1" not in given_out
-    assert not any(a.endswith((".0", ".255")) for a in given_out)
-    pool.release("127.0.0.9")
-    pool.release("127.0.0.5")
-    assert pool.allocate() == "127.0.0.5"
-    assert pool.allocate() == "127.0.0.9"
-    assert pool.in_use() == 600
-
-
-@given(strat.lists(strat.booleans(), max_size=200))
-def test_addresses_never_collide(steps: list[bool]) -> None:
-    pool = AddressPool()
-    held: list[str] = []
-    for allocate in steps:
-        if allocate or not held:
-            address = pool.allocate()
-            assert address not in held
-            held.append(address)
-        else:
-            pool.release(held.pop(0))
-    assert pool.in_use() == len(held)
