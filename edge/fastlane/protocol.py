@@ -322,6 +322,13 @@ class BrowserConnection(asyncio.Protocol):
         self.buffer = self.buffer[head.end :]
         self.body_left = head.content_length
         self.close_after = head.close
+        # Per-request state; the rest is set as the response arrives.
+        self.retried = False
+        self.resp_buf = b""
+        self.head_sent = False
+        self.status = 0
+        self.framing = Framing.NONE
+        self.counted = 0
         target = route.target
         token = route.data.get("token")
         self.pod_head = upstream_head(
@@ -426,11 +433,7 @@ class BrowserConnection(asyncio.Protocol):
                 return
             try:
                 head = parse_response(
-                    buffer,
-                    end,
-                    head_request=request.method == "HEAD",
-                    cookie_name=self.lane.cookie_name,
-                    close_client=self.close_after,
+                    buffer, end, request.method == "HEAD", self.lane.cookie_name, self.close_after
                 )
             except Garbage as e:
                 self._fail(UpstreamProtocolError(f"invalid response from the server: {e}"))
@@ -459,10 +462,14 @@ class BrowserConnection(asyncio.Protocol):
             self.resp_left = head.length
             if rest <= head.length:
                 # The common case: one write, the pod's own bytes when nothing changed.
-                self._write(buffer if head.verbatim else head.client_head + buffer[body_at:])
-                self._count(rest)
-                self.resp_left -= rest
-                if not self.resp_left:
+                if not self.closed:
+                    self.transport.write(  # type: ignore[union-attr]
+                        buffer if head.verbatim else head.client_head + buffer[body_at:]
+                    )
+                self.counted = rest
+                self.lane.stats.bytes_to_client += rest
+                self.resp_left = left = head.length - rest
+                if not left:
                     self._response_done()
                 return
         elif framing is Framing.CHUNKED:
@@ -601,7 +608,8 @@ class BrowserConnection(asyncio.Protocol):
             request.method, self.status, self.kind, time.monotonic() - self.started
         )
         close = self.close_after or self.framing is Framing.UNTIL_CLOSE
-        self._reset()
+        self.request = None
+        self.route = None
         self.idle_since = lane.loop.time()
         if self.closed or self.transport is None:
             return

@@ -61,7 +61,7 @@ class Garbage(Exception):
 
 
 def parse_response(
-    data: bytes, end: int, *, head_request: bool, cookie_name: bytes, close_client: bool
+    data: bytes, end: int, head_request: bool, cookie_name: bytes, close_client: bool
 ) -> ResponseHead:
     """The head in data[:end + 4]; raises Garbage. `close_client`: say Connection: close."""
     line_end = data.find(b"\r\n")

@@ -52,12 +52,13 @@ async def test_silent_pod_is_a_504_page(make_edge, silent_upstream, client) -> N
 
 
 async def test_slow_but_steady_pod_is_not_timed_out(make_edge, scripted_pod, client) -> None:
-    settings = EdgeSettings(control_enabled=False, upstream=UpstreamSettings(read_timeout=0.3))
-    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
-    scripted_pod.answers["*"] = [(0.2, head)] + [(0.2, b"x")] * 5
+    # Each gap is well inside the timeout, the whole answer well beyond it.
+    settings = EdgeSettings(control_enabled=False, upstream=UpstreamSettings(read_timeout=0.45))
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
+    scripted_pod.answers["*"] = [(0.15, head)] + [(0.15, b"x")] * 6
     edge = await make_edge(table=api_table(scripted_pod.url), settings=settings)
     async with client.get(f"{edge.url}/x") as response:
-        assert await response.read() == b"xxxxx"
+        assert await response.read() == b"xxxxxx"
     assert edge.stats.upstream_errors["timeout"] == 0
 
 
