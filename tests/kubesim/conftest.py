@@ -116,6 +116,17 @@ class PodClient:
         options = {} if grace is None else {"grace_period_seconds": grace}
         return await self.core.delete_namespaced_pod(name, self.namespace, **options)
 
+    async def remove(self, name: str, grace: int | None = None, within: float = 10.0) -> Any:
+        """DELETE the pod and wait for its DELETED watch event; return the last pod.
+
+        The watch resumes from a version read before the DELETE: a pod that
+        goes at once answers with the deletion's own version, after which
+        nothing more is sent (as on a real API server).
+        """
+        before = await self.core.read_namespaced_pod(name, self.namespace)
+        await self.delete(name, grace)
+        return await self.until_deleted(name, before.metadata.resource_version, within)
+
     async def follow(
         self,
         list_call: Any,

@@ -1,84 +1,186 @@
-"""Volume directories and how a container's process finds them."""
+"""Volumes over HTTP: PVCs Bound at once, a real directory per claim that outlives pods.
+
+The container finds each mounted volume's directory in KUBESIM_VOLUME_<NAME>
+(kubesim shares one filesystem between pods, so mountPath is not created).
+What a user notices: a file written by one pod is there for the next pod on
+the same claim, and for a restarted container; secret volumes hold the
+secret's keys as files; scratch volumes go with the pod.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes_asyncio.client import ApiException
 
-from kubesim.kubelet.environment import ContainerConfigError
-from kubesim.kubelet.volumes import VolumeHost, volume_env_name
+PY = sys.executable
+HOME = [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-ada"}}]
+MOUNT = [{"name": "home", "mountPath": "/home/jovyan"}]
 
-Obj = dict[str, Any]
 
-
-def pod(*volumes: Obj, uid: str = "uid-1") -> Obj:
+def claim(name: str) -> dict[str, Any]:
     return {
-        "metadata": {"name": "p", "namespace": "users", "uid": uid},
-        "spec": {"volumes": list(volumes)},
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}},
     }
 
 
-def no_objects(resource: str, namespace: str, name: str) -> Obj | None:
-    return None
+def program(script: str) -> dict[str, Any]:
+    return {"name": "main", "image": "x", "command": [PY, "-c", script], "volumeMounts": MOUNT}
 
 
-def test_claim_directory_outlives_the_pod(tmp_path: Path) -> None:
-    host = VolumeHost(tmp_path)
-    claim = {"name": "home", "persistentVolumeClaim": {"claimName": "claim-ada"}}
-    paths = host.prepare(pod(claim), no_objects)
-    assert paths["home"] == tmp_path / "claims" / "users" / "claim-ada"
-    (paths["home"] / "notebook.ipynb").write_text("{}")
-    host.remove_pod("uid-1")
-    again = host.prepare(pod(claim, uid="uid-2"), no_objects)
-    assert (again["home"] / "notebook.ipynb").read_text() == "{}"
+def phase(pod: Any) -> str | None:
+    return pod.status.phase if pod.status else None
 
 
-def test_scratch_and_projected_volumes_go_with_the_pod(tmp_path: Path) -> None:
-    secret = {"data": {"token": base64.b64encode(b"t0k").decode()}}
+def is_ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
-    def lookup(resource: str, namespace: str, name: str) -> Obj | None:
-        return secret if (resource, namespace, name) == ("secrets", "users", "creds") else None
 
-    host = VolumeHost(tmp_path)
-    paths = host.prepare(
-        pod(
-            {"name": "scratch", "emptyDir": {}},
-            {"name": "creds", "secret": {"secretName": "creds"}},
-        ),
-        lookup,
+async def run_to_completion(sim: Any, name: str, script: str) -> str:
+    """Run a one-shot pod on claim-ada, return its log, delete it."""
+    await sim.create(name, program(script), volumes=HOME, restartPolicy="Never")
+    pod = await sim.until(name, lambda p: phase(p) in ("Succeeded", "Failed"))
+    log = await sim.log(name)
+    assert phase(pod) == "Succeeded", log
+    await sim.remove(name, grace=0)
+    return str(log)
+
+
+async def test_claim_is_bound_at_once(sim: Any) -> None:
+    await sim.core.create_namespaced_persistent_volume_claim("default", claim("claim-ada"))
+    bound = await sim.core.read_namespaced_persistent_volume_claim("claim-ada", "default")
+    assert bound.status.phase == "Bound"
+    assert bound.status.capacity == {"storage": "2Gi"}
+    assert bound.status.access_modes == ["ReadWriteOnce"]
+
+
+async def test_files_in_a_claim_survive_the_pod_being_deleted_and_recreated(sim: Any) -> None:
+    await sim.core.create_namespaced_persistent_volume_claim("default", claim("claim-ada"))
+    write = (
+        "import os; path = os.environ['KUBESIM_VOLUME_HOME']\n"
+        "open(path + '/notebook.ipynb', 'w').write('kept')\n"
+        "print(path, flush=True)\n"
     )
-    assert paths["scratch"].is_dir()
-    assert (paths["creds"] / "token").read_text() == "t0k"
-    host.remove_pod("uid-1")
-    assert not paths["scratch"].exists() and not paths["creds"].exists()
+    read = "import os; print(open(os.environ['KUBESIM_VOLUME_HOME'] + '/notebook.ipynb').read())"
+    first_path = (await run_to_completion(sim, "jupyter-ada", write)).strip()
+    assert await run_to_completion(sim, "jupyter-ada", read) == "kept\n"
+    # The same claim is the same directory for every pod that mounts it.
+    again = "import os; print(os.environ['KUBESIM_VOLUME_HOME'])"
+    assert (await run_to_completion(sim, "jupyter-ada", again)).strip() == first_path
 
 
-def test_missing_secret_volume_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ContainerConfigError, match='secret "gone" not found'):
-        VolumeHost(tmp_path).prepare(
-            pod({"name": "s", "secret": {"secretName": "gone"}}), no_objects
-        )
-
-
-def test_mounts_reach_the_process_as_environment(tmp_path: Path) -> None:
-    host = VolumeHost(tmp_path)
-    paths = host.prepare(
-        pod({"name": "user-home", "persistentVolumeClaim": {"claimName": "c"}}), no_objects
+async def test_files_in_a_claim_survive_a_container_restart(sim: Any) -> None:
+    await sim.core.create_namespaced_persistent_volume_claim("default", claim("claim-ada"))
+    # Each run appends a line and crashes until it finds three lines.
+    script = (
+        "import os,time; path = os.environ['KUBESIM_VOLUME_HOME'] + '/runs'\n"
+        "open(path, 'a').write('run\\n')\n"
+        "runs = open(path).read().count('run')\n"
+        "print('runs', runs, flush=True)\n"
+        "if runs < 3: raise SystemExit(1)\n"
+        "time.sleep(60)\n"
     )
-    container = {
+    await sim.create("restarts", program(script), volumes=HOME)
+    # Ready alone may be a crashing run's moment: wait for the third, lasting run.
+    pod = await sim.until(
+        "restarts", lambda p: is_ready(p) and p.status.container_statuses[0].restart_count == 2
+    )
+    assert pod.status.phase == "Running"
+    await sim.until_log("restarts", lambda t: t == "runs 1\nruns 2\nruns 3\n")
+
+
+def unschedulable(pod: Any) -> Any:
+    return next((c for c in pod.status.conditions or [] if c.reason == "Unschedulable"), None)
+
+
+async def test_pod_on_a_missing_claim_stays_pending(sim: Any) -> None:
+    await sim.create("early", program("import time; time.sleep(60)"), volumes=HOME)
+    pod = await sim.until("early", unschedulable)
+    assert pod.status.phase == "Pending" and pod.status.pod_ip is None
+    assert unschedulable(pod).message == (
+        '0/1 nodes are available: persistentvolumeclaim "claim-ada" not found.'
+    )
+    failed = await sim.until_event("early", lambda e: e.reason == "FailedScheduling")
+    assert failed.type == "Warning" and failed.message == unschedulable(pod).message
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the API server stores a new PVC already Bound, and the kubelet retries "
+    "unschedulable pods only on an unbound claim's arrival, so a pod waiting for its "
+    "claim stays Pending after the claim is created (until something else is scheduled)",
+)
+async def test_pod_on_a_missing_claim_starts_once_the_claim_exists(sim: Any) -> None:
+    await sim.create("early", program("import time; time.sleep(60)"), volumes=HOME)
+    await sim.until("early", unschedulable)
+    await sim.core.create_namespaced_persistent_volume_claim("default", claim("claim-ada"))
+    await sim.until("early", is_ready, within=1.5)
+
+
+async def test_secret_and_scratch_volumes_belong_to_the_pod(sim: Any) -> None:
+    token = base64.b64encode(b"t0k").decode()
+    await sim.core.create_namespaced_secret(
+        "default", {"metadata": {"name": "creds"}, "data": {"token": token}}
+    )
+    script = (
+        "import os,time\n"
+        "scratch = os.environ['KUBESIM_VOLUME_SCRATCH']\n"
+        "open(scratch + '/tmp', 'w').write('x')\n"
+        "print(open(os.environ['KUBESIM_VOLUME_CREDS'] + '/token').read(), flush=True)\n"
+        "print(scratch, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    container = program(script) | {
         "volumeMounts": [
-            {"name": "user-home", "mountPath": "/home/jovyan"},
-            {"name": "not-a-volume", "mountPath": "/x"},
+            {"name": "creds", "mountPath": "/etc/creds"},
+            {"name": "scratch", "mountPath": "/tmp/work"},
         ]
     }
-    env = host.mount_env(container, paths)
-    assert env == {"KUBESIM_VOLUME_USER_HOME": str(paths["user-home"])}
-    sub = host.mount_env(
-        {"volumeMounts": [{"name": "user-home", "mountPath": "/w", "subPath": "work"}]}, paths
-    )
-    assert Path(sub["KUBESIM_VOLUME_USER_HOME"]) == paths["user-home"] / "work"
-    assert (paths["user-home"] / "work").is_dir()
-    assert volume_env_name("a.b-c") == "KUBESIM_VOLUME_A_B_C"
+    volumes = [
+        {"name": "creds", "secret": {"secretName": "creds"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    await sim.create("projected", container, volumes=volumes, terminationGracePeriodSeconds=0)
+    log = await sim.until_log("projected", lambda t: t.count("\n") >= 2)
+    token_line, scratch = log.splitlines()
+    assert token_line == "t0k"
+    await sim.remove("projected")
+    # Grace 0: the object goes at once and the kubelet cleans up right after.
+    for _ in range(100):
+        if not await asyncio.to_thread(Path(scratch).exists):
+            break
+        await asyncio.sleep(0.03)
+    else:
+        raise AssertionError("the emptyDir outlived its pod")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="on a missing secret volume kubesim records FailedMount but starts the "
+    "containers anyway (Running); a real kubelet keeps the pod Pending "
+    "(ContainerCreating) and retries the mount",
+)
+async def test_missing_secret_volume_keeps_the_pod_pending(sim: Any) -> None:
+    volumes = [{"name": "creds", "secret": {"secretName": "gone"}}]
+    mounts = [{"name": "creds", "mountPath": "/etc/creds"}]
+    container = program("import time; time.sleep(60)") | {"volumeMounts": mounts}
+    await sim.create("nocreds", container, volumes=volumes)
+    failed = await sim.until_event("nocreds", lambda e: e.reason == "FailedMount")
+    assert failed.type == "Warning"
+    assert 'secret "gone" not found' in failed.message
+    await asyncio.sleep(0.3)
+    pod = await sim.core.read_namespaced_pod("nocreds", "default")
+    assert pod.status.phase == "Pending"
+    assert "Started" not in await sim.reasons("nocreds")
+
+
+async def test_claim_names_must_be_valid(sim: Any) -> None:
+    with pytest.raises(ApiException) as refused:
+        await sim.core.create_namespaced_persistent_volume_claim("default", claim("Not_Valid"))
+    assert refused.value.status == 422
