@@ -21,11 +21,17 @@ from edge.fastlane.head import FIELD_LINES
 from edge.headers import HOP_BY_HOP
 
 MAX_RESPONSE_HEAD = 65536
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
-# Header lines that need a look: framing, hop-by-hop, and Set-Cookie.
+# The whole head, strictly: status line, then header lines of token names and clean values.
+_HEAD = re.compile(
+    rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*+)?\r\n"
+    + FIELD_LINES.pattern
+    + rb"\r\n"
+)
+# Header lines that need a look: framing, hop-by-hop, and Set-Cookie (name, raw value).
 _NOTABLE = re.compile(
     rb"\r\n(content-length|transfer-encoding|connection|keep-alive|proxy-authenticate"
-    rb"|proxy-authorization|proxy-connection|te|trailer|upgrade|expect|set-cookie):"
+    rb"|proxy-authorization|proxy-connection|te|trailer|upgrade|expect|set-cookie):([^\r]*)",
+    re.IGNORECASE,
 )
 # The framing headers stay: the body is relayed with the framing they describe.
 _DROP = frozenset(name.encode() for name in HOP_BY_HOP) - {b"transfer-encoding"}
@@ -64,12 +70,9 @@ def parse_response(
     data: bytes, end: int, head_request: bool, cookie_name: bytes, close_client: bool
 ) -> ResponseHead:
     """The head in data[:end + 4]; raises Garbage. `close_client`: say Connection: close."""
-    line_end = data.find(b"\r\n")
-    match = _STATUS_LINE.fullmatch(data, 0, line_end)
+    match = _HEAD.fullmatch(data, 0, end + 4)
     if match is None:
-        raise Garbage("bad status line")
-    if line_end != end and FIELD_LINES.fullmatch(data, line_end + 2, end + 2) is None:
-        raise Garbage("bad header line")
+        raise Garbage("bad status line or header line")
     status = int(match.group(2))
     if status == 101:
         raise Garbage("switching protocols on a request that asked for no upgrade")
@@ -77,24 +80,23 @@ def parse_response(
     head = data[: end + 4]
     lengths: list[bytes] = []
     chunked = False
-    cut: list[tuple[int, int]] = []  # spans of lines the browser must not see
+    cut: list[bytes] = []  # whole lines (CRLF around) the browser must not see
     listed: set[bytes] = set()  # other names the Connection header makes hop-by-hop
-    for found in _NOTABLE.finditer(head.lower(), line_end):
-        name = found.group(1)
-        value_end = head.find(b"\r\n", found.end())
-        value = head[found.end() : value_end].strip(b" \t")
-        if name == b"content-length":
+    for name, raw in _NOTABLE.findall(head):
+        lower = name.lower()
+        value = raw.strip(b" \t")
+        if lower == b"content-length":
             lengths.append(value)
-        elif name == b"transfer-encoding":
+        elif lower == b"transfer-encoding":
             if value.lower() != b"chunked" or chunked:
                 raise Garbage("unsupported transfer coding")
             chunked = True
-        elif name == b"set-cookie":
+        elif lower == b"set-cookie":
             if value.split(b"=", 1)[0].strip(b" \t") == cookie_name:
-                cut.append((found.start(), value_end))  # a pod may not touch the session
+                cut.append(b"\r\n" + name + b":" + raw + b"\r\n")  # a pod may not touch it
         else:
-            cut.append((found.start(), value_end))
-            if name == b"connection":
+            cut.append(b"\r\n" + name + b":" + raw + b"\r\n")
+            if lower == b"connection":
                 tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
                 if b"close" in tokens:
                     keep_alive = False
@@ -105,7 +107,7 @@ def parse_response(
     close = status >= 200 and (close_client or framing is Framing.UNTIL_CLOSE)
     http10 = match.group(1) == b"0"
     if listed:
-        head = _rewrite(head, line_end, listed, cookie_name, close)
+        head = _rewrite(head, head.find(b"\r\n"), listed, cookie_name, close)
     elif cut or close or http10:
         head = _splice(head, cut, http10, close)
     else:
@@ -115,18 +117,16 @@ def parse_response(
     return ResponseHead(status, framing, length, keep_alive, head)
 
 
-def _splice(head: bytes, cut: list[tuple[int, int]], http10: bool, close: bool) -> bytes:
-    """The head without the cut spans, as HTTP/1.1, with Connection: close if asked."""
-    parts = [b"HTTP/1.1"]
-    start = 8
-    for cut_start, cut_end in cut:
-        parts.append(head[start:cut_start])
-        start = cut_end
-    parts.append(head[start:-4])
+def _splice(head: bytes, cut: list[bytes], http10: bool, close: bool) -> bytes:
+    """The head without the cut lines, as HTTP/1.1, with Connection: close if asked."""
+    for line in cut:
+        # A whole line, CRLF on both sides: it cannot match inside another line.
+        head = head.replace(line, b"\r\n", 1)
+    if http10:
+        head = b"HTTP/1.1" + head[8:]
     if close:
-        parts.append(b"\r\nConnection: close")
-    parts.append(b"\r\n\r\n")
-    return b"".join(parts)
+        head = head[:-2] + b"Connection: close\r\n\r\n"
+    return head
 
 
 def _framing(
