@@ -189,3 +189,35 @@ async def test_browser_hanging_up_mid_download_closes_the_pod_connection(
     assert echo_upstream.log.streams_cancelled == 1
     assert edge.stats.requests[("GET", 499, "api")] == 1
     assert edge.pool.idle_count() == 0
+
+
+async def test_pod_not_accepting_connections_is_a_504_after_the_connect_timeout(
+    make_edge, client
+) -> None:
+    import socket
+
+    # A listener whose accept queue is full and never drained: new SYNs go unanswered.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        await asyncio.sleep(0.1)
+        settings = EdgeSettings(
+            control_enabled=False, upstream=UpstreamSettings(connect_timeout=0.3)
+        )
+        edge = await make_edge(table=api_table(f"http://127.0.0.1:{port}"), settings=settings)
+        async with client.get(f"{edge.url}/x") as response:
+            assert response.status == 504
+        assert edge.stats.upstream_errors["timeout"] == 1
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
