@@ -15,6 +15,7 @@ from aiohttp import web
 from control.placeholder import build_placeholder_hub
 from edge.app import build_public_app
 from edge.ops import build_ops_app
+from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
 from kubesim.cluster import SimCluster
@@ -70,6 +71,7 @@ class Podgate:
     cluster: SimCluster | None = field(init=False, default=None)
     public_url: str = field(init=False, default="")
     ops_url: str = field(init=False, default="")
+    _public: PublicServer | None = field(init=False, default=None)
     _runners: list[web.AppRunner] = field(init=False, default_factory=list)
     _serving: bool = field(init=False, default=False)
 
@@ -104,7 +106,8 @@ class Podgate:
                 api_token=config.proxy_auth_token,
                 is_ready=self.is_ready,
             )
-            self.public_url = await self._serve(public, *config.listen_address)
+            self._public = await serve_public(public, *config.listen_address)
+            self.public_url = self._public.url
             self.ops_url = await self._serve(ops, *config.ops_address)
         except BaseException:
             await self.stop()
@@ -113,6 +116,9 @@ class Podgate:
 
     async def stop(self) -> None:
         self._serving = False
+        if self._public is not None:
+            await self._public.close()
+            self._public = None
         while self._runners:
             await self._runners.pop().cleanup()
         if self.cluster is not None:
@@ -120,7 +126,6 @@ class Podgate:
             self.cluster = None
 
     async def _serve(self, app: web.Application, host: str, port: int) -> str:
-        # handler_cancellation: a client hanging up cancels its upstream request at once.
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         self._runners.append(runner)

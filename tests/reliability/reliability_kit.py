@@ -225,8 +225,11 @@ class RawOutcome:
         return not self.responses and not self.closed
 
 
-def parse_responses(data: bytes) -> tuple[list[RawResponse], bytes]:
-    """Split a byte stream into whole HTTP/1.1 responses (Content-Length or chunked)."""
+def parse_responses(data: bytes, closed: bool = False) -> tuple[list[RawResponse], bytes]:
+    """Split a byte stream into whole HTTP/1.1 responses.
+
+    Framed by Content-Length or chunks, or, once the server has closed, by the close.
+    """
     out: list[RawResponse] = []
     while True:
         end = data.find(b"\r\n\r\n")
@@ -254,6 +257,8 @@ def parse_responses(data: bytes) -> tuple[list[RawResponse], bytes]:
             if len(rest) < size:
                 return out, data
             body, data = rest[:size], rest[size:]
+        elif closed:
+            body, data = rest, b""  # the body ran to the close
         else:
             return out, data  # body runs to the close: not a whole response yet
         out.append(RawResponse(status, headers, body))
@@ -320,7 +325,7 @@ async def raw_send(
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-    responses, leftover = parse_responses(bytes(received))
+    responses, leftover = parse_responses(bytes(received), closed)
     return RawOutcome(responses, closed, leftover)
 
 
