@@ -29,6 +29,11 @@ REPORTER = (
     "time.sleep(60)\n"
 )
 
+REPORTED = [
+    "POD_IP", "NAME", "NS", "APP", "MEM", "CPU", "TOKEN", "MODE", "URL", "EARLY",
+    "CFG_theme", "HOSTNAME",
+]  # fmt: skip
+
 
 def field(path: str) -> dict[str, Any]:
     return {"fieldRef": {"fieldPath": path}}
@@ -72,17 +77,22 @@ async def test_downward_api_secret_configmap_and_expansion(sim: Any) -> None:
         {"name": "POD_IP", "valueFrom": field("status.podIP")},
         {"name": "NAME", "valueFrom": field("metadata.name")},
         {"name": "NS", "valueFrom": field("metadata.namespace")},
+        {"name": "APP", "valueFrom": field("metadata.labels['app']")},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory"}}},
+        {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
         {"name": "URL", "value": "http://$(POD_IP):8888/user/$(NAME)"},
         {"name": "EARLY", "value": "$(LATER)"},  # only earlier variables expand
         {"name": "LATER", "value": "x"},
     ]
+    # Every variable set below plus one from envFrom and the pod's HOSTNAME.
     container = reporter(
-        ["POD_IP", "NAME", "NS", "TOKEN", "MODE", "URL", "EARLY", "CFG_theme", "HOSTNAME"],
+        REPORTED,
         ["--ip=$(POD_IP)", "$(NAME)", "$$(NAME)", "$$$(NS)", "$(UNSET)", "$(TOKEN)", "$(MODE)"],
         env,
         envFrom=[{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}],
+        resources={"limits": {"memory": "256Mi", "cpu": "1500m"}},
     )
     await sim.create("jupyter-ada", container)
     pod = await sim.until("jupyter-ada", is_ready)
@@ -101,6 +111,9 @@ async def test_downward_api_secret_configmap_and_expansion(sim: Any) -> None:
         "POD_IP": ip,
         "NAME": "jupyter-ada",
         "NS": "default",
+        "APP": "kubelet-test",
+        "MEM": str(256 * 2**20),
+        "CPU": "2",  # limits.cpu rounds up to whole cores
         "TOKEN": "s3cr3t",
         "MODE": "lab",
         "URL": f"http://{ip}:8888/user/jupyter-ada",

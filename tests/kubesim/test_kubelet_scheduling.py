@@ -79,18 +79,24 @@ SMALL_NODE = NodeCapacity("small", cpu_millicores=1000, memory_bytes=512 * MI, p
 @pytest.mark.parametrize(
     ("first", "second", "why"),
     [
-        (sleeper(cpu="800m"), sleeper(cpu="0.5"), "1 Insufficient cpu"),
-        (sleeper(memory="400Mi"), sleeper(memory="200Mi"), "1 Insufficient memory"),
+        (sleeper(cpu="800m"), [sleeper(cpu="0.5")], "1 Insufficient cpu"),
+        (sleeper(memory="400Mi"), [sleeper(memory="200Mi")], "1 Insufficient memory"),
+        # A limit without a request counts as the request; containers add up.
+        (
+            sleeper(resources={"limits": {"cpu": "600m"}}),
+            [sleeper(cpu="250m"), sleeper(cpu="250m") | {"name": "sidecar"}],
+            "1 Insufficient cpu",
+        ),
     ],
-    ids=["cpu", "memory"],
+    ids=["cpu", "memory", "limits"],
 )
 async def test_pod_that_does_not_fit_waits_until_capacity_frees(
-    make_sim: Any, first: dict[str, Any], second: dict[str, Any], why: str
+    make_sim: Any, first: dict[str, Any], second: list[dict[str, Any]], why: str
 ) -> None:
     sim = await make_sim(nodes=(SMALL_NODE,))
     await sim.create("first", first, terminationGracePeriodSeconds=0)
     await sim.until("first", is_ready)
-    await sim.create("second", second)
+    await sim.create("second", *second)
     pod = await sim.until("second", unschedulable)
     message = f"0/1 nodes are available: {why}."
     assert pod.status.phase == "Pending"

@@ -121,6 +121,18 @@ async def test_tcp_probe_and_no_probe_both_turn_ready(sim: Any) -> None:
     assert plain.status.qos_class == "BestEffort"
 
 
+async def test_exec_probe_readiness_follows_its_exit_code(sim: Any, tmp_path: Any) -> None:
+    flag = tmp_path / "ready-flag"
+    check = [PY, "-c", f"import os,sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"]
+    limits = {"limits": {"cpu": "500m", "memory": "128Mi"}}
+    await sim.create("exec", sleeper(readinessProbe={"exec": {"command": check}}, resources=limits))
+    pod = await sim.until("exec", lambda p: phase(p) == "Running")
+    assert not is_ready(pod)
+    assert pod.status.qos_class == "Guaranteed"  # limits alone: requests default to them
+    flag.write_text("")
+    await sim.until("exec", is_ready)
+
+
 async def test_failing_probe_keeps_the_pod_unready_with_unhealthy_warnings(sim: Any) -> None:
     probe = {"tcpSocket": {"port": 9}, "periodSeconds": 1, "failureThreshold": 1}
     await sim.create("deaf", sleeper(readinessProbe=probe))

@@ -75,6 +75,20 @@ async def test_files_in_a_claim_survive_the_pod_being_deleted_and_recreated(sim:
     assert (await run_to_completion(sim, "jupyter-ada", again)).strip() == first_path
 
 
+async def test_sub_path_and_volume_names_with_dashes(sim: Any) -> None:
+    await sim.core.create_namespaced_persistent_volume_claim("default", claim("claim-ada"))
+    script = "import os; print(os.environ['KUBESIM_VOLUME_USER_HOME'], flush=True)"
+    container = program(script) | {
+        "volumeMounts": [{"name": "user-home", "mountPath": "/home/jovyan", "subPath": "work"}]
+    }
+    volumes = [{"name": "user-home", "persistentVolumeClaim": {"claimName": "claim-ada"}}]
+    await sim.create("sub", container, volumes=volumes, restartPolicy="Never")
+    await sim.until("sub", lambda p: phase(p) == "Succeeded")
+    path = Path((await sim.log("sub")).strip())
+    assert path.name == "work" and path.parent.name == "claim-ada"
+    assert await asyncio.to_thread(path.is_dir)
+
+
 async def test_files_in_a_claim_survive_a_container_restart(sim: Any) -> None:
     await sim.core.create_namespaced_persistent_volume_claim("default", claim("claim-ada"))
     # Each run appends a line and crashes until it finds three lines.
