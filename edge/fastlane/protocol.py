@@ -276,8 +276,8 @@ class BrowserConnection(asyncio.Protocol):
             return
         end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
         if end < 0:
-            if len(buffer) >= MAX_HEAD + 4:
-                self._hand_over()  # aiohttp answers an oversized head
+            if len(buffer) >= MAX_HEAD + 4 or buffer.count(b"\n") != buffer.count(b"\r\n"):
+                self._hand_over()  # aiohttp answers an oversized head, or bare LF line ends
             return
         lane = self.lane
         head = parse_request(buffer, end, lane.cookie_name, self.trusted, lane.token_header)

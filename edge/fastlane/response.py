@@ -80,6 +80,8 @@ def parse_response(
     head = data[: end + 4]
     lengths: list[bytes] = []
     chunked = False
+    codings: list[bytes] = []
+    te_lines: list[bytes] = []
     cut: list[bytes] = []  # whole lines (CRLF around) the browser must not see
     listed: set[bytes] = set()  # other names the Connection header makes hop-by-hop
     for name, raw in _NOTABLE.findall(head):
@@ -88,9 +90,8 @@ def parse_response(
         if lower == b"content-length":
             lengths.append(value)
         elif lower == b"transfer-encoding":
-            if value.lower() != b"chunked" or chunked:
-                raise Garbage("unsupported transfer coding")
-            chunked = True
+            codings.extend(t for t in (c.strip(b" \t").lower() for c in value.split(b",")) if t)
+            te_lines.append(b"\r\n" + name + b":" + raw + b"\r\n")
         elif lower == b"set-cookie":
             if value.split(b"=", 1)[0].strip(b" \t") == cookie_name:
                 cut.append(b"\r\n" + name + b":" + raw + b"\r\n")  # a pod may not touch it
@@ -101,12 +102,25 @@ def parse_response(
                 if b"close" in tokens:
                     keep_alive = False
                 listed |= tokens - _PLAIN_CONNECTION_TOKENS
-    framing, length = _framing(status, head_request, lengths, chunked)
+    if codings:
+        # RFC 9112 6.3: chunked last means chunked; no chunked at all means until close
+        # (the codings then mean nothing to the browser: the line goes).
+        if b"chunked" in codings[:-1]:
+            raise Garbage("chunked is not the final transfer coding")
+        chunked = codings[-1] == b"chunked"
+        if not chunked and not lengths:
+            cut.extend(te_lines)
+    framing, length = _framing(status, head_request, lengths, bool(codings), chunked)
     if framing is Framing.UNTIL_CLOSE:
         keep_alive = False
     close = status >= 200 and (close_client or framing is Framing.UNTIL_CLOSE)
     http10 = match.group(1) == b"0"
     if listed:
+        listed.discard(b"content-length")  # it describes the relayed body
+        if chunked or lengths or not codings:
+            listed.discard(b"transfer-encoding")
+        else:
+            listed.add(b"transfer-encoding")
         head = _rewrite(head, head.find(b"\r\n"), listed, cookie_name, close)
     elif cut or close or http10:
         head = _splice(head, cut, http10, close)
@@ -130,9 +144,9 @@ def _splice(head: bytes, cut: list[bytes], http10: bool, close: bool) -> bytes:
 
 
 def _framing(
-    status: int, head_request: bool, lengths: list[bytes], chunked: bool
+    status: int, head_request: bool, lengths: list[bytes], coded: bool, chunked: bool
 ) -> tuple[Framing, int]:
-    if len(lengths) > 1 or (lengths and chunked):
+    if len(lengths) > 1 or (lengths and coded):
         raise Garbage("ambiguous body length")
     if lengths and (not lengths[0].isdigit() or len(lengths[0]) > 18):
         raise Garbage("bad Content-Length")
@@ -140,6 +154,8 @@ def _framing(
         return Framing.NONE, 0
     if chunked:
         return Framing.CHUNKED, 0
+    if coded:
+        return Framing.UNTIL_CLOSE, 0
     if lengths:
         length = int(lengths[0])
         return (Framing.LENGTH, length) if length else (Framing.NONE, 0)
@@ -151,7 +167,6 @@ def _rewrite(
 ) -> bytes:
     """The head without hop-by-hop lines or the session's Set-Cookie, as HTTP/1.1."""
     lines = [b"HTTP/1.1" + head[8:line_end]]
-    drop = drop - {b"content-length", b"transfer-encoding"}  # they describe the relayed body
     for line in head[line_end + 2 : -4].split(b"\r\n"):
         if not line:
             continue

@@ -180,8 +180,10 @@ class PodPool:
         stack = self._idle.get(address)
         while stack:
             connection = stack.pop()  # most recently used first: likeliest to be alive
-            if not connection.closed:
+            transport = connection.transport
+            if not connection.closed and transport is not None and not transport.is_closing():
                 return connection
+            connection.close()
         return None
 
     async def connect(self, address: Address) -> PodConnection:

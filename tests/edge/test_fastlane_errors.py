@@ -70,7 +70,9 @@ async def test_slow_but_steady_pod_is_not_timed_out(make_edge, scripted_pod, cli
         pytest.param(
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", id="two lengths"
         ),
-        pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", id="odd coding"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", id="chunked not last"
+        ),
         pytest.param(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", id="unasked 101"),
         pytest.param(b"SSH-2.0-OpenSSH\r\n\r\n", id="not http"),
     ],

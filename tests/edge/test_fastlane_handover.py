@@ -181,6 +181,8 @@ async def test_unusual_but_valid_requests_are_served_by_aiohttp(
         ),
         pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", id="two hosts"),
         pytest.param(b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", id="odd method"),
+        pytest.param(b"GET / HTTP/1.1\nHost: x\n\n", id="bare LF"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", id="one bare LF"),
     ],
 )
 async def test_bad_or_odd_heads_are_judged_by_aiohttp(

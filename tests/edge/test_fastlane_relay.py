@@ -192,6 +192,23 @@ async def test_response_until_close_closes_the_browser_connection(make_edge, scr
     assert edge.stats.upstream_errors["reset"] == 0
 
 
+async def test_unknown_transfer_coding_is_read_until_close(make_edge, scripted_pod) -> None:
+    scripted_pod.answers["/coded"] = [
+        (0.0, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-custom\r\n\r\nall of it"),
+        (0.0, "close"),
+    ]
+    edge = await make_edge(table=api_table(scripted_pod.url), settings=PROXY_ONLY)
+    reader, writer = await open_raw(edge.port)
+    try:
+        writer.write(b"GET /coded HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            status, head, body = await read_response(reader)
+    finally:
+        await close_raw(writer)
+    assert (status, body) == (200, b"all of it")
+    assert b"transfer-encoding" not in head.lower()
+
+
 async def test_head_204_304_and_interim_responses_have_no_body(make_edge, scripted_pod) -> None:
     scripted_pod.answers["/head"] = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
     scripted_pod.answers["/nocontent"] = b"HTTP/1.1 204 No Content\r\n\r\n"
