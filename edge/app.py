@@ -20,6 +20,11 @@ remaining Application overhead (router resolve, middleware wrapping) is about
 a tenth of the edge's per-request time, well below the syscalls. web.Server
 would save that tenth; revisit if the hot path is ever dominated by it.
 
+The routing and authorization decision for a request that may simply be
+forwarded lives in one method, Edge.forwardable, which the fast lane
+(edge.fastlane, served by edge.server.serve_public) calls too: a request it
+does not get a route for is handed to this app, which answers it in full.
+
 This module never reads a request body, never imports the control plane
 (it is handed in as `hub`), and never talks to Kubernetes.
 """
