@@ -7,6 +7,7 @@ Every fixture stops what it starts. Tests talk to the cluster only over HTTP
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -293,3 +294,14 @@ async def make_sim(make_cluster: ClusterFactory, tmp_path: Path) -> AsyncIterato
 async def sim(make_sim: SimFactory) -> PodClient:
     """A cluster with one default node and a fast kubelet, seen through PodClient."""
     return await make_sim()
+
+
+@pytest.fixture
+def pod_port() -> int:
+    """A port for pods' servers, drawn per test below the ephemeral range.
+
+    Every kubesim on this machine hands out addresses from 127.0.0.2 up, so
+    kubesims of test runs going on at the same time share addresses; distinct
+    ports keep their pods apart.
+    """
+    return random.randrange(20_000, 32_000, 2)  # even: port + 1 is free for a second pod

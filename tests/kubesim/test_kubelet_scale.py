@@ -20,7 +20,7 @@ import aiohttp
 ECHO = "kubesim/echo:latest"
 
 
-def echo_pod(name: str, token: str | None = None, port: int = 8888) -> dict[str, Any]:
+def echo_pod(name: str, port: int, token: str | None = None) -> dict[str, Any]:
     env = [{"name": "JUPYTERHUB_API_TOKEN", "value": token}] if token else []
     return {
         "metadata": {"name": name, "labels": {"app": "scale"}},
@@ -88,19 +88,22 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"token {token}"}
 
 
-async def test_echo_pods_share_one_process_each_on_its_own_address(sim: Any) -> None:
-    await sim.core.create_namespaced_pod("default", echo_pod("echo-a", "secret-a"))
-    await sim.core.create_namespaced_pod("default", echo_pod("echo-b", "secret-b", port=9000))
+async def test_echo_pods_share_one_process_each_on_its_own_address(sim: Any, pod_port: int) -> None:
+    port_a, port_b = pod_port, pod_port + 1
+    await sim.core.create_namespaced_pod("default", echo_pod("echo-a", port_a, "secret-a"))
+    await sim.core.create_namespaced_pod("default", echo_pod("echo-b", port_b, "secret-b"))
     ready = await until_all_ready(sim, 2, within=10)
     a, b = ready["echo-a"].status.pod_ip, ready["echo-b"].status.pod_ip
     assert a != b
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        async with session.get(f"http://{a}:8888/user/ada/api") as reply:
+        async with session.get(f"http://{a}:{port_a}/user/ada/api") as reply:
             assert reply.status == 403  # no token
-        async with session.get(f"http://{a}:8888/user/ada/api", headers=auth("secret-b")) as reply:
+        async with session.get(
+            f"http://{a}:{port_a}/user/ada/api", headers=auth("secret-b")
+        ) as reply:
             assert reply.status == 403  # the other pod's token
         async with session.post(
-            f"http://{a}:8888/user/ada/api?x=1", headers=auth("secret-a"), data=b"ping"
+            f"http://{a}:{port_a}/user/ada/api?x=1", headers=auth("secret-a"), data=b"ping"
         ) as reply:
             assert reply.status == 200
             echoed = await reply.json()
@@ -108,23 +111,23 @@ async def test_echo_pods_share_one_process_each_on_its_own_address(sim: Any) -> 
         assert echoed["method"] == "POST" and echoed["body"] == "ping"
         assert echoed["query"] == "x=1"
         bearer = {"Authorization": "Bearer secret-b"}
-        async with session.get(f"http://{b}:9000/", headers=bearer) as reply:
+        async with session.get(f"http://{b}:{port_b}/", headers=bearer) as reply:
             assert reply.status == 200 and (await reply.json())["pod"] == "echo-b"
-        async with session.ws_connect(f"ws://{b}:9000/ws?token=secret-b") as ws:
+        async with session.ws_connect(f"ws://{b}:{port_b}/ws?token=secret-b") as ws:
             await ws.send_str("hello")
             assert (await ws.receive(timeout=5)).data == "hello"
             await ws.send_bytes(b"\x00\x01")
             assert (await ws.receive(timeout=5)).data == b"\x00\x01"
         # Deleting a pod closes its address and no other.
         await sim.remove("echo-a")
-        assert await refused(a, 8888), "a deleted echo pod still accepts connections"
-        async with session.get(f"http://{b}:9000/?token=secret-b") as reply:
+        assert await refused(a, port_a), "a deleted echo pod still accepts connections"
+        async with session.get(f"http://{b}:{port_b}/?token=secret-b") as reply:
             assert reply.status == 200
 
 
-async def test_a_thousand_echo_pods_turn_ready_quickly(sim: Any) -> None:
+async def test_a_thousand_echo_pods_turn_ready_quickly(sim: Any, pod_port: int) -> None:
     started = time.monotonic()
-    await create_all(sim, [echo_pod(f"echo-{i}", f"t{i}") for i in range(1000)])
+    await create_all(sim, [echo_pod(f"echo-{i}", pod_port, f"t{i}") for i in range(1000)])
     created = time.monotonic() - started
     ready = await until_all_ready(sim, 1000, within=30)
     took = time.monotonic() - started
@@ -135,7 +138,7 @@ async def test_a_thousand_echo_pods_turn_ready_quickly(sim: Any) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         for name in random.sample(sorted(ready), 20):
             token = name.replace("echo-", "t")
-            url = f"http://{ready[name].status.pod_ip}:8888/?token={token}"
+            url = f"http://{ready[name].status.pod_ip}:{pod_port}/?token={token}"
             async with session.get(url) as reply:
                 assert reply.status == 200 and (await reply.json())["pod"] == name
 

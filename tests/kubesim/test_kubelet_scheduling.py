@@ -30,7 +30,7 @@ NAMED_SERVER = (
     "        self.send_response(200); self.end_headers()\n"
     "        self.wfile.write(os.environ['POD_NAME'].encode())\n"
     "    def log_message(self, *a): pass\n"
-    "http.server.HTTPServer((os.environ['POD_IP'], 8888), H).serve_forever()\n"
+    "http.server.HTTPServer((os.environ['POD_IP'], int(os.environ['PORT'])), H).serve_forever()\n"
 )
 
 
@@ -45,7 +45,7 @@ def sleeper(cpu: str | None = None, memory: str | None = None, **extra: Any) -> 
     }
 
 
-def named_server() -> dict[str, Any]:
+def named_server(port: int) -> dict[str, Any]:
     field = lambda path: {"fieldRef": {"fieldPath": path}}  # noqa: E731
     return {
         "name": "notebook",
@@ -54,8 +54,9 @@ def named_server() -> dict[str, Any]:
         "env": [
             {"name": "POD_IP", "valueFrom": field("status.podIP")},
             {"name": "POD_NAME", "valueFrom": field("metadata.name")},
+            {"name": "PORT", "value": str(port)},
         ],
-        "readinessProbe": {"tcpSocket": {"port": 8888}},
+        "readinessProbe": {"tcpSocket": {"port": port}},
     }
 
 
@@ -130,9 +131,11 @@ async def test_a_node_full_of_pods_and_node_selectors(make_sim: Any) -> None:
     assert (await sim.until("pinned", is_ready)).spec.node_name == "plain"
 
 
-async def test_each_pod_answers_on_its_own_address_reused_after_deletion(sim: Any) -> None:
+async def test_each_pod_answers_on_its_own_address_reused_after_deletion(
+    sim: Any, pod_port: int
+) -> None:
     for name in ("ada", "grace"):
-        await sim.create(name, named_server(), terminationGracePeriodSeconds=1)
+        await sim.create(name, named_server(pod_port), terminationGracePeriodSeconds=1)
     ada = await sim.until("ada", is_ready)
     grace = await sim.until("grace", is_ready)
     addresses = {ada.status.pod_ip, grace.status.pod_ip}
@@ -141,16 +144,16 @@ async def test_each_pod_answers_on_its_own_address_reused_after_deletion(sim: An
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for pod in (ada, grace):
-            async with session.get(f"http://{pod.status.pod_ip}:8888/") as reply:
+            async with session.get(f"http://{pod.status.pod_ip}:{pod_port}/") as reply:
                 assert await reply.text() == pod.metadata.name
         deleting = await sim.delete("ada")
         await sim.until_deleted("ada", deleting.metadata.resource_version)
         with pytest.raises(aiohttp.ClientConnectionError):
-            await session.get(f"http://{ada.status.pod_ip}:8888/")
-        await sim.create("linus", named_server())
+            await session.get(f"http://{ada.status.pod_ip}:{pod_port}/")
+        await sim.create("linus", named_server(pod_port))
         linus = await sim.until("linus", is_ready)
         assert linus.status.pod_ip == ada.status.pod_ip  # released addresses are reused
-        async with session.get(f"http://{linus.status.pod_ip}:8888/") as reply:
+        async with session.get(f"http://{linus.status.pod_ip}:{pod_port}/") as reply:
             assert await reply.text() == "linus"
 
 

@@ -30,14 +30,14 @@ SLOW_SERVER = (
 POD_IP_ENV = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
 
 
-def server(delay: float = 0.4, **extra: Any) -> dict[str, Any]:
+def server(port: int, delay: float = 0.4, **extra: Any) -> dict[str, Any]:
     return {
         "name": "notebook",
         "image": "jupyter/base-notebook:latest",
         "command": [PY, "-c", SLOW_SERVER],
-        "args": ["$(POD_IP)", "8888", str(delay)],
+        "args": ["$(POD_IP)", str(port), str(delay)],
         "env": [POD_IP_ENV],
-        "ports": [{"containerPort": 8888, "name": "http"}],
+        "ports": [{"containerPort": port, "name": "http"}],
         **extra,
     }
 
@@ -69,11 +69,15 @@ def phase(pod: Any) -> str | None:
     return pod.status.phase if pod.status else None
 
 
-async def test_http_probe_pod_goes_pending_running_then_ready(sim: Any) -> None:
+async def test_http_probe_pod_goes_pending_running_then_ready(sim: Any, pod_port: int) -> None:
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1}
     created = await sim.create(
         "web",
-        server(readinessProbe=probe, resources={"requests": {"cpu": "100m", "memory": "64Mi"}}),
+        server(
+            pod_port,
+            readinessProbe=probe,
+            resources={"requests": {"cpu": "100m", "memory": "64Mi"}},
+        ),
     )
     assert created.status.phase == "Pending"
     seen: list[tuple[str | None, bool]] = []
@@ -106,13 +110,13 @@ async def test_http_probe_pod_goes_pending_running_then_ready(sim: Any) -> None:
     assert container.state.running.started_at is not None
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"http://{status.pod_ip}:8888/lab") as reply,
+        session.get(f"http://{status.pod_ip}:{pod_port}/lab") as reply,
     ):
         assert await reply.text() == "hello from /lab"
 
 
-async def test_tcp_probe_and_no_probe_both_turn_ready(sim: Any) -> None:
-    await sim.create("tcp", server(readinessProbe={"tcpSocket": {"port": 8888}}))
+async def test_tcp_probe_and_no_probe_both_turn_ready(sim: Any, pod_port: int) -> None:
+    await sim.create("tcp", server(pod_port, readinessProbe={"tcpSocket": {"port": pod_port}}))
     await sim.create("plain", sleeper())
     tcp = await sim.until("tcp", is_ready)
     plain = await sim.until("plain", is_ready)
@@ -148,13 +152,14 @@ async def test_failing_probe_keeps_the_pod_unready_with_unhealthy_warnings(sim: 
     assert pod.status.container_statuses[0].ready is False
 
 
-async def test_http_probe_answering_503_keeps_the_pod_unready(sim: Any) -> None:
+async def test_http_probe_answering_503_keeps_the_pod_unready(sim: Any, pod_port: int) -> None:
     # The probe path answers 503: the pod serves but is not ready.
     script = SLOW_SERVER.replace("self.send_response(200)", "self.send_response(503)")
     container = server(
-        readinessProbe={"httpGet": {"path": "/", "port": 8888}, "periodSeconds": 1},
+        pod_port,
+        0,
+        readinessProbe={"httpGet": {"path": "/", "port": pod_port}, "periodSeconds": 1},
         command=[PY, "-c", script],
-        args=["$(POD_IP)", "8888", "0"],
     )
     await sim.create("sick", container)
     event = await sim.until_event("sick", lambda e: "statuscode" in e.message)
