@@ -3,13 +3,22 @@
 A spawner's progress page and `kubectl describe` show these: lifecycle
 reasons in order, involvedObject pointing at the pod and container, kubelet
 Events stamped with first/lastTimestamp and scheduler Events with eventTime,
-repeats folded into one Event with a growing count.
+repeats folded into one Event with a growing count. kubectl describe and
+get events show the same story.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+from kubesim.kubelet import NodeCapacity
 
 PY = sys.executable
 LIFECYCLE = ["Scheduled", "Pulling", "Pulled", "Created", "Started"]
@@ -97,3 +106,45 @@ async def test_events_of_a_pod_are_filtered_by_field_selector(sim: Any) -> None:
     assert [(e.involved_object.name, e.reason) for e in only_two.items] == [("two", "Started")]
     warnings = await sim.core.list_namespaced_event("default", field_selector="type=Warning")
     assert warnings.items == []
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+async def test_kubectl_shows_the_kubelet_and_scheduler_events(
+    make_sim: Any, tmp_path: Path
+) -> None:
+    # A long back-off holds the crashed pod in CrashLoopBackOff while kubectl looks.
+    node = NodeCapacity("small", cpu_millicores=500)
+    sim = await make_sim(tls=True, nodes=(node,), backoff_initial=20, backoff_max=20)
+    await sim.create("crashy", container("raise SystemExit(1)"))
+    await sim.create("huge", container("pass", resources={"requests": {"cpu": "2"}}))
+    await sim.until_event("crashy", lambda e: e.reason == "BackOff")
+    await sim.until_event("huge", lambda e: e.reason == "FailedScheduling")
+    kubeconfig = sim.cluster.write_kubeconfig(tmp_path / "kubectl-config")
+
+    async def kubectl(*args: str) -> str:
+        env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "HOME": str(tmp_path)}
+        process = await asyncio.create_subprocess_exec(
+            "kubectl", "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"),
+            *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    described = await kubectl("describe", "pod", "crashy")
+    assert "Back-off restarting failed container main in pod crashy" in described
+    assert "Started container main" in described
+    assert "Last State:     Terminated" in described and "Exit Code:    1" in described
+    described = await kubectl("describe", "pod", "huge")
+    assert "FailedScheduling" in described
+    assert "0/1 nodes are available: 1 Insufficient cpu." in described
+    rows = (await kubectl("get", "pods")).splitlines()[1:]
+    states = {row.split()[0]: row.split()[2] for row in rows}
+    assert states == {"crashy": "CrashLoopBackOff", "huge": "Pending"}
+    events = await kubectl("get", "events", "--field-selector", "involvedObject.name=crashy")
+    assert "BackOff" in events and "pod/crashy" in events

@@ -49,10 +49,10 @@ async def test_pod_metrics_reflect_a_busy_process(sim: Any) -> None:
     assert busy["metadata"]["name"] == "busy" and busy["timestamp"] and busy["window"]
     (container,) = busy["containers"]
     assert container["name"] == "main"
-    assert millicores(container["usage"]["cpu"]) >= 200  # spinning, on a shared 2-core box
+    assert millicores(container["usage"]["cpu"]) >= 150  # spinning, on a shared 2-core box
     assert kibibytes(container["usage"]["memory"]) >= 64 * 1024
     idle_usage = idle["containers"][0]["usage"]
-    assert millicores(idle_usage["cpu"]) < 100
+    assert millicores(idle_usage["cpu"]) < 50
     assert 1000 < kibibytes(idle_usage["memory"]) < 64 * 1024
 
     listed = await sim.custom.list_namespaced_custom_object(
