@@ -97,7 +97,6 @@ class PodClient:
     namespace = "default"
 
     def __init__(self, cluster: SimCluster, api: Any) -> None:
-
         self.cluster = cluster
         self.api = api
         self.core = client.CoreV1Api(api)
@@ -137,7 +136,6 @@ class PodClient:
         since: str | None = None,
     ) -> Any:
         """Watch list_call with a field selector until check(type, obj) is truthy."""
-
         deadline = time.monotonic() + within
         last: Any = None
         options: dict[str, Any] = {"resource_version": since} if since else {}
@@ -221,8 +219,7 @@ class PodClient:
         return text
 
     async def until_log(self, name: str, check: Callable[[str], bool], within: float = 10.0) -> str:
-        """Poll the pod's log (there is no follow-free way to wait) until check(log)."""
-
+        """Poll the pod's log (bounded) until check(log) holds; return it."""
         deadline = time.monotonic() + within
         text = ""
         while time.monotonic() < deadline:
@@ -250,7 +247,7 @@ class PodClient:
         )
 
     async def set_faults(self, settings: dict[str, Any]) -> dict[str, Any]:
-
+        """PUT fault settings to /kubesim/faults; return what the cluster now applies."""
         ssl: Any = False if self.cluster.tls else None
         headers = {"Authorization": f"Bearer {self.cluster.token}"}
         async with (
@@ -273,7 +270,6 @@ async def make_sim(make_cluster: ClusterFactory, tmp_path: Path) -> AsyncIterato
     tls=True serves HTTPS (what kubectl needs). Clients are closed, then the
     clusters stopped, after the test.
     """
-
     clients: list[Any] = []
 
     async def factory(*, tls: bool = False, **kubelet_options: Any) -> PodClient:
