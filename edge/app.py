@@ -151,14 +151,22 @@ class Edge:
         route = self.table.match_request(host, path)
         if route is None or not route.requires_session:
             return route
-        if self.sessions is None:
+        sessions = self.sessions
+        if sessions is None:
             return None
-        rejected: list[str] = []
-        user = self._verified_user(
-            session_values(cookie_headers, self.settings.cookie_name), rejected
-        )
         assert route.user is not None
-        if user is None or not self.settings.may_access(user, route.user):
+        settings = self.settings
+        values = session_values(cookie_headers, settings.cookie_name)
+        if len(values) == 1:
+            # The common case, one session cookie: no list of rejections to build.
+            try:
+                user = sessions.verify(values[0]).user
+            except Exception:  # not forwardable; whoever answers counts the rejection
+                return None
+            return route if settings.may_access(user, route.user) else None
+        rejected: list[str] = []
+        found = self._verified_user(values, rejected)
+        if found is None or not settings.may_access(found, route.user):
             return None
         for reason in rejected:
             self.stats.cookie_rejected(reason)

@@ -36,6 +36,8 @@ _HAND_OVER = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
 _XFF = b"x-forwarded-for"
 _FORWARDED = frozenset((_XFF, b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+# What a header name means to the parser (see header_kinds).
+_HOST, _LENGTH, _COOKIE, _REFUSE, _HOP, _FORWARDED_BY, _POD_TOKEN = range(7)
 
 
 class RequestHead:
@@ -73,8 +75,18 @@ class RequestHead:
         self.end = 0  # index just past the head's blank line
 
 
+def header_kinds(token_header: bytes) -> dict[bytes, int]:
+    """Lower-case header names the request parser treats specially, and how."""
+    kinds = dict.fromkeys(_HOP_BY_HOP, _HOP)
+    kinds.update(dict.fromkeys(_FORWARDED, _FORWARDED_BY))
+    kinds[token_header] = _POD_TOKEN
+    kinds.update(dict.fromkeys(_HAND_OVER, _REFUSE))
+    kinds.update({b"host": _HOST, b"content-length": _LENGTH, b"cookie": _COOKIE})
+    return kinds
+
+
 def parse_request(
-    buffer: bytes, end: int, cookie_name: bytes, trusted: bool, token_header: bytes
+    buffer: bytes, end: int, cookie_name: bytes, trusted: bool, kinds: dict[bytes, int]
 ) -> RequestHead | None:
     """The head in buffer[:end + 4] (end: index of its CRLFCRLF), or None to hand it over."""
     if end + 4 > MAX_HEAD:
@@ -97,36 +109,38 @@ def parse_request(
     lines = buffer[line_end + 2 : end].split(b"\r\n")
     if len(lines) > MAX_FIELDS:
         return None
+    get_kind = kinds.get
     for line in lines:
         name, _, value = line.partition(b":")
         lower = name.lower()
-        if lower == b"host":
+        kind = get_kind(lower)
+        if kind is None:
+            kept.append(line)  # most headers: forwarded as they came
+        elif kind == _HOST:
             if host is not None:
                 return None
             host = value.strip(b" \t")
             kept.append(line)
-        elif lower == b"content-length":
+        elif kind == _LENGTH:
             if length is not None:
                 return None
             length = value.strip(b" \t")
             kept.append(line)
-        elif lower == b"cookie":
-            if cookie_name in value:
-                value = value.strip(b" \t")
-                if b";" not in value and value.startswith(cookie_name + b"="):
-                    # Only the session cookie: nothing of this header goes to the pod.
-                    head.cookies.append(value.decode("utf-8", "surrogateescape"))
-                    continue
-                text = value.strip(b" \t").decode("utf-8", "surrogateescape")
-                head.cookies.append(text)
+        elif kind == _COOKIE:
+            if cookie_name not in value:
+                kept.append(line)
+                continue
+            value = value.strip(b" \t")
+            text = value.decode("utf-8", "surrogateescape")
+            head.cookies.append(text)
+            if b";" in value or not value.startswith(cookie_name + b"="):
                 stripped = strip_session_cookie(text, cookie_name.decode())
                 if stripped:
                     kept.append(name + b": " + stripped.encode("utf-8", "surrogateescape"))
-            else:
-                kept.append(line)
-        elif lower in _HAND_OVER:
+            # else: only the session cookie; nothing of this header goes to the pod
+        elif kind == _REFUSE:
             return None
-        elif lower in _HOP_BY_HOP:
+        elif kind == _HOP:
             if lower == b"connection":
                 tokens = [t.strip(b" \t").lower() for t in value.split(b",")]
                 if b"upgrade" in tokens:
@@ -134,17 +148,15 @@ def parse_request(
                 if b"close" in tokens:
                     head.close = True
                 listed.extend(tokens)
-        elif lower in _FORWARDED:
+        elif kind == _FORWARDED_BY:
             if trusted:
                 if lower == _XFF:
                     head.prior_xff.append(value.strip(b" \t"))
                 else:
                     head.forwarded.add(lower)
                     kept.append(line)
-        elif lower == token_header:
+        else:  # the pod-token header
             head.own_token.append(line)  # replaced when the route has a pod token
-        else:
-            kept.append(line)
     if host is None or not host or not host.isascii():
         return None
     head.host = host.decode("ascii")

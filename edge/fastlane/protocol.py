@@ -29,7 +29,13 @@ from typing import cast
 
 from edge.app import Edge, route_kind
 from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
-from edge.fastlane.head import MAX_HEAD, RequestHead, parse_request, upstream_head
+from edge.fastlane.head import (
+    MAX_HEAD,
+    RequestHead,
+    header_kinds,
+    parse_request,
+    upstream_head,
+)
 from edge.fastlane.response import (
     MAX_RESPONSE_HEAD,
     ChunkedFraming,
@@ -73,7 +79,7 @@ class FastLane:
         self.loop = loop
         self.pool = PodPool(settings.upstream, loop)
         self.cookie_name = settings.cookie_name.encode()
-        self.token_header = settings.pod_token_header.lower().encode()
+        self.header_kinds = header_kinds(settings.pod_token_header.lower().encode())
         self.token_prefix = f"{settings.pod_token_header}: {settings.pod_token_scheme} ".encode()
         self.connections: set[BrowserConnection] = set()
         self.drained: asyncio.Event | None = None  # set once no connection is left (closing)
@@ -280,7 +286,7 @@ class BrowserConnection(asyncio.Protocol):
                 self._hand_over()  # aiohttp answers an oversized head, or bare LF line ends
             return
         lane = self.lane
-        head = parse_request(buffer, end, lane.cookie_name, self.trusted, lane.token_header)
+        head = parse_request(buffer, end, lane.cookie_name, self.trusted, lane.header_kinds)
         if head is None:
             self._hand_over()
             return
