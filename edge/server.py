@@ -34,9 +34,13 @@ class PublicServer:
     runner: web.AppRunner
     server: asyncio.AbstractServer
     lane: FastLane
+    closed: bool = False
 
     async def close(self) -> None:
         """Stop listening, close idle connections, let busy ones finish briefly, stop aiohttp."""
+        if self.closed:
+            return
+        self.closed = True
         self.server.close()
         lane = self.lane
         connections = lane.connections

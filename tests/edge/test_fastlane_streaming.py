@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from edge.settings import EdgeSettings
@@ -174,3 +175,74 @@ async def test_256_mib_download_keeps_the_edge_process_small(streaming_pod) -> N
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+async def test_slow_pod_holds_the_browser_upload_back(make_edge) -> None:
+    """A pod that stops reading an upload stops the browser: the edge does not spool it."""
+    pod_reading = asyncio.Event()
+    received = 0
+
+    async def pod(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await pod_reading.wait()
+            while received < length:
+                chunk = await reader.read(4 * MIB)
+                if not chunk:
+                    break
+                received += len(chunk)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(pod, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        edge = await make_edge(table=api_table(f"http://127.0.0.1:{port}"), settings=PROXY_ONLY)
+        reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        size = 128 * MIB
+        writer.write(b"PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        sent = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):  # the pod reads nothing meanwhile
+                while sent < size:
+                    writer.write(BLOCK)
+                    await writer.drain()
+                    sent += MIB
+        held_at = sent
+        pod_reading.set()
+        async with asyncio.timeout(20):
+            while sent < size:
+                writer.write(BLOCK)
+                await writer.drain()
+                sent += MIB
+            head = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+        print(f"browser got ahead by {held_at / MIB:.0f} MiB")
+        assert held_at < 48 * MIB, held_at
+        assert head.startswith(b"HTTP/1.1 200") and received == size
+        assert edge.stats.bytes_to_upstream == size
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_closing_the_server_lets_a_request_in_flight_finish(
+    make_edge, echo_upstream, client
+) -> None:
+    edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
+    pending = asyncio.ensure_future(client.get(f"{edge.url}/slow?sleep=0.3"))
+    for _ in range(100):  # bounded: until the request is with the pod
+        if echo_upstream.log.peer_ports:
+            break
+        await asyncio.sleep(0.01)
+    await edge.server.close()
+    response = await pending
+    assert response.status == 200
+    assert (await response.json())["path"] == "/slow?sleep=0.3"
+    response.release()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await client.get(f"{edge.url}/after")
