@@ -428,6 +428,9 @@ class BrowserConnection(asyncio.Protocol):
             return
         request = self.request
         assert request is not None
+        if self.body_left:
+            # An answer before the whole body: the rest cannot be told from a next request.
+            self.close_after = True
         buffer = self.resp_buf + data if self.resp_buf else data
         while True:
             end = buffer.find(b"\r\n\r\n")
@@ -621,6 +624,7 @@ class BrowserConnection(asyncio.Protocol):
             return
         if close:
             self.transport.close()
+            self.closed = True  # whatever still arrives is not a request to serve
             return
         self._unpause(_PAUSED_POD_FULL)
         if len(self.buffer) <= BUFFER_LIMIT:

@@ -223,3 +223,38 @@ async def test_pod_not_accepting_connections_is_a_504_after_the_connect_timeout(
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+async def test_pod_answering_before_the_whole_body_ends_the_browser_connection(make_edge) -> None:
+    """The rest of the body cannot be told from a next request: answer, then close."""
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig")
+            await writer.drain()
+            await reader.read()  # until the edge closes this connection
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(early, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        edge = await make_edge(table=api_table(f"http://127.0.0.1:{port}"), settings=PROXY_ONLY)
+        reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        try:
+            writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"a" * 50)
+            async with asyncio.timeout(5):
+                status, head, body = await read_response(reader)
+                assert (status, body) == (413, b"big")
+                assert b"connection: close" in head.lower()
+                writer.write(b"GET /not-a-request HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert await reader.read() == b""  # closed: the leftover body is never parsed
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        assert edge.stats.requests[("POST", 413, "api")] == 1
+    finally:
+        server.close()
+        await server.wait_closed()
