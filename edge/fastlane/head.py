@@ -172,23 +172,14 @@ def parse_request(
     return head
 
 
-def upstream_head(
-    head: RequestHead,
-    base_path: bytes,
-    *,
-    peer_xff: bytes,
-    token_line: bytes | None,
-) -> bytes:
-    """The request head to send to the pod, as edge.headers.upstream_request_headers builds it.
+def forwarded_lines(head: RequestHead, peer_xff: bytes) -> bytes:
+    """The X-Forwarded-* lines for the pod; `peer_xff` is the client's own address.
 
-    `peer_xff` is the client's own address; `token_line` the complete pod-token header
-    line, or None to keep the browser's own (the route has no token).
+    For a client that is not a trusted proxy they depend on its address and Host
+    only, so a connection may reuse them while its Host stays the same.
     """
-    lines = [head.method.encode() + b" " + base_path + head.target + b" HTTP/1.1", *head.kept]
-    if token_line is None and head.own_token:
-        lines.extend(head.own_token)
     prior = head.prior_xff
-    lines.append(b"X-Forwarded-For: " + (b", ".join([*prior, peer_xff]) if prior else peer_xff))
+    lines = [b"X-Forwarded-For: " + (b", ".join([*prior, peer_xff]) if prior else peer_xff)]
     forwarded = head.forwarded
     if b"x-forwarded-proto" not in forwarded:
         lines.append(b"X-Forwarded-Proto: http")
@@ -196,7 +187,24 @@ def upstream_head(
         lines.append(b"X-Forwarded-Host: " + head.host.encode())
     if b"x-forwarded-port" not in forwarded:
         lines.append(b"X-Forwarded-Port: " + forwarded_port(head.host, "http").encode())
-    if token_line is not None:
+    return b"\r\n".join(lines)
+
+
+def upstream_head(
+    head: RequestHead, base_path: bytes, forwarded: bytes, token_line: bytes | None
+) -> bytes:
+    """The request head to send to the pod, as edge.headers.upstream_request_headers builds it.
+
+    `forwarded` is forwarded_lines(); `token_line` the complete pod-token header
+    line, or None to keep the browser's own (the route has no token).
+    """
+    lines = [head.method.encode() + b" " + base_path + head.target + b" HTTP/1.1", *head.kept]
+    if token_line is None:
+        if head.own_token:
+            lines.extend(head.own_token)
+        lines.append(forwarded)
+    else:
+        lines.append(forwarded)
         lines.append(token_line)
     if not head.has_length and head.method in _BODY_METHODS:
         lines.append(b"Content-Length: 0")

@@ -32,6 +32,7 @@ from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, U
 from edge.fastlane.head import (
     MAX_HEAD,
     RequestHead,
+    forwarded_lines,
     header_kinds,
     parse_request,
     upstream_head,
@@ -114,6 +115,8 @@ class BrowserConnection(asyncio.Protocol):
         "closed",
         "connecting",
         "counted",
+        "forwarded",
+        "forwarded_host",
         "framing",
         "head_sent",
         "idle_since",
@@ -147,6 +150,8 @@ class BrowserConnection(asyncio.Protocol):
         self.closed = False
         self.trusted = False
         self.peer_xff = b""
+        self.forwarded_host = ""  # the Host the cached X-Forwarded-* lines were made for
+        self.forwarded = b""
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
@@ -337,13 +342,18 @@ class BrowserConnection(asyncio.Protocol):
         self.counted = 0
         target = route.target
         token = route.data.get("token")
+        if self.trusted or head.host != self.forwarded_host:
+            forwarded = forwarded_lines(head, self.peer_xff)
+            if not self.trusted:
+                self.forwarded_host = head.host
+                self.forwarded = forwarded
+        else:
+            forwarded = self.forwarded  # same browser, same Host: same lines as last time
         self.pod_head = upstream_head(
             head,
             target.base_path.encode(),
-            peer_xff=self.peer_xff,
-            token_line=lane.token_prefix + token.encode()
-            if isinstance(token, str) and token
-            else None,
+            forwarded,
+            lane.token_prefix + token.encode() if isinstance(token, str) and token else None,
         )
         address = (target.host, target.port)
         pod = lane.pool.take_idle(address)
