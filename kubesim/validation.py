@@ -1,6 +1,7 @@
 """Object validation: the 422 Invalid answers of the real API server.
 
-Checks names (DNS-1123), label values, pods without containers and events
+Checks names (DNS-1123), label values, pods without containers, container
+resources that are not quantities (or requests above limits) and events
 without an involvedObject, and reports each bad field as a cause. Pure:
 takes an object, raises `ApiError` or returns; never changes the object.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kubesim.quantities import InvalidQuantity, parse_quantity
 from kubesim.resources import ResourceType
 from kubesim.status import invalid
 
@@ -113,6 +115,48 @@ def _pod_causes(spec: Any) -> list[Cause]:
             seen.add(name)
         if not container.get("image"):
             causes.append(_required(f"{where}.image"))
+        causes += _resource_causes(f"{where}.resources", container.get("resources"))
+    return causes
+
+
+def _resource_causes(where: str, resources: Any) -> list[Cause]:
+    """Requests and limits must be maps of non-negative quantities, requests <= limits."""
+    if resources is None:
+        return []
+    if not isinstance(resources, dict):
+        return [_bad_value(where, resources, "must be an object")]
+    causes: list[Cause] = []
+    amounts: dict[str, dict[str, Any]] = {}
+    for part in ("limits", "requests"):
+        given = resources.get(part)
+        amounts[part] = {}
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            causes.append(_bad_value(f"{where}.{part}", given, "must be a map of quantities"))
+            continue
+        for resource, value in given.items():
+            field = f"{where}.{part}[{resource}]"
+            try:
+                amount = parse_quantity(value)
+            except InvalidQuantity as e:
+                causes.append(_bad_value(field, value, str(e)))
+                continue
+            if amount < 0:
+                causes.append(_bad_value(field, value, "must be greater than or equal to 0"))
+            else:
+                amounts[part][resource] = amount
+    for resource, request in amounts["requests"].items():
+        limit = amounts["limits"].get(resource)
+        if limit is not None and request > limit:
+            causes.append(
+                _bad_value(
+                    f"{where}.requests[{resource}]",
+                    resources["requests"][resource],
+                    f"must be less than or equal to {resource} limit of "
+                    f"{resources['limits'][resource]}",
+                )
+            )
     return causes
 
 

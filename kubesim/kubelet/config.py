@@ -18,6 +18,10 @@ def _inherited_env() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class KubeletConfig:
+    # Where pods' addresses come from, a range inside 127.0.0.0/8 such as
+    # "127.42.0.0/16"; None: 127.2.0.0-127.254.255.255 from a random start, so
+    # kubesims running at once on one machine do not hand out the same address.
+    pod_network: str | None = None
     # The simulated nodes and their capacity.
     nodes: Sequence[NodeCapacity] = (NodeCapacity("kubesim-node"),)
     # Where claim directories, pod scratch dirs and container logs live;

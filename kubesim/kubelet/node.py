@@ -10,7 +10,6 @@ only uses the ObjectStore protocol, never the API server's internals.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ import aiohttp
 
 from kubesim.contracts import ObjectStore, PodUsage
 from kubesim.kubelet import status as st
-from kubesim.kubelet.addresses import AddressPool
+from kubesim.kubelet.addresses import AddressesExhausted, AddressPool
 from kubesim.kubelet.config import KubeletConfig
 from kubesim.kubelet.echo import EchoServers
 from kubesim.kubelet.events import SCHEDULER, EventRecorder
@@ -81,7 +80,7 @@ class SimKubelet:
         self._unsubscribe: list[Any] = []
         self._schedule_wanted = asyncio.Event()
         self._scheduler = Scheduler(list(self.config.nodes))
-        self._addresses = AddressPool()
+        self._addresses = AddressPool(self.config.pod_network)
         self._usage = PodProcessUsage(self._sessions_of)
         self._owns_data_dir = False
         self._services: NodeServices | None = None
@@ -115,6 +114,7 @@ class SimKubelet:
         for claim in store.list("persistentvolumeclaims"):
             self._on_claim("ADDED", claim)
         self._loop_task = asyncio.create_task(self._schedule_loop(), name="kubesim-scheduler")
+        self._loop_task.add_done_callback(self._task_done)  # logged if it ever fails
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -123,8 +123,9 @@ class SimKubelet:
         self._unpaused.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            # Its failure, if any, was logged when it ended: stopping still goes on.
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
         services = self._services
         if services is None:
             return
@@ -212,13 +213,13 @@ class SimKubelet:
             worker.shorten_grace(worker.grace_period())  # a second DELETE asked for less
 
     def _on_claim(self, kind: str, claim: Obj) -> None:
-        if kind == "DELETED" or (claim.get("status") or {}).get("phase") == "Bound":
+        if kind == "DELETED" or claim["metadata"].get("deletionTimestamp"):
             return
-        if claim["metadata"].get("deletionTimestamp"):
-            return
-        # Written on the next loop turn: the store is still inside its own change.
-        asyncio.get_running_loop().call_soon(self._bind_claim, claim)
+        # Any claim that appears or changes may be what a pending pod waits for.
         self._schedule_wanted.set()
+        if (claim.get("status") or {}).get("phase") != "Bound":
+            # Written on the next loop turn: the store is still inside its own change.
+            asyncio.get_running_loop().call_soon(self._bind_claim, claim)
 
     # -- scheduling -----------------------------------------------------------
 
@@ -228,7 +229,11 @@ class SimKubelet:
             self._schedule_wanted.clear()
             await self._unpaused.wait()
             for worker in list(self._pending.values()):
-                self._try_place(worker)
+                try:
+                    self._try_place(worker)
+                except Exception:
+                    # One pod must never stop scheduling for all the others.
+                    log.exception("could not schedule pod %s/%s", worker.namespace, worker.name)
                 await asyncio.sleep(0)  # let a thousand placements share the loop
 
     def _try_place(self, worker: PodWorker) -> None:
@@ -238,17 +243,21 @@ class SimKubelet:
         spec = worker.pod.get("spec") or {}
         try:
             self._check_claims(worker)
-            node = self._scheduler.place(
-                worker.uid, pod_requests(spec), spec.get("nodeSelector") or {}
-            )
+            requests = pod_requests(spec)
+            node = self._scheduler.place(worker.uid, requests, spec.get("nodeSelector") or {})
         except Unschedulable as e:
-            message = str(e)
-            if worker.view.unschedulable != message:
-                worker.view.unschedulable = message
-                self._mark_dirty(worker)
-            self._services.events.record(
-                worker.pod, "FailedScheduling", message, warning=True, component=SCHEDULER
-            )
+            self._unschedulable(worker, str(e))
+            return
+        except (ValueError, TypeError, AttributeError, KeyError) as e:
+            # Data the API stored as written (it checks no schema) but no node can
+            # read: the pod waits, with a reason, like any pod that does not fit.
+            self._unschedulable(worker, self._unreadable(worker, e))
+            return
+        try:
+            address = self._addresses.allocate()
+        except AddressesExhausted as e:
+            self._scheduler.release(worker.uid)
+            self._unschedulable(worker, str(e))
             return
         del self._pending[worker.uid]
         self._services.store.set_node_name(worker.namespace, worker.name, node)
@@ -258,7 +267,25 @@ class SimKubelet:
             f"Successfully assigned {worker.namespace}/{worker.name} to {node}",
             component=SCHEDULER,
         )
-        worker.start(node, self._addresses.allocate())
+        worker.start(node, address)
+
+    def _unschedulable(self, worker: PodWorker, message: str) -> None:
+        assert self._services is not None
+        if worker.view.unschedulable != message:
+            worker.view.unschedulable = message
+            self._mark_dirty(worker)
+        self._services.events.record(
+            worker.pod, "FailedScheduling", message, warning=True, component=SCHEDULER
+        )
+
+    def _unreadable(self, worker: PodWorker, error: Exception) -> str:
+        message = (
+            f"0/{len(self._scheduler.node_names())} nodes are available: "
+            f"pod spec cannot be read: {type(error).__name__}: {error}."
+        )
+        if worker.view.unschedulable != message:  # once per pod, not every pass
+            log.warning("pod %s/%s cannot be scheduled: %s", worker.namespace, worker.name, message)
+        return message
 
     def _check_claims(self, worker: PodWorker) -> None:
         assert self._services is not None
@@ -338,13 +365,12 @@ class SimKubelet:
         if worker.vanished or self._services is None:
             return
         self._dirty.discard(worker)
-        status = st.pod_status(
-            worker.view, worker.pod.get("spec") or {}, worker.pod.get("status") or {}, st.rfc3339()
-        )
-        if status == worker.pod.get("status"):
-            return
+        # One pod's status failing to build or write must not lose the rest of the batch.
         try:
-            self._services.store.update_status("pods", worker.namespace, worker.name, status)
+            old = worker.pod.get("status") or {}
+            status = st.pod_status(worker.view, worker.pod.get("spec") or {}, old, st.rfc3339())
+            if status != worker.pod.get("status"):
+                self._services.store.update_status("pods", worker.namespace, worker.name, status)
         except Exception:
             log.exception("could not write status of pod %s/%s", worker.namespace, worker.name)
 
@@ -356,6 +382,7 @@ class SimKubelet:
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Every background task ends here: forgotten, and its failure logged."""
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("kubelet task %s failed", task.get_name(), exc_info=task.exception())

@@ -24,10 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from kubesim.kubelet import status as st
 from kubesim.kubelet.echo import TOKEN_VARIABLES, is_echo_image
-from kubesim.kubelet.environment import ContainerConfigError, container_argv, container_env
+from kubesim.kubelet.environment import (
+    ContainerConfigError,
+    container_argv,
+    container_env,
+    expand,
+)
 from kubesim.kubelet.probes import ProbeTiming, check_readiness
 from kubesim.kubelet.quantities import memory_bytes
 from kubesim.kubelet.runtime import ContainerProcess, ImageNotFound, find_program
+from kubesim.kubelet.volumes import MountFailed
 
 if TYPE_CHECKING:
     from kubesim.kubelet.node import NodeServices
@@ -85,6 +91,12 @@ class PodWorker:
         self.view.start_time = st.rfc3339()
         self.node.mark_dirty(self)
         self._task = asyncio.create_task(self._live(), name=f"kubesim-pod-{self.name}")
+        self._task.add_done_callback(self._lived)
+
+    def _lived(self, task: asyncio.Task[None]) -> None:
+        """The pod's task is supervised: a failure is logged, never lost."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("pod %s/%s failed", self.namespace, self.name, exc_info=task.exception())
 
     def observe(self, pod: Obj) -> None:
         """The store changed the pod (maybe our own status write)."""
@@ -132,11 +144,7 @@ class PodWorker:
     # -- the pod's own task -----------------------------------------------------
 
     async def _live(self) -> None:
-        try:
-            self.volumes = self.node.volumes.prepare(self.pod, self.node.lookup)
-        except ContainerConfigError as e:
-            self._event("FailedMount", f"MountVolume.SetUp failed: {e}", warning=True)
-            self.volumes = {}
+        await self._mount_volumes()
         for record in self.containers:
             record.tasks.append(
                 asyncio.create_task(
@@ -154,28 +162,58 @@ class PodWorker:
         self.node.mark_dirty(self)
         self.node.pod_finished(self)
 
+    async def _mount_volumes(self) -> None:
+        """Set up every volume, retrying with back-off until all are there.
+
+        Until then no container starts: they wait in ContainerCreating and the
+        pod stays Pending, as on a real node.
+        """
+        config = self.node.config
+        # A real kubelet retries mounts from 500 ms, doubling (no faster than crash back-off).
+        delay = min(0.5, config.backoff_initial)
+        while True:
+            await self.node.gate()
+            try:
+                self.volumes = self.node.volumes.prepare(self.pod, self.node.lookup)
+                return
+            except MountFailed as e:
+                message = str(e)
+            except (OSError, ValueError, TypeError, AttributeError, KeyError) as e:
+                log.warning("pod %s/%s: cannot set up volumes: %r", self.namespace, self.name, e)
+                message = f"MountVolume.SetUp failed: {type(e).__name__}: {e}"
+            self._event("FailedMount", message, warning=True)
+            await asyncio.sleep(delay)
+            delay = min(config.backoff_max, delay * 2)
+
     async def _run_container(self, record: ContainerRecord) -> None:
         backoff = 0.0
         while True:
             await self.node.gate()
-            argv, echo = self._program(record)
-            if argv is None and not echo:
-                backoff = await self._pull_failed(record, backoff)
-                continue
-            self._pulled(record)
             try:
+                argv, echo = self._program(record)
+                if argv is None and not echo:
+                    backoff = await self._pull_failed(record, backoff)
+                    continue
+                self._pulled(record)
                 env = self._env(record)
                 argv = container_argv({"command": argv}, env) if argv else None
                 started = await self._start(record, argv, env)
             except ContainerConfigError as e:
-                record.view.state = st.waiting("CreateContainerConfigError", str(e))
-                self._event("Failed", f"Error: {e}", warning=True, container=record)
-                self.node.mark_dirty(self)
-                backoff = await self._sleep_backoff(backoff)
+                backoff = await self._config_failed(
+                    record, "CreateContainerConfigError", e, backoff
+                )
                 continue
             except ImageNotFound as e:
                 record.pulled = False
                 backoff = await self._pull_failed(record, backoff, str(e))
+                continue
+            except (ValueError, TypeError, AttributeError, KeyError) as e:
+                # The API stores specs without a schema check: a container it
+                # cannot build waits and retries; the pod's other containers
+                # and every other pod go on.
+                log.warning("pod %s/%s: cannot create container %s: %r",
+                            self.namespace, self.name, record.view.name, e)  # fmt: skip
+                backoff = await self._config_failed(record, "CreateContainerError", e, backoff)
                 continue
             if not started:
                 continue
@@ -204,6 +242,15 @@ class PodWorker:
             backoff = await self._sleep_backoff(backoff)
             record.view.restart_count += 1
 
+    async def _config_failed(
+        self, record: ContainerRecord, reason: str, error: Exception, backoff: float
+    ) -> float:
+        """The container cannot be created yet: wait in `reason`, then retry after back-off."""
+        record.view.state = st.waiting(reason, str(error))
+        self._event("Failed", f"Error: {error}", warning=True, container=record)
+        self.node.mark_dirty(self)
+        return await self._sleep_backoff(backoff)
+
     def _restarts(self, exit_code: int) -> bool:
         policy = self.view.restart_policy
         return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
@@ -217,7 +264,11 @@ class PodWorker:
         return min(config.backoff_max, backoff * 2 if backoff else config.backoff_initial)
 
     def _program(self, record: ContainerRecord) -> tuple[list[str] | None, bool]:
-        """(argv before expansion, served by the shared echo server)."""
+        """(argv before expansion, served by the shared echo server).
+
+        Raises ContainerConfigError if naming the program needs an env that
+        cannot be built (a missing secret behind `$(VAR)` in command[0]).
+        """
         spec = record.spec
         image = spec.get("image", "")
         args = [str(a) for a in spec.get("args") or []]
@@ -230,9 +281,13 @@ class PodWorker:
             untagged = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
             base = table.get(image) or table.get(untagged)
             argv = [*base, *args] if base else [untagged.rsplit("/", 1)[-1], *args]
-        path = self.node.config.base_env.get("PATH")
+        program, path = argv[0], self.node.config.base_env.get("PATH")
+        if "$(" in program:
+            # A real kubelet expands command before the runtime looks the program up.
+            env = self._env(record)
+            program, path = expand(program, env), env.get("PATH")
         try:
-            find_program(argv[0], path)
+            find_program(program, path)
         except ImageNotFound as e:
             record.view.state = st.waiting("ErrImagePull", str(e))
             return None, False
@@ -349,16 +404,24 @@ class PodWorker:
             record.view.ready = True
             self.node.mark_dirty(self)
             return
-        timing = ProbeTiming.of(probe)
+        try:
+            timing = ProbeTiming.of(probe)
+        except (ValueError, TypeError, AttributeError) as e:
+            log.warning("pod %s/%s: unreadable probe timing (%r): defaults used",
+                        self.namespace, self.name, e)  # fmt: skip
+            timing = ProbeTiming.of({})
         await asyncio.sleep(timing.initial_delay)
         fast = self.node.config.probe_fast_period
         successes = failures = 0
         due = time.monotonic()  # when a real kubelet would probe next
         while True:
             await self.node.gate()
-            ok, message = await check_readiness(
-                probe, record.spec, self.view.pod_ip or "", env, self.node.probe_session
-            )
+            try:
+                ok, message = await check_readiness(
+                    probe, record.spec, self.view.pod_ip or "", env, self.node.probe_session
+                )
+            except (ValueError, TypeError, AttributeError, KeyError) as e:
+                ok, message = False, f"{type(e).__name__}: {e}"  # a probe spec it cannot read
             now = time.monotonic()
             regular = now >= due
             if regular:
@@ -406,9 +469,11 @@ class PodWorker:
                     )
                 stops.append(self._stop_echo(record))
         for record in self.containers:
-            for task in record.tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # A task that had failed must not stop the pod from being stopped.
+            for outcome in await asyncio.gather(*record.tasks, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    log.error("pod %s/%s: container task failed", self.namespace, self.name,
+                              exc_info=outcome)  # fmt: skip
             record.tasks.clear()
         await asyncio.gather(*stops)
 

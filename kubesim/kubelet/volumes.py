@@ -25,6 +25,14 @@ from kubesim.kubelet.environment import ContainerConfigError, Lookup, decoded_da
 Obj = dict[str, Any]
 
 
+class MountFailed(ContainerConfigError):
+    """A volume cannot be set up yet (its secret or configmap is missing)."""
+
+    def __init__(self, volume: str, reason: str) -> None:
+        super().__init__(f'MountVolume.SetUp failed for volume "{volume}" : {reason}')
+        self.volume = volume
+
+
 def volume_env_name(volume: str) -> str:
     return "KUBESIM_VOLUME_" + re.sub(r"[^A-Za-z0-9]", "_", volume).upper()
 
@@ -46,7 +54,11 @@ class VolumeHost:
         return path
 
     def prepare(self, pod: Obj, lookup: Lookup) -> dict[str, Path]:
-        """Make every volume's directory; volume name -> host path."""
+        """Make every volume's directory; volume name -> host path.
+
+        Raises MountFailed for a secret or configmap volume whose object does
+        not exist (and is not optional); calling again later is safe.
+        """
         namespace = pod["metadata"].get("namespace", "default")
         uid = pod["metadata"].get("uid") or pod["metadata"]["name"]
         paths: dict[str, Path] = {}
@@ -56,7 +68,10 @@ class VolumeHost:
                 claim = volume["persistentVolumeClaim"].get("claimName", "")
                 paths[name] = self.claim_dir(namespace, claim)
             elif "secret" in volume or "configMap" in volume:
-                paths[name] = self._projected(volume, namespace, uid, lookup)
+                try:
+                    paths[name] = self._projected(volume, namespace, uid, lookup)
+                except ContainerConfigError as e:
+                    raise MountFailed(name, str(e)) from e
             else:  # emptyDir and anything we do not model: a fresh scratch dir
                 path = self.pod_dir(uid) / "volumes" / name
                 path.mkdir(parents=True, exist_ok=True)
