@@ -135,12 +135,6 @@ async def test_command_itself_is_expanded(sim: Any) -> None:
     assert await sim.until_log("expanded", lambda t: t != "") == "['hi', '$(GREETING)']\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kubesim looks command[0] up on PATH before $(VAR) expansion, so a program "
-    "named by a variable is an image that cannot be pulled (ImagePullBackOff); a real "
-    "kubelet expands command first",
-)
 async def test_program_named_by_a_variable_is_expanded_before_lookup(sim: Any) -> None:
     container = {
         "name": "main",

@@ -9,6 +9,7 @@ The quantity table at the end is the only unit test: a parsing helper.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -157,18 +158,104 @@ async def test_each_pod_answers_on_its_own_address_reused_after_deletion(
             assert await reply.text() == "linus"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kubesim stores a pod whose resources.requests.cpu is not a quantity (a real "
-    "API server answers 422 Invalid); the kubelet's scheduling loop then dies on "
-    "InvalidQuantity, no later pod is ever scheduled, and SimCluster.stop() raises it",
-)
 async def test_requests_that_are_not_quantities_are_refused(sim: Any) -> None:
     with pytest.raises(ApiException) as refused:
         await sim.create("greedy", sleeper(cpu="lots"))
     assert refused.value.status == 422
     await sim.create("modest", sleeper(cpu="100m"))
     await sim.until("modest", is_ready, within=5)
+
+
+async def test_each_bad_resource_is_named_in_the_refusal(sim: Any) -> None:
+    resources = {
+        "requests": {"cpu": "lots", "memory": "2Gi"},
+        "limits": {"memory": "1Gi", "nvidia.com/gpu": "-1"},
+    }
+    with pytest.raises(ApiException) as refused:
+        await sim.create("greedy", sleeper(resources=resources))
+    assert refused.value.status == 422
+    status = json.loads(refused.value.body)
+    assert status["reason"] == "Invalid"
+    causes = {c["field"]: c["message"] for c in status["details"]["causes"]}
+    where = "spec.containers[0].resources"
+    assert set(causes) == {
+        f"{where}.requests[cpu]",
+        f"{where}.limits[nvidia.com/gpu]",
+        f"{where}.requests[memory]",
+    }
+    assert "quantities must match the regular expression" in causes[f"{where}.requests[cpu]"]
+    assert "must be greater than or equal to 0" in causes[f"{where}.limits[nvidia.com/gpu]"]
+    assert (
+        "must be less than or equal to memory limit of 1Gi" in causes[f"{where}.requests[memory]"]
+    )
+    # Nothing was stored, and a PATCH cannot slip a bad quantity in either.
+    assert (await sim.core.list_namespaced_pod("default")).items == []
+    await sim.create("modest", sleeper(cpu="100m"))
+    with pytest.raises(ApiException) as patched:
+        await sim.core.patch_namespaced_pod(
+            "modest", "default", [{"op": "replace", "path": "/spec/containers/0/resources",
+                                   "value": {"requests": {"cpu": "1 core"}}}],
+        )  # fmt: skip
+    assert patched.value.status == 422
+
+
+async def test_a_pod_the_scheduler_cannot_read_waits_and_the_others_run(sim: Any) -> None:
+    # The API checks no schema, so a nodeSelector that is not a map is stored;
+    # the kubelet must keep that one pod waiting, not stop scheduling.
+    # (read as raw JSON: the client's models cannot hold such a pod either).
+    body = {
+        "metadata": {"name": "odd"},
+        "spec": {"containers": [sleeper()], "nodeSelector": ["ssd"]},
+    }
+    created = await sim.core.create_namespaced_pod("default", body, _preload_content=False)
+    assert created.status == 201
+    created.release()
+    failed = await sim.until_event("odd", lambda e: e.reason == "FailedScheduling")
+    assert failed.type == "Warning" and "pod spec cannot be read" in failed.message
+    reply = await sim.core.read_namespaced_pod("odd", "default", _preload_content=False)
+    odd = await reply.json()
+    reply.release()
+    assert odd["status"]["phase"] == "Pending" and "podIP" not in odd["status"]
+    scheduled = next(c for c in odd["status"]["conditions"] if c["type"] == "PodScheduled")
+    assert scheduled["reason"] == "Unschedulable" and scheduled["message"] == failed.message
+    for name in ("after-1", "after-2"):
+        await sim.create(name, sleeper(cpu="100m"))
+        await sim.until(name, is_ready, within=5)
+    # The bad pod can still be deleted like any other; stopping the cluster
+    # afterwards (fixture teardown) raises nothing.
+    gone = await sim.core.delete_namespaced_pod("odd", "default", _preload_content=False)
+    assert gone.status == 200
+    gone.release()
+    missing = await sim.core.read_namespaced_pod("odd", "default", _preload_content=False)
+    assert missing.status == 404  # unscheduled: removed at once
+    missing.release()
+
+
+async def test_two_clusters_at_once_hand_out_disjoint_addresses(make_sim: Any) -> None:
+    first, second = await make_sim(), await make_sim()
+    addresses: list[set[str]] = []
+    for cluster in (first, second):
+        for i in range(3):
+            await cluster.create(f"pod-{i}", sleeper())
+        seen = set()
+        for i in range(3):
+            pod = await cluster.until(f"pod-{i}", lambda p: p.status.pod_ip)
+            seen.add(pod.status.pod_ip)
+        addresses.append(seen)
+    assert len(addresses[0]) == len(addresses[1]) == 3
+    assert not addresses[0] & addresses[1], addresses
+    for address in addresses[0] | addresses[1]:
+        octets = [int(part) for part in address.split(".")]
+        assert octets[0] == 127 and 2 <= octets[1] <= 254 and octets[3] not in (0, 255)
+
+
+async def test_pod_addresses_from_a_configured_range(make_sim: Any) -> None:
+    sim = await make_sim(pod_network="127.77.3.0/24")
+    for i in range(2):
+        await sim.create(f"pod-{i}", sleeper())
+    for i in range(2):
+        pod = await sim.until(f"pod-{i}", lambda p: p.status.pod_ip)
+        assert pod.status.pod_ip.startswith("127.77.3.")
 
 
 @pytest.mark.parametrize(

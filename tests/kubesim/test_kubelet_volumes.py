@@ -124,12 +124,6 @@ async def test_pod_on_a_missing_claim_stays_pending(sim: Any) -> None:
     assert failed.type == "Warning" and failed.message == unschedulable(pod).message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the API server stores a new PVC already Bound, and the kubelet retries "
-    "unschedulable pods only on an unbound claim's arrival, so a pod waiting for its "
-    "claim stays Pending after the claim is created (until something else is scheduled)",
-)
 async def test_pod_on_a_missing_claim_starts_once_the_claim_exists(sim: Any) -> None:
     await sim.create("early", program("import time; time.sleep(60)"), volumes=HOME)
     await sim.until("early", unschedulable)
@@ -174,12 +168,6 @@ async def test_secret_and_scratch_volumes_belong_to_the_pod(sim: Any) -> None:
         raise AssertionError("the emptyDir outlived its pod")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on a missing secret volume kubesim records FailedMount but starts the "
-    "containers anyway (Running); a real kubelet keeps the pod Pending "
-    "(ContainerCreating) and retries the mount",
-)
 async def test_missing_secret_volume_keeps_the_pod_pending(sim: Any) -> None:
     volumes = [{"name": "creds", "secret": {"secretName": "gone"}}]
     mounts = [{"name": "creds", "mountPath": "/etc/creds"}]
