@@ -8,12 +8,14 @@ KUBESIM_ECHO_TOKEN (or JUPYTERHUB_API_TOKEN) answers 403 unless the request
 carries that token (`Authorization: token …`, `Bearer …`, or `?token=`).
 
 HTTP requests get back JSON describing what arrived (method, path, query,
-headers, body); WebSocket messages are echoed back as they came. Never
+headers, body); WebSocket messages are echoed back as they came. When a pod
+stops, its open connections are cut, as its process dying would. Never
 serves anything else and never touches the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -51,16 +53,27 @@ class EchoServers:
 
     async def serve(self, address: str, port: int, token: str | None, pod_name: str) -> None:
         if self._runner is None:
-            self._runner = web.ServerRunner(web.Server(self._handle), access_log=None)
+            # handler_cancellation: a handler ends with its connection (a pod's
+            # connections are cut when it stops).
+            server = web.Server(self._handle, handler_cancellation=True)
+            self._runner = web.ServerRunner(server, access_log=None)
             await self._runner.setup()
         site = web.TCPSite(self._runner, address, port, reuse_address=True)
         await site.start()
         self._pods[(address, port)] = EchoPod(site, token or None, pod_name)
 
     async def stop_serving(self, address: str, port: int) -> None:
+        """Stop the pod's site and drop its open connections, as its process dying would."""
         pod = self._pods.pop((address, port), None)
-        if pod is not None:
-            await pod.site.stop()
+        if pod is None:
+            return
+        await pod.site.stop()
+        if self._runner is None or self._runner.server is None:
+            return
+        for handler in self._runner.server.connections:
+            transport = handler.transport
+            if transport is not None and _local_end(transport) == (address, port):
+                transport.abort()
 
     async def close(self) -> None:
         for key in list(self._pods):
@@ -89,6 +102,11 @@ class EchoServers:
                 "body": body.decode("utf-8", "replace"),
             }
         )
+
+
+def _local_end(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
+    sockname = transport.get_extra_info("sockname")
+    return (sockname[0], sockname[1]) if sockname else None
 
 
 def _presented_token(request: web.BaseRequest) -> str | None:

@@ -146,6 +146,20 @@ async def test_program_named_by_a_variable_is_expanded_before_lookup(sim: Any) -
     assert await sim.until_log("by-variable", lambda t: t != "", within=1.5) == "ran\n"
 
 
+async def test_a_variable_naming_a_missing_program_is_an_image_pull_error(sim: Any) -> None:
+    container = {
+        "name": "main",
+        "image": "x",
+        "command": ["$(TOOL)", "--version"],
+        "env": [{"name": "TOOL", "value": "no-such-tool"}],
+    }
+    await sim.create("no-tool", container)
+    pod = await sim.until("no-tool", lambda p: waiting_reason(p) == "ErrImagePull")
+    message = pod.status.container_statuses[0].state.waiting.message
+    assert 'executable "no-such-tool" not found in $PATH' in message  # the expanded name
+    assert pod.status.phase == "Pending"
+
+
 @pytest.mark.parametrize(
     ("ref", "message"),
     [

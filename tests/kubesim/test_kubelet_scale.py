@@ -11,6 +11,7 @@ leaves none of their processes behind. The measured figures are printed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import Any
@@ -123,6 +124,45 @@ async def test_echo_pods_share_one_process_each_on_its_own_address(sim: Any, pod
         assert await refused(a, port_a), "a deleted echo pod still accepts connections"
         async with session.get(f"http://{b}:{port_b}/?token=secret-b") as reply:
             assert reply.status == 200
+
+
+async def keep_alive_get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """One GET on an open connection; the answer's head and JSON body."""
+    writer.write(b"GET /api HTTP/1.1\r\nHost: pod\r\nConnection: keep-alive\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head + await reader.readexactly(length)
+
+
+async def test_deleting_an_echo_pod_cuts_its_open_connections(sim: Any, pod_port: int) -> None:
+    await sim.core.create_namespaced_pod("default", echo_pod("echo-a", pod_port))
+    await sim.core.create_namespaced_pod("default", echo_pod("echo-b", pod_port + 1))
+    ready = await until_all_ready(sim, 2, within=10)
+    a, b = ready["echo-a"].status.pod_ip, ready["echo-b"].status.pod_ip
+    to_a = await asyncio.open_connection(a, pod_port)
+    to_b = await asyncio.open_connection(b, pod_port + 1)
+    try:
+        assert b'"pod": "echo-a"' in await keep_alive_get(*to_a)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            websocket = await session.ws_connect(f"ws://{a}:{pod_port}/ws")
+            await sim.remove("echo-a")
+            # The pod's process would have died with its sockets: the kept-alive
+            # connection ends (no 503 from a pod that is gone) and so does the
+            # WebSocket, while the other pod's connection still serves.
+            assert await asyncio.wait_for(to_a[0].read(), 5) == b""
+            closing = await websocket.receive(timeout=5)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            await websocket.close()
+        assert b'"pod": "echo-b"' in await keep_alive_get(*to_b)
+    finally:
+        for _, writer in (to_a, to_b):
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
 
 async def test_a_thousand_echo_pods_turn_ready_quickly(sim: Any, pod_port: int) -> None:

@@ -182,6 +182,46 @@ async def test_missing_secret_volume_keeps_the_pod_pending(sim: Any) -> None:
     assert "Started" not in await sim.reasons("nocreds")
 
 
+def waiting_reason(pod: Any) -> str | None:
+    statuses = pod.status.container_statuses or []
+    waiting = statuses[0].state.waiting if statuses else None
+    return waiting.reason if waiting else None
+
+
+@pytest.mark.parametrize("kind", ["secret", "configMap"])
+async def test_missing_volume_source_waits_in_container_creating_until_it_exists(
+    sim: Any, kind: str
+) -> None:
+    source = {"secretName": "creds"} if kind == "secret" else {"name": "creds"}
+    volumes = [{"name": "creds", kind: source}]
+    mounts = [{"name": "creds", "mountPath": "/etc/creds"}]
+    script = (
+        "import os,time\n"
+        "print(open(os.environ['KUBESIM_VOLUME_CREDS'] + '/token').read(), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    await sim.create("later", program(script) | {"volumeMounts": mounts}, volumes=volumes)
+    # Retried with back-off: the same Warning again, aggregated by count.
+    failed = await sim.until_event("later", lambda e: e.reason == "FailedMount" and e.count >= 2)
+    noun = "secret" if kind == "secret" else "configmap"
+    assert failed.type == "Warning"
+    assert (
+        failed.message == f'MountVolume.SetUp failed for volume "creds" : {noun} "creds" not found'
+    )
+    pod = await sim.core.read_namespaced_pod("later", "default")
+    assert pod.status.phase == "Pending" and waiting_reason(pod) == "ContainerCreating"
+    assert pod.spec.node_name and pod.status.pod_ip  # scheduled: only the mount waits
+    assert "Started" not in await sim.reasons("later")
+    body: dict[str, Any] = {"metadata": {"name": "creds"}}
+    if kind == "secret":
+        body["data"] = {"token": base64.b64encode(b"t0k").decode()}
+        await sim.core.create_namespaced_secret("default", body)
+    else:
+        await sim.core.create_namespaced_config_map("default", body | {"data": {"token": "t0k"}})
+    await sim.until("later", is_ready, within=5)
+    assert await sim.until_log("later", lambda t: t != "") == "t0k\n"
+
+
 async def test_claim_names_must_be_valid(sim: Any) -> None:
     with pytest.raises(ApiException) as refused:
         await sim.core.create_namespaced_persistent_volume_claim("default", claim("Not_Valid"))
