@@ -1,7 +1,8 @@
 """Object validation: the 422 Invalid answers of the real API server.
 
 Checks names (DNS-1123), label values, pods without containers, container
-resources that are not quantities (or requests above limits) and events
+resources that are not quantities (or requests above limits), container
+ports out of range, grace periods that are not whole seconds and events
 without an involvedObject, and reports each bad field as a cause. Pure:
 takes an object, raises `ApiError` or returns; never changes the object.
 """
@@ -95,6 +96,15 @@ def _pod_causes(spec: Any) -> list[Cause]:
     if not containers or not isinstance(containers, list):
         return [_required("spec.containers")]
     causes: list[Cause] = []
+    grace = spec.get("terminationGracePeriodSeconds")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int) or grace < 0):
+        causes.append(
+            _bad_value(
+                "spec.terminationGracePeriodSeconds",
+                grace,
+                "must be an integer greater than or equal to 0",
+            )
+        )
     seen: set[str] = set()
     for i, container in enumerate(containers):
         where = f"spec.containers[{i}]"
@@ -116,6 +126,24 @@ def _pod_causes(spec: Any) -> list[Cause]:
         if not container.get("image"):
             causes.append(_required(f"{where}.image"))
         causes += _resource_causes(f"{where}.resources", container.get("resources"))
+        causes += _port_causes(f"{where}.ports", container.get("ports"))
+    return causes
+
+
+def _port_causes(where: str, ports: Any) -> list[Cause]:
+    if ports is None:
+        return []
+    if not isinstance(ports, list):
+        return [_bad_value(where, ports, "must be a list of ports")]
+    causes: list[Cause] = []
+    for i, port in enumerate(ports):
+        number = port.get("containerPort") if isinstance(port, dict) else None
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 65535:
+            causes.append(
+                _bad_value(
+                    f"{where}[{i}].containerPort", number, "must be between 1 and 65535, inclusive"
+                )
+            )
     return causes
 
 

@@ -116,8 +116,12 @@ class PodWorker:
             metadata.get("deletionGracePeriodSeconds"),
             spec.get("terminationGracePeriodSeconds"),
         ):
-            if value is not None:
-                return float(value)
+            if value is None:
+                continue
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                continue  # stored without a schema check: never block deletion on it
         return 30.0
 
     def shorten_grace(self, grace: float) -> None:
@@ -347,7 +351,7 @@ class PodWorker:
             token = next((env[v] for v in TOKEN_VARIABLES if env.get(v)), None)
             try:
                 await self.node.echo.serve(address, port, token, self.name)
-            except OSError as e:
+            except (OSError, OverflowError) as e:  # address in use, port out of range
                 record.view.state = st.waiting("RunContainerError", str(e))
                 self._event("Failed", f"Error: {e}", warning=True, container=record)
                 self.node.mark_dirty(self)

@@ -89,6 +89,33 @@ async def test_invalid_objects_are_422_with_causes(core_api: Any) -> None:
     assert e.value.status == 422
 
 
+@pytest.mark.parametrize("port", [0, 70000, "8888"])
+async def test_container_ports_out_of_range_are_422(core_api: Any, port: Any) -> None:
+    body = pod("ported")
+    body["spec"]["containers"][0]["ports"] = [{"containerPort": 8888}, {"containerPort": port}]
+    with pytest.raises(ApiException) as e:
+        await core_api.create_namespaced_pod("default", body)
+    assert e.value.status == 422
+    [cause] = status_of(e.value)["details"]["causes"]
+    assert cause["field"] == "spec.containers[0].ports[1].containerPort"
+    assert "must be between 1 and 65535, inclusive" in cause["message"]
+
+
+@pytest.mark.parametrize("grace", [-1, "soon", 1.5])
+async def test_grace_periods_must_be_whole_seconds(core_api: Any, grace: Any) -> None:
+    with pytest.raises(ApiException) as e:
+        await core_api.create_namespaced_pod(
+            "default", pod("odd", terminationGracePeriodSeconds=grace)
+        )
+    assert e.value.status == 422
+    [cause] = status_of(e.value)["details"]["causes"]
+    assert cause["field"] == "spec.terminationGracePeriodSeconds"
+    created = await core_api.create_namespaced_pod(
+        "default", pod("even", terminationGracePeriodSeconds=0)
+    )
+    assert created.spec.termination_grace_period_seconds == 0
+
+
 async def test_body_without_kind_and_namespace_mismatch(api_cluster: SimCluster) -> None:
     headers = {"Authorization": f"Bearer {api_cluster.token}"}
     base = f"{api_cluster.url}/api/v1/namespaces/default/configmaps"
