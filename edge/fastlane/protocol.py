@@ -128,6 +128,7 @@ class BrowserConnection(asyncio.Protocol):
         "pod_head",
         "pod_keep",
         "pod_reused",
+        "queued_for",
         "request",
         "resp_buf",
         "resp_left",
@@ -155,6 +156,7 @@ class BrowserConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.queued_for: Address | None = None  # waiting in the pool's queue for this target
         self._reset()
 
     def _reset(self) -> None:
@@ -363,16 +365,38 @@ class BrowserConnection(asyncio.Protocol):
             self._connect(address)
 
     def _connect(self, address: Address) -> None:
+        """Open a pod connection, or queue for one when too many are being opened."""
+        if self.lane.pool.reserve(address, self):
+            self.connecting = self.lane.loop.create_task(self._open(address))
+        else:
+            self.queued_for = address
+
+    def wants_pod(self, address: Address) -> bool:
+        wanted = self.queued_for == address and self.request is not None and not self.closed
+        self.queued_for = None
+        return wanted
+
+    def pod_ready(self, connection: PodConnection) -> None:
+        """A released pod connection, handed straight to this queued request."""
+        self._attach(connection, reused=True)
+
+    def pod_slot(self, address: Address) -> None:
+        """This queued request may open its pod connection now (the pool reserved it)."""
         self.connecting = self.lane.loop.create_task(self._open(address))
 
     async def _open(self, address: Address) -> None:
         try:
             pod = await self.lane.pool.connect(address)
         except UpstreamError as e:
+            self.lane.pool.unreserve(address)
             self.connecting = None
             if self.request is not None and not self.closed:
                 self._fail(e)
             return
+        except BaseException:
+            self.lane.pool.unreserve(address)
+            raise
+        self.lane.pool.unreserve(address)
         self.connecting = None
         if self.request is None or self.closed:
             pod.close()  # the browser left while we connected

@@ -14,12 +14,19 @@ parse HTTP: the owner does.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from typing import Protocol, cast
 
 from edge.errors import UpstreamTimeout, UpstreamUnavailable
 from edge.settings import UpstreamSettings
 
 Address = tuple[str, int]
+
+# Connections being opened to one target at once; more requests wait for one of
+# those or for a connection coming back. A burst of browsers on a cold pool would
+# otherwise open hundreds at once and overflow the pod's accept queue (tornado
+# listens with 128, nginx with 511), and dropped SYNs cost seconds.
+MAX_OPENING_PER_TARGET = 64
 
 
 class PodOwner(Protocol):
@@ -29,6 +36,14 @@ class PodOwner(Protocol):
     def pod_lost(self) -> None: ...
     def pod_timed_out(self) -> None: ...
     def pod_write_paused(self, paused: bool) -> None: ...
+
+
+class PodWaiter(Protocol):
+    """A browser connection queued for a pod connection to `address`."""
+
+    def wants_pod(self, address: Address) -> bool: ...
+    def pod_ready(self, connection: PodConnection) -> None: ...
+    def pod_slot(self, address: Address) -> None: ...
 
 
 class PodConnection(asyncio.Protocol):
@@ -170,8 +185,11 @@ class PodPool:
         self.settings = settings
         self.loop = loop
         self._idle: dict[Address, list[PodConnection]] = {}
+        self._opening: dict[Address, int] = {}
+        self._waiting: dict[Address, deque[PodWaiter]] = {}
         self._closed = False
         self.opened = 0  # connections ever opened: keep-alive reuse shows up here
+        self.opening_peak = 0  # most connections ever being opened to one target at once
 
     def idle_count(self) -> int:
         return sum(1 for stack in self._idle.values() for c in stack if not c.closed)
@@ -184,6 +202,36 @@ class PodPool:
             if not connection.closed and transport is not None and not transport.is_closing():
                 return connection
             connection.close()
+        return None
+
+    def reserve(self, address: Address, waiter: PodWaiter) -> bool:
+        """True: the caller may open a connection now (and must unreserve() after).
+
+        False: too many are being opened; the waiter is queued and later gets
+        pod_ready(connection) with a released connection, or pod_slot(address).
+        """
+        opening = self._opening.get(address, 0)
+        if opening < MAX_OPENING_PER_TARGET:
+            self._opening[address] = opening + 1
+            self.opening_peak = max(self.opening_peak, opening + 1)
+            return True
+        self._waiting.setdefault(address, deque()).append(waiter)
+        return False
+
+    def unreserve(self, address: Address) -> None:
+        """An opening finished (either way): its slot goes to the next waiter, if any."""
+        self._opening[address] -= 1
+        waiter = self._next_waiter(address)
+        if waiter is not None:
+            self._opening[address] += 1
+            waiter.pod_slot(address)
+
+    def _next_waiter(self, address: Address) -> PodWaiter | None:
+        waiting = self._waiting.get(address)
+        while waiting:
+            waiter = waiting.popleft()
+            if waiter.wants_pod(address):  # browsers that left meanwhile are skipped
+                return waiter
         return None
 
     async def connect(self, address: Address) -> PodConnection:
@@ -207,6 +255,11 @@ class PodPool:
         connection.waiting = False
         if connection.read_paused:
             connection.pause_reading(False)
+        if self._waiting and not connection.closed:
+            waiter = self._next_waiter(connection.address)
+            if waiter is not None:
+                waiter.pod_ready(connection)  # straight to a queued request
+                return
         stack = self._idle.setdefault(connection.address, [])
         if self._closed or connection.closed or len(stack) >= self.settings.max_idle_per_target:
             connection.close()

@@ -260,3 +260,25 @@ async def test_browser_connection_close_is_honoured(make_edge, echo_upstream) ->
         await close_raw(writer)
     assert status == 200 and b"connection: close" in head.lower()
     assert edge.server.lane.handed_over == 0
+
+
+async def test_a_burst_on_a_cold_pool_opens_a_bounded_number_at_once(
+    make_edge, echo_upstream
+) -> None:
+    from edge.fastlane.upstream import MAX_OPENING_PER_TARGET
+
+    edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(n: int) -> int:
+            async with session.get(f"{edge.url}/burst/{n}?sleep=0.05") as response:
+                await response.read()
+                return response.status
+
+        async with asyncio.timeout(20):
+            statuses = await asyncio.gather(*(one(n) for n in range(200)))
+    assert statuses == [200] * 200
+    print("opening peak", edge.pool.opening_peak, "opened", edge.pool.opened)
+    assert edge.pool.opening_peak <= MAX_OPENING_PER_TARGET
+    assert edge.stats.requests[("GET", 200, "api")] == 200
