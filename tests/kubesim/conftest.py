@@ -296,8 +296,8 @@ async def sim(make_sim: SimFactory) -> PodClient:
 def pod_port() -> int:
     """A port for pods' servers, drawn per test below the ephemeral range.
 
-    Every kubesim on this machine hands out addresses from 127.0.0.2 up, so
-    kubesims of test runs going on at the same time share addresses; distinct
-    ports keep their pods apart.
+    Each kubesim starts its pod addresses at a random place in 127/8, so two
+    test runs at once rarely share one; distinct ports keep them apart when
+    they do.
     """
     return random.randrange(20_000, 32_000, 2)  # even: port + 1 is free for a second pod
