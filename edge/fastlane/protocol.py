@@ -130,6 +130,7 @@ class BrowserConnection(asyncio.Protocol):
         "pod_reused",
         "queued_for",
         "request",
+        "reserved_for",
         "resp_buf",
         "resp_left",
         "retried",
@@ -157,6 +158,7 @@ class BrowserConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.queued_for: Address | None = None  # waiting in the pool's queue for this target
+        self.reserved_for: Address | None = None  # holding one of the pool's opening slots
         self._reset()
 
     def _reset(self) -> None:
@@ -224,6 +226,7 @@ class BrowserConnection(asyncio.Protocol):
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
+        self._release_slot()  # a task cancelled before it ran never gives it back itself
         if self.pod is not None:
             self.pod.close()  # never pool a half-used connection
             self.pod = None
@@ -367,7 +370,7 @@ class BrowserConnection(asyncio.Protocol):
     def _connect(self, address: Address) -> None:
         """Open a pod connection, or queue for one when too many are being opened."""
         if self.lane.pool.reserve(address, self):
-            self.connecting = self.lane.loop.create_task(self._open(address))
+            self.pod_slot(address)
         else:
             self.queued_for = address
 
@@ -381,22 +384,29 @@ class BrowserConnection(asyncio.Protocol):
         self._attach(connection, reused=True)
 
     def pod_slot(self, address: Address) -> None:
-        """This queued request may open its pod connection now (the pool reserved it)."""
+        """This request may open its pod connection now (the pool reserved it)."""
+        self.reserved_for = address
         self.connecting = self.lane.loop.create_task(self._open(address))
+
+    def _release_slot(self) -> None:
+        """Give the pool's opening slot back, exactly once (task done, failed or cancelled)."""
+        address, self.reserved_for = self.reserved_for, None
+        if address is not None:
+            self.lane.pool.unreserve(address)
 
     async def _open(self, address: Address) -> None:
         try:
             pod = await self.lane.pool.connect(address)
         except UpstreamError as e:
-            self.lane.pool.unreserve(address)
+            self._release_slot()
             self.connecting = None
             if self.request is not None and not self.closed:
                 self._fail(e)
             return
         except BaseException:
-            self.lane.pool.unreserve(address)
+            self._release_slot()
             raise
-        self.lane.pool.unreserve(address)
+        self._release_slot()
         self.connecting = None
         if self.request is None or self.closed:
             pod.close()  # the browser left while we connected

@@ -191,6 +191,10 @@ class PodPool:
         self.opened = 0  # connections ever opened: keep-alive reuse shows up here
         self.opening_peak = 0  # most connections ever being opened to one target at once
 
+    def opening_count(self) -> int:
+        """Opening slots held right now (0 when quiet: none may leak)."""
+        return sum(self._opening.values())
+
     def idle_count(self) -> int:
         return sum(1 for stack in self._idle.values() for c in stack if not c.closed)
 

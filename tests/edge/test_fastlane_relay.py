@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+import struct
 
 import aiohttp
 
@@ -282,3 +284,26 @@ async def test_a_burst_on_a_cold_pool_opens_a_bounded_number_at_once(
     print("opening peak", edge.pool.opening_peak, "opened", edge.pool.opened)
     assert edge.pool.opening_peak <= MAX_OPENING_PER_TARGET
     assert edge.stats.requests[("GET", 200, "api")] == 200
+
+
+async def test_browsers_leaving_while_their_pod_connection_opens_leak_no_slot(
+    make_edge, echo_upstream, client
+) -> None:
+    edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
+    for n in range(150):
+        # The request and the reset arrive together: the edge learns of both in one go.
+        _, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        writer.transport.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        writer.write(b"GET /gone/%d?sleep=0.05 HTTP/1.1\r\nHost: x\r\n\r\n" % n)
+        writer.transport.abort()
+        if n % 10 == 0:
+            await asyncio.sleep(0)
+    for _ in range(100):  # bounded: up to ~2 s
+        if edge.pool.opening_count() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert edge.pool.opening_count() == 0
+    async with client.get(f"{edge.url}/after") as response:
+        assert response.status == 200
