@@ -51,6 +51,23 @@ def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     )
 
 
+def sets_session_cookie(set_cookie: str, cookie_name: str) -> bool:
+    """Whether a pod's Set-Cookie would come back from the browser under the session's name.
+
+    Judged by what the browser sends back, not by the literal name: a nameless
+    cookie ``=podgate-session=x`` is sent back as ``podgate-session=x``.
+    """
+    pair = set_cookie.split(";", 1)[0]
+    name, has_equals, value = pair.partition("=")
+    name = name.strip(" \t")
+    if name == cookie_name:
+        return True
+    if name and has_equals:
+        return False
+    sent = value if has_equals else pair  # nameless: the browser sends the value alone
+    return sent.partition("=")[0].strip(" \t") == cookie_name
+
+
 def strip_session_cookie(value: str, cookie_name: str) -> str:
     """The Cookie header value without the session cookie; "" when nothing else is left."""
     if cookie_name not in value:
@@ -145,7 +162,7 @@ def client_response_headers(
         key = name.lower()
         if key in drop:
             continue
-        if key == _SET_COOKIE and value.split("=", 1)[0].strip() == cookie_name:
+        if key == _SET_COOKIE and sets_session_cookie(value, cookie_name):
             continue  # a pod may not set or clear the podgate session
         out.add(name, value)
     return out

@@ -18,7 +18,7 @@ from enum import Enum
 
 from edge.errors import UpstreamError, upstream_error_response
 from edge.fastlane.head import FIELD_LINES
-from edge.headers import HOP_BY_HOP
+from edge.headers import HOP_BY_HOP, sets_session_cookie
 
 MAX_RESPONSE_HEAD = 65536
 # The whole head, strictly: status line, then header lines of token names and clean values.
@@ -93,7 +93,7 @@ def parse_response(
             codings.extend(t for t in (c.strip(b" \t").lower() for c in value.split(b",")) if t)
             te_lines.append(b"\r\n" + name + b":" + raw + b"\r\n")
         elif lower == b"set-cookie":
-            if value.split(b"=", 1)[0].strip(b" \t") == cookie_name:
+            if sets_session_cookie(value.decode("latin-1"), cookie_name.decode("latin-1")):
                 cut.append(b"\r\n" + name + b":" + raw + b"\r\n")  # a pod may not touch it
         else:
             cut.append(b"\r\n" + name + b":" + raw + b"\r\n")
@@ -174,7 +174,9 @@ def _rewrite(
         lower = name.lower()
         if lower in _DROP or lower in drop:
             continue
-        if lower == b"set-cookie" and value.split(b"=", 1)[0].strip(b" \t") == cookie_name:
+        if lower == b"set-cookie" and sets_session_cookie(
+            value.decode("latin-1"), cookie_name.decode("latin-1")
+        ):
             continue  # a pod may not set or clear the podgate session
         lines.append(line)
     if close:

@@ -35,15 +35,7 @@ PLANTS: dict[str, str] = {
     "nameless cookie": f"={COOKIE_NAME}=planted; Path=/",
     "nameless cookie with spaces": f" = {COOKIE_NAME}=planted; Path=/",
 }
-KNOWN_BUGS = {
-    name: (
-        "edge/headers.py client_response_headers drops a pod's Set-Cookie only when the text "
-        "before '=' is the session cookie's name; 'Set-Cookie: =podgate-session=planted' has an "
-        "empty name, passes, and browsers send it back as 'podgate-session=planted' (cookie "
-        "tossing: the pod can switch a visitor, an admin included, to the pod owner's session)"
-    )
-    for name in ("nameless cookie", "nameless cookie with spaces")
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
