@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 
 from edge.errors import forbidden_response, not_found_response, page
 from edge.headers import session_cookie_values, session_values, upstream_request_headers
@@ -59,6 +59,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _KNOWN_METHODS = frozenset(
     ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 )
+# HTTP/1.0 and 1.1; aiohttp's parser also lets through 0.9 and 2.0 request lines.
+_SPOKEN_VERSIONS = frozenset((HttpVersion10, HttpVersion11))
 _KIND_OF_SOURCE = {RouteSource.PODS: "user", RouteSource.API: "api", RouteSource.CONFIG: "config"}
 
 
@@ -175,6 +177,10 @@ class Edge:
     async def dispatch(
         self, request: web.Request, handler: Handler, outcome: _Outcome
     ) -> web.StreamResponse:
+        if request.version not in _SPOKEN_VERSIONS:
+            response = page(505, "HTTP version not supported", "This server speaks HTTP/1.x.")
+            response.force_close()
+            return response
         raw = request.raw_path
         route = self.forwardable(request.host, raw, request.headers.getall("Cookie", ()))
         if route is not None:
@@ -231,7 +237,7 @@ class Edge:
             return await relay_websocket(
                 request, route, upstream_path, headers, self.stats, self.settings
             )
-        return await proxy_http(
+        response = await proxy_http(
             request,
             route,
             upstream_path,
@@ -240,6 +246,11 @@ class Edge:
             self.stats,
             self.settings.cookie_name,
         )
+        if "Upgrade" in request.headers:
+            # aiohttp keeps the bytes after any upgrade request (h2c...) for the new
+            # protocol; served without upgrading, the connection must not carry more.
+            response.force_close()
+        return response
 
     async def _unrouted(
         self, request: web.Request, handler: Handler, path: str, raw: str
