@@ -1,8 +1,9 @@
 """Serving the public port: the fast lane in front, aiohttp's server behind it.
 
 `serve_public` starts the public Application the way the wiring always has
-(an AppRunner with handler_cancellation), but listens with the fast lane's
-protocol (edge.fastlane.protocol): plain proxied requests are relayed there,
+(an AppRunner with handler_cancellation), but listens itself
+(edge.fastlane.listener: a burst of connections is accepted at once) with the
+fast lane's protocol (edge.fastlane.protocol): plain proxied requests are relayed there,
 and every other connection is handed over to the runner's aiohttp server,
 which then serves it with the full edge logic. Both serve the same socket.
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from edge.app import edge_of
+from edge.fastlane.listener import Listener
 from edge.fastlane.protocol import FastLane
 
 # Seconds close() lets requests in flight finish before cutting them off.
@@ -32,7 +34,7 @@ class PublicServer:
     url: str
     port: int
     runner: web.AppRunner
-    server: asyncio.AbstractServer
+    listener: Listener
     lane: FastLane
     closed: bool = False
 
@@ -41,7 +43,8 @@ class PublicServer:
         if self.closed:
             return
         self.closed = True
-        self.server.close()
+        self.listener.close()
+        await self.listener.wait_started()
         lane = self.lane
         connections = lane.connections
         lane.drained = drained = asyncio.Event()
@@ -54,8 +57,6 @@ class PublicServer:
             connection.abort()
         await self.lane.pool.close()
         await self.runner.cleanup()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.server.wait_closed(), 1.0)
 
 
 async def serve_public(
@@ -75,19 +76,19 @@ async def serve_public(
         assert server_factory is not None
         loop = asyncio.get_running_loop()
         lane = FastLane(edge_of(app), server_factory, loop)
-        server = await loop.create_server(
-            lane, host, port, backlog=backlog, reuse_address=reuse_address
+        listener = Listener.bind(
+            host, port, lane, loop, backlog=backlog, reuse_address=reuse_address
         )
     except BaseException:
         await runner.cleanup()
         raise
-    sockets = server.sockets
-    bound_host, bound_port = sockets[-1].getsockname()[:2]
+    listener.start()
+    bound_host, bound_port = listener.sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return PublicServer(
         url=f"http://{shown}:{bound_port}",
         port=bound_port,
         runner=runner,
-        server=server,
+        listener=listener,
         lane=lane,
     )
