@@ -31,7 +31,7 @@ class UpstreamSettings:
     read_timeout: float | None = 300.0
     # Idle keep-alive connections kept per target; extra ones are closed on release.
     # As high as the concurrency one pod sees, or busy pods churn connections.
-    max_idle_per_target: int = 512
+    max_idle_per_target: int = 1024
     # Seconds an idle pooled connection is kept before it is closed.
     idle_timeout: float = 30.0
     # Bytes buffered from a pod before its socket stops being read (backpressure).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -67,6 +68,27 @@ def test_no_command_prints_help() -> None:
     assert "run" in result.stdout and "sim" in result.stdout
 
 
+@contextlib.contextmanager
+def background(args: list[str], **env: str) -> Iterator[subprocess.Popen[str]]:
+    """A process with piped output that is always killed and reaped at the end."""
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream:
+                stream.close()
+
+
 @pytest.fixture
 def podgate_process(
     tmp_path: Path, upstream_url: str
@@ -76,26 +98,13 @@ def podgate_process(
         "listen: 127.0.0.1:0\nops_listen: 127.0.0.1:0\ncontrol: {enabled: false}\n"
         f"routes: [{{path: /docs/, target: '{upstream_url}'}}]\n"
     )
-    process = subprocess.Popen(
-        [*PODGATE, "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": "t0ken"},
-    )
-    try:
+    args = [*PODGATE, "run", "--config", str(config)]
+    with background(args, CONFIGPROXY_AUTH_TOKEN="t0ken") as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         match = BANNER.search(line)
         assert match, f"no banner: {line!r} {process.stderr.read() if process.poll() else ''}"
         yield match.group(1), match.group(2), process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        for stream in (process.stdout, process.stderr):
-            if stream:
-                stream.close()
 
 
 @pytest.fixture
@@ -148,13 +157,8 @@ async def test_run_serves_config_routes_and_the_ops_port_then_stops_on_sigterm(
 
 def test_sim_writes_a_kubeconfig_kubectl_uses(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig.yaml"
-    process = subprocess.Popen(
-        [*PODGATE, "sim", "--listen", "127.0.0.1:0", "--kubeconfig", str(kubeconfig)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    args = [*PODGATE, "sim", "--listen", "127.0.0.1:0", "--kubeconfig", str(kubeconfig)]
+    with background(args) as process:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert line.startswith("kubesim listening on https://127.0.0.1:"), line
@@ -169,10 +173,3 @@ def test_sim_writes_a_kubeconfig_kubectl_uses(tmp_path: Path) -> None:
         assert "namespace/default" in result.stdout.split()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        for stream in (process.stdout, process.stderr):
-            if stream:
-                stream.close()
