@@ -19,6 +19,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -419,3 +420,45 @@ def start_mitmdump(mitmdump: str, target: str, workdir: Path) -> Middlebox:
 
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+RawPodScript = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def gate_before_raw_pod(tmp_path: Path, script: RawPodScript) -> AsyncIterator[Podgate]:
+    """Proxy-only podgate routing everything to a raw pod that runs `script` per connection.
+
+    The pod's connection is closed after the script; every script task is
+    cancelled and awaited at the end.
+    """
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def track(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(serve(reader, writer))
+        handlers.add(task)
+        task.add_done_callback(handlers.discard)
+
+    server = await asyncio.start_server(track, "127.0.0.1", 0)
+    target = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    gate = await start_podgate(
+        podgate_config(tmp_path, control=False, routes=[{"path": "/", "target": target}])
+    )
+    try:
+        yield gate
+    finally:
+        await gate.stop()
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await server.wait_closed()

@@ -9,13 +9,12 @@ as the pod's, not as the browser going away.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from reliability_kit import podgate_config, start_podgate
+from reliability_kit import gate_before_raw_pod
 
 from podgate.assembly import Podgate
 
@@ -24,39 +23,14 @@ EARLY = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: clo
 
 @pytest.fixture
 async def early_gate(tmp_path: Path) -> AsyncIterator[Podgate]:
-    handlers: set[asyncio.Task[None]] = set()
-
     async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(EARLY)
-            await writer.drain()
-            await asyncio.sleep(0.05)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(EARLY)
+        await writer.drain()
+        await asyncio.sleep(0.05)
 
-    def track(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(refuse(reader, writer))
-        handlers.add(task)
-        task.add_done_callback(handlers.discard)
-
-    server = await asyncio.start_server(track, "127.0.0.1", 0)
-    target = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    gate = await start_podgate(
-        podgate_config(tmp_path, control=False, routes=[{"path": "/", "target": target}])
-    )
-    try:
+    async with gate_before_raw_pod(tmp_path, refuse) as gate:
         yield gate
-    finally:
-        await gate.stop()
-        server.close()
-        for task in list(handlers):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await server.wait_closed()
 
 
 async def post(gate: Podgate, size: int) -> tuple[int, bytes]:

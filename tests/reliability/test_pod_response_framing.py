@@ -11,12 +11,11 @@ looks complete.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from reliability_kit import podgate_config, port_of, raw_send, start_podgate
+from reliability_kit import gate_before_raw_pod, port_of, raw_send
 
 from podgate.assembly import Podgate
 
@@ -56,44 +55,20 @@ KNOWN_BUGS: dict[str, str] = {}
 @pytest.fixture
 async def scripted_gate(tmp_path: Path) -> AsyncIterator[Podgate]:
     """Proxy-only podgate in front of a pod that answers FRAMINGS[path] and closes."""
-    handlers: set[asyncio.Task[None]] = set()
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            path = head.split(b" ", 2)[1].decode()
-            if path == "/poison":  # a 204 followed by bytes that look like another response
-                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED")
-                await writer.drain()
-                head = await reader.readuntil(b"\r\n\r\n")  # would be read as the answer
-            writer.write(FRAMINGS.get(path, FRAMINGS["/content-length"])[0])
+        head = await reader.readuntil(b"\r\n\r\n")
+        path = head.split(b" ", 2)[1].decode()
+        if path == "/poison":  # a 204 followed by bytes that look like another response
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nPOISONED")
             await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
+            head = await reader.readuntil(b"\r\n\r\n")  # would be read as the answer
+        writer.write(FRAMINGS.get(path, FRAMINGS["/content-length"])[0])
+        await writer.drain()
 
-    def track(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(answer(reader, writer))
-        handlers.add(task)
-        task.add_done_callback(handlers.discard)
-
-    server = await asyncio.start_server(track, "127.0.0.1", 0)
-    target = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    gate = await start_podgate(
-        podgate_config(tmp_path, control=False, routes=[{"path": "/", "target": target}])
-    )
-    try:
+    async with gate_before_raw_pod(tmp_path, answer) as gate:
         yield gate
-    finally:
-        await gate.stop()
-        server.close()
-        for task in list(handlers):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await server.wait_closed()
 
 
 @pytest.mark.parametrize(
