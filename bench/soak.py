@@ -28,6 +28,7 @@ import math
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -605,6 +606,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.pod is not None:
         serve_pod(args.pod)
         return 0
+    # Ctrl-C and a polite kill both unwind through run_soak's cleanup (even if
+    # SIGINT was ignored by whoever started us, e.g. a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     seconds = args.minutes * 60
     warmup = args.warmup if args.warmup is not None else min(60.0, seconds * 0.1)
     try:
