@@ -101,3 +101,30 @@ def test_descriptors_left_open_fail_the_verdict(result: Any) -> None:
         podgate_alive=True,
     )
     assert not failing.passed
+
+
+def test_a_slower_last_stretch_fails_the_verdict(result: Any) -> None:
+    def interval(t: float, seconds: float) -> Any:
+        return soak.Sample(
+            t=t,
+            rss_kib=1000,
+            fds=20,
+            p99_ms=seconds * 1000,
+            requests=100,
+            latencies=[seconds] * 100,
+        )
+
+    samples = [interval(t, 0.002) for t in range(2, 20, 2)] + [interval(20, 0.005)]
+    slowed = soak.SoakResult(
+        seconds=20.0,
+        static_kind=result.static_kind,
+        samples=samples,
+        baseline=samples[0],
+        final=samples[-1],
+        tally=soak.Tally(),
+        podgate_alive=True,
+    )
+    assert slowed.first_last_p99() == (2.0, 5.0)
+    assert not slowed.passed
+    samples[-1] = interval(20, 0.003)
+    assert slowed.passed
