@@ -4,6 +4,9 @@
 target, a few methods, token header names, clean values, no Transfer-Encoding,
 Upgrade or Expect, at most one plain Content-Length, a Host) and answers None
 for everything else, so that aiohttp's parser judges every unusual request.
+A head that asks for a protocol upgrade is parsed too but marked `upgrade`: the
+caller either serves it as a WebSocket handshake (edge.fastlane.websocket) or
+hands it over; it is never relayed as a plain request.
 `upstream_head` applies edge.headers' rules (hop-by-hop headers dropped,
 session cookie cut out, X-Forwarded-* set, pod token added) at the bytes level.
 
@@ -32,12 +35,12 @@ _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
 FIELD_LINES = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*+\r\n)*+")
 
 _HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
-_HAND_OVER = frozenset((b"transfer-encoding", b"upgrade", b"expect"))
+_HAND_OVER = frozenset((b"transfer-encoding", b"expect"))
 _XFF = b"x-forwarded-for"
 _FORWARDED = frozenset((_XFF, b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 # What a header name means to the parser (see header_kinds).
-_HOST, _LENGTH, _COOKIE, _REFUSE, _HOP, _FORWARDED_BY, _POD_TOKEN = range(7)
+_HOST, _LENGTH, _COOKIE, _REFUSE, _HOP, _FORWARDED_BY, _POD_TOKEN, _UPGRADE = range(8)
 
 
 class RequestHead:
@@ -57,6 +60,7 @@ class RequestHead:
         "prior_xff",
         "raw_path",
         "target",
+        "upgrade",
     )
 
     def __init__(self) -> None:
@@ -73,6 +77,7 @@ class RequestHead:
         self.forwarded: set[bytes] = set()  # X-Forwarded-* names a trusted proxy already set
         self.own_token: list[bytes] = []  # the browser's lines of the pod-token header
         self.end = 0  # index just past the head's blank line
+        self.upgrade = False  # an Upgrade header or Connection: upgrade (never relayed as is)
 
 
 def header_kinds(token_header: bytes) -> dict[bytes, int]:
@@ -81,6 +86,7 @@ def header_kinds(token_header: bytes) -> dict[bytes, int]:
     kinds.update(dict.fromkeys(_FORWARDED, _FORWARDED_BY))
     kinds[token_header] = _POD_TOKEN
     kinds.update(dict.fromkeys(_HAND_OVER, _REFUSE))
+    kinds[b"upgrade"] = _UPGRADE
     kinds.update({b"host": _HOST, b"content-length": _LENGTH, b"cookie": _COOKIE})
     return kinds
 
@@ -144,7 +150,7 @@ def parse_request(
             if lower == b"connection":
                 tokens = [t.strip(b" \t").lower() for t in value.split(b",")]
                 if b"upgrade" in tokens:
-                    return None
+                    head.upgrade = True
                 if b"close" in tokens:
                     head.close = True
                 listed.extend(tokens)
@@ -155,6 +161,8 @@ def parse_request(
                 else:
                     head.forwarded.add(lower)
                     kept.append(line)
+        elif kind == _UPGRADE:
+            head.upgrade = True  # hop-by-hop: the WebSocket path adds its own
         else:  # the pod-token header
             head.own_token.append(line)  # replaced when the route has a pod token
     if host is None or not host or not host.isascii():

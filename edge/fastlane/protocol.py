@@ -5,6 +5,8 @@ whose route Edge.forwardable returns is relayed over a pooled pod connection:
 the rewritten head, then exactly Content-Length body bytes as they arrive,
 then the pod's response relayed as it arrives (its head checked by
 edge.fastlane.response, its body delimited by length, chunk framing or close).
+A valid WebSocket handshake to a forwardable route is served here too
+(edge.fastlane.websocket, then edge.fastlane.pump after the 101).
 One request at a time; pipelined bytes wait in a bounded buffer. Anything the
 fast lane does not serve hands the connection, with every byte buffered so far,
 over to aiohttp's server for the rest of its life.
@@ -25,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from edge.app import Edge, route_kind
 from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
@@ -46,6 +48,7 @@ from edge.fastlane.response import (
     parse_response,
 )
 from edge.fastlane.upstream import Address, PodConnection, PodPool
+from edge.fastlane.websocket import is_handshake, open_websocket, upgrade_request
 from routes import Route
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,13 @@ IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 # Why reading from the browser is paused (a bit each).
 _PAUSED_BUFFER = 1
 _PAUSED_POD_FULL = 2
+
+
+class Served(Protocol):
+    """A connection the lane still serves: closed (gently or not) when the server stops."""
+
+    def close_when_idle(self) -> None: ...
+    def abort(self) -> None: ...
 
 
 class FastLane:
@@ -82,7 +92,8 @@ class FastLane:
         self.cookie_name = settings.cookie_name.encode()
         self.header_kinds = header_kinds(settings.pod_token_header.lower().encode())
         self.token_prefix = f"{settings.pod_token_header}: {settings.pod_token_scheme} ".encode()
-        self.connections: set[BrowserConnection] = set()
+        # Browser connections, and switched WebSockets (edge.fastlane.pump), to close on stop.
+        self.connections: set[Served] = set()
         self.drained: asyncio.Event | None = None  # set once no connection is left (closing)
         self.handed_over = 0  # connections given to aiohttp, for tests and curiosity
         self._pages: dict[tuple[int, str, bool], bytes] = {}
@@ -90,7 +101,7 @@ class FastLane:
     def __call__(self) -> BrowserConnection:
         return BrowserConnection(self)
 
-    def forget(self, connection: BrowserConnection) -> None:
+    def forget(self, connection: Served) -> None:
         self.connections.discard(connection)
         if self.drained is not None and not self.connections:
             self.drained.set()
@@ -140,6 +151,7 @@ class BrowserConnection(asyncio.Protocol):
         "timer",
         "transport",
         "trusted",
+        "websocket",
         "write_full",
     )
 
@@ -180,6 +192,7 @@ class BrowserConnection(asyncio.Protocol):
         self.chunks: ChunkedFraming | None = None
         self.counted = 0
         self.close_after = False
+        self.websocket = False
 
     # -- the browser side -------------------------------------------------
 
@@ -197,6 +210,11 @@ class BrowserConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.request is None:
+            if self.connecting is not None:
+                self.buffer += data  # early bytes of a WebSocket being opened
+                if len(self.buffer) > BUFFER_LIMIT:
+                    self._pause(_PAUSED_BUFFER)
+                return
             self.buffer = self.buffer + data if self.buffer else data
             self._next_request()
             return
@@ -304,6 +322,12 @@ class BrowserConnection(asyncio.Protocol):
         if route is None:
             self._hand_over()
             return
+        if head.upgrade:
+            if is_handshake(buffer, head, route):
+                self._start_websocket(head, route)
+            else:
+                self._hand_over()  # aiohttp answers odd upgrades (400 and the like)
+            return
         self._start(head, route)
 
     def _hand_over(self) -> None:
@@ -346,6 +370,16 @@ class BrowserConnection(asyncio.Protocol):
         self.framing = Framing.NONE
         self.counted = 0
         target = route.target
+        self.pod_head = self._pod_head(head, route)
+        address = (target.host, target.port)
+        pod = lane.pool.take_idle(address)
+        if pod is not None:
+            self._attach(pod, reused=True)
+        else:
+            self._connect(address)
+
+    def _pod_head(self, head: RequestHead, route: Route) -> bytes:
+        """The head the pod gets, with edge.headers' rules (edge.fastlane.head)."""
         token = route.data.get("token")
         if self.trusted or head.host != self.forwarded_host:
             forwarded = forwarded_lines(head, self.peer_xff)
@@ -354,18 +388,93 @@ class BrowserConnection(asyncio.Protocol):
                 self.forwarded = forwarded
         else:
             forwarded = self.forwarded  # same browser, same Host: same lines as last time
-        self.pod_head = upstream_head(
+        return upstream_head(
             head,
-            target.base_path.encode(),
+            route.target.base_path.encode(),
             forwarded,
-            lane.token_prefix + token.encode() if isinstance(token, str) and token else None,
+            self.lane.token_prefix + token.encode() if isinstance(token, str) and token else None,
         )
-        address = (target.host, target.port)
-        pod = lane.pool.take_idle(address)
-        if pod is not None:
-            self._attach(pod, reused=True)
+
+    # -- WebSocket upgrades (edge.fastlane.websocket) ---------------------------
+
+    def _start_websocket(self, head: RequestHead, route: Route) -> None:
+        """Open the pod's WebSocket; early browser bytes wait in the buffer meanwhile.
+
+        The browser is still read, so one that leaves cancels the handshake at once.
+        """
+        self.kind = route_kind(route)
+        self.started = time.monotonic()
+        self.idle_since = self.lane.loop.time()  # the keep-alive timer must not end the handshake
+        route.last_activity = time.time()
+        request = upgrade_request(self._pod_head(head, route))
+        self.connecting = self.lane.loop.create_task(open_websocket(self, head, route, request))
+
+    def websocket_failed(self, head: RequestHead, route: Route, error: UpstreamError) -> None:
+        """No pod answer to relay: the fast lane's error page, then the connection closes."""
+        self.connecting = None
+        lane = self.lane
+        lane.stats.upstream_error(error.kind)
+        log.info("upstream %s for WebSocket %s: %s", error.kind, head.raw_path, error)
+        lane.stats.request_done(
+            head.method, error.status, route_kind(route), time.monotonic() - self.started
+        )
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(lane.page(error, True))
+        self.transport.close()
+        self.closed = True
+
+    def websocket_refused(
+        self,
+        head: RequestHead,
+        route: Route,
+        pod_transport: asyncio.BaseTransport | None,
+        answer: bytes,
+    ) -> None:
+        """The pod did not switch: its answer is relayed as a plain response, then we close."""
+        self.connecting = None
+        target = route.target
+        pod = PodConnection(self.lane.pool, (target.host, target.port))
+        if pod_transport is None:
+            pod.closed = True
         else:
-            self._connect(address)
+            pod_transport.set_protocol(pod)
+            pod.connection_made(pod_transport)
+        if self.closed:
+            pod.close()
+            return
+        self.request = head
+        self.route = route
+        self.websocket = True  # never pool this pod connection
+        self.close_after = True  # nothing after a refused upgrade is read as a request
+        self.retried = True
+        self.pod = pod
+        pod.owner = self
+        pod.await_response()
+        self.pod_data(answer)
+        if pod.closed and self.pod is pod:
+            self.pod_lost()
+
+    def websocket_switched(self, head: RequestHead, route: Route) -> asyncio.Transport:
+        """The pod switched: this object lets go of the connection (edge.fastlane.pump takes it).
+
+        The pump joins lane.connections in its place, so stopping the server closes it.
+        """
+        self.connecting = None
+        lane = self.lane
+        lane.forget(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.closed = True
+        self.paused = 0
+        lane.stats.request_done(
+            head.method, 101, route_kind(route), time.monotonic() - self.started
+        )
+        transport = self.transport
+        assert transport is not None
+        self.transport = None
+        return transport
 
     def _connect(self, address: Address) -> None:
         """Open a pod connection, or queue for one when too many are being opened."""
@@ -502,7 +611,7 @@ class BrowserConnection(asyncio.Protocol):
         self.head_sent = True
         self.status = head.status
         self.framing = framing = head.framing
-        self.pod_keep = head.keep_alive
+        self.pod_keep = head.keep_alive and not self.websocket
         body_at = end + 4
         rest = len(buffer) - body_at
         if framing is Framing.NONE:

@@ -1,0 +1,175 @@
+"""WebSocket upgrades served by the fast lane: the handshake with the pod, then the pump.
+
+For a head edge.fastlane.head marked `upgrade` whose route Edge.forwardable
+returned, `is_handshake` applies edge.ws_handshake's rules; a valid handshake
+gets a dedicated pod connection (never pooled), the rewritten head
+(edge.fastlane.head's rules plus the upgrade headers and the browser's
+Sec-WebSocket-* lines, as edge.ws_handshake builds them), and the pod's answer
+is read with edge.ws_handshake's bounded parser. A 101 goes back to the
+browser (session Set-Cookie dropped by edge.headers) and both transports are
+joined by edge.fastlane.pump. Any other answer on the browser's
+connection is relayed by the fast lane's plain response relay (status, headers
+through edge.fastlane.response, body as framed) and the connection then closes,
+so nothing after a refused upgrade is ever read as part of it.
+
+The handshake runs in one Task; after the 101 nothing of it is kept alive.
+It never decodes a frame and never decides routing or authorization.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from edge.fastlane.head import RequestHead
+from edge.fastlane.pump import Pump
+from edge.headers import client_response_headers
+from edge.ws_handshake import (
+    PASSTHROUGH_REQUEST_HEADERS,
+    BadPodResponse,
+    HandshakeRejected,
+    PodResponseHead,
+    check_client_handshake,
+    parse_response_head,
+    split_response_head,
+)
+from edge.ws_relay import PodLink
+from edge.ws_settings import WebSocketSettings
+from routes import Route
+
+if TYPE_CHECKING:
+    from edge.fastlane.protocol import BrowserConnection
+
+_PASSTHROUGH = frozenset(name.lower().encode() for name in PASSTHROUGH_REQUEST_HEADERS)
+_UPGRADE_LINES = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+_DEFAULT_SETTINGS = WebSocketSettings()
+
+
+def settings_of(found: object) -> WebSocketSettings:
+    return found if isinstance(found, WebSocketSettings) else _DEFAULT_SETTINGS
+
+
+def is_handshake(raw: bytes, head: RequestHead, route: Route) -> bool:
+    """True when the fast lane can serve this upgrade (else aiohttp answers it, 400 included)."""
+    if head.method != "GET" or head.has_length or route.target.scheme != "http":
+        return False
+    headers: CIMultiDict[str] = CIMultiDict()
+    for line in raw[: head.end - 4].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        headers.add(name.decode("latin-1"), value.strip(b" \t").decode("latin-1"))
+    try:
+        check_client_handshake(head.method, (1, 1), CIMultiDictProxy(headers))
+    except HandshakeRejected:
+        return False
+    return True
+
+
+def upgrade_request(pod_head: bytes) -> bytes:
+    """The pod's upgrade request from edge.fastlane.head.upstream_head's output.
+
+    Sec-WebSocket-* lines other than the ones edge.ws_handshake passes through
+    are dropped, and the upgrade headers (hop-by-hop, so removed) are added back.
+    """
+    lines = pod_head[:-4].split(b"\r\n")
+    kept = [
+        line
+        for line in lines
+        if line[:14].lower() != b"sec-websocket-" or line.partition(b":")[0].lower() in _PASSTHROUGH
+    ]
+    return b"\r\n".join(kept) + b"\r\n" + _UPGRADE_LINES + b"\r\n"
+
+
+def switch_head(head: PodResponseHead, cookie_name: str) -> bytes:
+    """The 101 head for the browser: the pod's headers as edge.headers lets them through."""
+    headers = client_response_headers(head.headers.items(), cookie_name)
+    lines = [f"HTTP/1.1 101 {head.reason or 'Switching Protocols'}"]
+    lines.extend(f"{name}: {value}" for name, value in headers.items())
+    lines.append("Connection: Upgrade")
+    lines.append("Upgrade: websocket")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+
+async def _read_head(pod: PodLink, seconds: float) -> tuple[PodResponseHead, bytes]:
+    """The pod's final answer head, parsed and as it came (interim answers skipped)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                split = split_response_head(pod.buffered)
+                if split is not None:
+                    head_bytes, _ = split
+                    pod.take_buffered(len(head_bytes) + 4)
+                    head = parse_response_head(head_bytes)
+                    if not 100 <= head.status < 200 or head.status == 101:
+                        return head, head_bytes + b"\r\n\r\n"
+                    continue  # an interim answer: the real one follows
+                if pod.closed:
+                    raise UpstreamUnavailable("the pod closed before answering", kind="reset")
+                await pod.wait_for_data()
+    except TimeoutError as e:
+        raise UpstreamTimeout("the pod did not answer the WebSocket upgrade in time") from e
+    except BadPodResponse as e:
+        raise UpstreamProtocolError(f"bad answer to the WebSocket upgrade: {e}") from e
+
+
+async def _connect(route: Route, seconds: float) -> PodLink:
+    loop = asyncio.get_running_loop()
+    host, port = route.target.host, route.target.port
+    try:
+        async with asyncio.timeout(seconds):
+            _, pod = await loop.create_connection(PodLink, host, port)
+    except TimeoutError as e:
+        raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from e
+    except OSError as e:
+        raise UpstreamUnavailable(f"connecting to {host}:{port} failed: {e}") from e
+    return pod
+
+
+async def open_websocket(
+    browser: BrowserConnection, head: RequestHead, route: Route, request: bytes
+) -> None:
+    """Handshake with the pod for `browser`, then switch or hand over or answer an error page."""
+    lane = browser.lane
+    ws = settings_of(lane.settings.websocket)
+    pod: PodLink | None = None
+    try:
+        pod = await _connect(route, lane.settings.upstream.connect_timeout)
+        assert pod.transport is not None
+        pod.transport.write(request)
+        answer, answer_bytes = await _read_head(pod, ws.handshake_timeout)
+    except UpstreamError as e:
+        if pod is not None:
+            pod.close()
+        browser.websocket_failed(head, route, e)
+        return
+    except BaseException:
+        if pod is not None:
+            pod.close()
+        raise
+    if browser.closed or browser.transport is None:
+        pod.close()
+        return
+    if answer.status != 101:
+        # Relayed by the fast lane's own response relay, as if it answered a plain GET.
+        browser.websocket_refused(head, route, pod.transport, answer_bytes + pod.take_buffered())
+        return
+    pod_transport = pod.transport
+    browser_transport = browser.websocket_switched(head, route)
+    browser_transport.write(switch_head(answer, lane.settings.cookie_name))
+    if pod_transport is None:
+        # The pod said its piece and left before the switch: pass it on, then close.
+        browser_transport.write(pod.take_buffered())
+        browser_transport.close()
+        return
+    early = browser.buffer[head.end :]
+    browser.buffer = b""
+    pump = Pump(lane, route)
+    pump.join(
+        browser_transport,
+        cast(asyncio.Transport, pod_transport),
+        ws.write_buffer_high,
+        early,
+        pod.take_buffered(),
+    )
