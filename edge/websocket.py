@@ -118,7 +118,7 @@ async def relay_websocket(
         )
 
     try:
-        pod = await _connect(route.target, settings.upstream.connect_timeout)
+        pod = await connect_pod(route.target, settings.upstream.connect_timeout)
         handshake = await _handshake(request, pod, route.target, upstream_path, headers, ws)
     except UpstreamError as e:
         stats.upstream_error(e.kind)
@@ -153,7 +153,8 @@ async def _handshake(
         pod.transport.write(
             build_upgrade_request(upstream_path, headers, request.headers, default_host)
         )
-        return await _read_head(pod, ws)
+        head, _ = await read_upgrade_answer(pod, ws.handshake_timeout)
+        return head
     except BaseException:
         pod.close()
         raise
@@ -198,7 +199,8 @@ def _join(
     return relay
 
 
-async def _connect(target: Target, connect_timeout: float) -> PodLink:
+async def connect_pod(target: Target, connect_timeout: float) -> PodLink:
+    """A dedicated connection to the pod for one WebSocket (never from the HTTP pool)."""
     loop = asyncio.get_running_loop()
     host, port = target.host, target.port
     tls = _tls_context() if target.scheme == "https" else None
@@ -214,9 +216,15 @@ async def _connect(target: Target, connect_timeout: float) -> PodLink:
     return pod
 
 
-async def _read_head(pod: PodLink, ws: WebSocketSettings) -> PodResponseHead:
+async def read_upgrade_answer(pod: PodLink, seconds: float) -> tuple[PodResponseHead, bytes]:
+    """The pod's final answer to an upgrade request, parsed and as it came.
+
+    Interim answers (100, 103) are skipped; what followed the head stays in
+    the pod's buffer. Both WebSocket relays (aiohttp's side and the fast lane)
+    read the pod's answer here.
+    """
     try:
-        async with asyncio.timeout(ws.handshake_timeout):
+        async with asyncio.timeout(seconds):
             while True:
                 split = split_response_head(pod.buffered)
                 if split is not None:
@@ -226,7 +234,7 @@ async def _read_head(pod: PodLink, ws: WebSocketSettings) -> PodResponseHead:
                     pod.take_buffered(len(head_bytes) + 4)
                     head = parse_response_head(head_bytes)
                     if head.status == 101 or not 100 <= head.status < 200:
-                        return head
+                        return head, head_bytes + b"\r\n\r\n"
                     continue  # an interim answer (100, 103): the real one follows
                 if pod.closed:
                     raise UpstreamUnavailable("the pod closed before answering", kind="reset")

@@ -23,18 +23,16 @@ from typing import TYPE_CHECKING, cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from edge.errors import UpstreamError
 from edge.fastlane.head import RequestHead
 from edge.fastlane.pump import Pump
 from edge.headers import client_response_headers
+from edge.websocket import connect_pod, read_upgrade_answer
 from edge.ws_handshake import (
     PASSTHROUGH_REQUEST_HEADERS,
-    BadPodResponse,
     HandshakeRejected,
     PodResponseHead,
     check_client_handshake,
-    parse_response_head,
-    split_response_head,
 )
 from edge.ws_relay import PodLink
 from edge.ws_settings import WebSocketSettings
@@ -92,41 +90,6 @@ def switch_head(head: PodResponseHead, cookie_name: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
 
-async def _read_head(pod: PodLink, seconds: float) -> tuple[PodResponseHead, bytes]:
-    """The pod's final answer head, parsed and as it came (interim answers skipped)."""
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                split = split_response_head(pod.buffered)
-                if split is not None:
-                    head_bytes, _ = split
-                    pod.take_buffered(len(head_bytes) + 4)
-                    head = parse_response_head(head_bytes)
-                    if not 100 <= head.status < 200 or head.status == 101:
-                        return head, head_bytes + b"\r\n\r\n"
-                    continue  # an interim answer: the real one follows
-                if pod.closed:
-                    raise UpstreamUnavailable("the pod closed before answering", kind="reset")
-                await pod.wait_for_data()
-    except TimeoutError as e:
-        raise UpstreamTimeout("the pod did not answer the WebSocket upgrade in time") from e
-    except BadPodResponse as e:
-        raise UpstreamProtocolError(f"bad answer to the WebSocket upgrade: {e}") from e
-
-
-async def _connect(route: Route, seconds: float) -> PodLink:
-    loop = asyncio.get_running_loop()
-    host, port = route.target.host, route.target.port
-    try:
-        async with asyncio.timeout(seconds):
-            _, pod = await loop.create_connection(PodLink, host, port)
-    except TimeoutError as e:
-        raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from e
-    except OSError as e:
-        raise UpstreamUnavailable(f"connecting to {host}:{port} failed: {e}") from e
-    return pod
-
-
 async def open_websocket(
     browser: BrowserConnection, head: RequestHead, route: Route, request: bytes
 ) -> None:
@@ -135,10 +98,10 @@ async def open_websocket(
     ws = settings_of(lane.settings.websocket)
     pod: PodLink | None = None
     try:
-        pod = await _connect(route, lane.settings.upstream.connect_timeout)
+        pod = await connect_pod(route.target, lane.settings.upstream.connect_timeout)
         assert pod.transport is not None
         pod.transport.write(request)
-        answer, answer_bytes = await _read_head(pod, ws.handshake_timeout)
+        answer, answer_bytes = await read_upgrade_answer(pod, ws.handshake_timeout)
     except UpstreamError as e:
         if pod is not None:
             pod.close()
