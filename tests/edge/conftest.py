@@ -22,11 +22,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDict
 
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings
+from edge.websocket import relay_websocket
 from metrics.edge_stats import EdgeStats
-from routes import RouteTable
+from routes import Route, RouteTable
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
@@ -160,25 +162,26 @@ async def start_upstream(app: web.Application) -> TestServer:
     return server
 
 
-@pytest.fixture
-async def echo_upstream() -> AsyncIterator[Upstream]:
+async def _running_echo_upstream() -> AsyncIterator[Upstream]:
     log = UpstreamLog()
     server = await start_upstream(echo_app(log))
     try:
         yield Upstream(url=str(server.make_url("")).rstrip("/"), log=log, server=server)
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def echo_upstream() -> AsyncIterator[Upstream]:
+    async for upstream in _running_echo_upstream():
+        yield upstream
 
 
 @pytest.fixture
 async def second_upstream() -> AsyncIterator[Upstream]:
     """Another echo upstream, for "never reaches the other user's pod" checks."""
-    log = UpstreamLog()
-    server = await start_upstream(echo_app(log))
-    try:
-        yield Upstream(url=str(server.make_url("")).rstrip("/"), log=log, server=server)
-    finally:
-        await server.close()
+    async for upstream in _running_echo_upstream():
+        yield upstream
 
 
 @pytest.fixture
@@ -416,3 +419,18 @@ async def read_response(
         if name.lower() == b"content-length":
             return status, head, await reader.readexactly(int(value))
     return status, head, await reader.read()
+
+
+async def start_relay_edge(route: Route, stats: EdgeStats, settings: EdgeSettings) -> TestServer:
+    """A bare aiohttp app that hands every request to relay_websocket for `route`."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await relay_websocket(
+            request, route, request.path_qs, CIMultiDict(), stats, settings
+        )
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    edge = TestServer(app, host="127.0.0.1", port=0)
+    await edge.start_server()
+    return edge

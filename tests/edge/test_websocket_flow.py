@@ -19,12 +19,10 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from multidict import CIMultiDict
+from conftest import start_relay_edge
 
 from edge.settings import EdgeSettings
-from edge.websocket import relay_websocket
 from metrics import EdgeStats
 from routes import RouteSource, RouteTable
 
@@ -97,15 +95,7 @@ async def edge_to() -> AsyncIterator[EdgeTo]:
         route = RouteTable().add("/", f"http://127.0.0.1:{port}", source=RouteSource.API)
         stats, settings = EdgeStats(), EdgeSettings()
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            return await relay_websocket(
-                request, route, request.path_qs, CIMultiDict(), stats, settings
-            )
-
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handle)
-        edge = TestServer(app, host="127.0.0.1", port=0)
-        await edge.start_server()
+        edge = await start_relay_edge(route, stats, settings)
         edges.append(edge)
         assert edge.port is not None
         return edge.port, RawPod(received, port)

@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
+from conftest import start_relay_edge
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.settings import EdgeSettings
-from edge.websocket import WebSocketSettings, relay_websocket
+from edge.websocket import WebSocketSettings
 from edge.ws_handshake import (
     MAX_HEAD_BYTES,
     BadPodResponse,
@@ -209,15 +209,7 @@ async def raw_pod_edge() -> AsyncIterator[Callable[[PodBehaviour], Awaitable[str
         stats = EdgeStats()
         settings = EdgeSettings(websocket=WebSocketSettings(handshake_timeout=1))
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            return await relay_websocket(
-                request, route, request.path_qs, CIMultiDict(), stats, settings
-            )
-
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handle)
-        edge = TestServer(app, host="127.0.0.1", port=0)
-        await edge.start_server()
+        edge = await start_relay_edge(route, stats, settings)
         edges.append(edge)
         return str(edge.make_url("")).rstrip("/")
 
