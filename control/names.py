@@ -1,0 +1,90 @@
+"""User names: how a typed name becomes a user, and how a user becomes Kubernetes names.
+
+Pure functions, no I/O. The escaping is collision-free: [a-z0-9] stay as
+they are and every other byte of the UTF-8 name becomes "-xx" (hex), the
+escape character "-" included, so two different names never escape alike.
+Names too long for a DNS label keep a prefix and add a hash of the whole
+escaped name; the raw name always travels in an annotation as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+import unicodedata
+
+from control.errors import BadUserName
+
+MAX_USERNAME_LENGTH = 64
+# Besides letters and digits (any script): characters seen in e-mail-like and
+# directory user names. Nothing that means something in a URL path or a shell.
+_EXTRA_CHARACTERS = frozenset("._@+-")
+_SAFE = frozenset(string.ascii_lowercase + string.digits)
+_DNS_LABEL = 63
+_HASH_HEX = 10
+
+USER_ANNOTATION = "podgate.io/username"
+USER_LABEL = "podgate.io/user"
+
+
+def normalise_username(raw: str) -> str:
+    """The canonical form of a typed user name, or BadUserName saying what is wrong.
+
+    Surrounding spaces go, the name is NFKC-normalised and case-folded (so
+    "Ada" and "ada" are one user), then checked: 1-64 characters, letters and
+    digits of any script plus . _ @ + -, starting with a letter or digit.
+    """
+    name = unicodedata.normalize("NFKC", raw.strip()).casefold()
+    if not name:
+        raise BadUserName("Enter a user name.")
+    if len(name) > MAX_USERNAME_LENGTH:
+        raise BadUserName(f"A user name has at most {MAX_USERNAME_LENGTH} characters.")
+    if not name[0].isalnum():
+        raise BadUserName("A user name starts with a letter or a digit.")
+    bad = sorted({c for c in name if not (c.isalnum() or c in _EXTRA_CHARACTERS)})
+    if bad:
+        shown = " ".join(repr(c) if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}"
+                         for c in bad[:5])  # fmt: skip
+        raise BadUserName(
+            f"A user name may hold letters, digits and . _ @ + - only, not {shown}."
+        )
+    return name
+
+
+def escape(name: str) -> str:
+    """A DNS-safe, collision-free spelling of `name`: [a-z0-9] kept, other bytes as -xx."""
+    out = []
+    for byte in name.encode("utf-8"):
+        char = chr(byte)
+        out.append(char if char in _SAFE else f"-{byte:02x}")
+    return "".join(out)
+
+
+def _fit(prefix: str, escaped: str, limit: int = _DNS_LABEL) -> str:
+    """prefix + escaped within `limit` characters; longer ones end in a hash of the whole."""
+    if len(prefix) + len(escaped) <= limit:
+        return prefix + escaped
+    digest = hashlib.sha256(escaped.encode("ascii")).hexdigest()[:_HASH_HEX]
+    keep = limit - len(prefix) - len(digest) - 1
+    return f"{prefix}{escaped[:keep].rstrip('-')}-{digest}"
+
+
+def pod_name(user: str, prefix: str = "jupyter-") -> str:
+    """The user's pod name: deterministic, so two replicas spawning meet at a 409."""
+    return _fit(prefix, escape(user))
+
+
+def pvc_name(user: str, prefix: str = "claim-") -> str:
+    """The user's PersistentVolumeClaim name (kept across stops)."""
+    return _fit(prefix, escape(user))
+
+
+def user_label(user: str) -> str:
+    """The user label value: at most 63 characters, starting and ending alphanumeric.
+
+    An escaped name starting with "-" (a non-ASCII first letter) gets an
+    upper-case "U" in front: escaping never yields upper case, so this
+    stays collision-free.
+    """
+    escaped = escape(user)
+    return _fit("U" if escaped.startswith("-") else "", escaped)

@@ -1,0 +1,165 @@
+"""The control plane's typed settings: auth and the spawner, one frozen dataclass per concern.
+
+The wiring's config (podgate.config) embeds these as they are, so the YAML
+keys are the field names below. A bad value raises ValueError naming the
+field; the config loader adds the section ("spawner: start_timeout: ...").
+Plain data: nothing here does I/O or reads the environment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# A Kubernetes quantity: "500m", "2", "1.5", "1Gi", "512M", "1e3".
+_QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[munkMGTPE]|m)?$")
+_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU and memory requests and limits of the user container (Kubernetes quantities)."""
+
+    cpu_request: str | None = None
+    cpu_limit: str | None = None
+    memory_request: str | None = None
+    memory_limit: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("cpu_request", "cpu_limit", "memory_request", "memory_limit"):
+            value = getattr(self, name)
+            if value is not None and not _QUANTITY.match(value):
+                raise ValueError(f"{name}: {value!r} is not a Kubernetes quantity (500m, 2, 1Gi)")
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A PersistentVolumeClaim per user: created at the first start, kept on stop."""
+
+    size: str = "10Gi"
+    storage_class: str | None = None  # None: the cluster's default class
+    mount_path: str = "/home/jovyan"
+    access_modes: tuple[str, ...] = ("ReadWriteOnce",)
+
+    def __post_init__(self) -> None:
+        if not _QUANTITY.match(self.size):
+            raise ValueError(f"size: {self.size!r} is not a Kubernetes quantity (10Gi)")
+        if not self.mount_path.startswith("/"):
+            raise ValueError(f"mount_path: must be an absolute path, got {self.mount_path!r}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One choice on the spawn form, like KubeSpawner's profile_list entries.
+
+    Unset fields keep the spawner's own values; `env`, `node_selector` and
+    `extra_labels` are merged over them.
+    """
+
+    slug: str
+    display_name: str
+    description: str = ""
+    default: bool = False
+    image: str | None = None
+    cmd: tuple[str, ...] | None = None
+    resources: Resources | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _SLUG.match(self.slug):
+            raise ValueError(f"slug: {self.slug!r} must be a DNS label (a-z, 0-9, -)")
+
+
+@dataclass(frozen=True)
+class SpawnerSettings:
+    """How a user's pod (and claim) is built, started and stopped."""
+
+    namespace: str = "podgate"
+    image: str = "quay.io/jupyter/base-notebook:latest"
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    cmd: tuple[str, ...] = ()  # empty: the image's own entrypoint
+    args: tuple[str, ...] = ()  # put after cmd, before the Jupyter arguments
+    # Append --ServerApp.ip=$(POD_IP), port and base_url (Jupyter servers);
+    # off for other servers, which read PODGATE_* from their env instead.
+    jupyter_args: bool = True
+    port: int = 8888
+    # Path under the user's base URL that answers without a token once the
+    # server serves (Jupyter: "api"); None = ready as soon as it runs.
+    readiness_path: str | None = "api"
+    env: dict[str, str] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    service_account: str | None = None  # None: no service account token mounted
+    run_as_user: int = 1000
+    run_as_group: int = 100
+    fs_group: int = 100
+    storage: Storage | None = None
+    profiles: tuple[Profile, ...] = ()
+    extra_labels: dict[str, str] = field(default_factory=dict)
+    extra_annotations: dict[str, str] = field(default_factory=dict)
+    pod_name_prefix: str = "jupyter-"
+    start_timeout: float = 300.0  # seconds from create to Ready before giving up
+    stop_grace_seconds: int = 30  # SIGTERM to SIGKILL when stopping
+    concurrent_spawn_limit: int = 100  # JupyterHub's default; beyond it: 429
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port: {self.port} is not a TCP port")
+        if self.start_timeout <= 0:
+            raise ValueError("start_timeout: must be positive")
+        if self.stop_grace_seconds < 0:
+            raise ValueError("stop_grace_seconds: must not be negative")
+        if self.concurrent_spawn_limit < 1:
+            raise ValueError("concurrent_spawn_limit: must be at least 1")
+        slugs = [p.slug for p in self.profiles]
+        if len(set(slugs)) != len(slugs):
+            raise ValueError("profiles: two profiles share a slug")
+        if sum(p.default for p in self.profiles) > 1:
+            raise ValueError("profiles: at most one profile is the default")
+
+    def profile(self, slug: str | None) -> Profile | None:
+        """The profile `slug` names, the default one for None; None when there are none.
+
+        Raises KeyError for a slug that is not offered.
+        """
+        if not self.profiles:
+            if slug:
+                raise KeyError(slug)
+            return None
+        if not slug:
+            return next((p for p in self.profiles if p.default), self.profiles[0])
+        for profile in self.profiles:
+            if profile.slug == slug:
+                return profile
+        raise KeyError(slug)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may log in, and how."""
+
+    kind: Literal["dummy", "password"] = "dummy"
+    # dummy: the one shared password (a random one is made and printed when unset).
+    password: str | None = None
+    # password: user name -> hash (scrypt, bcrypt or argon2; `podgate hash-password`).
+    users: dict[str, str] = field(default_factory=dict)
+    # password: a file of more "name: hash" lines (a mounted Secret), read at start.
+    users_file: str | None = None
+    admins: tuple[str, ...] = ()
+    allowed_users: tuple[str, ...] = ()  # empty = anyone the authenticator accepts
+    # Failed logins allowed per user name and per client address within the
+    # window before each further try is delayed (doubling, capped).
+    free_failures: int = 5
+    failure_window_seconds: float = 600.0
+    max_delay_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.kind == "password" and not (self.users or self.users_file):
+            raise ValueError("kind password needs users or users_file")
+        if self.free_failures < 0 or self.failure_window_seconds <= 0:
+            raise ValueError("free_failures and failure_window_seconds must be positive")
