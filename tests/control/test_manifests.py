@@ -1,0 +1,203 @@
+"""The user's Pod and claim as dicts (no cluster), and one round trip through kubesim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from control import names
+from control.manifests import (
+    POD_SELECTOR,
+    pod_manifest,
+    pod_profile,
+    pod_token,
+    pod_user,
+    pvc_manifest,
+    server_url,
+)
+from control.settings import Profile, Resources, SpawnerSettings, Storage
+from routes import normalise_path
+
+
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    (only,) = pod["spec"]["containers"]
+    return only
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, Any]:
+    return {var["name"]: var.get("value", var.get("valueFrom")) for var in container(pod)["env"]}
+
+
+def test_pod_has_deterministic_name_labels_and_raw_user_annotation() -> None:
+    settings = SpawnerSettings(namespace="users", extra_labels={"team": "blue"})
+    pod = pod_manifest("ada@example.org", settings, None, "tok")
+    meta = pod["metadata"]
+    assert (
+        meta["name"]
+        == names.pod_name("ada@example.org")
+        == pod_manifest("ada@example.org", settings, None, "other")["metadata"]["name"]
+    )
+    assert meta["namespace"] == "users"
+    assert meta["labels"]["app.kubernetes.io/name"] == "podgate"
+    assert meta["labels"]["app.kubernetes.io/component"] == "singleuser-server"
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "podgate"
+    assert meta["labels"][names.USER_LABEL] == names.user_label("ada@example.org")
+    assert meta["labels"]["team"] == "blue"
+    assert meta["annotations"][names.USER_ANNOTATION] == "ada@example.org"
+    assert pod_user(pod) == "ada@example.org"
+    assert pod_token(pod) == "tok"
+    assert pod_profile(pod) is None
+    for pair in POD_SELECTOR.split(","):
+        key, value = pair.split("=")
+        assert meta["labels"][key] == value
+
+
+def test_extra_labels_cannot_hide_whose_pod_it_is() -> None:
+    settings = SpawnerSettings(extra_labels={names.USER_LABEL: "mallory"})
+    pod = pod_manifest("ada", settings, None, "t")
+    assert pod["metadata"]["labels"][names.USER_LABEL] == "ada"
+
+
+def test_jupyter_server_binds_pod_ip_with_base_url_and_token() -> None:
+    settings = SpawnerSettings(image="img:1", cmd=("start.sh",), args=("--debug",), port=9999)
+    pod = pod_manifest("ada", settings, None, "secret-token")
+    c = container(pod)
+    assert c["name"] == "notebook"
+    assert c["image"] == "img:1"
+    assert c["command"] == ["start.sh"]
+    assert c["args"][:4] == [
+        "--debug",
+        "--ServerApp.ip=$(POD_IP)",
+        "--ServerApp.port=9999",
+        "--ServerApp.base_url=/user/ada/",
+    ]
+    assert "--ServerApp.allow_remote_access=True" in c["args"]
+    assert c["ports"][0]["containerPort"] == 9999
+    env = env_of(pod)
+    assert env["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["PODGATE_USER"] == env["JUPYTERHUB_USER"] == "ada"
+    assert env["PODGATE_BASE_URL"] == env["JUPYTERHUB_SERVICE_PREFIX"] == "/user/ada/"
+    assert env["PODGATE_POD_TOKEN"] == env["JUPYTER_TOKEN"] == "secret-token"
+    # docker-stacks would run jupyterhub-singleuser against a hub that is not there.
+    assert "JUPYTERHUB_API_TOKEN" not in env
+    probe = c["readinessProbe"]["httpGet"]
+    assert probe == {"path": "/user/ada/api", "port": 9999}
+
+
+def test_plain_server_gets_no_jupyter_args_no_command_and_no_probe() -> None:
+    settings = SpawnerSettings(jupyter_args=False, readiness_path=None)
+    c = container(pod_manifest("ada", settings, None, "t"))
+    assert "args" not in c and "command" not in c and "readinessProbe" not in c
+
+
+def test_configured_env_is_kept_but_cannot_change_the_token() -> None:
+    settings = SpawnerSettings(env={"A": "1", "B": "settings", "PODGATE_POD_TOKEN": "evil"})
+    profile = Profile(slug="gpu", display_name="GPU", env={"B": "profile"})
+    env = env_of(pod_manifest("ada", settings, profile, "real"))
+    assert env["A"] == "1"
+    assert env["B"] == "profile"
+    assert env["PODGATE_POD_TOKEN"] == "real"
+
+
+def test_security_context_and_service_account() -> None:
+    pod = pod_manifest("ada", SpawnerSettings(run_as_user=1234, fs_group=99), None, "t")
+    sc = container(pod)["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["runAsUser"] == 1234
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    spec = pod["spec"]
+    assert spec["securityContext"] == {"fsGroup": 99}
+    assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in spec
+    assert spec["restartPolicy"] == "OnFailure"
+    assert spec["terminationGracePeriodSeconds"] == 30
+    with_sa = pod_manifest("ada", SpawnerSettings(service_account="nb"), None, "t")["spec"]
+    assert with_sa["serviceAccountName"] == "nb"
+    assert with_sa["automountServiceAccountToken"] is True
+
+
+def test_profile_wins_for_image_resources_and_merges_selectors() -> None:
+    settings = SpawnerSettings(
+        image="base:1",
+        resources=Resources(cpu_request="100m", memory_limit="1Gi"),
+        node_selector={"pool": "users", "zone": "a"},
+        tolerations=({"key": "users", "operator": "Exists"},),
+        extra_labels={"team": "blue"},
+    )
+    profile = Profile(
+        slug="big",
+        display_name="Big",
+        image="big:2",
+        resources=Resources(cpu_request="2", cpu_limit="4", memory_request="8Gi"),
+        node_selector={"pool": "big"},
+        tolerations=({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"},),
+        extra_labels={"size": "big"},
+    )
+    pod = pod_manifest("ada", settings, profile, "t")
+    c = container(pod)
+    assert c["image"] == "big:2"
+    assert c["resources"] == {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"cpu": "4"}}
+    assert pod["spec"]["nodeSelector"] == {"pool": "big", "zone": "a"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    labels = pod["metadata"]["labels"]
+    assert labels["team"] == "blue" and labels["size"] == "big"
+    assert labels["podgate.io/profile"] == "big"
+    assert pod_profile(pod) == "big"
+
+    plain = pod_manifest("ada", settings, None, "t")
+    assert container(plain)["image"] == "base:1"
+    assert container(plain)["resources"] == {
+        "requests": {"cpu": "100m"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert plain["spec"]["tolerations"] == [{"key": "users", "operator": "Exists"}]
+
+
+def test_storage_mounts_the_users_claim() -> None:
+    settings = SpawnerSettings(storage=Storage(size="5Gi", mount_path="/home/me"))
+    pod = pod_manifest("ada", settings, None, "t")
+    claim = names.pvc_name("ada")
+    assert pod["spec"]["volumes"] == [
+        {"name": "home", "persistentVolumeClaim": {"claimName": claim}}
+    ]
+    assert container(pod)["volumeMounts"] == [{"name": "home", "mountPath": "/home/me"}]
+    assert "volumes" not in pod_manifest("ada", SpawnerSettings(), None, "t")["spec"]
+
+
+def test_pvc_manifest() -> None:
+    settings = SpawnerSettings(
+        namespace="users",
+        storage=Storage(size="5Gi", storage_class="fast", access_modes=("ReadWriteMany",)),
+    )
+    pvc = pvc_manifest("ada", settings)
+    assert pvc["kind"] == "PersistentVolumeClaim"
+    assert pvc["metadata"]["name"] == names.pvc_name("ada")
+    assert pvc["metadata"]["namespace"] == "users"
+    assert pvc["metadata"]["annotations"][names.USER_ANNOTATION] == "ada"
+    assert pvc["metadata"]["labels"][names.USER_LABEL] == "ada"
+    assert pvc["spec"] == {
+        "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "5Gi"}},
+        "storageClassName": "fast",
+    }
+    default_class = pvc_manifest("ada", SpawnerSettings(storage=Storage()))["spec"]
+    assert "storageClassName" not in default_class
+    with pytest.raises(ValueError, match="no storage"):
+        pvc_manifest("ada", SpawnerSettings())
+
+
+@pytest.mark.parametrize("user", ["ada", "a.b@x.org", "a+b", "élodie", "名前"])
+def test_server_url_decodes_back_to_the_user(user: str) -> None:
+    url = server_url(user)
+    assert url.isascii()
+    assert normalise_path(url) == f"/user/{user}/"
+
+
+def test_readers_tolerate_foreign_pods() -> None:
+    assert pod_user({}) is None
+    assert pod_token({"spec": {"containers": [{"name": "x"}]}}) is None
+    assert pod_user({"metadata": {"annotations": {names.USER_ANNOTATION: ""}}}) is None
