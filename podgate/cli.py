@@ -40,6 +40,15 @@ def _parser() -> argparse.ArgumentParser:
         "--plain-http", action="store_true", help="serve plain HTTP (kubectl will not work)"
     )
     sim.set_defaults(handler=_sim)
+
+    hash_password = commands.add_parser(
+        "hash-password",
+        help="make a password hash for auth.users (reads the password, never from arguments)",
+        description="Reads a password twice from the terminal without echo, or one line "
+        "from stdin when it is not a terminal, and prints its hash.",
+    )
+    hash_password.add_argument("--scheme", choices=("scrypt", "bcrypt", "argon2"), default="scrypt")
+    hash_password.set_defaults(handler=_hash_password)
     return parser
 
 
@@ -59,6 +68,35 @@ def _sim(args: argparse.Namespace) -> int:
     from kubesim.standalone import run
 
     return run(args.listen, args.kubeconfig, tls=not args.plain_http)
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from control.auth import hash_password
+
+    if sys.stdin.isatty():
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Repeat password: ")
+        except (EOFError, KeyboardInterrupt):
+            print("\npodgate: no password given", file=sys.stderr)
+            return 2
+        if password != again:
+            print("podgate: the two passwords differ; nothing hashed", file=sys.stderr)
+            return 2
+    else:
+        # One line, for scripts: only its line ending is removed, spaces count.
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("podgate: the password is empty; nothing hashed", file=sys.stderr)
+        return 2
+    try:
+        print(hash_password(password, args.scheme))
+    except ValueError as e:
+        print(f"podgate: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
