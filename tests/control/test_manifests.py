@@ -201,3 +201,22 @@ def test_readers_tolerate_foreign_pods() -> None:
     assert pod_user({}) is None
     assert pod_token({"spec": {"containers": [{"name": "x"}]}}) is None
     assert pod_user({"metadata": {"annotations": {names.USER_ANNOTATION: ""}}}) is None
+
+
+async def test_kubesim_accepts_the_pod_and_claim(kube: Any) -> None:
+    settings = SpawnerSettings(
+        namespace="podgate",
+        image="kubesim/echo",
+        jupyter_args=False,
+        readiness_path=None,
+        resources=Resources(cpu_request="100m", memory_limit="256Mi"),
+        storage=Storage(size="1Gi"),
+        extra_annotations={"team": "blue"},
+    )
+    claim = await kube.create("persistentvolumeclaims", "podgate", pvc_manifest("élodie", settings))
+    created = await kube.create("pods", "podgate", pod_manifest("élodie", settings, None, "tok"))
+    assert created["metadata"]["name"] == names.pod_name("élodie")
+    assert claim["metadata"]["name"] == names.pvc_name("élodie")
+    listed = await kube.list("pods", "podgate", label_selector=POD_SELECTOR)
+    assert [pod_user(p) for p in listed.items] == ["élodie"]
+    assert pod_token(listed.items[0]) == "tok"
