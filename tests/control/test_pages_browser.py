@@ -1,0 +1,191 @@
+"""The spawn progress page in a real browser (headless Chromium, driven over DevTools).
+
+A tiny app serves the real page, the real spawn.js and static files behind
+the real security headers (so the strict CSP is enforced by the browser),
+and an event stream that sends three progress events, waits for the test,
+then says ready. The browser must show the three messages and the bar, then
+end up on `next`. Screenshots are kept in the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from control.pages import add_static_routes, security_headers, spawn_pending_page
+
+CHROMIUM = shutil.which("chromium")
+PROGRESS = [(10, "Server requested"), (40, "Pulling image kubesim/echo"), (70, "Container started")]
+
+
+class SpawnStory:
+    """The server side of one spawn: three events, then ready once the test says so."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[security_headers])
+        app.router.add_get("/hub/spawn-pending/ada", self.pending)
+        app.router.add_get("/hub/api/users/ada/server/progress", self.progress)
+        app.router.add_get("/user/ada/lab", self.landed)
+        add_static_routes(app)
+        return app
+
+    async def pending(self, request: web.Request) -> web.Response:
+        page = spawn_pending_page("ada", xsrf="token", events=[], next_url="/user/ada/lab")
+        return web.Response(text=page, content_type="text/html")
+
+    async def progress(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+        for value, message in PROGRESS:
+            await _send(response, {"progress": value, "message": message})
+            await asyncio.sleep(0.05)
+        await asyncio.wait_for(self.release.wait(), timeout=30)
+        ready = {"progress": 100, "ready": True, "message": "Server ready", "url": "/user/ada/"}
+        await _send(response, ready)
+        return response
+
+    async def landed(self, request: web.Request) -> web.Response:
+        return web.Response(text="<!doctype html><title>lab</title><p>landed in the lab</p>",
+                            content_type="text/html")  # fmt: skip
+
+
+async def _send(response: web.StreamResponse, event: dict[str, Any]) -> None:
+    await response.write(f"data: {json.dumps(event)}\n\n".encode())
+
+
+class DevTools:
+    """Just enough of the Chrome DevTools Protocol: send a command, get its result."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.next_id = 0
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
+        for _ in range(10_000):  # events interleave with answers; skip them
+            message = await asyncio.wait_for(self.ws.receive_json(), timeout=15)
+            if message.get("id") == self.next_id:
+                assert "error" not in message, message
+                return message["result"]
+        raise AssertionError(f"no answer to {method}")
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, seconds: float = 20.0) -> Any:
+        """Poll `expression` until it is truthy; its last value otherwise (the test then fails)."""
+        value = None
+        for _ in range(int(seconds / 0.1)):
+            value = await self.evaluate(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        return value
+
+    async def screenshot(self, path: Path) -> bytes:
+        data = base64.b64decode((await self.call("Page.captureScreenshot", format="png"))["data"])
+        await asyncio.to_thread(path.write_bytes, data)
+        return data
+
+
+@pytest.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[int]:
+    """A headless Chromium with DevTools on a free port of 127.0.0.1; stopped after."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (tests/run installs it)")
+    profile = tmp_path / "profile"
+    process = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-address=127.0.0.1",
+        "--remote-debugging-port=0",
+        "--window-size=900,720",
+        # Stay on loopback: no updates, sync, pings or proxies.
+        "--no-proxy-server",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(300):  # up to 30 s for a cold start on a busy machine
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            assert process.returncode is None, "chromium exited at start"
+            await asyncio.sleep(0.1)
+        yield int(port_file.read_text().split()[0])
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+
+
+async def test_browser_follows_progress_then_lands_on_next(browser: int, tmp_path: Path) -> None:
+    story = SpawnStory()
+    server = TestServer(story.app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with asyncio.timeout(60), aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{browser}/json/list") as response:
+                targets = await response.json()
+            page = next(t for t in targets if t["type"] == "page")
+            async with session.ws_connect(
+                page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20
+            ) as ws:
+                tools = DevTools(ws)
+                await tools.call("Page.enable")
+                await tools.call("Page.navigate", url=f"{base}/hub/spawn-pending/ada")
+                shown = await tools.wait_for(
+                    "document.querySelectorAll('#log li').length === 3"
+                    " && Array.from(document.querySelectorAll('#log li'), li => li.textContent)"
+                )
+                assert shown == [message for _, message in PROGRESS]
+                assert await tools.evaluate("document.getElementById('progress').value") == 70
+                assert await tools.evaluate("document.getElementById('failure').hidden") is True
+                picture = await tools.screenshot(tmp_path / "spawn-pending.png")
+                assert picture.startswith(b"\x89PNG")
+
+                story.release.set()
+                landed = await tools.wait_for(
+                    f"location.href === {json.dumps(base + '/user/ada/lab')} && "
+                    "document.readyState === 'complete' && document.body.innerText"
+                )
+                assert landed == "landed in the lab"
+                await tools.screenshot(tmp_path / "landed.png")
+    finally:
+        story.release.set()
+        await server.close()
