@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from control.settings import AuthSettings, SpawnerSettings
 from podgate.schema import ConfigError, build
 from routes import split_target
 
@@ -47,28 +48,10 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
-class AuthConfig:
-    kind: Literal["dummy", "password"] = "dummy"
-    password: str | None = None  # dummy: the shared password (generated when unset)
-    users: dict[str, str] = field(default_factory=dict)  # password: name -> hash
-    admins: tuple[str, ...] = ()
-    allowed_users: tuple[str, ...] = ()  # empty = anyone the authenticator accepts
-
-
-@dataclass(frozen=True)
 class ApiToken:
     name: str
     token: str
     scopes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SpawnerConfig:
-    namespace: str = "podgate"
-    image: str = "jupyter-server"
-    cmd: tuple[str, ...] = ()
-    port: int = 8888
-    start_timeout: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -129,9 +112,9 @@ class Config:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     control: ControlConfig = field(default_factory=ControlConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
+    auth: AuthSettings = field(default_factory=AuthSettings)
     api_tokens: tuple[ApiToken, ...] = ()
-    spawner: SpawnerConfig = field(default_factory=SpawnerConfig)
+    spawner: SpawnerSettings = field(default_factory=SpawnerSettings)
     session: SessionConfig = field(default_factory=SessionConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     routes: tuple[StaticRoute, ...] = ()
