@@ -1,0 +1,484 @@
+"""Spawner: starts and stops each user's server pod through the Kubernetes API.
+
+A start creates the user's claim (once) and pod, then waits in one named,
+supervised task for the pod to turn Ready, learning about it from the shared
+pod informer (no polling per user) and telling the user how far it got
+through SpawnProgress. A terminal failure (image, crash loop, memory, no
+room, exited) or the start timeout deletes the pod and records the reason in
+words. Pod names are deterministic, so a second start of the same user,
+here or in another replica, meets a 409 and joins the start under way.
+
+Kubernetes is the source of truth: status() reads the informer's cache, so a
+restarted podgate reports running servers as running without touching them.
+It never deletes a pod because an API call failed, and close() (shutdown)
+leaves every pod as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from control import names
+from control.errors import (
+    AlreadyExists,
+    BadProfile,
+    KubeError,
+    NotFound,
+    SpawnFailed,
+    SpawnLimitReached,
+)
+from control.informer import Informer
+from control.kube import Kube, Object
+from control.manifests import pod_manifest, pod_profile, pod_user, pvc_manifest, server_url
+from control.pod_state import is_deleting, is_ready, progress_message, start_failure
+from control.progress import ProgressEvent, SpawnProgress
+from control.settings import Profile, SpawnerSettings
+
+log = logging.getLogger(__name__)
+
+# Metrics hook: observer(outcome, user, seconds, reason), outcome one of
+# "ready" (seconds from start to Ready), "failed" (reason = SpawnFailed.reason),
+# "limited" (a start refused by the concurrency limit; seconds 0) and
+# "stopped" (seconds the delete call took). Called synchronously; its
+# exceptions are logged and ignored.
+SpawnObserver = Callable[[str, str, float, str], None]
+
+State = Literal["stopped", "starting", "running", "stopping", "failed"]
+
+RETRY_AFTER = 5.0  # seconds a start refused by the limit is told to wait
+MAX_FAILURES_KEPT = 10_000  # last failure per user, oldest forgotten first
+DELETE_FAILED_GRACE = 1  # seconds: a failed start's pod holds nothing worth waiting for
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """A user's server as this replica sees it now."""
+
+    state: State
+    pod: str | None = None
+    url: str | None = None
+    profile: str | None = None
+    started: datetime.datetime | None = None
+    ready_at: datetime.datetime | None = None
+    failure: SpawnFailed | None = None
+
+
+@dataclass(eq=False)
+class _Start:
+    """One start under way: what it is for and what its task has learnt."""
+
+    user: str
+    pod_name: str
+    profile: Profile | None
+    started: datetime.datetime
+    began: float  # time.monotonic() at start, for the observer
+    created: asyncio.Future[None]  # done once the pod exists (or the start failed first)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # the pod changed
+    uid: str | None = None  # of the pod this start waits for
+    gone: bool = False  # that pod was deleted
+    task: asyncio.Task[None] | None = None
+
+
+def _parse_time(value: object) -> datetime.datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _uid(obj: Object) -> str:
+    return str((obj.get("metadata") or {}).get("uid") or "")
+
+
+class Spawner:
+    """Starts, stops and reports user servers; one per process, sharing the pod informer."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: SpawnerSettings,
+        pods: Informer,
+        events: Informer | None,
+        progress: SpawnProgress,
+        *,
+        observer: SpawnObserver | None = None,
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.pods = pods
+        self.events = events
+        self.progress = progress
+        self._observer = observer
+        self._starts: dict[str, _Start] = {}
+        self._failures: OrderedDict[str, SpawnFailed] = OrderedDict()
+        self._closed = False
+        pods.add_listener(self._on_pod)
+        if events is not None:
+            events.add_listener(self._on_event)
+
+    # -- the interface -----------------------------------------------------------------
+
+    async def start(self, user: str, profile_slug: str | None = None) -> None:
+        """Start the user's server (or join the start under way); returns once the pod exists.
+
+        BadProfile for a profile not offered, SpawnLimitReached when too many
+        starts are under way, SpawnFailed when the pod could not be created.
+        Waiting for Ready goes on in the background: follow progress, or wait().
+        """
+        try:
+            profile = self.settings.profile(profile_slug)
+        except KeyError:
+            raise BadProfile(f"there is no profile {profile_slug!r} to choose") from None
+        run = self._starts.get(user)
+        if run is None:
+            if self._closed:
+                raise SpawnFailed("error", "podgate is shutting down")
+            pod = self._pod(user)
+            if pod is not None and is_ready(pod):
+                return  # already running: nothing to start
+            if len(self._starts) >= self.settings.concurrent_spawn_limit:
+                self._observe("limited", user, 0.0, "")
+                raise SpawnLimitReached(RETRY_AFTER)
+            run = self._begin(user, profile)
+        await asyncio.shield(run.created)
+
+    async def stop(self, user: str) -> None:
+        """Delete the user's pod (grace stop_grace_seconds), ending a start under way.
+
+        The claim is kept. A pod already gone is fine; other API errors raise.
+        """
+        run = self._starts.get(user)
+        if run is not None and run.task is not None:
+            run.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run.task
+        self._failures.pop(user, None)
+        began = time.monotonic()
+        name = names.pod_name(user, self.settings.pod_name_prefix)
+        with contextlib.suppress(NotFound):
+            await self.kube.delete(
+                "pods",
+                self.settings.namespace,
+                name,
+                grace_seconds=self.settings.stop_grace_seconds,
+            )
+        self._observe("stopped", user, time.monotonic() - began, "")
+
+    def status(self, user: str) -> ServerStatus:
+        pod = self._pod(user)
+        run = self._starts.get(user)
+        name = names.pod_name(user, self.settings.pod_name_prefix)
+        profile = (pod_profile(pod) if pod is not None else None) or (
+            run.profile.slug if run is not None and run.profile is not None else None
+        )
+        started = run.started if run is not None else None
+        if pod is not None and started is None:
+            started = _parse_time(pod.get("metadata", {}).get("creationTimestamp"))
+        if pod is not None and is_ready(pod):
+            return ServerStatus(
+                "running",
+                pod=name,
+                url=server_url(user),
+                profile=profile,
+                started=started,
+                ready_at=_ready_since(pod),
+            )
+        if run is not None:
+            return ServerStatus("starting", pod=name, profile=profile, started=started)
+        if pod is not None:
+            # Deleting, or under way from another replica (or before a restart).
+            state: State = "stopping" if is_deleting(pod) else "starting"
+            return ServerStatus(state, pod=name, profile=profile, started=started)
+        failure = self._failures.get(user)
+        if failure is not None:
+            return ServerStatus("failed", failure=failure)
+        return ServerStatus("stopped")
+
+    # The interface names its bound `timeout`, as callers (the API's wait) think of it.
+    async def wait(self, user: str, timeout: float) -> ServerStatus:  # noqa: ASYNC109
+        """The status once the start under way has ended, or after `timeout` seconds."""
+        run = self._starts.get(user)
+        if run is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await run.finished.wait()
+        return self.status(user)
+
+    def running_users(self) -> list[str]:
+        """Users whose pod is Ready, as the informer sees it now."""
+        users = (pod_user(pod) for pod in self.pods.cache.values() if is_ready(pod))
+        return sorted(user for user in users if user is not None)
+
+    async def close(self) -> None:
+        """Cancel the starts under way; the pods stay (a restart or another replica adopts them)."""
+        self._closed = True
+        tasks = [run.task for run in self._starts.values() if run.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one start ---------------------------------------------------------------------
+
+    def _begin(self, user: str, profile: Profile | None) -> _Start:
+        loop = asyncio.get_running_loop()
+        run = _Start(
+            user=user,
+            pod_name=names.pod_name(user, self.settings.pod_name_prefix),
+            profile=profile,
+            started=datetime.datetime.now(datetime.UTC),
+            began=time.monotonic(),
+            created=loop.create_future(),
+        )
+        # Nobody may be awaiting it (a start from the API that does not wait).
+        run.created.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._starts[user] = run
+        self._failures.pop(user, None)
+        self.progress.reset(user)
+        self.progress.publish(user, ProgressEvent(0, "Server requested"))
+        run.task = asyncio.create_task(self._supervise(run), name=f"spawn-{run.pod_name}")
+        return run
+
+    async def _supervise(self, run: _Start) -> None:
+        user = run.user
+        try:
+            try:
+                async with asyncio.timeout(self.settings.start_timeout):
+                    await self.pods.synced.wait()
+                    await self._create(run)
+                    self._settle(run.created)
+                    await self._until_ready(run)
+            except TimeoutError:
+                await self._timed_out(run)
+            self._settle(run.created)
+            url = server_url(user)
+            self.progress.publish(
+                user, ProgressEvent(100, f"Server ready at {url}", ready=True, url=url)
+            )
+            self._observe("ready", user, time.monotonic() - run.began, "")
+        except SpawnFailed as failure:
+            if failure.reason != "api_error" and run.uid:
+                await self._delete_failed(run)
+            self._fail(run, failure)
+        except asyncio.CancelledError:
+            self._settle(run.created, SpawnFailed("deleted", "the server was stopped"))
+            self.progress.publish(
+                user, ProgressEvent(100, "Start cancelled: the server was stopped", failed=True)
+            )
+            raise
+        except Exception:
+            log.exception("start of %s failed unexpectedly", run.pod_name)
+            self._fail(run, SpawnFailed("error", "the server could not be started"))
+        finally:
+            if self._starts.get(user) is run:
+                del self._starts[user]
+            run.finished.set()
+
+    async def _create(self, run: _Start) -> None:
+        """The claim if missing, then the pod; a pod that exists already is joined."""
+        settings = self.settings
+        if settings.storage is not None:
+            try:
+                await self.kube.create(
+                    "persistentvolumeclaims", settings.namespace, pvc_manifest(run.user, settings)
+                )
+            except AlreadyExists:
+                pass  # kept from an earlier start
+            except KubeError as e:
+                raise _api_failure("create the storage for", e) from e
+        body = pod_manifest(run.user, settings, run.profile, secrets.token_urlsafe(32))
+        while True:
+            try:
+                created = await self.kube.create("pods", settings.namespace, body)
+            except AlreadyExists:
+                existing = await self._existing(run)
+                if existing is None:
+                    continue  # it went between our create and our get: create again
+                if not is_deleting(existing):
+                    run.uid = _uid(existing)  # a start under way here or elsewhere: join it
+                    self._publish(run, 5, "Joining the server already starting")
+                    break
+                self._publish(run, 5, "Waiting for the previous server to stop")
+                await self._until_gone(run, _uid(existing))
+                # The cache may not have shown the old pod yet: do not hammer the API.
+                await asyncio.sleep(0.2)
+                continue
+            except KubeError as e:
+                raise _api_failure("create", e) from e
+            run.uid = _uid(created)
+            self._publish(run, 5, f"Pod {run.pod_name} created")
+            break
+        self._replay_events(run)
+
+    async def _existing(self, run: _Start) -> Object | None:
+        try:
+            pod = await self.kube.get("pods", self.settings.namespace, run.pod_name)
+        except NotFound:
+            return None
+        except KubeError as e:
+            raise _api_failure("read", e) from e
+        if pod_user(pod) != run.user:
+            raise SpawnFailed("error", f"the pod name {run.pod_name} is taken by someone else")
+        return pod
+
+    async def _until_gone(self, run: _Start, uid: str) -> None:
+        """Wait for the pod `uid` to leave the informer's cache (bounded by the start timeout)."""
+        while True:
+            pod = self.pods.cache.get(run.pod_name)
+            if pod is None or _uid(pod) != uid:
+                return
+            # The cache may lag behind the API; a wake-up or a second later, look again.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await run.changed.wait()
+            run.changed.clear()
+
+    async def _until_ready(self, run: _Start) -> None:
+        seen = False
+        while True:
+            # A pod of the same name with another uid is an older one not yet gone
+            # from the cache, or a newer one someone else made after ours went.
+            pod = self.pods.cache.get(run.pod_name)
+            if pod is not None and _uid(pod) == run.uid:
+                if not seen and self.events is None:
+                    self._publish(run, 10, "Waiting for the pod to be scheduled")
+                seen = True
+                if is_ready(pod):
+                    return
+                failure = start_failure(pod)
+                if failure is not None:
+                    raise failure
+                if is_deleting(pod):
+                    raise SpawnFailed("deleted", "the server was stopped before it was ready")
+            if run.gone:
+                raise SpawnFailed("deleted", "the server was deleted before it was ready")
+            await run.changed.wait()
+            run.changed.clear()
+
+    async def _timed_out(self, run: _Start) -> None:
+        """Start timeout: a last fresh look, then give up and delete the pod."""
+        try:
+            pod = await self.kube.get("pods", self.settings.namespace, run.pod_name)
+        except NotFound:
+            pod = None
+        except KubeError as e:
+            # The API is in trouble: say so, but never delete a pod we cannot see.
+            raise _api_failure("read", e) from e
+        if pod is not None and _uid(pod) == run.uid and is_ready(pod):
+            return  # the watch lagged; it is running
+        seconds = f"{self.settings.start_timeout:g}"
+        raise SpawnFailed("timeout", f"the server did not become ready within {seconds} seconds")
+
+    def _fail(self, run: _Start, failure: SpawnFailed) -> None:
+        self._settle(run.created, failure)
+        self._failures[run.user] = failure
+        self._failures.move_to_end(run.user)
+        while len(self._failures) > MAX_FAILURES_KEPT:
+            self._failures.popitem(last=False)
+        self.progress.publish(
+            run.user, ProgressEvent(100, f"Spawn failed: {failure.message}", failed=True)
+        )
+        self._observe("failed", run.user, time.monotonic() - run.began, failure.reason)
+        log.info("start of %s failed: %s (%s)", run.pod_name, failure.message, failure.reason)
+
+    async def _delete_failed(self, run: _Start) -> None:
+        """A pod that cannot serve holds resources for nothing: delete it (only that one)."""
+        pod = self.pods.cache.get(run.pod_name)
+        if pod is not None and _uid(pod) != run.uid:
+            return  # not the pod that failed any more
+        try:
+            await self.kube.delete(
+                "pods", self.settings.namespace, run.pod_name, grace_seconds=DELETE_FAILED_GRACE
+            )
+        except NotFound:
+            pass
+        except KubeError as e:
+            log.warning("could not delete the failed pod %s: %s", run.pod_name, e)
+
+    # -- what the informers tell us ----------------------------------------------------
+
+    def _on_pod(self, event_type: str, pod: Object, old: Object | None) -> None:
+        user = pod_user(pod)
+        run = self._starts.get(user) if user is not None else None
+        if run is None or (pod.get("metadata") or {}).get("name") != run.pod_name:
+            return
+        if event_type == "DELETED" and run.uid and _uid(pod) == run.uid:
+            run.gone = True
+        run.changed.set()
+
+    def _on_event(self, event_type: str, event: Object, old: Object | None) -> None:
+        if event_type == "DELETED":
+            return
+        involved = event.get("involvedObject") or {}
+        for run in self._starts.values():
+            if involved.get("name") == run.pod_name:
+                self._publish_event(run, event)
+                return
+
+    def _replay_events(self, run: _Start) -> None:
+        """Events the events informer already holds about the pod (a joined start)."""
+        if self.events is None:
+            return
+        for event in list(self.events.cache.values()):
+            if (event.get("involvedObject") or {}).get("name") == run.pod_name:
+                self._publish_event(run, event)
+
+    def _publish_event(self, run: _Start, event: Object) -> None:
+        involved_uid = (event.get("involvedObject") or {}).get("uid")
+        if run.uid is None or (involved_uid and involved_uid != run.uid):
+            return  # about an earlier pod of the same name, or before ours exists
+        step = progress_message(event)
+        if step is not None:
+            self._publish(run, *step)
+
+    def _publish(self, run: _Start, percent: int, message: str) -> None:
+        self.progress.publish(run.user, ProgressEvent(percent, message))
+
+    # -- small helpers -----------------------------------------------------------------
+
+    def _pod(self, user: str) -> Object | None:
+        pod = self.pods.cache.get(names.pod_name(user, self.settings.pod_name_prefix))
+        return pod if pod is not None and pod_user(pod) == user else None
+
+    def _settle(self, future: asyncio.Future[None], error: SpawnFailed | None = None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def _observe(self, outcome: str, user: str, seconds: float, reason: str) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(outcome, user, seconds, reason)
+        except Exception:
+            log.exception("spawn observer failed on %s", outcome)
+
+
+def _ready_since(pod: Object) -> datetime.datetime | None:
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return _parse_time(condition.get("lastTransitionTime"))
+    return None
+
+
+def _api_failure(action: str, error: KubeError) -> SpawnFailed:
+    """An API fault during a start, in words: what could not be done and what the API said."""
+    said = error.message or error.reason or "no answer"
+    code = f" ({error.status})" if error.status else ""
+    return SpawnFailed(
+        "api_error", f"the Kubernetes API could not {action} the server{code}: {said}"
+    )
