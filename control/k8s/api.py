@@ -11,6 +11,7 @@ retries, caches or logs — callers decide what a failure means.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -22,6 +23,8 @@ from control.errors import KubeError
 from control.k8s.translate import TRANSPORT_ERRORS, error_for_answer, translate
 from control.k8s.watch_stream import read_watch_events
 from control.kube import Object, ObjectList, WatchEvent
+
+log = logging.getLogger(__name__)
 
 # (verb, resource, HTTP status or 0 when no answer came, seconds)
 RequestObserver = Callable[[str, str, int, float], None]
@@ -226,5 +229,13 @@ class KubeApi:
         except TRANSPORT_ERRORS as e:
             raise translate(e) from e
         finally:
-            if self._observer is not None:
-                self._observer(verb, resource, status, time.monotonic() - started)
+            self._observe(verb, resource, status, time.monotonic() - started)
+
+    def _observe(self, verb: str, resource: str, status: int, seconds: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer(verb, resource, status, seconds)
+        except Exception:
+            # A metrics bug must not turn a good answer into a failed call.
+            log.exception("the Kubernetes request observer failed")

@@ -424,6 +424,26 @@ async def test_unloadable_kubeconfig_is_a_kube_error(tmp_path: Path) -> None:
         await connect_kube(kubeconfig={"clusters": [], "contexts": [], "users": []}, context="x")
 
 
+async def test_in_cluster_without_a_service_account_is_a_kube_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(KubeError) as raised:
+        await connect_kube(in_cluster=True)
+    assert (raised.value.status, raised.value.reason) == (0, "BadKubeconfig")
+
+
+async def test_a_failing_observer_does_not_fail_the_call(api_cluster: SimCluster) -> None:
+    def broken(verb: str, resource: str, code: int, seconds: float) -> None:
+        raise RuntimeError("metrics bug")
+
+    api = await connect_kube(kubeconfig=api_cluster.kubeconfig(NS), observer=broken)
+    try:
+        assert (await api.list("pods", NS)).items == []
+    finally:
+        await api.close()
+
+
 async def test_tls_cluster_works(
     make_cluster: Callable[..., Awaitable[SimCluster]], connect: Connect, tmp_path: Path
 ) -> None:
