@@ -38,4 +38,4 @@ class DummyAuthenticator:
 
 
 def _digest(password: str) -> bytes:
-    return hashlib.sha256(password.encode("utf-8")).digest()
+    return hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest()

@@ -122,7 +122,7 @@ def verify_password(hashed: str, password: str) -> bool:
     (hash_scheme finds those before anyone logs in).
     """
     scheme = hash_scheme(hashed)
-    secret = password.encode("utf-8")
+    secret = password.encode("utf-8", "surrogatepass")  # never raise on odd input
     if scheme == "scrypt":
         ln, r, p, salt, key = _parse_scrypt(hashed)
         return hmac.compare_digest(_scrypt(secret, salt, ln, r, p, len(key)), key)

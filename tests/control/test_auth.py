@@ -10,6 +10,7 @@ import bcrypt
 import pytest
 
 from control.auth import (
+    SCHEMES,
     DummyAuthenticator,
     PasswordAuthenticator,
     UserAccess,
@@ -23,13 +24,11 @@ from control.auth.interface import Authenticator
 from control.errors import BadUserName
 from control.settings import AuthSettings
 
-SCHEMES = ("scrypt", "bcrypt", "argon2")
-
 
 @pytest.fixture(scope="module")
 def hashes() -> dict[str, str]:
     """One hash of "correct horse" per scheme (hashing is slow on purpose: made once)."""
-    return {scheme: hash_password("correct horse", scheme) for scheme in SCHEMES}  # type: ignore[arg-type]
+    return {scheme: hash_password("correct horse", scheme) for scheme in SCHEMES}
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +146,7 @@ async def test_wrong_password_and_unknown_user_look_the_same(
     assert await password_auth.authenticate("mallory", "correct horse") is None
     assert await password_auth.authenticate("ada", "") is None
     assert await password_auth.authenticate("ada", "x" * 5000) is None
+    assert await password_auth.authenticate("cleo@example.org", "\udcff odd input") is None
 
 
 async def test_an_unknown_user_costs_a_hash_check_too(password_auth: PasswordAuthenticator) -> None:
