@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,9 @@ PROGRESS = [(10, "Server requested"), (40, "Pulling image kubesim/echo"), (70, "
 class SpawnStory:
     """The server side of one spawn: three events, then ready once the test says so."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, failure: str | None = None) -> None:
         self.release = asyncio.Event()
+        self.failure = failure  # end with this failure instead of ready
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[security_headers])
@@ -57,6 +59,9 @@ class SpawnStory:
             await _send(response, {"progress": value, "message": message})
             await asyncio.sleep(0.05)
         await asyncio.wait_for(self.release.wait(), timeout=30)
+        if self.failure is not None:
+            await _send(response, {"progress": 100, "failed": True, "message": self.failure})
+            return response
         ready = {"progress": 100, "ready": True, "message": "Server ready", "url": "/user/ada/"}
         await _send(response, ready)
         return response
@@ -78,13 +83,18 @@ class DevTools:
         self.next_id = 0
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        answer = await self.answer(method, **params)
+        assert "error" not in answer, answer
+        return answer["result"]
+
+    async def answer(self, method: str, **params: Any) -> dict[str, Any]:
+        """The whole answer to a command: its result, or its error."""
         self.next_id += 1
         await self.ws.send_json({"id": self.next_id, "method": method, "params": params})
         for _ in range(10_000):  # events interleave with answers; skip them
             message = await asyncio.wait_for(self.ws.receive_json(), timeout=15)
             if message.get("id") == self.next_id:
-                assert "error" not in message, message
-                return message["result"]
+                return message
         raise AssertionError(f"no answer to {method}")
 
     async def evaluate(self, expression: str) -> Any:
@@ -95,7 +105,11 @@ class DevTools:
         """Poll `expression` until it is truthy; its last value otherwise (the test then fails)."""
         value = None
         for _ in range(int(seconds / 0.1)):
-            value = await self.evaluate(expression)
+            answer = await self.answer(
+                "Runtime.evaluate", expression=expression, returnByValue=True
+            )
+            # An evaluation cut short by a navigation is "not yet", not a failure.
+            value = answer.get("result", {}).get("result", {}).get("value")
             if value:
                 return value
             await asyncio.sleep(0.1)
@@ -153,39 +167,68 @@ async def browser(tmp_path: Path) -> AsyncIterator[int]:
                 await process.wait()
 
 
-async def test_browser_follows_progress_then_lands_on_next(browser: int, tmp_path: Path) -> None:
-    story = SpawnStory()
+@asynccontextmanager
+async def devtools(port: int) -> AsyncIterator[DevTools]:
+    """DevTools on the browser's first tab."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+            targets = await response.json()
+        page = next(t for t in targets if t["type"] == "page")
+        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20) as ws:
+            tools = DevTools(ws)
+            await tools.call("Page.enable")
+            yield tools
+
+
+@asynccontextmanager
+async def serve(story: SpawnStory) -> AsyncIterator[str]:
     server = TestServer(story.app(), host="127.0.0.1", port=0)
     await server.start_server()
-    base = f"http://127.0.0.1:{server.port}"
     try:
-        async with asyncio.timeout(60), aiohttp.ClientSession() as session:
-            async with session.get(f"http://127.0.0.1:{browser}/json/list") as response:
-                targets = await response.json()
-            page = next(t for t in targets if t["type"] == "page")
-            async with session.ws_connect(
-                page["webSocketDebuggerUrl"], max_msg_size=64 * 2**20
-            ) as ws:
-                tools = DevTools(ws)
-                await tools.call("Page.enable")
-                await tools.call("Page.navigate", url=f"{base}/hub/spawn-pending/ada")
-                shown = await tools.wait_for(
-                    "document.querySelectorAll('#log li').length === 3"
-                    " && Array.from(document.querySelectorAll('#log li'), li => li.textContent)"
-                )
-                assert shown == [message for _, message in PROGRESS]
-                assert await tools.evaluate("document.getElementById('progress').value") == 70
-                assert await tools.evaluate("document.getElementById('failure').hidden") is True
-                picture = await tools.screenshot(tmp_path / "spawn-pending.png")
-                assert picture.startswith(b"\x89PNG")
-
-                story.release.set()
-                landed = await tools.wait_for(
-                    f"location.href === {json.dumps(base + '/user/ada/lab')} && "
-                    "document.readyState === 'complete' && document.body.innerText"
-                )
-                assert landed == "landed in the lab"
-                await tools.screenshot(tmp_path / "landed.png")
+        yield f"http://127.0.0.1:{server.port}"
     finally:
         story.release.set()
         await server.close()
+
+
+async def test_browser_follows_progress_then_lands_on_next(browser: int, tmp_path: Path) -> None:
+    story = SpawnStory()
+    async with asyncio.timeout(60), serve(story) as base, devtools(browser) as tools:
+        await tools.call("Page.navigate", url=f"{base}/hub/spawn-pending/ada")
+        shown = await tools.wait_for(
+            "document.querySelectorAll('#log li').length === 3"
+            " && Array.from(document.querySelectorAll('#log li'), li => li.textContent)"
+        )
+        assert shown == [message for _, message in PROGRESS]
+        assert await tools.evaluate("document.getElementById('progress').value") == 70
+        assert await tools.evaluate("document.getElementById('failure').hidden") is True
+        picture = await tools.screenshot(tmp_path / "spawn-pending.png")
+        assert picture.startswith(b"\x89PNG")
+
+        story.release.set()
+        landed = await tools.wait_for(
+            f"location.href === {json.dumps(base + '/user/ada/lab')} && "
+            "document.readyState === 'complete' && document.body.innerText"
+        )
+        assert landed == "landed in the lab"
+        await tools.screenshot(tmp_path / "landed.png")
+
+
+async def test_browser_shows_a_failed_spawn_with_retry(browser: int, tmp_path: Path) -> None:
+    reason = "The image kubesim/nope cannot be pulled."
+    story = SpawnStory(failure=reason)
+    story.release.set()
+    async with asyncio.timeout(60), serve(story) as base, devtools(browser) as tools:
+        await tools.call("Page.navigate", url=f"{base}/hub/spawn-pending/ada")
+        shown = await tools.wait_for(
+            "!document.getElementById('failure').hidden"
+            " && document.getElementById('failure-message').textContent"
+        )
+        assert shown == reason
+        retry = await tools.evaluate(
+            "Array.from(document.querySelectorAll('#failure form'),"
+            " f => [f.method, new URL(f.action).pathname, f.elements['_xsrf'].value])"
+        )
+        assert retry == [["post", "/hub/spawn/ada", "token"]]
+        assert await tools.evaluate("location.pathname") == "/hub/spawn-pending/ada"
+        await tools.screenshot(tmp_path / "spawn-failed.png")
