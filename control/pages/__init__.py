@@ -17,7 +17,7 @@ from control.pages.spawn import (
     spawn_form_page,
     spawn_pending_page,
 )
-from control.pages.static import add_static_routes
+from control.pages.static_routes import add_static_routes
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
