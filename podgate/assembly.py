@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from control.placeholder import build_placeholder_hub
 from edge.app import build_public_app
 from edge.ops import build_ops_app
 from edge.server import PublicServer, serve_public
@@ -21,6 +20,7 @@ from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
 from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config
+from podgate.control_plane import ControlPlane, csrf_secret, embedded_cluster
 from podgate.logs import quiet_expected_client_errors
 from routes import RouteSource, RouteTable
 
@@ -69,6 +69,7 @@ class Podgate:
     stats: EdgeStats = field(init=False)
     metrics: PodgateMetrics = field(init=False)
     cluster: SimCluster | None = field(init=False, default=None)
+    control: ControlPlane | None = field(init=False, default=None)
     public_url: str = field(init=False, default="")
     ops_url: str = field(init=False, default="")
     _public: PublicServer | None = field(init=False, default=None)
@@ -82,17 +83,28 @@ class Podgate:
         self.metrics = PodgateMetrics(self.stats, table_size=lambda: len(self.table))
 
     def is_ready(self) -> bool:
-        return self._serving
+        """Serving, and (with the control plane) the first pod list has been routed."""
+        return self._serving and (self.control is None or self.control.is_synced())
 
     async def start(self) -> None:
         config = self.config
         quiet_expected_client_errors()
         try:
-            if config.control.enabled and config.cluster.kind == "sim":
-                self.cluster = SimCluster()
-                await self.cluster.start()
-                log.info("embedded kubesim (a test double, not Kubernetes) at %s", self.cluster.url)
-            hub = build_placeholder_hub() if config.control.enabled else None
+            hub = None
+            if config.control.enabled:
+                if config.cluster.kind == "sim":
+                    self.cluster = embedded_cluster(config)
+                    await self.cluster.start()
+                    log.info(
+                        "embedded kubesim (a test double, not Kubernetes) at %s", self.cluster.url
+                    )
+                self.control = ControlPlane(
+                    config,
+                    self.table,
+                    self.sessions,
+                    csrf_secret(config.session.cookie_secrets),
+                )
+                hub = await self.control.start(self.cluster)
             public = build_public_app(
                 table=self.table,
                 settings=edge_settings(config),
@@ -121,6 +133,9 @@ class Podgate:
             self._public = None
         while self._runners:
             await self._runners.pop().cleanup()
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None

@@ -1,0 +1,44 @@
+"""The control plane's aiohttp Application: every /hub/ path a browser or script uses.
+
+The wiring builds a Hub (control.web.context) and hands the app to the edge,
+which serves it on the public port behind its own middleware. Form bodies
+are capped small: nothing under /hub/ needs more than a few kilobytes.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from control.pages import add_static_routes, security_headers
+from control.web import login, progress_stream, servers
+from control.web.answers import control_errors
+from control.web.context import HUB_KEY, Hub
+from control.web.forms import xsrf_binding
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+def build_hub(hub: Hub) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_FORM_BYTES,
+        middlewares=[security_headers, xsrf_binding, control_errors],
+    )
+    app[HUB_KEY] = hub
+    router = app.router
+    for path in ("/", "/hub", "/hub/"):
+        router.add_get(path, servers.root)
+    router.add_get("/hub/login", login.login_form)
+    router.add_post("/hub/login", login.login)
+    router.add_get("/hub/logout", login.logout_page)
+    router.add_post("/hub/logout", login.logout)
+    router.add_get("/hub/home", servers.home)
+    router.add_get("/hub/spawn", servers.spawn_page)
+    router.add_post("/hub/spawn", servers.spawn)
+    router.add_get("/hub/spawn/{name}", servers.spawn_page)
+    router.add_post("/hub/spawn/{name}", servers.spawn)
+    router.add_get("/hub/spawn-pending/{name}", servers.pending)
+    router.add_post("/hub/stop", servers.stop)
+    router.add_post("/hub/stop/{name}", servers.stop)
+    router.add_get("/hub/api/users/{name}/server/progress", progress_stream.progress)
+    add_static_routes(app)
+    return app

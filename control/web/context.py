@@ -1,0 +1,45 @@
+"""Everything the hub's handlers share, built once by the wiring and stored on the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from control.auth import Authenticator, LoginThrottle, UserAccess
+from control.csrf import CsrfTokens
+from control.progress import SpawnProgress
+from control.settings import Profile
+from control.spawner import Spawner
+from control.web.identity import CookieSettings, SessionCookies, session_user
+
+
+@dataclass
+class Hub:
+    sessions: SessionCookies
+    cookies: CookieSettings
+    authenticator: Authenticator
+    access: UserAccess
+    throttle: LoginThrottle
+    csrf: CsrfTokens
+    spawner: Spawner
+    progress: SpawnProgress
+    profiles: tuple[Profile, ...] = ()
+
+    def user(self, request: web.Request) -> str | None:
+        """The signed-in user, if the session cookie verifies and the user is still allowed."""
+        user = session_user(request, self.sessions, self.cookies)
+        if user is None or not self.access.is_allowed(user):
+            return None
+        return user
+
+    def may_act_for(self, viewer: str, owner: str) -> bool:
+        """Whether `viewer` may see, start or stop `owner`'s server."""
+        return viewer == owner or self.access.is_admin(viewer)
+
+
+HUB_KEY: web.AppKey[Hub] = web.AppKey("podgate_hub", Hub)
+
+
+def hub_of(request: web.Request) -> Hub:
+    return request.app[HUB_KEY]

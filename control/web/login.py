@@ -1,0 +1,97 @@
+"""Sign in and sign out: the login form, password check, throttle, and the session cookie."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from control.errors import BadUserName
+from control.pages import INVALID_LOGIN, logged_out_page, login_page, throttled_message
+from control.pages import server_url as user_server_url
+from control.web.answers import html, redirect
+from control.web.context import hub_of
+from control.web.forms import checked_form, field, xsrf_token
+from control.web.identity import clear_session, set_session
+from control.web.next_url import safe_next
+
+log = logging.getLogger(__name__)
+
+NOT_ALLOWED = "This account may not use this service. Ask an administrator for access."
+
+
+def _next_for(user: str, requested: str) -> str:
+    # By default a user lands in their server; the edge starts it when it is not running.
+    return safe_next(requested, user_server_url(user))
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    user = hub.user(request)
+    requested = request.query.get("next", "")
+    if user is not None:
+        return redirect(_next_for(user, requested))
+    page = login_page(
+        xsrf=xsrf_token(request),
+        next_url=safe_next(requested, ""),
+        hint=hub.authenticator.login_hint,
+    )
+    return html(page)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    form = await checked_form(request)
+    username, password = field(form, "username"), field(form, "password")
+    requested = safe_next(field(form, "next"), "")
+    address = request.remote or "unknown"
+
+    def again(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
+        page = login_page(
+            xsrf=xsrf_token(request),
+            next_url=requested,
+            username=username[:200],
+            error=error,
+            hint=hub.authenticator.login_hint,
+        )
+        return html(page, status, headers)
+
+    wait = hub.throttle.delay(username, address)
+    if wait > 0:
+        return again(429, throttled_message(wait), {"Retry-After": str(max(1, round(wait)))})
+    began = time.monotonic()
+    try:
+        user = await hub.authenticator.authenticate(username, password)
+    except BadUserName as e:
+        hub.throttle.failed(username, address)
+        return again(403, str(e))
+    if user is None:
+        hub.throttle.failed(username, address)
+        log.info("login failed for %r from %s", username[:64], address)
+        return again(403, INVALID_LOGIN)
+    if not hub.access.is_allowed(user):
+        hub.throttle.failed(username, address)
+        log.info("login refused for %s from %s: not an allowed user", user, address)
+        return again(403, NOT_ALLOWED)
+    hub.throttle.succeeded(username, address)
+    log.info("login %s from %s (%.0f ms)", user, address, (time.monotonic() - began) * 1000)
+    response = redirect(_next_for(user, requested), 303)
+    set_session(response, request, hub.sessions, hub.cookies, user)
+    return response
+
+
+async def logout_page(request: web.Request) -> web.StreamResponse:
+    # Signing out is a POST (the header's button); a GET only shows where one stands.
+    if hub_of(request).user(request) is not None:
+        return redirect("/hub/home")
+    response = html(logged_out_page())
+    clear_session(response, hub_of(request).cookies)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    await checked_form(request)
+    response = redirect("/hub/logout", 303)
+    clear_session(response, hub_of(request).cookies)
+    return response

@@ -1,0 +1,81 @@
+"""GET /hub/api/users/<name>/server/progress: a spawn's progress as Server-Sent Events.
+
+JupyterHub's format, one `data: {json}` per event: progress 0-100, message,
+and at the end ready with url, or failed. A running server answers one ready
+event at once; a server neither running nor starting is a 400, as JupyterHub
+answers. Comment lines keep idle proxies from closing a long wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from control.names import normalise_username
+from control.pages import server_url
+from control.progress import ProgressEvent
+from control.web.answers import json_error
+from control.web.context import hub_of
+
+KEEPALIVE_SECONDS = 15.0
+
+
+async def progress(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    viewer = hub.user(request)
+    if viewer is None:
+        return json_error(403, "sign in first")
+    owner = normalise_username(request.match_info["name"])
+    if not hub.may_act_for(viewer, owner):
+        return json_error(403, "that is another user's server")
+    status = hub.spawner.status(owner)
+    followed = owner in hub.progress
+    if status.state == "running" and not followed:
+        events: AsyncIterator[dict[str, Any]] = _one(_ready(owner))
+    elif followed:
+        events = _as_json(hub.progress.follow(owner))
+    elif status.state == "failed" and status.failure is not None:
+        failed = ProgressEvent(100, f"Spawn failed: {status.failure.message}", failed=True)
+        events = _one(failed.as_json())
+    else:
+        return json_error(400, f"{owner} has no server starting or running")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # a buffering proxy in front would hold events back
+        }
+    )
+    await response.prepare(request)
+    async with contextlib.aclosing(events):
+        iterator = aiter(events)
+        while True:
+            try:
+                event = await asyncio.wait_for(anext(iterator), KEEPALIVE_SECONDS)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            await response.write(f"data: {json.dumps(event)}\n\n".encode())
+    await response.write_eof()
+    return response
+
+
+def _ready(user: str) -> dict[str, Any]:
+    url = server_url(user)
+    return ProgressEvent(100, f"Server ready at {url}", ready=True, url=url).as_json()
+
+
+async def _one(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield event
+
+
+async def _as_json(events: AsyncIterator[ProgressEvent]) -> AsyncIterator[dict[str, Any]]:
+    async for event in events:
+        yield event.as_json()

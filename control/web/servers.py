@@ -1,0 +1,164 @@
+"""A user's server from the browser: home, start (with a profile), progress page, stop.
+
+GET /hub/spawn/<name> is where the edge sends a signed-in user whose server
+is not routed: it starts the server (or shows the profile form, or the
+failure of the last try) and then the progress page. Starting by a form
+and stopping are POSTs with the CSRF token.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from control.errors import BadProfile, SpawnLimitReached
+from control.names import normalise_username
+from control.pages import (
+    error_page,
+    home_page,
+    server_url,
+    spawn_failed_page,
+    spawn_form_page,
+    spawn_pending_page,
+    too_many_spawns_page,
+)
+from control.web.answers import html, redirect
+from control.web.context import Hub, hub_of
+from control.web.forms import checked_form, field, xsrf_token
+from control.web.next_url import safe_next
+
+
+def _viewer(request: web.Request) -> str:
+    """The signed-in user, or a redirect to the login page is raised."""
+    user = hub_of(request).user(request)
+    if user is None:
+        if request.method == "GET":
+            raise web.HTTPFound(
+                f"/hub/login?next={quote(request.path_qs, safe='')}",
+                headers={"Cache-Control": "no-store"},
+            )
+        raise web.HTTPForbidden(text=error_page(403, "Sign in first."), content_type="text/html")
+    return user
+
+
+def _owner(request: web.Request, hub: Hub, viewer: str) -> str:
+    """The user named in the path (the viewer when none), if the viewer may act for them."""
+    raw = request.match_info.get("name")
+    owner = normalise_username(raw) if raw else viewer
+    if not hub.may_act_for(viewer, owner):
+        raise web.HTTPForbidden(
+            text=error_page(403, "That is another user's server.", user=viewer),
+            content_type="text/html",
+        )
+    return owner
+
+
+def _pending_url(owner: str, next_url: str) -> str:
+    url = f"/hub/spawn-pending/{quote(owner, safe='@')}"
+    return f"{url}?next={quote(next_url, safe='')}" if next_url else url
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    user = _viewer(request)
+    status = hub.spawner.status(user)
+    page = home_page(
+        user,
+        xsrf=xsrf_token(request),
+        state=status.state,
+        reason=status.failure.message if status.failure else None,
+        choose_profile=bool(hub.profiles),
+    )
+    return html(page)
+
+
+async def spawn_page(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    viewer = _viewer(request)
+    owner = _owner(request, hub, viewer)
+    next_url = safe_next(request.query.get("next"), "")
+    status = hub.spawner.status(owner)
+    xsrf = xsrf_token(request)
+    if status.state == "running":
+        return redirect(next_url or server_url(owner))
+    if status.state in ("starting", "stopping"):
+        return redirect(_pending_url(owner, next_url))
+    if status.state == "failed" and status.failure is not None:
+        page = spawn_failed_page(
+            owner, xsrf=xsrf, message=status.failure.message, next_url=next_url, viewer=viewer
+        )
+        return html(page, 503)
+    if hub.profiles:
+        action = f"/hub/spawn/{quote(owner, safe='@')}"
+        return html(
+            spawn_form_page(
+                owner, profiles=hub.profiles, xsrf=xsrf, next_url=next_url, action=action
+            )
+        )
+    return await _start(request, hub, owner, None, next_url, xsrf)
+
+
+async def spawn(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    viewer = _viewer(request)
+    form = await checked_form(request)
+    owner = _owner(request, hub, viewer)
+    next_url = safe_next(field(form, "next"), "")
+    return await _start(request, hub, owner, field(form, "profile") or None, next_url)
+
+
+async def _start(
+    request: web.Request,
+    hub: Hub,
+    owner: str,
+    profile: str | None,
+    next_url: str,
+    xsrf: str | None = None,
+) -> web.StreamResponse:
+    xsrf = xsrf or xsrf_token(request)
+    try:
+        await hub.spawner.start(owner, profile)
+    except BadProfile as e:
+        page = spawn_form_page(
+            owner, profiles=hub.profiles, xsrf=xsrf, next_url=next_url, error=str(e)
+        )
+        return html(page, 400)
+    except SpawnLimitReached as e:
+        retry = f"/hub/spawn/{quote(owner, safe='@')}"
+        if next_url:
+            retry += f"?next={quote(next_url, safe='')}"
+        page = too_many_spawns_page(e.retry_after, retry_url=retry, xsrf=xsrf)
+        return html(page, 429, {"Retry-After": str(max(1, round(e.retry_after)))})
+    return redirect(_pending_url(owner, next_url), 303 if request.method == "POST" else 302)
+
+
+async def pending(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    viewer = _viewer(request)
+    owner = _owner(request, hub, viewer)
+    next_url = safe_next(request.query.get("next"), "")
+    status = hub.spawner.status(owner)
+    xsrf = xsrf_token(request)
+    if status.state == "running":
+        return redirect(next_url or server_url(owner))
+    events = [event.as_json() for event in hub.progress.events(owner)]
+    if status.state == "stopped" and not events:
+        # Nothing under way (a stale bookmark): the spawn page decides what to do.
+        return redirect(f"/hub/spawn/{quote(owner, safe='@')}")
+    page = spawn_pending_page(owner, xsrf=xsrf, events=events, next_url=next_url, viewer=viewer)
+    return html(page)
+
+
+async def stop(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    viewer = _viewer(request)
+    await checked_form(request)
+    owner = _owner(request, hub, viewer)
+    await hub.spawner.stop(owner)
+    return redirect("/hub/home", 303)
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    user = hub_of(request).user(request)
+    return redirect("/hub/home" if user is not None else "/hub/login")

@@ -1,0 +1,134 @@
+"""Wire the control plane: Kubernetes client, pod and event informers, spawner, hub app.
+
+Wiring only: which parts exist, what each is handed, in which order they
+start and stop. The embedded kubesim of the local default runs a real
+Jupyter server for the default image, so `podgate run` gives a working
+JupyterLab with nothing else installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import secrets
+import sys
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from control.auth import DummyAuthenticator, build_access, build_authenticator, build_throttle
+from control.csrf import CsrfTokens
+from control.hub import build_hub
+from control.informer import Informer
+from control.k8s import KubeApi, connect_kube, ensure_namespace
+from control.progress import SpawnProgress
+from control.route_sync import PodRoutes
+from control.spawner import Spawner
+from control.web.context import Hub
+from control.web.identity import CookieSettings, SessionCookies
+from kubesim.cluster import DEFAULT_NAMESPACES, SimCluster
+from kubesim.kubelet import KubeletConfig, SimKubelet
+from podgate.config import Config
+from routes import RouteTable
+
+log = logging.getLogger("podgate")
+
+# The user pods podgate made (and only those): the informer's label selector.
+USER_POD_SELECTOR = "app.kubernetes.io/name=podgate,app.kubernetes.io/component=singleuser-server"
+
+
+def jupyter_program() -> list[str]:
+    """How the embedded kubesim runs the default image: JupyterLab if installed, else Jupyter Server."""
+    for module in ("jupyterlab", "jupyter_server"):
+        if importlib.util.find_spec(module) is not None:
+            return [sys.executable, "-m", module]
+    log.warning(
+        "neither jupyterlab nor jupyter_server is installed: user servers of the default "
+        "image cannot start (pip install 'podgate[local]')"
+    )
+    return [sys.executable, "-m", "jupyterlab"]
+
+
+def embedded_cluster(config: Config) -> SimCluster:
+    kubelet = SimKubelet(KubeletConfig(image_commands={config.spawner.image: jupyter_program()}))
+    namespaces = (*DEFAULT_NAMESPACES, config.spawner.namespace)
+    return SimCluster(kubelet=kubelet, namespaces=dict.fromkeys(namespaces))
+
+
+@dataclass
+class ControlPlane:
+    """The running control plane of one podgate process."""
+
+    config: Config
+    table: RouteTable
+    sessions: SessionCookies
+    cookie_secret: str
+    kube: KubeApi | None = None
+    pods: Informer | None = None
+    events: Informer | None = None
+    spawner: Spawner | None = None
+    progress: SpawnProgress = field(default_factory=SpawnProgress)
+
+    def is_synced(self) -> bool:
+        return self.pods is not None and self.pods.synced.is_set()
+
+    async def start(self, cluster: SimCluster | None) -> web.Application:
+        """Connect, start watching, and return the hub app for the edge to serve."""
+        config = self.config
+        namespace = config.spawner.namespace
+        if cluster is not None:
+            self.kube = await connect_kube(kubeconfig=cluster.kubeconfig(namespace))
+        else:
+            self.kube = await connect_kube(
+                kubeconfig=config.cluster.kubeconfig,
+                context=config.cluster.context,
+                in_cluster=config.cluster.kubeconfig is None,
+            )
+        if cluster is not None:
+            await ensure_namespace(self.kube, namespace)
+        self.pods = Informer(self.kube, "pods", namespace, label_selector=USER_POD_SELECTOR)
+        self.pods.add_listener(PodRoutes(self.table, config.spawner.port))
+        self.events = Informer(
+            self.kube, "events", namespace, field_selector="involvedObject.kind=Pod", name="events"
+        )
+        self.spawner = Spawner(self.kube, config.spawner, self.pods, self.events, self.progress)
+        await self.pods.start()
+        await self.events.start()
+        authenticator = build_authenticator(config.auth)
+        if isinstance(authenticator, DummyAuthenticator):
+            log.warning(
+                "dummy authenticator (not for production): any user name signs in with "
+                "the password %s",
+                authenticator.shared_password,
+            )
+        hub = Hub(
+            sessions=self.sessions,
+            cookies=CookieSettings(
+                session_name=config.session.cookie_name,
+                session_max_age=config.session.max_age_seconds,
+            ),
+            authenticator=authenticator,
+            access=build_access(config.auth),
+            throttle=build_throttle(config.auth),
+            csrf=CsrfTokens(self.cookie_secret),
+            spawner=self.spawner,
+            progress=self.progress,
+            profiles=config.spawner.profiles,
+        )
+        return build_hub(hub)
+
+    async def stop(self) -> None:
+        """Stop watching and close the client; every pod stays as it is."""
+        if self.spawner is not None:
+            await self.spawner.close()
+        for informer in (self.events, self.pods):
+            if informer is not None:
+                await informer.stop()
+        if self.kube is not None:
+            await self.kube.close()
+            self.kube = None
+
+
+def csrf_secret(cookie_secrets: tuple[str, ...]) -> str:
+    """The CSRF key: derived from the first cookie secret so replicas agree; random without one."""
+    return cookie_secrets[0] if cookie_secrets else secrets.token_urlsafe(32)
