@@ -122,7 +122,8 @@ class Spawner:
         self.progress = progress
         self._observer = observer
         self._starts: dict[str, _Start] = {}
-        self._failures: OrderedDict[str, SpawnFailed] = OrderedDict()
+        # user -> (last failure, uid of the pod that failed, "" if none was made)
+        self._failures: OrderedDict[str, tuple[SpawnFailed, str]] = OrderedDict()
         self._closed = False
         pods.add_listener(self._on_pod)
         if events is not None:
@@ -197,13 +198,13 @@ class Spawner:
             )
         if run is not None:
             return ServerStatus("starting", pod=name, profile=profile, started=started)
+        failure, failed_uid = self._failures.get(user, (None, ""))
+        if failure is not None and (pod is None or _uid(pod) == failed_uid):
+            return ServerStatus("failed", pod=name if pod else None, failure=failure)
         if pod is not None:
             # Deleting, or under way from another replica (or before a restart).
             state: State = "stopping" if is_deleting(pod) else "starting"
             return ServerStatus(state, pod=name, profile=profile, started=started)
-        failure = self._failures.get(user)
-        if failure is not None:
-            return ServerStatus("failed", failure=failure)
         return ServerStatus("stopped")
 
     # The interface names its bound `timeout`, as callers (the API's wait) think of it.
@@ -382,7 +383,7 @@ class Spawner:
 
     def _fail(self, run: _Start, failure: SpawnFailed) -> None:
         self._settle(run.created, failure)
-        self._failures[run.user] = failure
+        self._failures[run.user] = (failure, run.uid or "")
         self._failures.move_to_end(run.user)
         while len(self._failures) > MAX_FAILURES_KEPT:
             self._failures.popitem(last=False)
