@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -39,9 +40,11 @@ USER_POD_SELECTOR = "app.kubernetes.io/name=podgate,app.kubernetes.io/component=
 
 def jupyter_program() -> list[str]:
     """How the embedded kubesim runs the default image: JupyterLab if installed, else Jupyter Server."""
+    # kubesim runs pods as this process's user; Jupyter refuses root without a flag.
+    root = ["--allow-root"] if os.geteuid() == 0 else []
     for module in ("jupyterlab", "jupyter_server"):
         if importlib.util.find_spec(module) is not None:
-            return [sys.executable, "-m", module]
+            return [sys.executable, "-m", module, *root]
     log.warning(
         "neither jupyterlab nor jupyter_server is installed: user servers of the default "
         "image cannot start (pip install 'podgate[local]')"
