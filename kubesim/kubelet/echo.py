@@ -4,7 +4,7 @@ Pods whose container image is `kubesim/echo` (any tag) and which set no
 command are served here instead of by a process of their own, so a
 thousand pods fit on two cores. Every pod still listens on its own
 127.x.y.z address and port. Like a notebook server, a pod whose env holds
-KUBESIM_ECHO_TOKEN (or JUPYTERHUB_API_TOKEN) answers 403 unless the request
+KUBESIM_ECHO_TOKEN (or JUPYTERHUB_API_TOKEN, JUPYTER_TOKEN) answers 403 unless the request
 carries that token (`Authorization: token …`, `Bearer …`, or `?token=`).
 
 HTTP requests get back JSON describing what arrived (method, path, query,
@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 log = logging.getLogger(__name__)
 
 ECHO_IMAGE = "kubesim/echo"
-TOKEN_VARIABLES = ("KUBESIM_ECHO_TOKEN", "JUPYTERHUB_API_TOKEN")
+TOKEN_VARIABLES = ("KUBESIM_ECHO_TOKEN", "JUPYTERHUB_API_TOKEN", "JUPYTER_TOKEN")
 
 
 def is_echo_image(image: str) -> bool:
