@@ -122,6 +122,7 @@ class Spawner:
         self.progress = progress
         self._observer = observer
         self._starts: dict[str, _Start] = {}
+        self._by_pod: dict[str, _Start] = {}  # the same starts by pod name, for Events
         # user -> (last failure, uid of the pod that failed, "" if none was made)
         self._failures: OrderedDict[str, tuple[SpawnFailed, str]] = OrderedDict()
         self._closed = False
@@ -245,6 +246,7 @@ class Spawner:
         # Nobody may be awaiting it (a start from the API that does not wait).
         run.created.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._starts[user] = run
+        self._by_pod[run.pod_name] = run
         self._failures.pop(user, None)
         self.progress.reset(user)
         self.progress.publish(user, ProgressEvent(0, "Server requested"))
@@ -269,7 +271,9 @@ class Spawner:
             )
             self._observe("ready", user, time.monotonic() - run.began, "")
         except SpawnFailed as failure:
-            if failure.reason != "api_error" and run.uid:
+            # Not after an API fault (the pod may be fine) nor when someone else
+            # is deleting it already (their grace period stands).
+            if failure.reason not in ("api_error", "deleted") and run.uid:
                 await self._delete_failed(run)
             self._fail(run, failure)
         except asyncio.CancelledError:
@@ -284,6 +288,8 @@ class Spawner:
         finally:
             if self._starts.get(user) is run:
                 del self._starts[user]
+            if self._by_pod.get(run.pod_name) is run:
+                del self._by_pod[run.pod_name]
             run.finished.set()
 
     async def _create(self, run: _Start) -> None:
@@ -421,11 +427,9 @@ class Spawner:
     def _on_event(self, event_type: str, event: Object, old: Object | None) -> None:
         if event_type == "DELETED":
             return
-        involved = event.get("involvedObject") or {}
-        for run in self._starts.values():
-            if involved.get("name") == run.pod_name:
-                self._publish_event(run, event)
-                return
+        run = self._by_pod.get(str((event.get("involvedObject") or {}).get("name")))
+        if run is not None:
+            self._publish_event(run, event)
 
     def _replay_events(self, run: _Start) -> None:
         """Events the events informer already holds about the pod (a joined start)."""
