@@ -48,3 +48,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         for report in skipped:
             reporter.write_line(f"  {report.nodeid}: {report.longrepr[-1]}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+async def make_podgate() -> AsyncIterator[object]:
+    """Start podgates with the control plane (tests/hub_kit.py); all stopped afterwards."""
+    from hub_kit import start_podgate
+
+    started = []
+
+    async def make(settings: dict | None = None):  # type: ignore[no-untyped-def]
+        podgate = await start_podgate(settings)
+        started.append(podgate)
+        return podgate
+
+    yield make
+    for podgate in reversed(started):
+        await podgate.stop()

@@ -1,0 +1,123 @@
+"""A podgate with its control plane, started in-process for tests, and a browser-like client.
+
+`start_podgate(settings)` runs the real assembly (edge, control plane,
+embedded kubesim) on port 0; `Browser` keeps cookies and fills the hub's
+forms the way a person's browser does (CSRF field included).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from podgate.assembly import Podgate
+from podgate.config import Config
+from podgate.schema import build
+
+PASSWORD = "correct horse"
+COOKIE_SECRET = "test-cookie-secret-0123456789"
+
+# Shared-process echo pods: start in milliseconds, echo HTTP and WebSocket,
+# check the pod token (JUPYTER_TOKEN) like a notebook server does.
+ECHO_SPAWNER: dict[str, Any] = {
+    "image": "kubesim/echo",
+    "jupyter_args": False,
+    "readiness_path": None,
+}
+
+_XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
+
+
+def podgate_config(settings: Mapping[str, Any] | None = None) -> Config:
+    data: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "ops_listen": "127.0.0.1:0",
+        "auth": {"kind": "dummy", "password": PASSWORD},
+        "session": {"cookie_secrets": [COOKIE_SECRET]},
+        "spawner": dict(ECHO_SPAWNER),
+    }
+    for key, value in (settings or {}).items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return build(Config, data)
+
+
+async def start_podgate(settings: Mapping[str, Any] | None = None) -> Podgate:
+    podgate = Podgate(podgate_config(settings))
+    await podgate.start()
+    return podgate
+
+
+def xsrf_of(page: str) -> str:
+    match = _XSRF.search(page)
+    assert match, "no _xsrf field in the page"
+    return match.group(1)
+
+
+class Browser:
+    """One browser: a cookie jar, redirects followed like a browser unless asked not to."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def __aenter__(self) -> Browser:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        response = await self.session.get(self.url(path), **kwargs)
+        await response.read()
+        return response
+
+    async def post(
+        self, path: str, form: Mapping[str, str], **kwargs: Any
+    ) -> aiohttp.ClientResponse:
+        response = await self.session.post(self.url(path), data=dict(form), **kwargs)
+        await response.read()
+        return response
+
+    async def xsrf(self, page_path: str = "/hub/login") -> str:
+        """The CSRF token of a form on `page_path` (which sets the binding cookie)."""
+        response = await self.get(page_path)
+        return xsrf_of(await response.text())
+
+    async def login(
+        self, user: str, password: str = PASSWORD, next_url: str = "", **kwargs: Any
+    ) -> aiohttp.ClientResponse:
+        token = await self.xsrf("/hub/login")
+        form = {"username": user, "password": password, "_xsrf": token, "next": next_url}
+        return await self.post("/hub/login", form, **kwargs)
+
+    async def progress(self, user: str, seconds: float = 30.0) -> list[dict[str, Any]]:
+        """Every progress event of `user`'s start until it ends (ready or failed)."""
+        events = []
+        async with self.session.get(
+            self.url(f"/hub/api/users/{user}/server/progress"),
+            timeout=aiohttp.ClientTimeout(total=seconds),
+        ) as response:
+            assert response.status == 200, await response.text()
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    events.append(json.loads(line[6:]))
+        return events
+
+    async def start_server(self, user: str, seconds: float = 30.0) -> list[dict[str, Any]]:
+        """Sign in as `user`, start the server, follow progress to the end."""
+        response = await self.login(user)
+        assert response.status == 200, await response.text()
+        return await self.progress(user, seconds)
