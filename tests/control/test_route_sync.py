@@ -145,11 +145,13 @@ async def test_kubesim_echo_pod_is_routed_while_it_runs(kube: Kube, routed: Rout
     await until(lambda: routed.get("/user/ada/") is not None)
     route = routed.get("/user/ada/")
     assert route is not None and route.user == "ada" and route.data["token"] == "tok"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(route.target.url + "/user/ada/api") as reply,
-    ):
-        assert reply.status == 200  # the pod really serves at the routed address
+    url = route.target.url + "/user/ada/api"
+    async with aiohttp.ClientSession() as session:
+        # The pod really serves at the routed address, to the routed token only.
+        async with session.get(url, headers={"Authorization": "token tok"}) as reply:
+            assert reply.status == 200
+        async with session.get(url) as reply:
+            assert reply.status == 403
 
     await kube.delete("pods", NAMESPACE, "jupyter-ada", grace_seconds=0)
     await until(lambda: routed.get("/user/ada/") is None)

@@ -32,11 +32,12 @@ async def test_echo_start_is_ready_routed_and_reported(kube: Kube) -> None:
         assert stack.spawner.running_users() == ["ada"]
         route = stack.table.get("/user/ada/")
         assert route is not None and route.user == "ada" and route.data["token"]
+        token = {"Authorization": f"token {route.data['token']}"}
         async with (
             aiohttp.ClientSession() as session,
-            session.get(route.target.url + "/user/ada/api") as reply,
+            session.get(route.target.url + "/user/ada/api", headers=token) as reply,
         ):
-            assert reply.status == 200
+            assert reply.status == 200  # the pod's own token, as the edge will send it
         assert ("ready", "ada", "") in stack.outcomes
 
         # Starting a running server again does nothing.
