@@ -82,7 +82,8 @@ class SpawnFailed(SpawnError):
     """A start that ended without a running server.
 
     `reason` is a short stable word for metrics and the API (image_pull,
-    crash_loop, unschedulable, timeout, api_error, deleted, error);
+    crash_loop, out_of_memory, unschedulable, exited, timeout, api_error,
+    deleted, error);
     `message` says what happened in words a user understands.
     """
 

@@ -22,6 +22,7 @@ from control.csrf import CsrfTokens
 from control.hub import build_hub
 from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
+from control.manifests import POD_SELECTOR
 from control.progress import SpawnProgress
 from control.route_sync import PodRoutes
 from control.spawner import Spawner
@@ -34,12 +35,10 @@ from routes import RouteTable
 
 log = logging.getLogger("podgate")
 
-# The user pods podgate made (and only those): the informer's label selector.
-USER_POD_SELECTOR = "app.kubernetes.io/name=podgate,app.kubernetes.io/component=singleuser-server"
 
 
 def jupyter_program() -> list[str]:
-    """How the embedded kubesim runs the default image: JupyterLab if installed, else Jupyter Server."""
+    """How the embedded kubesim runs the default image: JupyterLab, else Jupyter Server."""
     # kubesim runs pods as this process's user; Jupyter refuses root without a flag.
     root = ["--allow-root"] if os.geteuid() == 0 else []
     for module in ("jupyterlab", "jupyter_server"):
@@ -89,7 +88,7 @@ class ControlPlane:
             )
         if cluster is not None:
             await ensure_namespace(self.kube, namespace)
-        self.pods = Informer(self.kube, "pods", namespace, label_selector=USER_POD_SELECTOR)
+        self.pods = Informer(self.kube, "pods", namespace, label_selector=POD_SELECTOR)
         self.pods.add_listener(PodRoutes(self.table, config.spawner.port))
         self.events = Informer(
             self.kube, "events", namespace, field_selector="involvedObject.kind=Pod", name="events"
