@@ -43,12 +43,13 @@ def normalise_username(raw: str) -> str:
         raise BadUserName("A user name starts with a letter or a digit.")
     bad = sorted({c for c in name if not (c.isalnum() or c in _EXTRA_CHARACTERS)})
     if bad:
-        shown = " ".join(repr(c) if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}"
-                         for c in bad[:5])  # fmt: skip
-        raise BadUserName(
-            f"A user name may hold letters, digits and . _ @ + - only, not {shown}."
-        )
+        shown = " ".join(_shown(c) for c in bad[:5])
+        raise BadUserName(f"A user name may hold letters, digits and . _ @ + - only, not {shown}.")
     return name
+
+
+def _shown(char: str) -> str:
+    return repr(char) if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
 
 
 def escape(name: str) -> str:

@@ -36,7 +36,6 @@ from routes import RouteTable
 log = logging.getLogger("podgate")
 
 
-
 def jupyter_program() -> list[str]:
     """How the embedded kubesim runs the default image: JupyterLab, else Jupyter Server."""
     # kubesim runs pods as this process's user; Jupyter refuses root without a flag.
