@@ -1,0 +1,192 @@
+"""Starting, using and stopping a server through a real podgate, as a signed-in person does.
+
+The pods are kubesim's shared-process echo servers: they answer HTTP with
+JSON describing what they received, echo WebSocket messages, and refuse
+anything without their pod token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from hub_kit import Browser
+
+MakePodgate = Callable[..., Awaitable[Any]]
+
+
+async def _signed_in(pg: Any, user: str) -> Browser:
+    browser = Browser(pg.public_url)
+    response = await browser.login(user, next_url="/hub/home")
+    assert response.status == 200, await response.text()
+    return browser
+
+
+async def _home_state(browser: Browser) -> str:
+    page = await (await browser.get("/hub/home")).text()
+    for state in ("stopped", "starting", "running", "stopping", "failed"):
+        if f"state-{state}" in page:
+            return state
+    raise AssertionError(f"no state on the home page: {page}")
+
+
+async def _until(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.05)
+
+
+async def _pod_token(pg: Any, user: str) -> str:
+    """The secret token the spawner gave the user's pod (read back from the pod's env)."""
+    pod = await pg.control.kube.get("pods", "podgate", f"jupyter-{user}")
+    env = pod["spec"]["containers"][0].get("env", [])
+    return next(e["value"] for e in env if e["name"] == "JUPYTER_TOKEN")
+
+
+async def test_opening_the_server_goes_through_spawn_to_the_pod(make_podgate: MakePodgate) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        assert await _home_state(browser) == "stopped"
+        landing = await browser.get("/user/ada/tree/notes.ipynb")
+        assert landing.status == 200
+        assert landing.url.path == "/hub/spawn-pending/ada"
+        assert landing.url.query["next"] == "/user/ada/tree/notes.ipynb"
+        assert "spawn" in (await landing.text()).lower()
+
+        events = await browser.progress("ada", seconds=15)
+        assert events, "no progress events"
+        assert "requested" in events[0]["message"].lower()
+        percents = [e["progress"] for e in events]
+        assert percents == sorted(percents), percents
+        last = events[-1]
+        assert last["ready"] is True and last["progress"] == 100
+        assert last["url"] == "/user/ada/"
+        assert not any(e.get("failed") for e in events)
+
+        await _until(lambda: _routed(browser, "ada"))
+        assert await _home_state(browser) == "running"
+        answer = await browser.get("/user/ada/x?y=1")
+        echoed = json.loads(await answer.text())
+    token = await _pod_token(pg, "ada")
+    assert echoed["path"] == "/user/ada/x" and echoed["query"] == "y=1"
+    assert echoed["headers"]["Authorization"] == f"token {token}"
+    assert "podgate-session" not in echoed["headers"].get("Cookie", "")
+
+
+async def _routed(browser: Browser, user: str) -> bool:
+    response = await browser.get(f"/user/{user}/probe", allow_redirects=False)
+    return response.status == 200
+
+
+async def test_a_websocket_through_the_server_echoes(make_podgate: MakePodgate) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        await browser.get("/hub/spawn/ada")
+        await browser.progress("ada", seconds=15)
+        await _until(lambda: _routed(browser, "ada"))
+        async with browser.session.ws_connect(
+            browser.url("/user/ada/ws"), timeout=aiohttp.ClientWSTimeout(ws_close=5)
+        ) as ws:
+            await ws.send_str("hello pod")
+            reply = await ws.receive(timeout=5)
+    assert reply.type is aiohttp.WSMsgType.TEXT
+    assert "hello pod" in reply.data
+
+
+async def test_someone_elses_server_is_refused_everywhere(make_podgate: MakePodgate) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "bob") as bob:
+        await bob.get("/hub/spawn/bob")
+        await bob.progress("bob", seconds=15)
+        await _until(lambda: _routed(bob, "bob"))
+    async with await _signed_in(pg, "ada") as ada:
+        edge = await ada.get("/user/bob/x", allow_redirects=False)
+        assert edge.status == 403
+        spawn = await ada.get("/hub/spawn/bob", allow_redirects=False)
+        assert spawn.status == 403
+        assert "another user" in (await spawn.text()).lower()
+        progress = await ada.get("/hub/api/users/bob/server/progress", allow_redirects=False)
+        assert progress.status == 403
+        pending = await ada.get("/hub/spawn-pending/bob", allow_redirects=False)
+        assert pending.status == 403
+        token = await ada.xsrf("/hub/home")
+        stop = await ada.post("/hub/stop/bob", {"_xsrf": token}, allow_redirects=False)
+        assert stop.status == 403
+    # bob's server was left alone.
+    assert pg.control.spawner.status("bob").state == "running"
+
+
+async def test_an_admin_may_start_someone_elses_server(make_podgate: MakePodgate) -> None:
+    pg = await make_podgate({"auth": {"admins": ["root"]}})
+    async with await _signed_in(pg, "root") as admin:
+        start = await admin.get("/hub/spawn/bob", allow_redirects=False)
+        assert start.status == 302
+        assert start.headers["Location"].startswith("/hub/spawn-pending/bob")
+        events = await admin.progress("bob", seconds=15)
+        assert events[-1].get("ready") is True
+    assert pg.control.spawner.status("bob").state == "running"
+    # Starting bob's server did not hand root bob's session.
+    async with Browser(pg.public_url) as stranger:
+        edge = await stranger.get("/user/bob/", allow_redirects=False)
+        assert edge.headers["Location"].startswith("/hub/login")
+
+
+async def test_stop_removes_the_route_and_the_next_visit_spawns_again(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        await browser.get("/hub/spawn/ada")
+        await browser.progress("ada", seconds=15)
+        await _until(lambda: _routed(browser, "ada"))
+        token = await browser.xsrf("/hub/home")
+        stopped = await browser.post("/hub/stop", {"_xsrf": token}, allow_redirects=False)
+        assert stopped.status == 303
+        assert stopped.headers["Location"] == "/hub/home"
+
+        async def route_gone() -> bool:
+            response = await browser.get("/user/ada/", allow_redirects=False)
+            return response.status == 302 and response.headers["Location"].startswith(
+                "/hub/spawn/ada"
+            )
+
+        await _until(route_gone, seconds=10)
+        await _until(lambda: _state_is(browser, "stopped"), seconds=10)
+
+
+async def _state_is(browser: Browser, state: str) -> bool:
+    return await _home_state(browser) == state
+
+
+async def test_home_shows_starting_while_the_pod_is_not_ready(make_podgate: MakePodgate) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        pg.cluster.kubelet.set_paused(True)
+        try:
+            start = await browser.get("/hub/spawn/ada", allow_redirects=False)
+            assert start.status == 302
+            assert await _home_state(browser) == "starting"
+            pending = await browser.get("/hub/spawn-pending/ada")
+            assert pending.status == 200
+        finally:
+            pg.cluster.kubelet.set_paused(False)
+        await browser.progress("ada", seconds=15)
+        await _until(lambda: _state_is(browser, "running"))
+
+
+async def test_progress_of_a_server_that_is_not_starting_is_a_400(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        response = await browser.get("/hub/api/users/ada/server/progress")
+        assert response.status == 400
+        assert "no server" in json.loads(await response.text())["message"]
+    async with Browser(pg.public_url) as stranger:
+        response = await stranger.get("/hub/api/users/ada/server/progress")
+        assert response.status == 403
