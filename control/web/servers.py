@@ -54,6 +54,11 @@ def _owner(request: web.Request, hub: Hub, viewer: str) -> str:
     return owner
 
 
+def _spawn_url(owner: str) -> str:
+    # The owner's own spawn path, so a form an admin fills for bob starts bob's server.
+    return f"/hub/spawn/{quote(owner, safe='@')}"
+
+
 def _pending_url(owner: str, next_url: str) -> str:
     url = f"/hub/spawn-pending/{quote(owner, safe='@')}"
     return f"{url}?next={quote(next_url, safe='')}" if next_url else url
@@ -90,10 +95,13 @@ async def spawn_page(request: web.Request) -> web.StreamResponse:
         )
         return html(page, 503)
     if hub.profiles:
-        action = f"/hub/spawn/{quote(owner, safe='@')}"
         return html(
             spawn_form_page(
-                owner, profiles=hub.profiles, xsrf=xsrf, next_url=next_url, action=action
+                owner,
+                profiles=hub.profiles,
+                xsrf=xsrf,
+                next_url=next_url,
+                action=_spawn_url(owner),
             )
         )
     return await _start(request, hub, owner, None, next_url, xsrf)
@@ -121,11 +129,16 @@ async def _start(
         await hub.spawner.start(owner, profile)
     except BadProfile as e:
         page = spawn_form_page(
-            owner, profiles=hub.profiles, xsrf=xsrf, next_url=next_url, error=str(e)
+            owner,
+            profiles=hub.profiles,
+            xsrf=xsrf,
+            next_url=next_url,
+            action=_spawn_url(owner),
+            error=str(e),
         )
         return html(page, 400)
     except SpawnLimitReached as e:
-        retry = f"/hub/spawn/{quote(owner, safe='@')}"
+        retry = _spawn_url(owner)
         if next_url:
             retry += f"?next={quote(next_url, safe='')}"
         page = too_many_spawns_page(e.retry_after, retry_url=retry, xsrf=xsrf)
@@ -145,7 +158,7 @@ async def pending(request: web.Request) -> web.StreamResponse:
     events = [event.as_json() for event in hub.progress.events(owner)]
     if status.state == "stopped" and not events:
         # Nothing under way (a stale bookmark): the spawn page decides what to do.
-        return redirect(f"/hub/spawn/{quote(owner, safe='@')}")
+        return redirect(_spawn_url(owner))
     page = spawn_pending_page(owner, xsrf=xsrf, events=events, next_url=next_url, viewer=viewer)
     return html(page)
 
