@@ -1,32 +1,559 @@
-"""Workload 6 hook: the control plane's spawn storm, to be filled in when control/ lands.
+"""Workload 6: the control plane's spawn storm (bench.md item 6, issue 4).
 
-What it will measure (bench.md item 6): N users log in and spawn at once
-against kubesim; the time until every one of them is routed, and the
-control plane's CPU seconds per spawn. It will start its own podgate
-(control enabled, embedded kubesim), never one of the proxy peers. Until
-then `spawn_storm` reports why it did not run, and bench/run prints that.
+N users log in and spawn at once; the figures are the time until every one
+of them is routed, podgate's CPU seconds per spawn, and the p99 of small
+requests to users who were already running, during the storm against idle.
+
+Four processes, so that each figure belongs to one of them:
+
+- kubesim, alone (`podgate sim --plain-http`), serving every pod from its
+  shared-process echo mode (each pod on its own loopback address);
+- podgate (`podgate run`, cluster kind kube): its /proc CPU is the control
+  plane and the edge and nothing else;
+- the storm client (`python -m bench.harness.control_plane storm`): N
+  browsers, each with its own cookie jar, doing what a person's browser does;
+- the probe (`... probe`): signs in the running users first, then sends
+  them sequential small GETs and records each latency with a system-wide
+  monotonic timestamp, so the orchestrator cuts idle and storm windows.
+
+This module never touches podgate's code or config beyond what a user
+would write in the YAML file, never mocks anything, and bounds every wait
+in time: a storm that does not end within its deadline is reported with
+what it got.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from bench.harness import procs
+from bench.harness.peers import default_podgate_cmd
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "bench-storm-password"
+COOKIE_SECRET = "bench-storm-cookie-secret-0123456789"
+REQUEST_TIMEOUT = 30.0  # one HTTP request; a storm's deadline bounds the whole
+_XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
+_ENV = {"PYTHONPATH": str(REPO_ROOT), "NO_PROXY": "127.0.0.1,localhost"}
 
 
 @dataclass(frozen=True)
 class SpawnStormResult:
+    """One storm's figures; None where a figure could not be measured (see note)."""
+
     users: int
     seconds_until_all_routed: float | None
     cpu_seconds_per_spawn: float | None
     note: str
+    routed: int = 0
+    failed: int = 0
+    refused_429: int = 0  # answers "too many servers are starting" (each retried)
+    routed_p50_seconds: float | None = None  # per user, from its first request
+    routed_p99_seconds: float | None = None
+    running_users: int = 0
+    idle_p99_ms: float | None = None
+    storm_p99_ms: float | None = None
+    idle_samples: int = 0
+    storm_samples: int = 0
+    kubesim_cpu_seconds: float | None = None
+    failures: tuple[str, ...] = ()
+
+    @property
+    def p99_ratio(self) -> float | None:
+        if self.idle_p99_ms and self.storm_p99_ms is not None:
+            return self.storm_p99_ms / self.idle_p99_ms
+        return None
 
 
-def spawn_storm(users: int, *, workdir: Path, proxy_cpus: str | None) -> SpawnStormResult:
-    """Not implemented yet: the control plane (login + spawner) does not exist."""
-    del workdir, proxy_cpus
+# -- the browser ----------------------------------------------------------------------------
+
+
+@dataclass
+class UserRun:
+    """What happened to one user's log-in-and-spawn."""
+
+    name: str
+    started: float = 0.0  # monotonic, first request
+    routed_at: float | None = None  # monotonic, the pod answered through the edge
+    refused_429: int = 0
+    error: str | None = None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0-100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def new_browser() -> aiohttp.ClientSession:
+    # One cookie jar per user, as one browser per person; unsafe=True keeps
+    # cookies for an IP-address host.
+    return aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+    )
+
+
+async def _hop(browser: aiohttp.ClientSession, url: str, run: UserRun) -> str:
+    """GET `url` without following redirects, waiting out 429s; the next location or ''."""
+    for _ in range(200):  # 200 refusals of Retry-After >= 1 s outlast any deadline
+        async with browser.get(url, allow_redirects=False) as response:
+            await response.read()
+            if response.status == 429:
+                run.refused_429 += 1
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            if response.status in (301, 302, 303, 307):
+                return response.headers["Location"]
+            if response.status == 200:
+                return ""
+            raise RuntimeError(f"GET {url}: {response.status}")
+    raise RuntimeError(f"GET {url}: refused 200 times")
+
+
+async def _follow_progress(browser: aiohttp.ClientSession, base: str, name: str) -> None:
+    """Read the SSE progress stream to its end; raises unless it ends ready."""
+    url = f"{base}/hub/api/users/{quote(name)}/server/progress"
+    last: dict[str, Any] = {}
+    async with browser.get(url) as response:
+        if response.status != 200:
+            raise RuntimeError(f"progress: {response.status}")
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                last = json.loads(line[6:])
+                if last.get("ready") or last.get("failed"):
+                    break
+    if not last.get("ready"):
+        raise RuntimeError(f"progress ended without ready: {last.get('message')!r}")
+
+
+async def _reach_pod(browser: aiohttp.ClientSession, base: str, name: str) -> None:
+    """GET /user/<name>/ until the echo pod answers (the route may trail ready by a moment)."""
+    url = f"{base}/user/{quote(name)}/"
+    status = 0
+    for _ in range(100):  # 100 x 50 ms: a route that lags ready by 5 s is a failure
+        async with browser.get(url, allow_redirects=False) as response:
+            body = await response.read()
+            status = response.status
+            if status == 200:
+                answer = json.loads(body)
+                if answer.get("path", "").startswith(f"/user/{name}/") and answer.get("pod"):
+                    return
+                raise RuntimeError(f"routed to something else: {body[:100]!r}")
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"not routed after ready: last status {status}")
+
+
+async def log_in_and_spawn(browser: aiohttp.ClientSession, base: str, run: UserRun) -> None:
+    """Sign in through the form with next=/user/<name>/, follow the browser's way to the pod."""
+    run.started = time.monotonic()
+    try:
+        name = run.name
+        async with browser.get(f"{base}/hub/login") as response:
+            match = _XSRF.search(await response.text())
+        if match is None:
+            raise RuntimeError(f"login page without _xsrf ({response.status})")
+        form = {
+            "username": name,
+            "password": PASSWORD,
+            "_xsrf": match.group(1),
+            "next": f"/user/{name}/",
+        }
+        async with browser.post(f"{base}/hub/login", data=form, allow_redirects=False) as r:
+            await r.read()
+            if r.status not in (302, 303):
+                raise RuntimeError(f"login: {r.status}")
+            location = r.headers["Location"]
+        # /user/<name>/ -> /hub/spawn/<name>?next=... -> /hub/spawn-pending/<name>?next=...
+        for _ in range(10):
+            if location.startswith("/hub/spawn-pending/") or not location:
+                break
+            location = await _hop(browser, base + location, run)
+        await _follow_progress(browser, base, name)
+        await _reach_pod(browser, base, name)
+        run.routed_at = time.monotonic()
+    except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError) as e:
+        run.error = f"{type(e).__name__}: {e}"[:200]
+
+
+async def run_storm(base: str, names: Sequence[str], deadline_seconds: float) -> list[UserRun]:
+    """Every user at once, each with its own browser; stops at the deadline."""
+    runs = [UserRun(name) for name in names]
+    browsers = [new_browser() for _ in names]
+    tasks = [
+        asyncio.create_task(log_in_and_spawn(b, base, r), name=f"user {r.name}")
+        for b, r in zip(browsers, runs, strict=True)
+    ]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=deadline_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    finally:
+        await asyncio.gather(*(b.close() for b in browsers), return_exceptions=True)
+    for run in runs:
+        if run.routed_at is None and run.error is None:
+            run.error = f"not routed within the {deadline_seconds:.0f} s deadline"
+    return runs
+
+
+# -- worker processes -----------------------------------------------------------------------
+
+
+async def _storm_main(base: str, users: int, prefix: str, deadline: float) -> None:
+    runs = await run_storm(base, [f"{prefix}{i:05d}" for i in range(users)], deadline)
+    report = [[r.name, r.started, r.routed_at, r.refused_429, r.error] for r in runs]
+    print(json.dumps({"runs": report}), flush=True)
+
+
+async def _probe_main(base: str, users: int, interval: float, deadline: float) -> None:
+    """Start `users` running users, say so, then GET them in turn until SIGTERM or deadline."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    names = [f"running{i:03d}" for i in range(users)]
+    runs = [UserRun(name) for name in names]
+    browsers = [new_browser() for _ in names]
+    samples: list[tuple[float, float, bool]] = []
+    try:
+        starts = (log_in_and_spawn(b, base, r) for b, r in zip(browsers, runs, strict=True))
+        await asyncio.wait_for(asyncio.gather(*starts), timeout=120)
+        errors = [f"{r.name}: {r.error}" for r in runs if r.error]
+        print(json.dumps({"running": users - len(errors), "errors": errors}), flush=True)
+        end = time.monotonic() + deadline
+        i = 0
+        while not stop.is_set() and time.monotonic() < end:
+            browser, name = browsers[i % users], names[i % users]
+            i += 1
+            t0 = time.monotonic()
+            ok = False
+            try:
+                async with browser.get(f"{base}/user/{name}/", allow_redirects=False) as r:
+                    await r.read()
+                    ok = r.status == 200
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+            t1 = time.monotonic()
+            samples.append((t0, (t1 - t0) * 1000, ok))
+            # Paced, so the probe's own load on podgate stays small and steady.
+            await asyncio.sleep(max(0.0, interval - (t1 - t0)))
+    finally:
+        await asyncio.gather(*(b.close() for b in browsers), return_exceptions=True)
+    print(json.dumps({"samples": samples}), flush=True)
+
+
+def _worker_main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="spawn storm worker processes")
+    p.add_argument("role", choices=("storm", "probe"))
+    p.add_argument("--url", required=True)
+    p.add_argument("--users", type=int, required=True)
+    p.add_argument("--prefix", default="storm")
+    p.add_argument("--interval", type=float, default=0.01)
+    p.add_argument("--deadline", type=float, default=180.0)
+    args = p.parse_args(argv)
+    procs.raise_open_files_limit()
+    if args.role == "storm":
+        asyncio.run(_storm_main(args.url, args.users, args.prefix, args.deadline))
+    else:
+        asyncio.run(_probe_main(args.url, args.users, args.interval, args.deadline))
+
+
+# -- the orchestration ----------------------------------------------------------------------
+
+
+@dataclass
+class _Cluster:
+    kubesim: procs.Managed
+    podgate: procs.Managed
+    public_url: str
+    started: list[procs.Managed] = field(default_factory=list)
+
+
+def _start_kubesim(workdir: Path, podgate_cmd: list[str], cpus: str | None) -> procs.Managed:
+    port = procs.free_port()
+    kubeconfig = workdir / "kubesim.kubeconfig"
+    cmd = [*podgate_cmd, "sim", "--listen", f"127.0.0.1:{port}", "--plain-http"]
+    proc = procs.start(
+        "kubesim",
+        [*cmd, "--kubeconfig", str(kubeconfig)],
+        log_dir=workdir,
+        cpus=cpus,
+        env=_ENV,
+        cwd=REPO_ROOT,
+    )
+    if not procs.wait_for_port(port, timeout=20, proc=proc) or not kubeconfig.exists():
+        proc.stop()
+        raise RuntimeError(f"kubesim did not start: {proc.log_tail()}")
+    proc.extra["kubeconfig"] = kubeconfig
+    return proc
+
+
+def podgate_storm_config(port: int, ops_port: int, kubeconfig: Path) -> dict[str, Any]:
+    """podgate as an operator would run it for the storm: kube cluster, echo pods, defaults."""
+    return {
+        "listen": f"127.0.0.1:{port}",
+        "ops_listen": f"127.0.0.1:{ops_port}",
+        "log_level": "warning",
+        "cluster": {"kind": "kube", "kubeconfig": str(kubeconfig)},
+        "auth": {"kind": "dummy", "password": PASSWORD},
+        "session": {"cookie_secrets": [COOKIE_SECRET]},
+        "spawner": {
+            "namespace": "default",  # exists on kubesim from the start
+            "image": "kubesim/echo",
+            "jupyter_args": False,
+            "readiness_path": None,
+        },
+    }
+
+
+def _start_podgate(
+    workdir: Path, podgate_cmd: list[str], cpus: str | None, kubeconfig: Path
+) -> tuple[procs.Managed, str]:
+    port, ops_port = procs.free_port(), procs.free_port()
+    conf = workdir / "podgate-storm.yaml"
+    # JSON is YAML: no YAML writer needed.
+    conf.write_text(json.dumps(podgate_storm_config(port, ops_port, kubeconfig), indent=2))
+    proc = procs.start(
+        "podgate-storm",
+        [*podgate_cmd, "run", "--config", str(conf)],
+        log_dir=workdir,
+        cpus=cpus,
+        env=_ENV,
+        cwd=REPO_ROOT,
+    )
+    if not procs.wait_for_port(port, timeout=30, proc=proc):
+        proc.stop()
+        raise RuntimeError(f"podgate did not start: {proc.log_tail()}")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def _wait_ready(ops_url: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as client:
+        while time.monotonic() < deadline:
+            try:
+                async with client.get(f"{ops_url}/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("podgate's /readyz did not turn ready")
+
+
+async def _worker(role: str, base: str, *args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.harness.control_plane",
+        role,
+        "--url",
+        base,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        limit=1 << 24,  # one JSON line holds every sample
+        env={**os.environ, **_ENV},
+        cwd=REPO_ROOT,
+    )
+
+
+async def _json_line(proc: asyncio.subprocess.Process, seconds: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=seconds)
+    if not line:
+        raise RuntimeError(f"worker exited ({await proc.wait()}) without a report")
+    return dict(json.loads(line))
+
+
+async def _end(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+    await proc.wait()
+
+
+async def _measure(
+    base: str,
+    podgate: procs.Managed,
+    kubesim: procs.Managed,
+    users: int,
+    running: int,
+    idle_seconds: float,
+    deadline: float,
+) -> SpawnStormResult:
+    notes: list[str] = []
+    probe = await _worker("probe", base, "--users", str(running), "--deadline", str(deadline + 300))
+    storm: asyncio.subprocess.Process | None = None
+    try:
+        started = await _json_line(probe, 150)
+        if started["errors"]:
+            notes.append(f"running users not started: {started['errors'][:3]}")
+        idle_from = time.monotonic()
+        await asyncio.sleep(idle_seconds)
+        idle_to = time.monotonic()
+        cpu0, sim_cpu0 = procs.cpu_seconds(podgate.pid), procs.cpu_seconds(kubesim.pid)
+        storm = await _worker("storm", base, "--users", str(users), "--deadline", str(deadline))
+        report = await _json_line(storm, deadline + 60)
+        cpu1, sim_cpu1 = procs.cpu_seconds(podgate.pid), procs.cpu_seconds(kubesim.pid)
+        probe.send_signal(signal.SIGTERM)
+        samples = (await _json_line(probe, 30))["samples"]
+    finally:
+        await _end(probe)
+        if storm is not None:
+            await _end(storm)
+    runs = report["runs"]
+    starts = [r[1] for r in runs]
+    routed = [r for r in runs if r[2] is not None]
+    errors = [f"{r[0]}: {r[4]}" for r in runs if r[4]]
+    first = min(starts)
+    last = max((r[2] for r in routed), default=None)
+    storm_to = last if last is not None and len(routed) == len(runs) else time.monotonic()
+    idle = [ms for t, ms, ok in samples if idle_from <= t <= idle_to and ok]
+    during = [ms for t, ms, ok in samples if first <= t <= storm_to and ok]
+    probe_failures = sum(1 for t, _, ok in samples if first <= t <= storm_to and not ok)
+    if probe_failures:
+        notes.append(f"{probe_failures} requests to running users failed during the storm")
+    if errors:
+        notes.append(f"{len(errors)} users not routed, e.g. {errors[0]}")
+    per_user = [r[2] - r[1] for r in routed]
     return SpawnStormResult(
         users=users,
-        seconds_until_all_routed=None,
-        cpu_seconds_per_spawn=None,
-        note="pending: the control plane is not built yet (hook: bench/harness/control_plane.py)",
+        seconds_until_all_routed=(last - first) if len(routed) == len(runs) and last else None,
+        cpu_seconds_per_spawn=(cpu1 - cpu0) / len(routed) if routed else None,
+        note="; ".join(notes) or "all routed",
+        routed=len(routed),
+        failed=len(runs) - len(routed),
+        refused_429=sum(r[3] for r in runs),
+        routed_p50_seconds=percentile(per_user, 50),
+        routed_p99_seconds=percentile(per_user, 99),
+        running_users=int(started["running"]),
+        idle_p99_ms=percentile(idle, 99),
+        storm_p99_ms=percentile(during, 99),
+        idle_samples=len(idle),
+        storm_samples=len(during),
+        kubesim_cpu_seconds=sim_cpu1 - sim_cpu0,
+        failures=tuple(errors[:20]),
     )
+
+
+def spawn_storm(
+    users: int,
+    *,
+    workdir: Path,
+    proxy_cpus: str | None,
+    running: int = 20,
+    idle_seconds: float = 10.0,
+    deadline: float = 180.0,
+    podgate_cmd: list[str] | None = None,
+    podgate_wrapper: Sequence[str] = (),
+) -> SpawnStormResult:
+    """Start kubesim and podgate, run one storm of `users`, stop both; never raises for a
+    storm that went wrong (the result's note says what happened).
+
+    proxy_cpus pins podgate (taskset), as bench/run pins the proxies;
+    podgate_wrapper is put before podgate's command (e.g. a profiler).
+    """
+    procs.raise_open_files_limit()
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = podgate_cmd or default_podgate_cmd()
+    started: list[procs.Managed] = []
+    try:
+        kubesim = _start_kubesim(workdir, cmd, None)
+        started.append(kubesim)
+        podgate, base = _start_podgate(
+            workdir, [*podgate_wrapper, *cmd], proxy_cpus, kubesim.extra["kubeconfig"]
+        )
+        started.append(podgate)
+        target = _wrapped_child(podgate) if podgate_wrapper else podgate
+        ops_url = _ops_url(workdir)
+        result = asyncio.run(
+            _ready_then_measure(
+                ops_url, base, target, kubesim, users, running, idle_seconds, deadline
+            )
+        )
+        if target is not podgate:
+            # Stop podgate first: the profiler writes its report when its child ends.
+            target.stop(grace=15)
+            podgate.stop(grace=60)
+        return result
+    except (TimeoutError, RuntimeError, OSError, KeyError, ValueError) as e:
+        return SpawnStormResult(users, None, None, note=f"storm not run: {e}"[:500])
+    finally:
+        for proc in reversed(started):
+            proc.stop(grace=15)
+
+
+def _wrapped_child(wrapper: procs.Managed) -> procs.Managed:
+    """podgate itself under a wrapper (py-spy runs it as its child): CPU is read from it."""
+    for _ in range(100):
+        children = procs.child_pids(wrapper.pid)
+        if children:
+            return procs.Managed("podgate-storm", _Pid(children[0]), wrapper.log_path)  # type: ignore[arg-type]
+        time.sleep(0.05)
+    raise RuntimeError("the wrapped podgate did not start")
+
+
+class _Pid:
+    """Enough of a Popen for Managed, for a process that is not our child."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        return None if Path(f"/proc/{self.pid}").exists() else 0
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = time.monotonic() + (timeout or 0)
+        while self.poll() is None:
+            if time.monotonic() > end:
+                raise subprocess.TimeoutExpired("podgate", timeout or 0)
+            time.sleep(0.05)
+        return 0
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+
+
+def _ops_url(workdir: Path) -> str:
+    config = json.loads((workdir / "podgate-storm.yaml").read_text())
+    return f"http://{config['ops_listen']}"
+
+
+async def _ready_then_measure(
+    ops_url: str,
+    base: str,
+    podgate: procs.Managed,
+    kubesim: procs.Managed,
+    users: int,
+    running: int,
+    idle_seconds: float,
+    deadline: float,
+) -> SpawnStormResult:
+    await _wait_ready(ops_url, 30)
+    return await _measure(base, podgate, kubesim, users, running, idle_seconds, deadline)
+
+
+if __name__ == "__main__":
+    _worker_main()
