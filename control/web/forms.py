@@ -3,7 +3,10 @@
 The binding cookie is made on the first page a browser sees (the
 `xsrf_binding` middleware); pages put `xsrf_token(request)` in their forms;
 `checked_form` reads a bounded form body and refuses it (403) unless the
-token matches this browser's binding.
+token matches this browser's binding. A body over the app's
+client_max_size is refused (413 page) before reading when its length is
+declared, and as soon as the cap is passed when it is chunked: never
+buffered whole.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from control.web.identity import request_cookies, set_xsrf_binding
 
 _BINDING = "podgate_xsrf_binding"
 _NEW_BINDING = "podgate_xsrf_new"
+
+TOO_LARGE = "This form is far larger than any form of this site. Nothing was saved."
 
 STALE_FORM = (
     "This form has expired or was not sent from this site. Go back, reload the page and try again."
@@ -72,7 +77,7 @@ def _remember_binding(request: web.Request, response: web.StreamResponse) -> Non
 
 async def checked_form(request: web.Request) -> MultiDictProxy[str | bytes | web.FileField]:
     """The POSTed form when its CSRF token is good; otherwise a 403 page is raised."""
-    form = await request.post()
+    form = await _bounded_form(request)
     token = form.get(XSRF_FIELD)
     hub = hub_of(request)
     bindings = request_cookies(request, hub.cookies.xsrf_name)
@@ -83,6 +88,28 @@ async def checked_form(request: web.Request) -> MultiDictProxy[str | bytes | web
             content_type="text/html",
         )
     return form
+
+
+async def _bounded_form(request: web.Request) -> MultiDictProxy[str | bytes | web.FileField]:
+    limit = request.client_max_size
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit, declared)  # refused before a byte of it is read
+    try:
+        return await request.post()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit, 0) from None  # chunked: aiohttp stopped at the cap
+
+
+def _too_large(limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
+    # Connection: close, so the client is not expected to send the rest of it.
+    return web.HTTPRequestEntityTooLarge(
+        limit,
+        size,
+        text=error_page(413, TOO_LARGE, title="Form too large"),
+        content_type="text/html",
+        headers={"Connection": "close"},
+    )
 
 
 def field(form: MultiDictProxy[str | bytes | web.FileField], name: str) -> str:
