@@ -11,7 +11,13 @@ from control.csrf import CsrfTokens
 from control.progress import SpawnProgress
 from control.settings import Profile
 from control.spawner import Spawner
-from control.web.identity import CookieSettings, SessionCookies, session_user
+from control.web.identity import (
+    CookieSettings,
+    IPNetwork,
+    SessionCookies,
+    client_address,
+    session_user,
+)
 
 
 @dataclass
@@ -25,6 +31,9 @@ class Hub:
     spawner: Spawner
     progress: SpawnProgress
     profiles: tuple[Profile, ...] = ()
+    # The edge's trusted proxies: behind them the browser's address is in X-Forwarded-For
+    # (else every client of an ingress would share one address in the login throttle).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed."""
@@ -32,6 +41,10 @@ class Hub:
         if user is None or not self.access.is_allowed(user):
             return None
         return user
+
+    def client_address(self, request: web.Request) -> str:
+        """Where the browser is, as far as the trusted proxies in front say."""
+        return client_address(request, self.trusted_proxies)
 
     def may_act_for(self, viewer: str, owner: str) -> bool:
         """Whether `viewer` may see, start or stop `owner`'s server."""

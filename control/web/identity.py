@@ -8,6 +8,8 @@ reached us over TLS (directly, or as a proxy in front says).
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +39,34 @@ def over_tls(request: web.Request) -> bool:
     # A forged X-Forwarded-Proto only makes the forger's own cookies Secure.
     proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     return request.secure or proto == "https"
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip())
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_address(request: web.Request, trusted: Sequence[IPNetwork] = ()) -> str:
+    """The browser's address: the peer, or, behind trusted proxies, the nearest untrusted hop.
+
+    X-Forwarded-For is read right to left and only while each hop is a
+    trusted proxy: anything further left was written by the client itself.
+    """
+    address = request.remote or "unknown"
+    if not trusted or not _is_trusted(address, trusted):
+        return address
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    for hop in reversed([h for h in hops if h]):
+        address = hop
+        if not _is_trusted(hop, trusted):
+            break
+    return address
 
 
 def request_cookies(request: web.Request, name: str) -> list[str]:

@@ -45,7 +45,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await checked_form(request)
     username, password = field(form, "username"), field(form, "password")
     requested = safe_next(field(form, "next"), "")
-    address = request.remote or "unknown"
+    address = hub.client_address(request)
 
     def again(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
         page = login_page(

@@ -283,3 +283,47 @@ async def test_cookie_attributes(make_podgate: MakePodgate, proto: str | None) -
     assert {"httponly", "samesite=strict", "path=/hub/"} <= xsrf
     assert {"httponly", "samesite=lax", "path=/"} <= session
     assert ("secure" in xsrf) == ("secure" in session) == (proto == "https")
+
+
+async def _fail_from(browser: Browser, name: str, client: str) -> int:
+    token = await browser.xsrf("/hub/login")
+    form = {"username": name, "password": "wrong", "_xsrf": token}
+    headers = {"X-Forwarded-For": client}
+    response = await browser.post("/hub/login", form, headers=headers, allow_redirects=False)
+    return response.status
+
+
+async def _login_from(browser: Browser, name: str, client: str) -> int:
+    token = await browser.xsrf("/hub/login")
+    form = {"username": name, "password": PASSWORD, "_xsrf": token}
+    headers = {"X-Forwarded-For": client}
+    response = await browser.post("/hub/login", form, headers=headers, allow_redirects=False)
+    return response.status
+
+
+async def test_a_forged_forwarded_for_does_not_escape_the_throttle(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate(THROTTLED)
+    async with Browser(pg.public_url) as guesser:
+        assert await _fail_from(guesser, "ada", "192.0.2.1") == 403
+        assert await _fail_from(guesser, "bob", "192.0.2.2") == 403
+        # No proxy is trusted: the header is the client's own claim and changes nothing.
+        assert await _login_from(guesser, "carol", "192.0.2.3") == 429
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: podgate/control_plane.py builds the Hub without edge.trusted_proxies, so "
+    "behind an ingress every browser shares the ingress's address in the login throttle",
+)
+async def test_behind_a_trusted_proxy_each_browser_is_throttled_on_its_own(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate({**THROTTLED, "edge": {"trusted_proxies": ["127.0.0.0/8"]}})
+    async with Browser(pg.public_url) as ingress:
+        assert await _fail_from(ingress, "ada", "192.0.2.1") == 403
+        assert await _fail_from(ingress, "bob", "192.0.2.1") == 403
+        assert await _login_from(ingress, "carol", "192.0.2.1") == 429
+        # Another browser behind the same ingress signs in unhindered.
+        assert await _login_from(ingress, "dave", "198.51.100.7") == 303

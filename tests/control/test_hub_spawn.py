@@ -8,12 +8,14 @@ anything without their pod token.
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pytest
 from hub_kit import Browser
 
 MakePodgate = Callable[..., Awaitable[Any]]
@@ -190,3 +192,26 @@ async def test_progress_of_a_server_that_is_not_starting_is_a_400(
     async with Browser(pg.public_url) as stranger:
         response = await stranger.get("/hub/api/users/ada/server/progress")
         assert response.status == 403
+
+
+async def test_leaving_the_progress_page_mid_spawn_is_quiet(
+    make_podgate: MakePodgate, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        pg.cluster.kubelet.set_paused(True)
+        try:
+            await browser.get("/hub/spawn/ada", allow_redirects=False)
+            url = browser.url("/hub/api/users/ada/server/progress")
+            async with browser.session.get(url) as stream:
+                assert stream.status == 200
+                first = await asyncio.wait_for(stream.content.readline(), 5)
+                assert first.startswith(b"data: ")
+            # The browser went away; the spawn goes on and nothing is logged as an error.
+            await asyncio.sleep(0.2)
+        finally:
+            pg.cluster.kubelet.set_paused(False)
+        events = await browser.progress("ada", seconds=15)
+        assert events[-1].get("ready") is True
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
