@@ -8,8 +8,8 @@ anything without their pod token.
 from __future__ import annotations
 
 import asyncio
-import logging
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
