@@ -8,7 +8,7 @@ all are routed, podgate's CPU seconds per spawn, per-user time to routed,
 
   bench/spawn_storm.py --users 200
   bench/spawn_storm.py --users 1000 --repeat 3
-  bench/spawn_storm.py --users 1000 --profile py-spy   # flame graph of podgate
+  bench/spawn_storm.py --users 1000 --profile py-spy   # folded stacks of podgate
 
 Stdlib + aiohttp; every storm is bounded by --deadline, and every process
 it starts is stopped when it ends.
@@ -46,7 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--profile",
         choices=("py-spy",),
         default=None,
-        help="record podgate with py-spy (an SVG flame graph in the workdir)",
+        help="record podgate with py-spy (folded stacks, podgate.folded, in the workdir)",
     )
     p.add_argument("--workdir", type=Path, default=None, help="keep configs and logs here")
     args = p.parse_args(argv)
@@ -117,7 +117,17 @@ def _profiler(workdir: Path, which: str | None) -> list[str]:
     exe = shutil.which("py-spy")
     if exe is None:
         sys.exit("py-spy is not installed (pip install py-spy)")
-    return [exe, "record", "--idle", "--rate", "200", "-o", str(workdir / "podgate.svg"), "--"]
+    return [
+        exe,
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "-o",
+        str(workdir / "podgate.folded"),
+        "--",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -300,7 +300,13 @@ def _start_kubesim(workdir: Path, podgate_cmd: list[str], cpus: str | None) -> p
         env=_ENV,
         cwd=REPO_ROOT,
     )
-    if not procs.wait_for_port(port, timeout=20, proc=proc) or not kubeconfig.exists():
+    # The kubeconfig is written just before kubesim prints that it listens.
+    deadline = time.monotonic() + 20
+    while "kubesim listening" not in proc.log_tail() and time.monotonic() < deadline:
+        if not proc.alive():
+            break
+        time.sleep(0.05)
+    if "kubesim listening" not in proc.log_tail() or not kubeconfig.exists():
         proc.stop()
         raise RuntimeError(f"kubesim did not start: {proc.log_tail()}")
     proc.extra["kubeconfig"] = kubeconfig
@@ -399,6 +405,7 @@ async def _measure(
     running: int,
     idle_seconds: float,
     deadline: float,
+    workdir: Path,
 ) -> SpawnStormResult:
     notes: list[str] = []
     probe = await _worker("probe", base, "--users", str(running), "--deadline", str(deadline + 300))
@@ -421,6 +428,9 @@ async def _measure(
         if storm is not None:
             await _end(storm)
     runs = report["runs"]
+    # The raw timeline, for looking at where the slow requests fall.
+    timeline = {"idle": [idle_from, idle_to], "runs": runs, "samples": samples}
+    (workdir / "storm-timeline.json").write_text(json.dumps(timeline))
     starts = [r[1] for r in runs]
     routed = [r for r in runs if r[2] is not None]
     errors = [f"{r[0]}: {r[4]}" for r in runs if r[4]]
@@ -487,7 +497,7 @@ def spawn_storm(
         ops_url = _ops_url(workdir)
         result = asyncio.run(
             _ready_then_measure(
-                ops_url, base, target, kubesim, users, running, idle_seconds, deadline
+                ops_url, base, target, kubesim, users, running, idle_seconds, deadline, workdir
             )
         )
         if target is not podgate:
@@ -550,9 +560,10 @@ async def _ready_then_measure(
     running: int,
     idle_seconds: float,
     deadline: float,
+    workdir: Path,
 ) -> SpawnStormResult:
     await _wait_ready(ops_url, 30)
-    return await _measure(base, podgate, kubesim, users, running, idle_seconds, deadline)
+    return await _measure(base, podgate, kubesim, users, running, idle_seconds, deadline, workdir)
 
 
 if __name__ == "__main__":
