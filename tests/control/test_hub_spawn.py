@@ -147,9 +147,14 @@ async def test_stop_removes_the_route_and_the_next_visit_spawns_again(
         await browser.progress("ada", seconds=15)
         await _until(lambda: _routed(browser, "ada"))
         token = await browser.xsrf("/hub/home")
-        stopped = await browser.post("/hub/stop", {"_xsrf": token}, allow_redirects=False)
-        assert stopped.status == 303
-        assert stopped.headers["Location"] == "/hub/home"
+        pg.cluster.kubelet.set_paused(True)  # the pod is deleting, not gone yet
+        try:
+            stopped = await browser.post("/hub/stop", {"_xsrf": token}, allow_redirects=False)
+            assert stopped.status == 303
+            assert stopped.headers["Location"] == "/hub/home"
+            await _until(lambda: _state_is(browser, "stopping"), seconds=5)
+        finally:
+            pg.cluster.kubelet.set_paused(False)
 
         async def route_gone() -> bool:
             response = await browser.get("/user/ada/", allow_redirects=False)
