@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from control.errors import BadProfile, SpawnLimitReached
+from control.errors import BadProfile, SpawnFailed, SpawnLimitReached
 from control.names import normalise_username
 from control.pages import (
     error_page,
@@ -143,6 +143,12 @@ async def _start(
             retry += f"?next={quote(next_url, safe='')}"
         page = too_many_spawns_page(e.retry_after, retry_url=retry, xsrf=xsrf)
         return html(page, 429, {"Retry-After": str(max(1, round(e.retry_after)))})
+    except SpawnFailed as e:
+        # The pod could not even be created (the API refused): the failed page, with Retry.
+        page = spawn_failed_page(
+            owner, xsrf=xsrf, message=e.message, next_url=next_url, viewer=hub.user(request)
+        )
+        return html(page, 503)
     return redirect(_pending_url(owner, next_url), 303 if request.method == "POST" else 302)
 
 

@@ -136,3 +136,29 @@ async def test_bob_starts_once_ada_is_running(make_podgate: MakePodgate) -> None
         assert later.status == 302
         events = await bob.progress("bob", seconds=15)
         assert events[-1].get("ready") is True
+
+
+async def test_a_cluster_refusing_the_pod_is_a_503_page_in_words(
+    make_podgate: MakePodgate, set_faults: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        await set_faults(pg.cluster, {"errors": {"create": {"code": 500, "count": 50}}})
+        try:
+            refused = await browser.get("/hub/spawn/ada", allow_redirects=False)
+            page = _words(await refused.text())
+        finally:
+            await set_faults(pg.cluster, {"reset": True})
+        assert refused.status == 503
+        assert "Traceback" not in page and "kubernetes_asyncio" not in page
+        assert "could not create the server" in page
+        assert 'action="/hub/spawn/ada"' in page and ">Retry<" in page
+        # Once the cluster answers again, the same visit starts the server.
+        again = await browser.get("/hub/spawn/ada", allow_redirects=False)
+        assert again.status in (302, 503)
+        if again.status == 503:  # the failed start is shown first; Retry starts anew
+            token = xsrf_of(await again.text())
+            again = await browser.post("/hub/spawn/ada", {"_xsrf": token}, allow_redirects=False)
+        assert again.headers["Location"].startswith("/hub/spawn-pending/ada")
+        events = await browser.progress("ada", seconds=15)
+        assert events[-1].get("ready") is True
