@@ -28,6 +28,7 @@ from control.route_sync import PodRoutes
 from control.spawner import Spawner
 from control.web.context import Hub
 from control.web.identity import CookieSettings, SessionCookies
+from edge.settings import parse_networks
 from kubesim.cluster import DEFAULT_NAMESPACES, SimCluster
 from kubesim.kubelet import KubeletConfig, SimKubelet
 from podgate.config import Config
@@ -115,6 +116,7 @@ class ControlPlane:
             spawner=self.spawner,
             progress=self.progress,
             profiles=config.spawner.profiles,
+            trusted_proxies=parse_networks(config.edge.trusted_proxies),
         )
         return build_hub(hub)
 

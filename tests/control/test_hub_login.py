@@ -312,11 +312,6 @@ async def test_a_forged_forwarded_for_does_not_escape_the_throttle(
         assert await _login_from(guesser, "carol", "192.0.2.3") == 429
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: podgate/control_plane.py builds the Hub without edge.trusted_proxies, so "
-    "behind an ingress every browser shares the ingress's address in the login throttle",
-)
 async def test_behind_a_trusted_proxy_each_browser_is_throttled_on_its_own(
     make_podgate: MakePodgate,
 ) -> None:
