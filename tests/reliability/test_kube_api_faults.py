@@ -92,6 +92,13 @@ def p50_p99(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+async def keep_serving_for(browser: Browser, user: str, seconds: float) -> list[float]:
+    """`keep_serving` for a fixed time: the baseline, paced like the load during a fault."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, stop.set)
+    return await keep_serving(browser, user, stop)
+
+
 async def keep_serving(browser: Browser, user: str, stop: asyncio.Event) -> list[float]:
     """Requests to `user`'s server, one every 20 ms, until `stop` (bounded to 5,000)."""
     took: list[float] = []
@@ -179,7 +186,7 @@ async def test_error_answers_fail_a_spawn_in_words_and_touch_no_pod(world: World
     assert "jupyter-cy" not in await world.pod_uids()
     assert (await attempt(world, "cy")).ready
     assert [name for name in await world.pod_uids() if "cy" in name] == ["jupyter-cy"]
-    # 429 with Retry-After on create: a clear refusal or a start after the wait.
+    # 429 with Retry-After on create: today a clear refusal (see the xfail below).
     await world.faults({"errors": {"create": {"code": 429, "count": 1, "retry_after": 1}}})
     seen = await attempt(world, "dee")
     assert seen.ready or ("429" in seen.words and "Kubernetes API" in seen.words), seen
@@ -193,24 +200,47 @@ async def test_error_answers_fail_a_spawn_in_words_and_touch_no_pod(world: World
     assert await world.ready() == 200
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: control/spawner.py _create turns one API 429 (KubeThrottled, Retry-After: 1) "
+    "into SpawnFailed('api_error') at once: the user gets a 503 page and must retry by hand; "
+    "client-go waits Retry-After and retries",
+)
+async def test_one_throttled_create_waits_and_starts(world: World) -> None:
+    await world.faults({"errors": {"create": {"code": 429, "count": 1, "retry_after": 1}}})
+    seen = await attempt(world, "dee")
+    assert seen.ready, seen
+
+
 async def test_dropped_watches_and_410_keep_routes_and_pods(world: World) -> None:
     uids = await world.pod_uids()
     routes = world.routes()
-    informer = world.pg.control.pods  # type: ignore[union-attr]
-    restarts = informer.restarts
-    before = await served(world.ada, "ada", 40)
-    for _ in range(3):
-        await world.faults({"drop_watches": True, "expire_next_watch": True})
-        await served(world.ada, "ada", 10)
-    # The 410 made the informer list again; everything it had is still there.
-    assert await wait_for(lambda: _gt(informer.restarts, restarts), 10.0)
-    during = await served(world.ada, "ada", 40)
+    control = world.pg.control
+    assert control is not None and control.pods is not None and control.events is not None
+    informers = (control.pods, control.events)
+    before = await keep_serving_for(world.ada, "ada", 1.0)
+    stop = asyncio.Event()
+    serving = asyncio.ensure_future(keep_serving(world.ada, "ada", stop))
+    try:
+        for round_ in range(3):
+            # The 410 goes to whichever informer resumes first (pods or events).
+            relists = sum(i.restarts for i in informers)
+            await world.faults({"drop_watches": True, "expire_next_watch": True})
+            relisted = await wait_for(
+                lambda relists=relists: _gt(sum(i.restarts for i in informers), relists), 10.0
+            )
+            assert relisted, f"round {round_}: no relist after a 410"
+            assert world.routes() == routes
+    finally:
+        stop.set()
+        during = await serving
     assert world.routes() == routes
     assert await world.pod_uids() == uids
     assert await world.ready() == 200
-    # A start after the relist is seen through: the watch works again.
+    # A start after the relists is seen through: the watch works again.
     assert (await attempt(world, "bob")).ready
-    assert p50_p99(during)[0] < p50_p99(before)[0] * 3 + 0.01
+    base, out = p50_p99(before), p50_p99(during)
+    assert out[0] < base[0] * 2 + 0.002, (base, out)
 
 
 async def _gt(value: int, than: int) -> bool:
@@ -220,7 +250,7 @@ async def _gt(value: int, than: int) -> bool:
 async def test_a_slow_api_fails_spawns_not_users(world: World) -> None:
     uids = await world.pod_uids()
     stop = asyncio.Event()
-    baseline = await served(world.ada, "ada", 50)
+    baseline = await keep_serving_for(world.ada, "ada", 1.0)
     serving = asyncio.ensure_future(keep_serving(world.ada, "ada", stop))
     try:
         await world.faults({"latency_ms": 11_000})  # above the client's 10 s request timeout
@@ -235,7 +265,10 @@ async def test_a_slow_api_fails_spawns_not_users(world: World) -> None:
         during = await serving
     assert await world.pod_uids() == uids
     assert len(during) > 50
-    assert p50_p99(during)[1] < max(0.25, p50_p99(baseline)[1] * 5), (
+    print(
+        f"slow API: p50/p99 before {p50_p99(baseline)}, during {p50_p99(during)}, n={len(during)}"
+    )
+    assert p50_p99(during)[1] < max(0.05, p50_p99(baseline)[1] * 5), (
         p50_p99(baseline),
         p50_p99(during),
     )
@@ -244,7 +277,7 @@ async def test_a_slow_api_fails_spawns_not_users(world: World) -> None:
 async def test_api_away_for_a_while(world: World) -> None:
     uids = await world.pod_uids()
     routes = world.routes()
-    baseline = await served(world.ada, "ada", 100)
+    baseline = await keep_serving_for(world.ada, "ada", 2.0)
     stop = asyncio.Event()
     serving = asyncio.ensure_future(keep_serving(world.ada, "ada", stop))
     refused = Outcome(True, "not tried")
@@ -264,10 +297,12 @@ async def test_api_away_for_a_while(world: World) -> None:
     assert not refused.ready and "Kubernetes API" in refused.words, refused
     assert await world.pod_uids() == uids
     # Back: the same user's start works (the informer finds its way back by itself).
+    back_at = time.monotonic()
     back = await attempt(world, "bob", 40)
     assert back.ready, back
+    print(f"start after the outage ready in {time.monotonic() - back_at:.1f} s")
     assert world.routes() >= routes
     base, out = p50_p99(baseline), p50_p99(during)
     assert len(during) > OUTAGE_SECONDS * 10
-    assert out[0] < base[0] * 3 + 0.005 and out[1] < max(0.25, base[1] * 5), (base, out)
+    assert out[0] < base[0] * 2 + 0.002 and out[1] < max(0.05, base[1] * 5), (base, out)
     print(f"outage {OUTAGE_SECONDS:.0f}s: p50/p99 before {base}, during {out}, n={len(during)}")
