@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -445,11 +445,11 @@ async def _measure(
     if errors:
         notes.append(f"{len(errors)} users not routed, e.g. {errors[0]}")
     per_user = [r[2] - r[1] for r in routed]
-    return SpawnStormResult(
+    result = SpawnStormResult(
         users=users,
         seconds_until_all_routed=(last - first) if len(routed) == len(runs) and last else None,
         cpu_seconds_per_spawn=(cpu1 - cpu0) / len(routed) if routed else None,
-        note="; ".join(notes) or "all routed",
+        note="; ".join(notes),
         routed=len(routed),
         failed=len(runs) - len(routed),
         refused_429=sum(r[3] for r in runs),
@@ -463,6 +463,25 @@ async def _measure(
         kubesim_cpu_seconds=sim_cpu1 - sim_cpu0,
         failures=tuple(errors[:20]),
     )
+    return replace(result, note="; ".join([summary(result), *notes]))
+
+
+def summary(r: SpawnStormResult) -> str:
+    """One line of figures (bench/run prints the note as the storm's whole report)."""
+    if r.seconds_until_all_routed is not None:
+        head = f"{r.users:,} users: all routed in {r.seconds_until_all_routed:.1f} s"
+    else:
+        head = f"{r.users:,} users: {r.routed:,} routed, {r.failed:,} not"
+    parts = [head]
+    if r.cpu_seconds_per_spawn is not None:
+        parts.append(f"podgate {r.cpu_seconds_per_spawn * 1000:.1f} ms CPU per spawn")
+    parts.append(f"{r.refused_429:,} answers 429 (retried)")
+    if r.idle_p99_ms is not None and r.storm_p99_ms is not None and r.p99_ratio is not None:
+        parts.append(
+            f"running users' p99 {r.idle_p99_ms:.1f} ms idle, "
+            f"{r.storm_p99_ms:.1f} ms during the storm ({r.p99_ratio:.1f}x)"
+        )
+    return ", ".join(parts)
 
 
 def spawn_storm(

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from bench import spawn_storm as cli
-from bench.harness.control_plane import SpawnStormResult, percentile, spawn_storm
+from bench.harness.control_plane import SpawnStormResult, percentile, spawn_storm, summary
 from bench.harness.report import TIMES
 
 
 def test_small_storm_routes_every_user_and_reports_figures(tmp_path: Path) -> None:
     result = spawn_storm(8, workdir=tmp_path, proxy_cpus=None, running=3, idle_seconds=1.0)
-    assert result.note == "all routed", result
+    assert "8 users: all routed in" in result.note, result
     assert (result.routed, result.failed, result.running_users) == (8, 0, 3)
     assert result.seconds_until_all_routed is not None and result.seconds_until_all_routed > 0
     assert result.cpu_seconds_per_spawn is not None and result.cpu_seconds_per_spawn >= 0
@@ -64,6 +64,9 @@ def test_table_and_goals_print_medians_and_verdicts() -> None:
     verdicts = cli.goals([fast, slow, fast])
     assert "40.0 s met" in verdicts and f"1.50{TIMES} met" in verdicts
     assert "NOT met" in cli.goals([slow])
+    line = summary(slow)
+    assert "1,000 users: all routed in 80.0 s" in line and "6.0 ms CPU per spawn" in line
+    assert "2.0 ms idle, 5.0 ms during the storm (2.5x)" in line
 
 
 @pytest.mark.parametrize(
