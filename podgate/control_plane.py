@@ -17,15 +17,23 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from control.auth import DummyAuthenticator, build_access, build_authenticator, build_throttle
+from control.auth import (
+    DummyAuthenticator,
+    PasswordAuthenticator,
+    build_access,
+    build_authenticator,
+    build_throttle,
+)
 from control.csrf import CsrfTokens
 from control.hub import build_hub
 from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
-from control.manifests import POD_SELECTOR
+from control.manifests import POD_SELECTOR, pod_user
 from control.progress import SpawnProgress
 from control.route_sync import PodRoutes
+from control.settings import AuthSettings
 from control.spawner import Spawner
+from control.users import UserDirectory
 from control.web.context import Hub
 from control.web.identity import CookieSettings, SessionCookies
 from edge.settings import parse_networks
@@ -70,6 +78,11 @@ class ControlPlane:
     events: Informer | None = None
     spawner: Spawner | None = None
     progress: SpawnProgress = field(default_factory=SpawnProgress)
+
+    def server_users(self) -> list[str]:
+        """Users who have a pod now, as the pod watch sees it."""
+        pods = self.pods.cache.values() if self.pods is not None else ()
+        return [user for user in map(pod_user, pods) if user is not None]
 
     def is_synced(self) -> bool:
         return self.pods is not None and self.pods.synced.is_set()
@@ -117,6 +130,10 @@ class ControlPlane:
             progress=self.progress,
             profiles=config.spawner.profiles,
             trusted_proxies=parse_networks(config.edge.trusted_proxies),
+            users=UserDirectory(
+                configured_users(config.auth, authenticator),
+                server_users=self.server_users,
+            ),
         )
         return build_hub(hub)
 
@@ -130,6 +147,14 @@ class ControlPlane:
         if self.kube is not None:
             await self.kube.close()
             self.kube = None
+
+
+def configured_users(auth: AuthSettings, authenticator: object) -> list[str]:
+    """Every user the config names: password users, admins and allowed users."""
+    names = [*auth.admins, *auth.allowed_users]
+    if isinstance(authenticator, PasswordAuthenticator):
+        names.extend(authenticator.usernames)
+    return names
 
 
 def csrf_secret(cookie_secrets: tuple[str, ...]) -> str:

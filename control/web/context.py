@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -11,6 +11,7 @@ from control.csrf import CsrfTokens
 from control.progress import SpawnProgress
 from control.settings import Profile
 from control.spawner import Spawner
+from control.users import UserDirectory
 from control.web.identity import (
     CookieSettings,
     IPNetwork,
@@ -34,6 +35,7 @@ class Hub:
     # The edge's trusted proxies: behind them the browser's address is in X-Forwarded-For
     # (else every client of an ingress would share one address in the login throttle).
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    users: UserDirectory = field(default_factory=UserDirectory)
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed."""

@@ -75,6 +75,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         log.info("login refused for %s from %s: not an allowed user", user, address)
         return again(403, NOT_ALLOWED)
     hub.throttle.succeeded(username, address)
+    hub.users.remember(user)
     log.info("login %s from %s (%.0f ms)", user, address, (time.monotonic() - began) * 1000)
     response = redirect(_next_for(user, requested), 303)
     set_session(response, request, hub.sessions, hub.cookies, user)
