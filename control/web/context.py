@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -21,6 +23,16 @@ from control.web.identity import (
 )
 
 
+class ActivityView(Protocol):
+    """When a user's server last saw traffic (epoch seconds), across replicas; None: never."""
+
+    def last_activity(self, user: str) -> float | None: ...
+
+
+# Metrics hook for sign-ins: (outcome "success" | "failure" | "throttled", seconds).
+LoginObserver = Callable[[str, float], None]
+
+
 @dataclass
 class Hub:
     sessions: SessionCookies
@@ -36,6 +48,8 @@ class Hub:
     # (else every client of an ingress would share one address in the login throttle).
     trusted_proxies: tuple[IPNetwork, ...] = ()
     users: UserDirectory = field(default_factory=UserDirectory)
+    activity: ActivityView | None = None
+    on_login: LoginObserver | None = None
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed."""
