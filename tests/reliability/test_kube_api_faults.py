@@ -285,6 +285,8 @@ async def test_api_away_for_a_while(world: World) -> None:
         world.link.set_mode("refuse")
         began = time.monotonic()
         refused = await attempt(world, "bob", 15)
+        assert await world.ready() == 200
+        assert world.routes() == routes
         await asyncio.sleep(max(0.0, OUTAGE_SECONDS / 2 - (time.monotonic() - began)))
         world.link.set_mode("silent")
         await asyncio.sleep(OUTAGE_SECONDS / 2)
