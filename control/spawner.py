@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import random
 import secrets
 import time
 from collections import OrderedDict
@@ -32,6 +33,7 @@ from control.errors import (
     AlreadyExists,
     BadProfile,
     KubeError,
+    KubeThrottled,
     NotFound,
     SpawnFailed,
     SpawnLimitReached,
@@ -54,7 +56,12 @@ SpawnObserver = Callable[[str, str, float, str], None]
 
 State = Literal["stopped", "starting", "running", "stopping", "failed"]
 
-RETRY_AFTER = 5.0  # seconds a start refused by the limit is told to wait
+# Seconds a start refused by the limit is told to wait: spread over a range so
+# the refused do not all come back in the same instant (a storm of 1,000 came in
+# waves of the limit's size every RETRY_AFTER seconds with one fixed value).
+RETRY_AFTER = (2.0, 8.0)
+THROTTLED_RETRIES = 5  # creates answered 429 are tried again this many times
+MAX_THROTTLED_WAIT = 10.0  # seconds, whatever Retry-After says
 MAX_FAILURES_KEPT = 10_000  # last failure per user, oldest forgotten first
 DELETE_FAILED_GRACE = 1  # seconds: a failed start's pod holds nothing worth waiting for
 
@@ -123,6 +130,9 @@ class Spawner:
         self._observer = observer
         self._starts: dict[str, _Start] = {}
         self._by_pod: dict[str, _Start] = {}  # the same starts by pod name, for Events
+        # Events by pod name, then event name: a joined start replays its pod's
+        # Events without scanning every Event of the namespace.
+        self._pod_events: dict[str, dict[str, Object]] = {}
         # user -> (last failure, uid of the pod that failed, "" if none was made)
         self._failures: OrderedDict[str, tuple[SpawnFailed, str]] = OrderedDict()
         self._closed = False
@@ -152,7 +162,7 @@ class Spawner:
                 return  # already running: nothing to start
             if len(self._starts) >= self.settings.concurrent_spawn_limit:
                 self._observe("limited", user, 0.0, "")
-                raise SpawnLimitReached(RETRY_AFTER)
+                raise SpawnLimitReached(round(random.uniform(*RETRY_AFTER), 1))
             run = self._begin(user, profile)
         await asyncio.shield(run.created)
 
@@ -297,8 +307,8 @@ class Spawner:
         settings = self.settings
         if settings.storage is not None:
             try:
-                await self.kube.create(
-                    "persistentvolumeclaims", settings.namespace, pvc_manifest(run.user, settings)
+                await self._create_object(
+                    run, "persistentvolumeclaims", pvc_manifest(run.user, settings)
                 )
             except AlreadyExists:
                 pass  # kept from an earlier start
@@ -307,7 +317,7 @@ class Spawner:
         body = pod_manifest(run.user, settings, run.profile, secrets.token_urlsafe(32))
         while True:
             try:
-                created = await self.kube.create("pods", settings.namespace, body)
+                created = await self._create_object(run, "pods", body)
             except AlreadyExists:
                 existing = await self._existing(run)
                 if existing is None:
@@ -327,6 +337,17 @@ class Spawner:
             self._publish(run, 5, f"Pod {run.pod_name} created")
             break
         self._replay_events(run)
+
+    async def _create_object(self, run: _Start, resource: str, body: Object) -> Object:
+        """Create, waiting out the API's 429s (as client-go does) within the start timeout."""
+        for _ in range(THROTTLED_RETRIES):
+            try:
+                return await self.kube.create(resource, self.settings.namespace, body)
+            except KubeThrottled as e:
+                wait = min(max(e.retry_after, 0.1), MAX_THROTTLED_WAIT)
+                self._publish(run, 2, f"The cluster asks to slow down: retrying in {wait:g} s")
+                await asyncio.sleep(wait)
+        return await self.kube.create(resource, self.settings.namespace, body)
 
     async def _existing(self, run: _Start) -> Object | None:
         try:
@@ -425,9 +446,17 @@ class Spawner:
         run.changed.set()
 
     def _on_event(self, event_type: str, event: Object, old: Object | None) -> None:
+        pod = str((event.get("involvedObject") or {}).get("name"))
+        name = str((event.get("metadata") or {}).get("name"))
         if event_type == "DELETED":
+            held = self._pod_events.get(pod)
+            if held is not None:
+                held.pop(name, None)
+                if not held:
+                    del self._pod_events[pod]
             return
-        run = self._by_pod.get(str((event.get("involvedObject") or {}).get("name")))
+        self._pod_events.setdefault(pod, {})[name] = event
+        run = self._by_pod.get(pod)
         if run is not None:
             self._publish_event(run, event)
 
@@ -435,9 +464,8 @@ class Spawner:
         """Events the events informer already holds about the pod (a joined start)."""
         if self.events is None:
             return
-        for event in list(self.events.cache.values()):
-            if (event.get("involvedObject") or {}).get("name") == run.pod_name:
-                self._publish_event(run, event)
+        for event in list(self._pod_events.get(run.pod_name, {}).values()):
+            self._publish_event(run, event)
 
     def _publish_event(self, run: _Start, event: Object) -> None:
         involved_uid = (event.get("involvedObject") or {}).get("uid")
