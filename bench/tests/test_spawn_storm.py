@@ -77,13 +77,6 @@ def test_percentile_is_nearest_rank(values: list[float], q: float, expected: flo
     assert percentile(values, q) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: control/web/progress_stream.py progress() lets ClientConnectionResetError "
-    "from response.write_eof() escape when the browser closes the stream right after the "
-    "ready event (as the spawn page's EventSource does): aiohttp logs an ERROR with a "
-    "traceback per spawn (about 8% of spawns in a 200-user storm)",
-)
 def test_storm_leaves_no_traceback_in_podgate_log(tmp_path: Path) -> None:
     # 100 users: the race shows in nearly every run (none in 100 would be about 0.02%).
     result = spawn_storm(100, workdir=tmp_path, proxy_cpus=None, running=1, idle_seconds=0.2)

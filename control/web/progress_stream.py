@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,8 @@ from control.web.answers import json_error
 from control.web.context import hub_of
 
 KEEPALIVE_SECONDS = 15.0
+
+log = logging.getLogger(__name__)
 
 
 async def progress(request: web.Request) -> web.StreamResponse:
@@ -52,18 +55,22 @@ async def progress(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    async with contextlib.aclosing(events):
-        iterator = aiter(events)
-        while True:
-            try:
-                event = await asyncio.wait_for(anext(iterator), KEEPALIVE_SECONDS)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            await response.write(f"data: {json.dumps(event)}\n\n".encode())
-    await response.write_eof()
+    try:
+        async with contextlib.aclosing(events):
+            iterator = aiter(events)
+            while True:
+                try:
+                    event = await asyncio.wait_for(anext(iterator), KEEPALIVE_SECONDS)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                await response.write(f"data: {json.dumps(event)}\n\n".encode())
+        await response.write_eof()
+    except ConnectionResetError:
+        # The page went on (often right after "ready"): normal, not an error.
+        log.debug("progress stream of %s closed by the browser", owner)
     return response
 
 
