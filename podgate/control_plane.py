@@ -101,7 +101,9 @@ class ControlPlane:
             )
         if cluster is not None:
             await ensure_namespace(self.kube, namespace)
-        self.pods = Informer(self.kube, "pods", namespace, label_selector=POD_SELECTOR)
+        self.pods = Informer(
+            self.kube, "pods", namespace, label_selector=POD_SELECTOR, backoff_max=10.0
+        )
         self.pods.add_listener(PodRoutes(self.table, config.spawner.port))
         self.events = Informer(
             self.kube, "events", namespace, field_selector="involvedObject.kind=Pod", name="events"
