@@ -163,3 +163,27 @@ class AuthSettings:
             raise ValueError("kind password needs users or users_file")
         if self.free_failures < 0 or self.failure_window_seconds <= 0:
             raise ValueError("free_failures and failure_window_seconds must be positive")
+
+
+@dataclass(frozen=True)
+class CullerSettings:
+    """The built-in idle culler, and how often traffic is written to pod annotations."""
+
+    enabled: bool = False
+    timeout: float = 3600.0  # seconds without traffic before a server is stopped
+    every: float = 60.0  # seconds between culling rounds
+    max_age: float | None = None  # seconds since start after which any server stops
+    concurrency: int = 10  # stops under way at once in one round
+    cull_admin_users: bool = True  # false: admins' servers are never culled
+    # Seconds between writes of the edge's activity to the pod annotation that
+    # replicas share; done whether or not culling is enabled.
+    activity_every: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "every", "activity_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive")
+        if self.max_age is not None and self.max_age <= 0:
+            raise ValueError("max_age: must be positive (or null for no limit)")
+        if self.concurrency < 1:
+            raise ValueError("concurrency: must be at least 1")

@@ -18,7 +18,7 @@ from typing import Literal
 
 import yaml
 
-from control.settings import AuthSettings, SpawnerSettings
+from control.settings import AuthSettings, CullerSettings, SpawnerSettings
 from podgate.schema import ConfigError, build
 from routes import split_target
 
@@ -119,6 +119,7 @@ class Config:
     edge: EdgeConfig = field(default_factory=EdgeConfig)
     routes: tuple[StaticRoute, ...] = ()
     proxy_auth_token: str | None = None  # CHP's CONFIGPROXY_AUTH_TOKEN for /api/routes
+    culler: CullerSettings = field(default_factory=CullerSettings)
 
     def __post_init__(self) -> None:
         parse_listen(self.listen, "listen")
