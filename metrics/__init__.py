@@ -3,7 +3,16 @@
 Depends on prometheus_client only; no aiohttp, no Kubernetes.
 """
 
+from metrics.control_metrics import ControlMetrics, ControlSources, WatchHealth
 from metrics.edge_stats import EdgeStats
+from metrics.loop_lag import LoopLagProbe
 from metrics.registry import PodgateMetrics
 
-__all__ = ["EdgeStats", "PodgateMetrics"]
+__all__ = [
+    "ControlMetrics",
+    "ControlSources",
+    "EdgeStats",
+    "LoopLagProbe",
+    "PodgateMetrics",
+    "WatchHealth",
+]

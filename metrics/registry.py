@@ -20,7 +20,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from metrics.control_metrics import ControlMetrics
 from metrics.edge_stats import DURATION_BUCKETS, EdgeStats
+from metrics.loop_lag import LoopLagProbe
 
 # Methods outside this set are reported as "other", so a client inventing
 # methods cannot grow the number of series without bound.
@@ -126,9 +128,11 @@ class PodgateMetrics:
         self.edge = edge
         ProcessCollector(registry=self.registry)
         self.registry.register(EdgeCollector(edge, table_size))
-        # Control-plane metrics (spawns, spawn duration, culls, Kubernetes API
-        # calls) are declared here, on self.registry, when the control plane
-        # lands; like the edge's, they are passed in to whoever updates them.
+        # Declared even without a control plane (proxy-only): the wiring hands
+        # their observers to the control plane, which never imports metrics/.
+        self.control = ControlMetrics(self.registry)
+        # Started and stopped by the wiring with the servers.
+        self.loop_lag = LoopLagProbe(self.registry)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
