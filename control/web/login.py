@@ -46,6 +46,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     username, password = field(form, "username"), field(form, "password")
     requested = safe_next(field(form, "next"), "")
     address = hub.client_address(request)
+    began = time.monotonic()
+
+    def observed(status: str) -> None:
+        # Metrics hook (Hub.on_login): every outcome, throttled ones included.
+        if hub.on_login is not None:
+            hub.on_login(status, time.monotonic() - began)
 
     def again(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
         page = login_page(
@@ -59,23 +65,27 @@ async def login(request: web.Request) -> web.StreamResponse:
 
     wait = hub.throttle.delay(username, address)
     if wait > 0:
+        observed("throttled")
         return again(429, throttled_message(wait), {"Retry-After": str(max(1, round(wait)))})
-    began = time.monotonic()
     try:
         user = await hub.authenticator.authenticate(username, password)
     except BadUserName as e:
         hub.throttle.failed(username, address)
+        observed("failure")
         return again(403, str(e))
     if user is None:
         hub.throttle.failed(username, address)
+        observed("failure")
         log.info("login failed for %r from %s", username[:64], address)
         return again(403, INVALID_LOGIN)
     if not hub.access.is_allowed(user):
         hub.throttle.failed(username, address)
+        observed("failure")
         log.info("login refused for %s from %s: not an allowed user", user, address)
         return again(403, NOT_ALLOWED)
     hub.throttle.succeeded(username, address)
     hub.users.remember(user)
+    observed("success")
     log.info("login %s from %s (%.0f ms)", user, address, (time.monotonic() - began) * 1000)
     response = redirect(_next_for(user, requested), 303)
     set_session(response, request, hub.sessions, hub.cookies, user)
