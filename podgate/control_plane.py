@@ -13,10 +13,12 @@ import logging
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from control.activity import ActivityTracker
 from control.auth import (
     DummyAuthenticator,
     PasswordAuthenticator,
@@ -25,6 +27,7 @@ from control.auth import (
     build_throttle,
 )
 from control.csrf import CsrfTokens
+from control.culler import CullObserver, IdleCuller
 from control.hub import build_hub
 from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
@@ -39,10 +42,16 @@ from control.web.identity import CookieSettings, SessionCookies
 from edge.settings import parse_networks
 from kubesim.cluster import DEFAULT_NAMESPACES, SimCluster
 from kubesim.kubelet import KubeletConfig, SimKubelet
+from metrics import ControlMetrics, ControlSources
 from podgate.config import Config
 from routes import RouteTable
 
 log = logging.getLogger("podgate")
+
+# A full relist of a big namespace decodes megabytes in one go (tens of ms of a
+# stalled loop at 1,000 pods); the watch itself is resumed every few seconds and
+# guarded against going silent, so the relist is only a rare safety net.
+RELIST_SECONDS = 300.0
 
 
 def jupyter_program() -> list[str]:
@@ -78,6 +87,10 @@ class ControlPlane:
     events: Informer | None = None
     spawner: Spawner | None = None
     progress: SpawnProgress = field(default_factory=SpawnProgress)
+    metrics: ControlMetrics | None = None  # observers and scrape-time sources are wired to it
+    activity: ActivityTracker | None = None
+    culler: IdleCuller | None = None
+    on_cull: CullObserver | None = None  # metrics: once per culled server, with the reason
 
     def server_users(self) -> list[str]:
         """Users who have a pod now, as the pod watch sees it."""
@@ -91,10 +104,14 @@ class ControlPlane:
         """Connect, start watching, and return the hub app for the edge to serve."""
         config = self.config
         namespace = config.spawner.namespace
+        observer = self.metrics.kube_request_observed if self.metrics is not None else None
         if cluster is not None:
-            self.kube = await connect_kube(kubeconfig=cluster.kubeconfig(namespace))
+            self.kube = await connect_kube(
+                kubeconfig=cluster.kubeconfig(namespace), observer=observer
+            )
         else:
             self.kube = await connect_kube(
+                observer=observer,
                 kubeconfig=config.cluster.kubeconfig,
                 context=config.cluster.context,
                 in_cluster=config.cluster.kubeconfig is None,
@@ -102,15 +119,42 @@ class ControlPlane:
         if cluster is not None:
             await ensure_namespace(self.kube, namespace)
         self.pods = Informer(
-            self.kube, "pods", namespace, label_selector=POD_SELECTOR, backoff_max=10.0
+            self.kube,
+            "pods",
+            namespace,
+            label_selector=POD_SELECTOR,
+            backoff_max=10.0,
+            restart_seconds=RELIST_SECONDS,
         )
         self.pods.add_listener(PodRoutes(self.table, config.spawner.port))
         self.events = Informer(
-            self.kube, "events", namespace, field_selector="involvedObject.kind=Pod", name="events"
+            self.kube,
+            "events",
+            namespace,
+            field_selector="involvedObject.kind=Pod",
+            name="events",
+            restart_seconds=RELIST_SECONDS,
         )
-        self.spawner = Spawner(self.kube, config.spawner, self.pods, self.events, self.progress)
+        self.spawner = Spawner(
+            self.kube,
+            config.spawner,
+            self.pods,
+            self.events,
+            self.progress,
+            observer=self.metrics.spawn_observed if self.metrics is not None else None,
+        )
+        # After the route listener: it sees each new route before traffic can reach it.
+        self.activity = ActivityTracker(
+            self.table,
+            self.pods,
+            self.kube,
+            namespace=namespace,
+            pod_name_prefix=config.spawner.pod_name_prefix,
+            interval=config.culler.activity_every,
+        )
         await self.pods.start()
         await self.events.start()
+        await self.activity.start()
         authenticator = build_authenticator(config.auth)
         if isinstance(authenticator, DummyAuthenticator):
             log.warning(
@@ -137,10 +181,26 @@ class ControlPlane:
                 server_users=self.server_users,
             ),
         )
+        hub.activity = self.activity
+        if config.culler.enabled:
+            self.culler = IdleCuller(
+                self.spawner,
+                self.activity,
+                config.culler,
+                is_admin=hub.access.is_admin,
+                observer=self.on_cull,
+            )
+            await self.culler.start()
+        if self.metrics is not None:
+            hub.on_login = self.metrics.login_observed
+            self.metrics.track(control_sources(self, hub))
         return build_hub(hub)
 
     async def stop(self) -> None:
         """Stop watching and close the client; every pod stays as it is."""
+        for task in (self.culler, self.activity):
+            if task is not None:
+                await task.stop()
         if self.spawner is not None:
             await self.spawner.close()
         for informer in (self.events, self.pods):
@@ -149,6 +209,26 @@ class ControlPlane:
         if self.kube is not None:
             await self.kube.close()
             self.kube = None
+
+
+def control_sources(plane: ControlPlane, hub: Hub) -> ControlSources:
+    """Where the scrape reads the control plane's figures: the pod watch, the users, activity."""
+    spawner, table = hub.spawner, plane.table
+
+    def active_users(since: float) -> int:
+        counter: Callable[[float], int] | None = getattr(hub.activity, "active_users", None)
+        if counter is not None:
+            return counter(since)
+        # No activity tracker wired: users whose route saw traffic (running servers only).
+        return len({r.user for r in table if r.user is not None and r.last_activity >= since})
+
+    watches = {"pods": plane.pods, "events": plane.events}
+    return ControlSources(
+        running_servers=lambda: len(spawner.running_users()),
+        total_users=lambda: len(hub.users),
+        active_users=active_users,
+        watches={name: w for name, w in watches.items() if w is not None},
+    )
 
 
 def configured_users(auth: AuthSettings, authenticator: object) -> list[str]:
