@@ -103,6 +103,8 @@ class Podgate:
                     self.table,
                     self.sessions,
                     csrf_secret(config.session.cookie_secrets),
+                    metrics=self.metrics.control,
+                    on_cull=self.metrics.control.server_culled,
                 )
                 hub = await self.control.start(self.cluster)
             public = build_public_app(
@@ -121,6 +123,7 @@ class Podgate:
             self._public = await serve_public(public, *config.listen_address)
             self.public_url = self._public.url
             self.ops_url = await self._serve(ops, *config.ops_address)
+            await self.metrics.loop_lag.start()
         except BaseException:
             await self.stop()
             raise
@@ -128,6 +131,7 @@ class Podgate:
 
     async def stop(self) -> None:
         self._serving = False
+        await self.metrics.loop_lag.stop()
         if self._public is not None:
             await self._public.close()
             self._public = None
