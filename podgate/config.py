@@ -110,6 +110,10 @@ class Config:
     listen: str = "0.0.0.0:8000"
     ops_listen: str = "0.0.0.0:8081"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # text for a terminal; json or logfmt (one record per line) for a log collector
+    log_format: Literal["text", "json", "logfmt"] = "text"
+    # Seconds SIGTERM leaves requests and WebSockets to finish: below Kubernetes' 30 s.
+    shutdown_grace_seconds: float = 25.0
     control: ControlConfig = field(default_factory=ControlConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -124,6 +128,8 @@ class Config:
     def __post_init__(self) -> None:
         parse_listen(self.listen, "listen")
         parse_listen(self.ops_listen, "ops_listen")
+        if not 0 <= self.shutdown_grace_seconds <= 3600:
+            raise ConfigError("shutdown_grace_seconds", "must be between 0 and 3600")
 
     @property
     def listen_address(self) -> tuple[str, int]:
