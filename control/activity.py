@@ -105,7 +105,8 @@ class ActivityTracker:
         """How many users' servers saw traffic at or after `since` (epoch seconds)."""
         users = {user for user in map(pod_user, self.pods.cache.values()) if user is not None}
         users.update(self._traffic)
-        return sum(1 for user in users if (self.last_activity(user) or 0.0) >= since)
+        times = (self.last_activity(user) for user in users)
+        return sum(1 for t in times if t is not None and t >= since)
 
     def _local(self, user: str) -> float | None:
         route = self.table.get(server_url(user))
