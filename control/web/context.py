@@ -8,6 +8,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from control.api.tokens import ApiTokens
 from control.auth import Authenticator, LoginThrottle, UserAccess
 from control.csrf import CsrfTokens
 from control.progress import SpawnProgress
@@ -50,6 +51,8 @@ class Hub:
     users: UserDirectory = field(default_factory=UserDirectory)
     activity: ActivityView | None = None
     on_login: LoginObserver | None = None
+    # Tokens accepted by /hub/api (control.api), as digests.
+    api_tokens: ApiTokens = field(default_factory=ApiTokens)
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed."""
