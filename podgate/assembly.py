@@ -120,7 +120,9 @@ class Podgate:
                 api_token=config.proxy_auth_token,
                 is_ready=self.is_ready,
             )
-            self._public = await serve_public(public, *config.listen_address)
+            self._public = await serve_public(
+                public, *config.listen_address, grace=config.shutdown_grace_seconds
+            )
             self.public_url = self._public.url
             self.ops_url = await self._serve(ops, *config.ops_address)
             await self.metrics.loop_lag.start()
