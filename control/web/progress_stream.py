@@ -4,6 +4,14 @@ JupyterHub's format, one `data: {json}` per event: progress 0-100, message,
 and at the end ready with url, or failed. A running server answers one ready
 event at once; a server neither running nor starting is a 400, as JupyterHub
 answers. Comment lines keep idle proxies from closing a long wait.
+
+Callers: an API token with read:servers, or the signed-in browser
+(control.api.callers). The progress page's EventSource cannot send the
+X-XSRFToken header and does not yet put `_xsrf` in its URL, so this read-only
+stream is the one cookie call that does not need the XSRF token: a pod's page
+could read spawn messages of the visitor's servers, and nothing more (no
+start, no stop, no token). PROGRESS_NEEDS_XSRF turns the check on once the
+page sends `_xsrf`.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from control.api.callers import caller_of, require
 from control.names import normalise_username
 from control.pages import server_url
 from control.progress import ProgressEvent
@@ -24,18 +33,16 @@ from control.web.answers import json_error
 from control.web.context import hub_of
 
 KEEPALIVE_SECONDS = 15.0
+PROGRESS_NEEDS_XSRF = False
 
 log = logging.getLogger(__name__)
 
 
 async def progress(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)
-    viewer = hub.user(request)
-    if viewer is None:
-        return json_error(403, "sign in first")
+    caller = caller_of(request, hub, require_xsrf=PROGRESS_NEEDS_XSRF)
     owner = normalise_username(request.match_info["name"])
-    if not hub.may_act_for(viewer, owner):
-        return json_error(403, "that is another user's server")
+    require(caller, ("read:servers",), owner)
     status = hub.spawner.status(owner)
     followed = owner in hub.progress
     if status.state == "running" and not followed:

@@ -1,0 +1,84 @@
+"""JSON models of users and servers, in JupyterHub's shape, with fields filtered by scope.
+
+Every field JupyterHub documents is present, null when unknown (datetimes
+are ISO 8601 in UTC with a Z). Pure: reads the hub's state, changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+from urllib.parse import quote
+
+from control.api.callers import Caller
+from control.manifests import server_url
+from control.spawner import ServerStatus
+from control.web.context import Hub
+
+ACTIVE_STATES = frozenset({"starting", "running", "stopping"})
+PENDING = {"starting": "spawn", "stopping": "stop"}
+
+
+def isoformat(value: datetime.datetime | float | None) -> str | None:
+    """ISO 8601 in UTC with a Z ("2026-01-02T03:04:05.678Z"), from a datetime or epoch seconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        value = datetime.datetime.fromtimestamp(value, datetime.UTC)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    utc = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
+
+
+def user_path(user: str) -> str:
+    return quote(user, safe="@")
+
+
+def progress_url(user: str) -> str:
+    return f"/hub/api/users/{user_path(user)}/server/progress"
+
+
+def last_activity(hub: Hub, user: str) -> float | None:
+    """Traffic through the edge (all replicas), from the activity tracker; None: none seen."""
+    return hub.activity.last_activity(user) if hub.activity is not None else None
+
+
+def server_model(hub: Hub, user: str, status: ServerStatus) -> dict[str, Any]:
+    """The default server ("") of `user` as JupyterHub describes a server."""
+    return {
+        "name": "",
+        "full_name": user,
+        "ready": status.state == "running",
+        "pending": PENDING.get(status.state),
+        "stopped": status.state not in ACTIVE_STATES,
+        "url": server_url(user),
+        "progress_url": progress_url(user),
+        "started": isoformat(status.started),
+        "last_activity": isoformat(last_activity(hub, user)),
+        "state": {"pod_name": status.pod},
+        "user_options": {"profile": status.profile} if status.profile else {},
+    }
+
+
+def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
+    """`user` as JupyterHub's user model, with the fields `caller`'s scopes allow."""
+    model: dict[str, Any] = {"kind": "user", "name": user}
+    if caller.may("read:users", user):
+        admin = hub.access.is_admin(user)
+        model.update(
+            admin=admin,
+            roles=["admin"] if admin else ["user"],
+            groups=[],
+            created=None,  # Kubernetes keeps servers, not users: podgate does not know
+            last_activity=isoformat(last_activity(hub, user)),
+        )
+    if caller.may("read:servers", user):
+        status = hub.spawner.status(user)
+        active = status.state in ACTIVE_STATES
+        model.update(
+            server=server_url(user) if status.state == "running" else None,
+            pending=PENDING.get(status.state),
+            servers={"": server_model(hub, user, status)} if active else {},
+        )
+    return model
