@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from control.api.page_fetch import page_fetch_guard
+from control.api.routes import add_api_routes
 from control.pages import add_static_routes, security_headers
-from control.web import login, progress_stream, servers
+from control.web import login, servers
 from control.web.answers import control_errors
 from control.web.context import HUB_KEY, Hub
 from control.web.forms import xsrf_binding
@@ -21,7 +23,7 @@ MAX_FORM_BYTES = 64 * 1024
 def build_hub(hub: Hub) -> web.Application:
     app = web.Application(
         client_max_size=MAX_FORM_BYTES,
-        middlewares=[security_headers, xsrf_binding, control_errors],
+        middlewares=[page_fetch_guard, security_headers, xsrf_binding, control_errors],
     )
     app[HUB_KEY] = hub
     router = app.router
@@ -39,6 +41,6 @@ def build_hub(hub: Hub) -> web.Application:
     router.add_get("/hub/spawn-pending/{name}", servers.pending)
     router.add_post("/hub/stop", servers.stop)
     router.add_post("/hub/stop/{name}", servers.stop)
-    router.add_get("/hub/api/users/{name}/server/progress", progress_stream.progress)
+    add_api_routes(app, hub)  # /hub/api, the progress stream included
     add_static_routes(app)
     return app
