@@ -22,6 +22,9 @@ PAGE_HEADERS: dict[str, str] = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
+    # A window a pod's page opens onto /hub/ is severed from its opener: the pod's
+    # script cannot read the page (and its XSRF token) through the window handle.
+    "Cross-Origin-Opener-Policy": "same-origin",
 }
 
 
