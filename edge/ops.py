@@ -6,9 +6,10 @@
   (routes synced), else 503 (readiness: take the pod out of the Service).
 - ``/api/routes``: the configurable-http-proxy route API (edge.chp_api).
 
-The wiring may mount more sub-apps (``/hub/api``) on the returned
-Application before it starts. Nothing here is on the public port, and
-none of these handlers reads a session cookie.
+The wiring may add more routes (``/hub/api``) through ``extra_routes``,
+a function it passes in (the edge never imports the control plane).
+Nothing here is on the public port, and none of the handlers defined here
+reads a session cookie.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def build_ops_app(
     metrics: PodgateMetrics,
     api_token: str | None,
     is_ready: Callable[[], bool],
+    extra_routes: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_API_BODY)
 
@@ -51,4 +53,6 @@ def build_ops_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     ChpRouteApi(table, api_token).add_to(app)
+    if extra_routes is not None:
+        extra_routes(app)  # the wiring's: /hub/api of the control plane
     return app
