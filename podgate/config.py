@@ -18,6 +18,7 @@ from typing import Literal
 
 import yaml
 
+from control.api.scopes import unknown_scopes
 from control.settings import AuthSettings, CullerSettings, SpawnerSettings
 from podgate.schema import ConfigError, build
 from routes import split_target
@@ -51,7 +52,12 @@ class ClusterConfig:
 class ApiToken:
     name: str
     token: str
-    scopes: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()  # JupyterHub's scope names (control.api.scopes)
+
+    def __post_init__(self) -> None:
+        unknown = unknown_scopes(self.scopes)
+        if unknown:
+            raise ConfigError("scopes", f"unknown scope {unknown[0]!r}")
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     auth: AuthSettings = field(default_factory=AuthSettings)
     api_tokens: tuple[ApiToken, ...] = ()
+    # A YAML list of {name, token, scopes} (a mounted Secret), read at start beside api_tokens.
+    api_tokens_file: str | None = None
     spawner: SpawnerSettings = field(default_factory=SpawnerSettings)
     session: SessionConfig = field(default_factory=SessionConfig)
     edge: EdgeConfig = field(default_factory=EdgeConfig)
