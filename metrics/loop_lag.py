@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
@@ -29,9 +30,13 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 class LoopLagProbe(Collector):
     """Measures the lag of the running loop every `interval` seconds while started."""
 
-    def __init__(self, registry: CollectorRegistry, interval: float = 0.5) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, interval: float = 0.5, window: int = 30
+    ) -> None:
         self.interval = interval
-        self.last_lag = 0.0
+        # The gauge shows the worst of the last `window` samples (15 s by default):
+        # a scrape every 15-30 s would see a spike only by luck if it showed the last.
+        self.recent: deque[float] = deque(maxlen=window)
         self.wakeups = HistogramSeries(
             "podgate_event_loop_wakeup_lag_seconds",
             "How late each periodic wake-up of the event loop came.",
@@ -44,8 +49,8 @@ class LoopLagProbe(Collector):
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "podgate_event_loop_lag_seconds",
-            "How late the last periodic wake-up of the event loop came.",
-            value=self.last_lag,
+            "How late the latest periodic wake-ups of the event loop came, the worst of 15 s.",
+            value=max(self.recent, default=0.0),
         )
         yield self.wakeups.family()
 
@@ -61,8 +66,9 @@ class LoopLagProbe(Collector):
                 await task
 
     def record(self, seconds: float) -> None:
-        self.last_lag = max(0.0, seconds)
-        self.wakeups.observe(self.last_lag)
+        lag = max(0.0, seconds)
+        self.recent.append(lag)
+        self.wakeups.observe(lag)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
