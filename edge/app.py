@@ -43,10 +43,13 @@ from aiohttp import HttpVersion10, HttpVersion11, web
 from edge.errors import forbidden_response, not_found_response, page
 from edge.headers import session_cookie_values, session_values, upstream_request_headers
 from edge.proxy import proxy_http
+from edge.request_id import HEADER as REQUEST_ID_HEADER
+from edge.request_id import RequestIds, current_request_id
 from edge.settings import EdgeSettings
 from edge.upstream import UpstreamPool
 from edge.websocket import relay_websocket
 from edge.ws_handshake import wants_websocket
+from edge.ws_relay import ByteRelay
 from metrics.edge_stats import EdgeStats
 from routes import Route, RouteSource, RouteTable, normalise_path
 
@@ -89,6 +92,7 @@ class _Outcome:
 
 
 EDGE_KEY: web.AppKey[Edge] = web.AppKey("podgate_edge")
+REQUEST_ID_KEY = "podgate_request_id"
 
 
 class Edge:
@@ -110,6 +114,9 @@ class Edge:
         self.sessions = sessions
         self.pool = pool
         self.hub_enabled = hub_enabled
+        # WebSockets relayed on this path, told 1001 Going Away when the server stops.
+        self.websockets: set[ByteRelay] = set()
+        self.request_ids = RequestIds()
         hub = settings.hub_prefix.rstrip("/")
         self._hub_paths = (hub + "/", hub)
 
@@ -119,6 +126,13 @@ class Edge:
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.monotonic()
         outcome = _Outcome()
+        # One id per request, for the pod, the response and every log line of this task.
+        request_id = self.request_ids.choose(
+            request.headers.get(REQUEST_ID_HEADER),
+            self.settings.is_trusted_proxy(request.remote),
+        )
+        request[REQUEST_ID_KEY] = request_id
+        current_request_id.set(request_id)
         try:
             response = await self.dispatch(request, handler, outcome)
             outcome.status = response.status
@@ -232,10 +246,12 @@ class Edge:
             settings=self.settings,
             pod_token=token if isinstance(token, str) else None,
         )
+        # Replaces any id the client sent; set by __call__, which every request passes.
+        headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY) or self.request_ids.new()
         upstream_path = route.target.base_path + raw
         if wants_websocket(request.headers):
             return await relay_websocket(
-                request, route, upstream_path, headers, self.stats, self.settings
+                request, route, upstream_path, headers, self.stats, self.settings, self.websockets
             )
         response = await proxy_http(
             request,
@@ -294,6 +310,11 @@ class Edge:
                 rejected.append(getattr(e, "reason", "malformed"))
         return None
 
+    async def go_away(self, _app: web.Application | None = None) -> None:
+        """The server stops (on_shutdown): every relayed WebSocket gets 1001 Going Away."""
+        for relay in list(self.websockets):
+            relay.go_away()
+
     async def close(self, _app: web.Application | None = None) -> None:
         await self.pool.close()
 
@@ -314,6 +335,13 @@ def _next_param(raw: str, path: str) -> str:
 async def _hub_not_found(request: web.Request) -> web.StreamResponse:
     """Reached only for paths the edge hands to the hub and the hub has no route for."""
     return page(404, "Not found", "There is nothing here.")
+
+
+async def _return_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the request's id back, whoever made it (edge, pod or hub)."""
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id
 
 
 def _redirect(location: str) -> web.Response:
@@ -353,6 +381,8 @@ def build_public_app(
     # match aiohttp builds an HTTPNotFound per request, which costs more than the
     # proxying itself. A last catch-all route makes proxied paths a cheap match.
     app.router.add_route("*", "/{podgate_unmatched:.*}", _hub_not_found)
+    app.on_response_prepare.append(_return_request_id)
+    app.on_shutdown.append(edge.go_away)
     app.on_cleanup.append(edge.close)
     app[EDGE_KEY] = edge
     return app

@@ -7,6 +7,12 @@ fast lane's protocol (edge.fastlane.protocol): plain proxied requests are relaye
 and every other connection is handed over to the runner's aiohttp server,
 which then serves it with the full edge logic. Both serve the same socket.
 
+Stopping is a drain (podgate.lifecycle calls it on SIGTERM): the listening
+socket closes first, so new connections are refused; idle connections close;
+requests in flight on either lane are answered; WebSockets on either lane get
+1001 Going Away (edge.ws_farewell). Whatever is still open when the grace
+period ends is cut off.
+
 This module only starts and stops servers; it never parses HTTP and never
 decides routing.
 """
@@ -23,7 +29,7 @@ from edge.app import edge_of
 from edge.fastlane.listener import Listener
 from edge.fastlane.protocol import FastLane
 
-# Seconds close() lets requests in flight finish before cutting them off.
+# Seconds close() lets requests in flight finish before cutting them off (default).
 CLOSE_GRACE = 5.0
 
 
@@ -36,27 +42,32 @@ class PublicServer:
     runner: web.AppRunner
     listener: Listener
     lane: FastLane
+    grace: float = CLOSE_GRACE
     closed: bool = False
 
     async def close(self) -> None:
-        """Stop listening, close idle connections, let busy ones finish briefly, stop aiohttp."""
+        """Stop listening, then drain both lanes at once within the grace period."""
         if self.closed:
             return
         self.closed = True
         self.listener.close()
         await self.listener.wait_started()
+        # aiohttp's shutdown (runner.cleanup) waits `grace` for its handlers; its
+        # on_shutdown signal tells relayed WebSockets 1001 (edge.app.Edge.go_away).
+        await asyncio.gather(self._drain_fast_lane(), self.runner.cleanup())
+        await self.lane.pool.close()
+
+    async def _drain_fast_lane(self) -> None:
         lane = self.lane
         connections = lane.connections
         lane.drained = drained = asyncio.Event()
         for connection in list(connections):
-            connection.close_when_idle()
+            connection.close_when_idle()  # busy ones after their answer; pumps say 1001
         if connections:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(drained.wait(), CLOSE_GRACE)
+                await asyncio.wait_for(drained.wait(), self.grace)
         for connection in list(connections):
             connection.abort()
-        await self.lane.pool.close()
-        await self.runner.cleanup()
 
 
 async def serve_public(
@@ -66,10 +77,14 @@ async def serve_public(
     *,
     backlog: int = 2048,
     reuse_address: bool = True,
+    grace: float = CLOSE_GRACE,
 ) -> PublicServer:
-    """Serve an app built by edge.app.build_public_app on host:port (0: any free port)."""
+    """Serve an app built by edge.app.build_public_app on host:port (0: any free port).
+
+    `grace`: seconds close() gives requests in flight and WebSockets to finish.
+    """
     # handler_cancellation: a browser hanging up cancels its upstream request at once.
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=grace)
     await runner.setup()
     try:
         server_factory = runner.server
@@ -91,4 +106,5 @@ async def serve_public(
         runner=runner,
         listener=listener,
         lane=lane,
+        grace=grace,
     )

@@ -105,8 +105,12 @@ async def relay_websocket(
     headers: CIMultiDict[str],
     stats: EdgeStats,
     settings: EdgeSettings,
+    relays: set[ByteRelay] | None = None,
 ) -> web.StreamResponse:
-    """Relay one WebSocket between the browser and the route's pod; returns when both are closed."""
+    """Relay one WebSocket between the browser and the route's pod; returns when both are closed.
+
+    While it relays, the ByteRelay sits in `relays` (so a stopping server can say 1001 to it).
+    """
     ws = _websocket_settings(settings)
     try:
         check_client_handshake(request.method, tuple(request.version), request.headers)
@@ -133,7 +137,13 @@ async def relay_websocket(
     del handshake, headers, upstream_path
     relay = _join(request, pod, route, stats, ws)
     if relay is not None:
-        await relay.run(request.writer)
+        if relays is not None:
+            relays.add(relay)
+        try:
+            await relay.run(request.writer)
+        finally:
+            if relays is not None:
+                relays.discard(relay)
     return response
 
 

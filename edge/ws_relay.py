@@ -12,7 +12,9 @@ The browser side stays owned by aiohttp's server protocol; the pump joins
 it through the seam aiohttp's own WebSocketResponse uses: the protocol's
 ``set_parser`` for incoming bytes, ``pause_reading``/``resume_reading`` for
 flow control and the response writer's ``drain`` for outgoing backpressure.
-It never replaces aiohttp internals and never decodes frames.
+When the server stops, `go_away` closes both sides with 1001 at a frame
+boundary (edge.ws_farewell follows the boundaries in the relayed bytes).
+It never replaces aiohttp internals and never decodes messages.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Protocol, cast
 
 from aiohttp.abc import AbstractStreamWriter
 
+from edge.ws_farewell import LINGER, Farewell
 from metrics import EdgeStats
 from routes import Route
 
@@ -163,7 +166,9 @@ class ByteRelay:
         "_client_transport",
         "_done",
         "_draining",
+        "_farewell",
         "_high_water",
+        "_linger",
         "_pod",
         "_pod_transport",
         "_route",
@@ -191,6 +196,8 @@ class ByteRelay:
         self._done = False
         self._draining = False
         self._wakeup: asyncio.Future[None] | None = None
+        self._farewell = Farewell()
+        self._linger: asyncio.TimerHandle | None = None
         pod_transport.set_write_buffer_limits(high=high_water)
 
     @property
@@ -204,7 +211,11 @@ class ByteRelay:
             # Traffic on a socket is activity, as CHP counts it: the idle
             # culler must not stop a server whose notebook is in use.
             self._route.last_activity = time.time()
-            self._pod_transport.write(data)
+            data = self._farewell.browser_bytes(data)
+            if data:
+                self._pod_transport.write(data)
+            if self._farewell.leaving and self._farewell.over:
+                self.finish()
         return False, b""
 
     def feed_eof(self) -> None:
@@ -225,6 +236,14 @@ class ByteRelay:
             return
         self._stats.bytes_to_client += len(data)
         self._route.last_activity = time.time()
+        farewell = self._farewell
+        data = farewell.pod_bytes(data)
+        if farewell.leaving:
+            if data:
+                self._client_transport.write(data)
+            if farewell.over:
+                self.finish()
+            return
         transport = self._client_transport
         transport.write(data)
         if not self._draining and transport.get_write_buffer_size() > self._high_water:
@@ -268,11 +287,25 @@ class ByteRelay:
             self.finish()
             self._stats.websocket_closed()
 
+    def go_away(self) -> None:
+        """The server stops: 1001 Going Away to both sides, then close once they answer."""
+        if self._done or self._farewell.leaving:
+            return
+        to_pod, to_browser = self._farewell.leave()
+        if to_pod:
+            self._pod_transport.write(to_pod)
+        if to_browser:
+            self._client_transport.write(to_browser)
+        self._linger = asyncio.get_running_loop().call_later(LINGER, self.finish)
+
     def finish(self) -> None:
         """Close both sides; whatever each side still has buffered is flushed first."""
         if self._done:
             return
         self._done = True
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         self._pod.close()
         if not self._client_transport.is_closing():
             self._client_transport.close()

@@ -1,12 +1,19 @@
-"""Run podgate in the foreground: event loop, logging, signals, orderly stop."""
+"""Run podgate in the foreground: event loop, logging, signals, orderly stop.
+
+SIGTERM (or SIGINT) starts the drain: the public port stops accepting at
+once, requests in flight are answered, WebSockets are closed with 1001 Going
+Away, all within `shutdown_grace_seconds`; then the process exits 0. Pods
+are never touched on the way out: the control plane's stop leaves them
+running, and routes come back from the pod watch at the next start.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
+import time
 
 from podgate.assembly import Podgate
 from podgate.config import Config
@@ -17,7 +24,7 @@ log = logging.getLogger("podgate")
 
 def run_forever(config: Config) -> int:
     """Serve until SIGINT or SIGTERM; the process exit status."""
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     try:
         import uvloop
     except ImportError:  # uvloop is optional: plain asyncio works, just slower
@@ -31,29 +38,33 @@ def run_forever(config: Config) -> int:
         return 1
 
 
-def settle_startup_objects() -> None:
-    """Take everything alive after start out of the cyclic collector's sight.
-
-    Modules, classes and functions (kubernetes_asyncio's models alone are tens of
-    thousands) live as long as the process; scanning them in every full collection
-    made each one pause the event loop for 50-120 ms during a spawn storm.
-    """
-    gc.collect()
-    gc.freeze()
-
-
 async def _serve(config: Config) -> int:
     stop = asyncio.Event()
+    signals: list[str] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            log.info("%s again: still draining", signum.name)
+            return
+        signals.append(signum.name)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
     podgate = Podgate(config)
     await podgate.start()
-    settle_startup_objects()
     try:
         print(f"podgate: public {podgate.public_url}  ops {podgate.ops_url}", flush=True)
         await stop.wait()
-        log.info("stopping")
+        log.info(
+            "%s: draining for at most %g s",
+            signals[0] if signals else "stop",
+            config.shutdown_grace_seconds,
+            extra={"grace_seconds": config.shutdown_grace_seconds},
+        )
     finally:
+        started = time.monotonic()
         await podgate.stop()
+    log.info("stopped", extra={"drain_seconds": round(time.monotonic() - started, 3)})
     return 0

@@ -40,7 +40,7 @@ _XFF = b"x-forwarded-for"
 _FORWARDED = frozenset((_XFF, b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 # What a header name means to the parser (see header_kinds).
-_HOST, _LENGTH, _COOKIE, _REFUSE, _HOP, _FORWARDED_BY, _POD_TOKEN, _UPGRADE = range(8)
+_HOST, _LENGTH, _COOKIE, _REFUSE, _HOP, _FORWARDED_BY, _POD_TOKEN, _UPGRADE, _REQUEST_ID = range(9)
 
 
 class RequestHead:
@@ -59,6 +59,7 @@ class RequestHead:
         "own_token",
         "prior_xff",
         "raw_path",
+        "request_id",
         "target",
         "upgrade",
     )
@@ -78,6 +79,9 @@ class RequestHead:
         self.own_token: list[bytes] = []  # the browser's lines of the pod-token header
         self.end = 0  # index just past the head's blank line
         self.upgrade = False  # an Upgrade header or Connection: upgrade (never relayed as is)
+        self.request_id = (
+            b""  # X-Request-Id from a trusted proxy, not yet checked (edge.request_id)
+        )
 
 
 def header_kinds(token_header: bytes) -> dict[bytes, int]:
@@ -87,6 +91,7 @@ def header_kinds(token_header: bytes) -> dict[bytes, int]:
     kinds[token_header] = _POD_TOKEN
     kinds.update(dict.fromkeys(_HAND_OVER, _REFUSE))
     kinds[b"upgrade"] = _UPGRADE
+    kinds[b"x-request-id"] = _REQUEST_ID  # the fast lane sends its own line
     kinds.update({b"host": _HOST, b"content-length": _LENGTH, b"cookie": _COOKIE})
     return kinds
 
@@ -163,6 +168,9 @@ def parse_request(
                     kept.append(line)
         elif kind == _UPGRADE:
             head.upgrade = True  # hop-by-hop: the WebSocket path adds its own
+        elif kind == _REQUEST_ID:
+            if trusted:
+                head.request_id = value.strip(b" \t")
         else:  # the pod-token header
             head.own_token.append(line)  # replaced when the route has a pod token
     if host is None or not host or not host.isascii():

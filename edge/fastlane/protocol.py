@@ -49,6 +49,7 @@ from edge.fastlane.response import (
 )
 from edge.fastlane.upstream import Address, PodConnection, PodPool
 from edge.fastlane.websocket import is_handshake, open_websocket, upgrade_request
+from edge.request_id import well_formed
 from routes import Route
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class FastLane:
         self.hand_over = hand_over
         self.loop = loop
         self.pool = PodPool(settings.upstream, loop)
+        self.request_ids = edge.request_ids
         self.cookie_name = settings.cookie_name.encode()
         self.header_kinds = header_kinds(settings.pod_token_header.lower().encode())
         self.token_prefix = f"{settings.pod_token_header}: {settings.pod_token_scheme} ".encode()
@@ -141,6 +143,7 @@ class BrowserConnection(asyncio.Protocol):
         "pod_reused",
         "queued_for",
         "request",
+        "request_id",
         "reserved_for",
         "resp_buf",
         "resp_left",
@@ -175,6 +178,7 @@ class BrowserConnection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self.request: RequestHead | None = None
+        self.request_id = ""
         self.route: Route | None = None
         self.kind = "none"
         self.started = 0.0
@@ -355,6 +359,7 @@ class BrowserConnection(asyncio.Protocol):
     def _start(self, head: RequestHead, route: Route) -> None:
         lane = self.lane
         self.request = head
+        self.request_id = self._request_id(head)
         self.route = route
         self.kind = route_kind(route)
         self.started = time.monotonic()
@@ -378,6 +383,16 @@ class BrowserConnection(asyncio.Protocol):
         else:
             self._connect(address)
 
+    def _request_id(self, head: RequestHead) -> str:
+        """A trusted proxy's well-formed id (the parser kept only those), else a new one."""
+        offered = head.request_id
+        if offered and well_formed(offered):
+            return offered.decode("ascii")
+        return self.lane.request_ids.new()
+
+    def _id_line(self) -> bytes:
+        return b"X-Request-Id: " + self.request_id.encode() + b"\r\n"
+
     def _pod_head(self, head: RequestHead, route: Route) -> bytes:
         """The head the pod gets, with edge.headers' rules (edge.fastlane.head)."""
         token = route.data.get("token")
@@ -388,6 +403,7 @@ class BrowserConnection(asyncio.Protocol):
                 self.forwarded = forwarded
         else:
             forwarded = self.forwarded  # same browser, same Host: same lines as last time
+        forwarded += b"\r\nX-Request-Id: " + self.request_id.encode()
         return upstream_head(
             head,
             route.target.base_path.encode(),
@@ -403,6 +419,7 @@ class BrowserConnection(asyncio.Protocol):
         The browser is still read, so one that leaves cancels the handshake at once.
         """
         self.kind = route_kind(route)
+        self.request_id = self._request_id(head)
         self.started = time.monotonic()
         self.idle_since = self.lane.loop.time()  # the keep-alive timer must not end the handshake
         route.last_activity = time.time()
@@ -414,13 +431,19 @@ class BrowserConnection(asyncio.Protocol):
         self.connecting = None
         lane = self.lane
         lane.stats.upstream_error(error.kind)
-        log.info("upstream %s for WebSocket %s: %s", error.kind, head.raw_path, error)
+        log.info(
+            "upstream %s for WebSocket %s: %s",
+            error.kind,
+            head.raw_path,
+            error,
+            extra={"request_id": self.request_id, "status": error.status},
+        )
         lane.stats.request_done(
             head.method, error.status, route_kind(route), time.monotonic() - self.started
         )
         if self.closed or self.transport is None:
             return
-        self.transport.write(lane.page(error, True))
+        self.transport.write(self._with_id(lane.page(error, True)))
         self.transport.close()
         self.closed = True
 
@@ -610,6 +633,7 @@ class BrowserConnection(asyncio.Protocol):
         self.resp_buf = b""
         self.head_sent = True
         self.status = head.status
+        id_line = self._id_line()
         self.framing = framing = head.framing
         self.pod_keep = head.keep_alive and not self.websocket
         body_at = end + 4
@@ -617,7 +641,7 @@ class BrowserConnection(asyncio.Protocol):
         if framing is Framing.NONE:
             if rest:
                 self.pod_keep = False  # bytes after a bodiless response: never reuse it
-            self._write(head.client_head)
+            self._write(head.client_head[:-2] + id_line + b"\r\n")
             self._response_done()
             return
         if framing is Framing.LENGTH:
@@ -626,7 +650,9 @@ class BrowserConnection(asyncio.Protocol):
                 # The common case: one write, the pod's own bytes when nothing changed.
                 if not self.closed:
                     self.transport.write(  # type: ignore[union-attr]
-                        buffer if head.verbatim else head.client_head + buffer[body_at:]
+                        buffer[: end + 2] + id_line + buffer[end + 2 :]
+                        if head.verbatim
+                        else head.client_head[:-2] + id_line + b"\r\n" + buffer[body_at:]
                     )
                 self.counted = rest
                 self.lane.stats.bytes_to_client += rest
@@ -636,7 +662,7 @@ class BrowserConnection(asyncio.Protocol):
                 return
         elif framing is Framing.CHUNKED:
             self.chunks = ChunkedFraming()
-        self._write(head.client_head)
+        self._write(head.client_head[:-2] + id_line + b"\r\n")
         if rest:
             self._relay(buffer[body_at:])
 
@@ -737,7 +763,14 @@ class BrowserConnection(asyncio.Protocol):
         assert request is not None
         lane = self.lane
         lane.stats.upstream_error(error.kind)
-        log.info("upstream %s for %s %s: %s", error.kind, request.method, request.raw_path, error)
+        log.info(
+            "upstream %s for %s %s: %s",
+            error.kind,
+            request.method,
+            request.raw_path,
+            error,
+            extra={"request_id": self.request_id, "status": error.status},
+        )
         if self.pod is not None:
             self.pod.close()
             self.pod = None
@@ -745,7 +778,7 @@ class BrowserConnection(asyncio.Protocol):
         self.close_after = close
         self.status = error.status
         self.framing = Framing.NONE
-        self._write(lane.page(error, close))
+        self._write(self._with_id(lane.page(error, close)))
         self._finish()
 
     def _broken(self, kind: str, why: str) -> None:
@@ -753,7 +786,13 @@ class BrowserConnection(asyncio.Protocol):
         request = self.request
         assert request is not None
         self.lane.stats.upstream_error(kind)
-        log.info("upstream %s mid-response on %s: %s", kind, request.raw_path, why)
+        log.info(
+            "upstream %s mid-response on %s: %s",
+            kind,
+            request.raw_path,
+            why,
+            extra={"request_id": self.request_id},
+        )
         if self.pod is not None:
             self.pod.abort()
             self.pod = None
@@ -761,6 +800,11 @@ class BrowserConnection(asyncio.Protocol):
             self.transport.abort()
         self.closed = True
         self._finish()
+
+    def _with_id(self, page: bytes) -> bytes:
+        """An error page with this request's id among its headers."""
+        end = page.find(b"\r\n\r\n") + 2
+        return page[:end] + self._id_line() + page[end:]
 
     def _finish(self) -> None:
         request = self.request

@@ -7,7 +7,9 @@ either end closes (or aborts) the other. An idle socket costs the two
 transports, two PumpEnds and one `Pump`: no Task, no coroutine, no buffer.
 
 The pump stays in the lane's connections until it ends, so stopping the server
-closes it. It never decodes a frame and never keeps bytes of its own.
+closes it: with a 1001 close frame each way, put at a frame boundary that
+edge.ws_farewell follows in the relayed bytes. It never decodes a message
+and never keeps bytes of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, cast
 
+from edge.ws_farewell import LINGER, Farewell
 from routes import Route
 
 if TYPE_CHECKING:
@@ -29,13 +32,15 @@ ACTIVITY_EVERY = 1.0
 class Pump:
     """What both ends of one switched WebSocket share."""
 
-    __slots__ = ("browser", "done", "lane", "pod", "route", "stats")
+    __slots__ = ("browser", "done", "farewell", "lane", "linger", "pod", "route", "stats")
 
     def __init__(self, lane: FastLane, route: Route) -> None:
         self.lane = lane
         self.stats = lane.stats
         self.route = route
         self.done = False
+        self.farewell = Farewell()
+        self.linger: asyncio.TimerHandle | None = None
         self.browser = PumpEnd(self, to_pod=True)
         self.pod = PumpEnd(self, to_pod=False)
         self.browser.other = self.pod
@@ -68,8 +73,14 @@ class Pump:
             transport.resume_reading()
 
     def close_when_idle(self) -> None:
-        """The server stops: a switched WebSocket is closed at once, as an idle connection."""
-        self.finish(None)
+        """The server stops: 1001 Going Away both ways, then both ends close."""
+        if self.done or self.farewell.leaving:
+            return
+        to_pod, to_browser = self.farewell.leave()
+        for data, end in ((to_pod, self.pod), (to_browser, self.browser)):
+            if data and end.transport is not None:
+                end.transport.write(data)
+        self.linger = self.lane.loop.call_later(LINGER, self.finish, None)
 
     def abort(self) -> None:
         self.finish(ConnectionAbortedError("the server stopped"))
@@ -85,6 +96,9 @@ class Pump:
         if self.done:
             return
         self.done = True
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
         self.stats.websocket_closed()
         self.lane.forget(self)
         for end in (self.browser, self.pod):
@@ -111,6 +125,14 @@ class PumpEnd(asyncio.Protocol):
         pump = self.pump
         target = self.other.transport
         if pump.done or target is None:
+            return
+        farewell = pump.farewell
+        data = farewell.browser_bytes(data) if self.to_pod else farewell.pod_bytes(data)
+        if farewell.leaving:
+            if data:
+                target.write(data)
+            if farewell.over:
+                pump.finish(None)
             return
         target.write(data)
         if self.to_pod:
