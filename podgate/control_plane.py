@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from control.activity import ActivityTracker
+from control.api.routes import add_api_routes
+from control.api.tokens import ApiTokens, read_tokens_file
 from control.auth import (
     DummyAuthenticator,
     PasswordAuthenticator,
@@ -44,6 +46,7 @@ from kubesim.cluster import DEFAULT_NAMESPACES, SimCluster
 from kubesim.kubelet import KubeletConfig, SimKubelet
 from metrics import ControlMetrics, ControlSources
 from podgate.config import Config
+from podgate.schema import ConfigError
 from routes import RouteTable
 
 log = logging.getLogger("podgate")
@@ -91,6 +94,7 @@ class ControlPlane:
     activity: ActivityTracker | None = None
     culler: IdleCuller | None = None
     on_cull: CullObserver | None = None  # metrics: once per culled server, with the reason
+    hub: Hub | None = None
 
     def server_users(self) -> list[str]:
         """Users who have a pod now, as the pod watch sees it."""
@@ -182,6 +186,8 @@ class ControlPlane:
             ),
         )
         hub.activity = self.activity
+        hub.api_tokens = api_tokens(config)
+        self.hub = hub
         if config.culler.enabled:
             self.culler = IdleCuller(
                 self.spawner,
@@ -195,6 +201,11 @@ class ControlPlane:
             hub.on_login = self.metrics.login_observed
             self.metrics.track(control_sources(self, hub))
         return build_hub(hub)
+
+    def add_api_routes(self, app: web.Application) -> None:
+        """Mount /hub/api on another app (the ops app) once started."""
+        if self.hub is not None:
+            add_api_routes(app, self.hub)
 
     async def stop(self) -> None:
         """Stop watching and close the client; every pod stays as it is."""
@@ -242,3 +253,17 @@ def configured_users(auth: AuthSettings, authenticator: object) -> list[str]:
 def csrf_secret(cookie_secrets: tuple[str, ...]) -> str:
     """The CSRF key: derived from the first cookie secret so replicas agree; random without one."""
     return cookie_secrets[0] if cookie_secrets else secrets.token_urlsafe(32)
+
+
+def api_tokens(config: Config) -> ApiTokens:
+    """The /hub/api tokens: api_tokens from the config, then those of api_tokens_file."""
+    specs = list(config.api_tokens)
+    if config.api_tokens_file is not None:
+        try:
+            specs.extend(read_tokens_file(config.api_tokens_file))
+        except ValueError as e:
+            raise ConfigError("api_tokens_file", str(e)) from e
+    try:
+        return ApiTokens(specs)
+    except ValueError as e:
+        raise ConfigError("api_tokens", str(e)) from e
