@@ -119,6 +119,7 @@ class Podgate:
                 metrics=self.metrics,
                 api_token=config.proxy_auth_token,
                 is_ready=self.is_ready,
+                extra_routes=self.control.add_api_routes if self.control else None,
             )
             self._public = await serve_public(
                 public, *config.listen_address, grace=config.shutdown_grace_seconds
