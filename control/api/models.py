@@ -39,9 +39,18 @@ def progress_url(user: str) -> str:
     return f"/hub/api/users/{user_path(user)}/server/progress"
 
 
-def last_activity(hub: Hub, user: str) -> float | None:
-    """Traffic through the edge (all replicas), from the activity tracker; None: none seen."""
-    return hub.activity.last_activity(user) if hub.activity is not None else None
+def last_activity(hub: Hub, user: str, status: ServerStatus | None = None) -> float | None:
+    """Traffic through the edge (all replicas), from the activity tracker.
+
+    With none seen yet, a server's start counts as activity (as JupyterHub
+    records one at spawn), so an idle culler measures idleness from there;
+    None when there is neither.
+    """
+    seen = hub.activity.last_activity(user) if hub.activity is not None else None
+    if seen is None and status is not None:
+        since = status.ready_at or status.started
+        return since.timestamp() if since is not None else None
+    return seen
 
 
 def server_model(hub: Hub, user: str, status: ServerStatus) -> dict[str, Any]:
@@ -55,7 +64,7 @@ def server_model(hub: Hub, user: str, status: ServerStatus) -> dict[str, Any]:
         "url": server_url(user),
         "progress_url": progress_url(user),
         "started": isoformat(status.started),
-        "last_activity": isoformat(last_activity(hub, user)),
+        "last_activity": isoformat(last_activity(hub, user, status)),
         "state": {"pod_name": status.pod},
         "user_options": {"profile": status.profile} if status.profile else {},
     }
@@ -64,6 +73,7 @@ def server_model(hub: Hub, user: str, status: ServerStatus) -> dict[str, Any]:
 def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
     """`user` as JupyterHub's user model, with the fields `caller`'s scopes allow."""
     model: dict[str, Any] = {"kind": "user", "name": user}
+    status = hub.spawner.status(user)
     if caller.may("read:users", user):
         admin = hub.access.is_admin(user)
         model.update(
@@ -71,10 +81,9 @@ def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
             roles=["admin"] if admin else ["user"],
             groups=[],
             created=None,  # Kubernetes keeps servers, not users: podgate does not know
-            last_activity=isoformat(last_activity(hub, user)),
+            last_activity=isoformat(last_activity(hub, user, status)),
         )
     if caller.may("read:servers", user):
-        status = hub.spawner.status(user)
         active = status.state in ACTIVE_STATES
         model.update(
             server=server_url(user) if status.state == "running" else None,
