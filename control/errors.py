@@ -78,6 +78,15 @@ class SpawnLimitReached(SpawnError):
         self.retry_after = retry_after
 
 
+class ClusterNotSynced(SpawnError):
+    """The pod watch has not listed the cluster yet (just started, or the API is away):
+    starting now could not tell a running server from a missing one."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("podgate is still reading the cluster's state; retrying shortly")
+        self.retry_after = retry_after
+
+
 class SpawnFailed(SpawnError):
     """A start that ended without a running server.
 

@@ -32,6 +32,7 @@ from control import names
 from control.errors import (
     AlreadyExists,
     BadProfile,
+    ClusterNotSynced,
     KubeError,
     KubeThrottled,
     NotFound,
@@ -60,6 +61,7 @@ State = Literal["stopped", "starting", "running", "stopping", "failed"]
 # the refused do not all come back in the same instant (a storm of 1,000 came in
 # waves of the limit's size every RETRY_AFTER seconds with one fixed value).
 RETRY_AFTER = (2.0, 8.0)
+NOT_SYNCED_RETRY_AFTER = 3.0  # seconds: a start asked for before the first pod list
 THROTTLED_RETRIES = 5  # creates answered 429 are tried again this many times
 MAX_THROTTLED_WAIT = 10.0  # seconds, whatever Retry-After says
 MAX_FAILURES_KEPT = 10_000  # last failure per user, oldest forgotten first
@@ -157,6 +159,8 @@ class Spawner:
         if run is None:
             if self._closed:
                 raise SpawnFailed("error", "podgate is shutting down")
+            if not self.pods.synced.is_set():
+                raise ClusterNotSynced(NOT_SYNCED_RETRY_AFTER)
             pod = self._pod(user)
             if pod is not None and is_ready(pod):
                 return  # already running: nothing to start

@@ -7,6 +7,7 @@ forms the way a person's browser does (CSRF field included).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Mapping
@@ -49,8 +50,17 @@ def podgate_config(settings: Mapping[str, Any] | None = None) -> Config:
 
 
 async def start_podgate(settings: Mapping[str, Any] | None = None) -> Podgate:
+    """A started podgate, once ready (its pod watch has listed), as a load balancer waits."""
     podgate = Podgate(podgate_config(settings))
     await podgate.start()
+    pods = podgate.control.pods if podgate.control is not None else None
+    try:
+        if pods is not None:
+            async with asyncio.timeout(10):
+                await pods.synced.wait()
+    except TimeoutError:
+        await podgate.stop()
+        raise
     return podgate
 
 

@@ -8,7 +8,14 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from control.errors import BadProfile, BadUserName, KubeError, SpawnFailed, SpawnLimitReached
+from control.errors import (
+    BadProfile,
+    BadUserName,
+    ClusterNotSynced,
+    KubeError,
+    SpawnFailed,
+    SpawnLimitReached,
+)
 from control.pages import error_page, too_many_spawns_page
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,9 @@ def _answer(request: web.Request, status: int, message: str, **page: object) -> 
         return json_error(status, message, headers)
     if status == 429 and isinstance(retry_after, int | float):
         return html(too_many_spawns_page(retry_after, retry_url=request.path_qs), status, headers)
+    if isinstance(retry_after, int | float):
+        # The page tries again by itself (meta refresh), without JavaScript.
+        return html(error_page(status, message, retry_after=retry_after), status, headers)
     return html(error_page(status, message), status, headers)
 
 
@@ -53,6 +63,8 @@ async def control_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return _answer(request, 400, str(e))
     except SpawnLimitReached as e:
         return _answer(request, 429, str(e), retry_after=e.retry_after)
+    except ClusterNotSynced as e:
+        return _answer(request, 503, str(e), retry_after=e.retry_after)
     except SpawnFailed as e:
         return _answer(request, 503, e.message)
     except KubeError as e:

@@ -300,11 +300,6 @@ async def test_a_user_back_before_the_relist_is_sent_to_spawn_then_lands_in_the_
             await process.end()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: before the first relist GET /hub/spawn/<name> hangs (Spawner.start awaits "
-    "run.created, and _supervise waits for pods.synced before creating, up to start_timeout)",
-)
 async def test_the_spawn_page_answers_promptly_while_the_relist_is_pending(
     tmp_path: Path, kubesim: KubesimProcess, kube: KubeRest
 ) -> None:
@@ -321,7 +316,9 @@ async def test_the_spawn_page_answers_promptly_while_the_relist_is_pending(
             )
         except TimeoutError:
             pytest.fail("GET /hub/spawn/ada gave no answer within 5 s before the relist")
-        assert page.status in (200, 503), page.status
+        assert page.status == 503, page.status
+        assert int(page.headers["Retry-After"]) >= 1
+        assert "still reading the cluster" in await page.text()
     finally:
         await browser.close()
         for process in processes:
