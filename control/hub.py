@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from control.api.page_fetch import page_fetch_guard
+from control.admin.routes import add_admin_routes
 from control.api.routes import add_api_routes
 from control.pages import add_static_routes, security_headers
 from control.web import login, servers
@@ -42,5 +43,6 @@ def build_hub(hub: Hub) -> web.Application:
     router.add_post("/hub/stop", servers.stop)
     router.add_post("/hub/stop/{name}", servers.stop)
     add_api_routes(app, hub)  # /hub/api, the progress stream included
+    add_admin_routes(app)  # /hub/admin
     add_static_routes(app)
     return app
