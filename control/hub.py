@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from control.api.page_fetch import page_fetch_guard
 from control.admin.routes import add_admin_routes
+from control.api.page_fetch import page_fetch_guard
 from control.api.routes import add_api_routes
 from control.pages import add_static_routes, security_headers
 from control.web import login, servers
