@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -227,10 +226,8 @@ def control_sources(plane: ControlPlane, hub: Hub) -> ControlSources:
     spawner, table = hub.spawner, plane.table
 
     def active_users(since: float) -> int:
-        counter: Callable[[float], int] | None = getattr(hub.activity, "active_users", None)
-        if counter is not None:
-            return counter(since)
-        # No activity tracker wired: users whose route saw traffic (running servers only).
+        if plane.activity is not None:  # traffic here and at other replicas (pod annotation)
+            return plane.activity.active_users(since)
         return len({r.user for r in table if r.user is not None and r.last_activity >= since})
 
     watches = {"pods": plane.pods, "events": plane.events}
