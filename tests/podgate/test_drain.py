@@ -20,7 +20,10 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from edge.ws_farewell import REASON, Farewell, FrameCursor, close_frame
 from tests.integration.jupyter_kit import PodgateProcess, eventually, start_podgate_process
 
 GRACE = 8.0
@@ -213,3 +216,72 @@ async def test_a_frame_half_sent_at_sigterm_is_finished_before_the_close(
     await eventually(pod_saw_the_close, 3, "the pod saw the socket close")
     assert pod.messages == ["split across the stop"]
     assert pod.close_codes == [1001]
+
+
+# -- where the goodbye goes: frame boundaries in relayed bytes (edge.ws_farewell) --------
+
+
+def _frame(opcode: int, payload: bytes, masked: bool) -> bytes:
+    size = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if size < 126:
+        head = bytes((0x80 | opcode, mask_bit | size))
+    elif size < 65536:
+        head = bytes((0x80 | opcode, mask_bit | 126)) + struct.pack("!H", size)
+    else:
+        head = bytes((0x80 | opcode, mask_bit | 127)) + struct.pack("!Q", size)
+    return head + (b"\0\0\0\0" if masked else b"") + payload
+
+
+@given(
+    sizes=st.lists(st.sampled_from([0, 1, 125, 126, 300, 65535, 65536, 70000]), max_size=6),
+    masked=st.booleans(),
+    cuts=st.lists(st.integers(min_value=1, max_value=70000), max_size=8),
+)
+@settings(max_examples=150, deadline=None)
+def test_the_cursor_finds_every_frame_boundary_however_the_bytes_are_split(
+    sizes: list[int], masked: bool, cuts: list[int]
+) -> None:
+    frames = [_frame(0x2, b"x" * size, masked) for size in sizes]
+    stream = b"".join(frames)
+    boundaries = {0}
+    at = 0
+    for frame in frames:
+        at += len(frame)
+        boundaries.add(at)
+    # Cut the stream into reads at arbitrary points.
+    points = sorted({min(c, len(stream)) for c in cuts} | {len(stream)})
+    cursor = FrameCursor()
+    start = 0
+    for end in points:
+        read = stream[start:end]
+        # Stopping at a boundary lands exactly on the next one inside this read, if any.
+        probe = FrameCursor()
+        probe.left, probe.partial = cursor.left, cursor.partial
+        stop = probe.follow(read, stop_at_boundary=True)
+        inside = [b for b in sorted(boundaries) if start <= b <= end]
+        if probe.at_boundary:
+            assert start + stop == inside[0]
+        else:
+            assert stop == len(read) and inside in ([], [end])
+        assert cursor.follow(read) == len(read)
+        assert cursor.at_boundary == (end in boundaries)
+        start = end
+
+
+def test_farewell_finishes_the_frame_in_flight_then_closes_each_way() -> None:
+    farewell = Farewell()
+    message = _frame(0x1, b"hello pod", masked=True)
+    assert farewell.browser_bytes(message[:5]) == message[:5]
+    to_pod, to_browser = farewell.leave()
+    assert to_pod == b""  # mid-frame: the close waits for its end
+    assert to_browser[:4] == bytes((0x88, 0x02 + len(REASON))) + struct.pack("!H", 1001)
+    relayed = farewell.browser_bytes(message[5:] + _frame(0x1, b"too late", masked=True))
+    assert relayed.startswith(message[5:])
+    close = relayed[len(message) - 5 :]
+    assert close[0] == 0x88 and close[1] & 0x80  # a masked close for the pod
+    assert farewell.pod_bytes(_frame(0x1, b"dropped", masked=False)) == b""
+    assert not farewell.over
+    farewell.browser_bytes(close_frame(masked=True))
+    farewell.pod_bytes(close_frame(masked=False))
+    assert farewell.over
