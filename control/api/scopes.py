@@ -35,7 +35,7 @@ IMPLIES: dict[str, tuple[str, ...]] = {
 KNOWN_SCOPES = frozenset(IMPLIES)
 
 # What a signed-in user may do with their own server and name (JupyterHub's "user" role).
-OWN_SCOPES: tuple[str, ...] = ("read:users", "servers")
+OWN_SCOPES: tuple[str, ...] = ("read:users", "list:users", "servers")
 
 
 def unknown_scopes(names: Iterable[str]) -> list[str]:
