@@ -125,14 +125,15 @@ def caller_of(request: web.Request, hub: Hub, *, require_xsrf: bool = True) -> C
         None if admin else user,
         ("admin",) if admin else OWN_SCOPES,
     )
-    if not require_xsrf or _xsrf_ok(request, hub, user):
+    if not require_xsrf or xsrf_ok(request, hub, user):
         return caller
     raise ApiError(
         403, f"XSRF token missing or wrong: send the {XSRF_HEADER} header a hub page gives"
     )
 
 
-def _xsrf_ok(request: web.Request, hub: Hub, user: str) -> bool:
+def xsrf_ok(request: web.Request, hub: Hub, user: str) -> bool:
+    """Whether the request carries this browser's XSRF token for `user` (header or query)."""
     token = request.headers.get(XSRF_HEADER) or request.query.get(XSRF_QUERY)
     if not token:
         return False

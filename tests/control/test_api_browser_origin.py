@@ -97,6 +97,9 @@ async def test_a_pod_pages_fetch_gets_no_page_and_no_action(make_podgate: MakePo
             assert "_xsrf" not in text and "xsrf" not in answer.headers.get("Set-Cookie", "")
         framed = await root.get("/hub/home", headers={**fetch, "Sec-Fetch-Dest": "iframe"})
         assert framed.status == 403
+        # The admin panel's live data carries the admin's token: not for a pod's script.
+        data = await root.get("/hub/admin/data", headers=fetch)
+        assert data.status == 403 and "xsrf" not in (await data.text()).lower()
         # Without the token the cookie does nothing on the API, whatever the method.
         for method, path in (
             ("POST", "/hub/api/users/bob/server"),
@@ -130,3 +133,18 @@ async def test_the_pages_own_assets_and_stream_still_load(make_podgate: MakePodg
             f"/hub/api/users/ada/server/progress?_xsrf={token}", headers=POD_FETCH
         )
         assert stream.status == 200 and b'"ready": true' in await stream.read()
+
+
+async def test_a_hub_script_holding_the_token_may_fetch_hub_pages(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate(ADMINS)
+    async with await _signed_in(pg, "root") as root:
+        token = await root.xsrf("/hub/home")
+        held = {**POD_FETCH, "X-XSRFToken": token}
+        data = await root.get("/hub/admin/data", headers=held)
+        assert data.status == 200
+        home = await root.get("/hub/home", headers=held)
+        assert home.status == 200
+        forged = await root.get("/hub/home", headers={**POD_FETCH, "X-XSRFToken": "1.x"})
+        assert forged.status == 403
