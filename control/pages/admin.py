@@ -248,7 +248,14 @@ def admin_page(listing: Listing, *, viewer: str, xsrf: str, message: str | None 
     )
     data_url = DATA_PATH + listing.query.query_string()
     return layout(
-        "Admin", main, user=viewer, xsrf=xsrf, head=head, body_data={"admin-data": data_url}
+        "Admin",
+        main,
+        user=viewer,
+        xsrf=xsrf,
+        head=head,
+        # admin.js sends the page's token back (X-XSRFToken): the hub serves pages to
+        # scripts only when they hold it, so a pod page's script cannot read this one.
+        body_data={"admin-data": data_url, "xsrf": xsrf},
     )
 
 

@@ -79,6 +79,14 @@ async def test_only_admins_see_the_panel(make_podgate: MakePodgate) -> None:
         assert "<script>" not in page  # the CSP allows only files of ours
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
         assert 'data-admin-data="/hub/admin/data"' in page
+        # A script's fetch of the data must send the page's token (a pod page's cannot).
+        as_script = {"Sec-Fetch-Dest": "empty"}
+        assert (await root.get("/hub/admin/data", headers=as_script)).status == 403
+        token = xsrf_of(page)
+        assert f'data-xsrf="{token}"' in page
+        with_token = await root.get("/hub/admin/data", headers={**as_script, "X-XSRFToken": token})
+        assert with_token.status == 200
+        assert "admin-rows" in (await with_token.json())["html"]
         # The page works without JavaScript too: it refreshes itself.
         assert '<noscript><meta http-equiv="refresh"' in page
 

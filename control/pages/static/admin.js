@@ -6,6 +6,7 @@
   "use strict";
 
   var dataUrl = document.body.dataset.adminData;
+  var xsrf = document.body.dataset.xsrf || "";
   var PERIOD_MS = 2500;
   if (!dataUrl || !window.fetch || dataUrl.charAt(0) !== "/" || dataUrl.charAt(1) === "/") {
     return;
@@ -32,10 +33,10 @@
       schedule();
       return;
     }
-    fetch(dataUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(dataUrl, { credentials: "same-origin", headers: { Accept: "application/json", "X-XSRFToken": xsrf } })
       .then(function (response) {
         if (response.status === 403) {
-          throw new Error("signed out");
+          throw new Error("refused");
         }
         if (!response.ok) {
           throw new Error("HTTP " + response.status);
@@ -49,8 +50,9 @@
       })
       .catch(function (error) {
         failures += 1;
-        if (String(error.message) === "signed out") {
-          window.location.reload(); // the server sends the login page
+        if (String(error.message) === "refused") {
+          // Signed out, or no longer an admin: stop; the next navigation shows why.
+          document.body.dataset.adminLive = "stopped";
           return;
         }
         schedule();
