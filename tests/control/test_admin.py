@@ -189,3 +189,27 @@ async def test_stop_idle_stops_only_the_idle_servers(make_podgate: MakePodgate) 
         assert "Asked 1 idle server to stop." in await done.text()
         await _until_state(root, "idle", "stopped")
         assert _row(await _data(root, "?q=busy"), "busy")["state"] == "running"
+
+
+async def test_storage_shows_each_users_claim(make_podgate: MakePodgate) -> None:
+    pg = await make_podgate({**ADMINS, "spawner": {"storage": {"size": "1Gi"}}})
+    async with await _started(pg, "dora"), await _signed_in(pg, "root") as root:
+        data = await _data(root)
+        assert _row(data, "dora")["pvc"] == "claim-dora"  # mounted by the running pod
+        assert _row(data, "root")["pvc"] == "claim-root"  # the claim a start would use
+
+
+async def test_a_failed_start_shows_its_reason_escaped(make_podgate: MakePodgate) -> None:
+    hostile = 'kubesim/nope"><script>alert(1)</script>'
+    profiles = [{"slug": "bad", "display_name": "Bad", "image": hostile, "default": True}]
+    pg = await make_podgate({**ADMINS, "spawner": {"profiles": profiles, "start_timeout": 5}})
+    async with await _signed_in(pg, "root") as root:
+        page = await (await root.get("/hub/admin/confirm?action=start&user=mallory")).text()
+        await root.post("/hub/admin/start", {"user": "mallory", "_xsrf": xsrf_of(page)})
+        await _until_state(root, "mallory", "failed")
+        listing = await (await root.get("/hub/admin?q=mallory")).text()
+        assert "<script>alert(1)" not in listing
+        assert "admin-failure" in listing
+        failure = _row(await _data(root, "?q=mallory"), "mallory")["failure"]
+        assert hostile in failure  # the message names the image, as it was typed
+        assert "kubesim/nope&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in listing
