@@ -1,4 +1,7 @@
-"""Reading JSON request bodies as JupyterHub does: empty is None, malformed is a 400."""
+"""Reading JSON request bodies as JupyterHub does: empty is None, malformed is a 400.
+
+Bodies are bounded by the app's client_max_size; nothing here reads more.
+"""
 
 from __future__ import annotations
 

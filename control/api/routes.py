@@ -3,7 +3,8 @@
 Each handler is wrapped so that it answers JupyterHub's JSON errors on its
 own ({"status": ..., "message": ...}), whatever app it is mounted on (the
 ops app has none of the hub's middleware). The hub is stored on the app
-under HUB_KEY for the handlers; an app that has one keeps it.
+under HUB_KEY for the handlers; an app that has one keeps it. It never
+adds middleware, so it changes nothing else the app serves.
 """
 
 from __future__ import annotations

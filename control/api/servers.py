@@ -4,7 +4,8 @@ Status codes as JupyterHub's: a start answers 201 when the server is
 ready, 202 while it is starting (already, or still), 400 when it is
 already running or stopping; a stop answers 204 once stopped, 202 while
 the pod is still going away. Too many starts under way is a 429 with
-Retry-After (JSON).
+Retry-After (JSON). The spawner does the work: nothing here talks to
+Kubernetes, and a refused call never touches the pod.
 """
 
 from __future__ import annotations

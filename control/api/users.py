@@ -5,7 +5,8 @@ building a model per user: with 50,000 users a page costs its own size,
 and the `state` filters walk only the users that have a pod. Users come
 from the configuration, from sign-ins and from this API; with the password
 authenticator the configuration is the only source, so creating one is
-refused.
+refused. Never lists more than one page of models, never forgets a
+configured user.
 """
 
 from __future__ import annotations
