@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -113,11 +114,16 @@ class Browser:
         form = {"username": user, "password": password, "_xsrf": token, "next": next_url}
         return await self.post("/hub/login", form, **kwargs)
 
+    async def progress_path(self, user: str) -> str:
+        """The progress stream's path with this browser's form token, as the spawn page has it."""
+        token = await self.xsrf("/hub/home")
+        return f"/hub/api/users/{user}/server/progress?_xsrf={quote(token, safe='')}"
+
     async def progress(self, user: str, seconds: float = 30.0) -> list[dict[str, Any]]:
         """Every progress event of `user`'s start until it ends (ready or failed)."""
         events = []
         async with self.session.get(
-            self.url(f"/hub/api/users/{user}/server/progress"),
+            self.url(await self.progress_path(user)),
             timeout=aiohttp.ClientTimeout(total=seconds),
         ) as response:
             assert response.status == 200, await response.text()

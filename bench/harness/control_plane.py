@@ -137,7 +137,12 @@ async def _hop(browser: aiohttp.ClientSession, url: str, run: UserRun) -> str:
 
 async def _follow_progress(browser: aiohttp.ClientSession, base: str, name: str) -> None:
     """Read the SSE progress stream to its end; raises unless it ends ready."""
-    url = f"{base}/hub/api/users/{quote(name)}/server/progress"
+    # The stream wants the form token from a cookie caller, as the spawn page sends it.
+    async with browser.get(f"{base}/hub/home") as home:
+        token = _XSRF.search(await home.text())
+    if token is None:
+        raise RuntimeError("progress: no form token on /hub/home")
+    url = f"{base}/hub/api/users/{quote(name)}/server/progress?_xsrf={quote(token.group(1))}"
     last: dict[str, Any] = {}
     async with browser.get(url) as response:
         if response.status != 200:

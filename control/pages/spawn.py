@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from control.pages.markup import (
     XSRF_FIELD,
@@ -167,7 +168,9 @@ def spawn_pending_page(
         '<noscript><p class="quiet">This page refreshes every '
         f"{NOSCRIPT_REFRESH_SECONDS} seconds.</p></noscript>"
     )
-    data = {"progress-url": progress_url(user), "next-url": target}
+    # The stream answers cookie callers only with the form token (a pod's page has none).
+    stream = f"{progress_url(user)}?_xsrf={quote(xsrf, safe='')}"
+    data = {"progress-url": stream, "next-url": target}
     return layout("Starting", main, user=viewer or user, xsrf=xsrf, head=head, body_data=data)
 
 

@@ -6,12 +6,9 @@ event at once; a server neither running nor starting is a 400, as JupyterHub
 answers. Comment lines keep idle proxies from closing a long wait.
 
 Callers: an API token with read:servers, or the signed-in browser
-(control.api.callers). The progress page's EventSource cannot send the
-X-XSRFToken header and does not yet put `_xsrf` in its URL, so this read-only
-stream is the one cookie call that does not need the XSRF token: a pod's page
-could read spawn messages of the visitor's servers, and nothing more (no
-start, no stop, no token). PROGRESS_NEEDS_XSRF turns the check on once the
-page sends `_xsrf`.
+(control.api.callers). An EventSource cannot send the X-XSRFToken header,
+so the progress page puts the form token in the URL (`?_xsrf=`): like every
+other cookie call, the stream is closed to a pod's page, which has no token.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from control.web.answers import json_error
 from control.web.context import hub_of
 
 KEEPALIVE_SECONDS = 15.0
-PROGRESS_NEEDS_XSRF = False
+PROGRESS_NEEDS_XSRF = True  # cookie callers must show the form token
 
 log = logging.getLogger(__name__)
 

@@ -117,7 +117,7 @@ async def test_the_spawn_limit_answers_429_with_retry_after(make_podgate: MakePo
         posted = await bob.post("/hub/spawn", {"_xsrf": token}, allow_redirects=False)
         assert posted.status == 429 and "Retry-After" in posted.headers
         assert pg.control.spawner.status("bob").state == "stopped"
-        progress = await bob.get("/hub/api/users/bob/server/progress")
+        progress = await bob.get(await bob.progress_path("bob"))
         assert progress.status == 400
         assert progress.headers["Content-Type"].startswith("application/json")
         json.loads(await progress.text())

@@ -112,7 +112,7 @@ async def test_someone_elses_server_is_refused_everywhere(make_podgate: MakePodg
         spawn = await ada.get("/hub/spawn/bob", allow_redirects=False)
         assert spawn.status == 403
         assert "another user" in (await spawn.text()).lower()
-        progress = await ada.get("/hub/api/users/bob/server/progress", allow_redirects=False)
+        progress = await ada.get(await ada.progress_path("bob"), allow_redirects=False)
         assert progress.status == 403
         pending = await ada.get("/hub/spawn-pending/bob", allow_redirects=False)
         assert pending.status == 403
@@ -191,7 +191,7 @@ async def test_progress_of_a_server_that_is_not_starting_is_a_400(
 ) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        response = await browser.get("/hub/api/users/ada/server/progress")
+        response = await browser.get(await browser.progress_path("ada"))
         assert response.status == 400
         assert "no server" in json.loads(await response.text())["message"]
     async with Browser(pg.public_url) as stranger:
@@ -207,7 +207,7 @@ async def test_leaving_the_progress_page_mid_spawn_is_quiet(
         pg.cluster.kubelet.set_paused(True)
         try:
             await browser.get("/hub/spawn/ada", allow_redirects=False)
-            url = browser.url("/hub/api/users/ada/server/progress")
+            url = browser.url(await browser.progress_path("ada"))
             async with browser.session.get(url) as stream:
                 assert stream.status == 200
                 first = await asyncio.wait_for(stream.content.readline(), 5)

@@ -283,7 +283,8 @@ def test_spawn_pending_shows_progress_so_far_and_refreshes_without_js() -> None:
     assert items.count("<li>") == 3
     assert items.index("Server requested") < items.index("Pulling image") < items.index("Started")
     body = page.one("body")
-    assert body["data-progress-url"] == "/hub/api/users/ada/server/progress"
+    stream, _, token = body["data-progress-url"].partition("?_xsrf=")
+    assert stream == "/hub/api/users/ada/server/progress" and token
     assert body["data-next-url"] == "/user/ada/tree"
     assert page.one("script")["src"].startswith("/hub/static/spawn.js")
     assert page.one("meta", **{"http-equiv": "refresh"})["content"] == "2"
