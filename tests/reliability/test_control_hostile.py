@@ -22,6 +22,15 @@ from hub_kit import PASSWORD, Browser, xsrf_of
 EVIL_MARKUP = "<img src=x onerror=alert(1)>\"'><script>alert(2)</script>"
 EVIL_IMAGE = "evil<script>alert(3)</script>"
 STALE_WORDS = "This form has expired or was not sent from this site"
+# What a refused state-changing call says: the pages' stale form, not signed in,
+# not an admin, or the API's JSON for a missing/wrong XSRF token or credentials.
+REFUSALS = (
+    STALE_WORDS,
+    "Sign in first",
+    "for admins only",
+    "XSRF token missing or wrong",
+    "Missing or invalid credentials",
+)
 EVIL_ORIGIN = "https://evil.example"
 
 PROFILES = [
@@ -40,14 +49,17 @@ def hub_app_of(pg: Any) -> Any:
     return pg._public.runner.app
 
 
-def post_routes(pg: Any) -> list[str]:
-    """Every POST path template the hub app routes."""
-    paths = set()
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def state_changing_routes(pg: Any) -> list[tuple[str, str]]:
+    """Every (method, path template) of the hub app that may change something."""
+    found = set()
     for route in hub_app_of(pg).router.routes():
-        if route.method == "POST":
+        if route.method in STATE_CHANGING:
             info = route.resource.get_info()
-            paths.add(info.get("path") or info.get("formatter"))
-    return sorted(paths)
+            found.add((route.method, info.get("path") or info.get("formatter")))
+    return sorted(found, key=lambda pair: (pair[1], pair[0]))
 
 
 async def pods_now(pg: Any) -> set[tuple[str, str, bool]]:
@@ -83,21 +95,30 @@ def tampered(token: str) -> str:
 
 async def test_the_hub_routes_the_forms_this_suite_knows(make_podgate: Any) -> None:
     pg = await make_podgate()
-    assert post_routes(pg) == [
-        "/hub/login",
-        "/hub/logout",
-        "/hub/spawn",
-        "/hub/spawn/{name}",
-        "/hub/stop",
-        "/hub/stop/{name}",
-    ], "a new POST route: the CSRF test below covers it; update this list knowingly"
+    assert state_changing_routes(pg) == [
+        ("POST", "/hub/admin/start"),
+        ("POST", "/hub/admin/stop"),
+        ("POST", "/hub/admin/stop-idle"),
+        ("POST", "/hub/api/users"),
+        ("DELETE", "/hub/api/users/{name}"),
+        ("POST", "/hub/api/users/{name}"),
+        ("DELETE", "/hub/api/users/{name}/server"),
+        ("POST", "/hub/api/users/{name}/server"),
+        ("POST", "/hub/login"),
+        ("POST", "/hub/logout"),
+        ("POST", "/hub/spawn"),
+        ("POST", "/hub/spawn/{name}"),
+        ("POST", "/hub/stop"),
+        ("POST", "/hub/stop/{name}"),
+    ], "a new state-changing route: the CSRF test below covers it; update this list knowingly"
 
 
 @pytest.mark.parametrize("attack", ["no token", "swapped", "tampered", "cross-site"])
 async def test_every_form_refuses_a_post_without_this_browsers_token(
     make_podgate: Any, attack: str
 ) -> None:
-    pg = await make_podgate()
+    # ada is an admin: the admin forms reach their CSRF check for her.
+    pg = await make_podgate({"auth": {"admins": ["ada"]}})
     tried = 0
     async with (
         Browser(pg.public_url) as ada,
@@ -110,12 +131,18 @@ async def test_every_form_refuses_a_post_without_this_browsers_token(
         assert (await bob.login("bob", allow_redirects=False)).status == 303
         assert (await other_ada.login("ada", allow_redirects=False)).status == 303
         # bob has no server: spawn must not make one
-        for path in post_routes(pg):
+        for method, path in state_changing_routes(pg):
             for victim, name, attacker in ((ada, "ada", other_ada), (bob, "bob", stranger)):
                 before = await pods_now(pg)
                 url = path.replace("{name}", name)
                 own = await victim.xsrf("/hub/home")
-                form = {"username": name, "password": PASSWORD, "next": "/hub/home"}
+                form = {
+                    "username": name,
+                    "password": PASSWORD,
+                    "next": "/hub/home",
+                    "user": name,
+                    "idle_minutes": "0",
+                }
                 if attack == "swapped":
                     form["_xsrf"] = await attacker.xsrf(
                         "/hub/home" if attacker is other_ada else "/hub/login"
@@ -128,7 +155,8 @@ async def test_every_form_refuses_a_post_without_this_browsers_token(
                     form["_xsrf"] = await stranger.xsrf("/hub/login")
                     async with (
                         aiohttp.ClientSession() as cookieless,
-                        cookieless.post(
+                        cookieless.request(
+                            method,
                             pg.public_url + url,
                             data=form,
                             headers={"Origin": EVIL_ORIGIN, "Referer": EVIL_ORIGIN + "/"},
@@ -138,18 +166,24 @@ async def test_every_form_refuses_a_post_without_this_browsers_token(
                         status, body = response.status, await response.text()
                         assert "podgate-session" not in response.cookies
                 else:
-                    response = await victim.post(url, form, allow_redirects=False)
+                    response = await victim.session.request(
+                        method,
+                        victim.url(url),
+                        data=form,
+                        headers={"X-XSRFToken": form["_xsrf"]} if "_xsrf" in form else {},
+                        allow_redirects=False,
+                    )
                     status, body = response.status, await response.text()
                     assert "podgate-session" not in response.cookies
                 tried += 1
                 assert status == 403, (attack, url, name, status)
-                assert STALE_WORDS in body or "Sign in first" in body, (attack, url, body)
+                assert any(words in body for words in REFUSALS), (attack, method, url, body)
                 await asyncio.sleep(0.05)  # a start or stop would have begun by now
                 assert await pods_now(pg) == before, (attack, url, name)
                 assert await signed_in_as(victim) == 200, (attack, url, "session lost")
         assert pg.control.spawner.status("bob").state == "stopped"
         assert pg.control.spawner.status("ada").state == "running"
-    assert tried == 12
+    assert tried == 28
 
 
 async def test_the_same_forms_act_with_the_right_token(make_podgate: Any) -> None:
