@@ -45,4 +45,10 @@ def build_hub(hub: Hub) -> web.Application:
     add_api_routes(app, hub)  # /hub/api, the progress stream included
     add_admin_routes(app)  # /hub/admin
     add_static_routes(app)
+    app.on_shutdown.append(_end_progress_streams)
     return app
+
+
+async def _end_progress_streams(app: web.Application) -> None:
+    # The drain waits for open requests: a progress page left open must not hold it.
+    app[HUB_KEY].progress.close()

@@ -80,6 +80,7 @@ class SpawnProgress:
         self._clock = clock
         self._starts: dict[str, _Start] = {}
         self._next_prune = float("-inf")
+        self._closed = False
 
     def __contains__(self, user: str) -> bool:
         return user in self._starts
@@ -134,7 +135,7 @@ class SpawnProgress:
         position = 0  # index over the whole start, dropped events included
         start.followers += 1
         try:
-            while True:
+            while not self._closed:
                 current = self._starts.get(user)
                 if current is not start:
                     if current is None:
@@ -155,6 +156,12 @@ class SpawnProgress:
             # The last follower giving up on a start that never began leaves nothing behind.
             if self._starts.get(user) is start and not start.events and not start.followers:
                 del self._starts[user]
+
+    def close(self) -> None:
+        """End every follow() (podgate is stopping: progress pages must not hold the drain)."""
+        self._closed = True
+        for start in self._starts.values():
+            start.wake()
 
     def _prune(self) -> None:
         """Forget starts that ended more than keep_finished seconds ago.

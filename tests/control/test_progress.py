@@ -118,3 +118,20 @@ async def test_memory_is_bounded_per_start_and_finished_starts_are_forgotten() -
     progress.publish("bob", ProgressEvent(10, "bob goes on"))
     assert "ada" not in progress and progress.last("ada") is None
     assert "bob" in progress  # not finished: kept however old
+
+
+async def test_close_ends_every_follower_at_once() -> None:
+    progress = SpawnProgress()
+    progress.publish("ada", ProgressEvent(10, "Pod created"))
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for event in progress.follow("ada"):
+            seen.append(event.message)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.01)
+    assert seen == ["Pod created"] and not follower.done()
+    progress.close()
+    await asyncio.wait_for(follower, 1)
+    assert seen == ["Pod created"]
