@@ -14,6 +14,7 @@ from control.api.page_fetch import page_fetch_guard
 from control.api.routes import add_api_routes
 from control.pages import add_static_routes, security_headers
 from control.web import login, servers
+from control.web.admission import admission
 from control.web.answers import control_errors
 from control.web.context import HUB_KEY, Hub
 from control.web.forms import xsrf_binding
@@ -24,7 +25,13 @@ MAX_FORM_BYTES = 64 * 1024
 def build_hub(hub: Hub) -> web.Application:
     app = web.Application(
         client_max_size=MAX_FORM_BYTES,
-        middlewares=[page_fetch_guard, security_headers, xsrf_binding, control_errors],
+        middlewares=[
+            admission(),
+            page_fetch_guard,
+            security_headers,
+            xsrf_binding,
+            control_errors,
+        ],
     )
     app[HUB_KEY] = hub
     router = app.router

@@ -60,7 +60,7 @@ State = Literal["stopped", "starting", "running", "stopping", "failed"]
 # Seconds a start refused by the limit is told to wait: spread over a range so
 # the refused do not all come back in the same instant (a storm of 1,000 came in
 # waves of the limit's size every RETRY_AFTER seconds with one fixed value).
-RETRY_AFTER = (2.0, 8.0)
+RETRY_AFTER = (1.0, 4.0)
 NOT_SYNCED_RETRY_AFTER = 3.0  # seconds: a start asked for before the first pod list
 THROTTLED_RETRIES = 5  # creates answered 429 are tried again this many times
 MAX_THROTTLED_WAIT = 10.0  # seconds, whatever Retry-After says
