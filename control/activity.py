@@ -17,7 +17,6 @@ write is logged once per streak and tried again the next round.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 
@@ -26,6 +25,7 @@ from control.errors import KubeError, NotFound
 from control.informer import Informer
 from control.kube import Kube, Object
 from control.manifests import pod_user, server_url
+from control.tasks import BackgroundTask, rounds
 from routes import Route, RouteSource, RouteTable
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,9 @@ class ActivityTracker:
         self._baselines: dict[str, tuple[Route, float]] = {}  # user -> (route, value at creation)
         self._traffic: dict[str, float] = {}  # user -> last traffic seen on their route
         self._written: dict[str, float] = {}  # user -> last value this replica patched
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(
+            "activity-writer", lambda: rounds(lambda: self.interval, self.write_round, log)
+        )
         self._trouble = ""  # the write failure last logged; "" while writes succeed
         # Added after the route listener, so a route the pod event just made is seen
         # before any request can reach it: its creation time becomes the baseline.
@@ -194,21 +196,8 @@ class ActivityTracker:
     # -- the task ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="activity-writer")
+        await self._task.start()
 
     async def stop(self) -> None:
         """End the task; no last write, so shutting down touches no pod."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.write_round()
-            except Exception:  # supervised: a bug in one round must not end the writes
-                log.exception("activity: a write round failed unexpectedly")
+        await self._task.stop()

@@ -21,7 +21,6 @@ round (a stop the API refused) is logged and leaves the loop running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Literal, Protocol
 from control.errors import KubeError
 from control.settings import CullerSettings
 from control.spawner import Spawner
+from control.tasks import BackgroundTask, rounds
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,9 @@ class IdleCuller:
         self.settings = settings
         self.is_admin = is_admin
         self.observer = observer
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(
+            "idle-culler", lambda: rounds(lambda: self.settings.every, self.cull_round, log)
+        )
 
     # -- deciding ----------------------------------------------------------------------
 
@@ -141,20 +143,7 @@ class IdleCuller:
     # -- the task ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="idle-culler")
+        await self._task.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.every)
-            try:
-                await self.cull_round()
-            except Exception:  # supervised: one bad round must not end culling
-                log.exception("culler: a round failed unexpectedly")
+        await self._task.stop()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 from control.errors import Expired, KubeError, KubeThrottled
 from control.kube import Kube, Object, WatchEvent
+from control.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class Informer:
         self._name = name
         self._listeners: list[Listener] = []
         self._version = ""  # the last resourceVersion seen; "" means list first
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(f"informer-{name}", self._run)
         self._trouble = ""  # the failure last logged; "" while healthy
         self._failures = 0  # errors since the last watch that ended cleanly
 
@@ -81,15 +82,10 @@ class Informer:
         self._listeners.append(fn)
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"informer-{self._name}")
+        await self._task.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._task.stop()
 
     # -- the loop ------------------------------------------------------------------
 
