@@ -36,6 +36,11 @@ class UserDirectory:
         self._sorted: list[str] | None = None
         self._server_snapshot: frozenset[str] = frozenset()
 
+    def replace_configured(self, configured: Iterable[str]) -> None:
+        """A config reload named these users; remembered ones stay remembered."""
+        self._configured = frozenset(normalise_username(n) for n in configured)
+        self._sorted = None
+
     def remember(self, name: str) -> None:
         """A user signed in or was created; the oldest are forgotten past MAX_REMEMBERED."""
         if name in self._configured or name in self._remembered:

@@ -132,10 +132,15 @@ class Config:
     routes: tuple[StaticRoute, ...] = ()
     proxy_auth_token: str | None = None  # CHP's CONFIGPROXY_AUTH_TOKEN for /api/routes
     culler: CullerSettings = field(default_factory=CullerSettings)
+    # Seconds between looks at the config file, users_file and api_tokens_file for a
+    # change to reload (podgate.reload); 0: only SIGHUP reloads.
+    reload_poll_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         parse_listen(self.listen, "listen")
         parse_listen(self.ops_listen, "ops_listen")
+        if not 0 <= self.reload_poll_seconds <= 3600:
+            raise ConfigError("reload_poll_seconds", "must be between 0 and 3600")
         if not 0 <= self.shutdown_grace_seconds <= 3600:
             raise ConfigError("shutdown_grace_seconds", "must be between 0 and 3600")
 

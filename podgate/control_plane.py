@@ -21,6 +21,7 @@ from control.activity import ActivityTracker
 from control.api.routes import add_api_routes
 from control.api.tokens import ApiTokens, read_tokens_file
 from control.auth import (
+    Authenticator,
     DummyAuthenticator,
     PasswordAuthenticator,
     build_access,
@@ -29,6 +30,7 @@ from control.auth import (
 )
 from control.csrf import CsrfTokens
 from control.culler import CullObserver, IdleCuller
+from control.errors import BadUserName
 from control.hub import build_hub
 from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
@@ -201,6 +203,36 @@ class ControlPlane:
             self.metrics.track(control_sources(self, hub))
         return build_hub(hub)
 
+    def reload(self, config: Config) -> None:
+        """Apply the reloadable settings of `config` (podgate.reload decides which those are).
+
+        Everything new is built first; a ConfigError leaves the running settings
+        untouched, and only then are they swapped, so nothing is half applied.
+        Sessions, open connections, the login throttle's counts and spawns under
+        way are kept; new spawner settings apply to pods started from now on.
+        """
+        hub = self.hub
+        if hub is None:  # proxy-only: nothing of the control plane runs
+            self.config = config
+            return
+        try:
+            authenticator = reloaded_authenticator(config.auth, hub.authenticator)
+            access = build_access(config.auth)
+            users = configured_users(config.auth, authenticator)
+            UserDirectory(users)  # every name checked before anything is swapped
+        except (ValueError, BadUserName) as e:
+            raise ConfigError("auth", str(e)) from e
+        tokens = api_tokens(config)
+        hub.authenticator, hub.access, hub.api_tokens = authenticator, access, tokens
+        hub.users.replace_configured(users)
+        hub.profiles = config.spawner.profiles
+        if self.spawner is not None:
+            self.spawner.settings = config.spawner
+        if self.culler is not None:
+            self.culler.settings = config.culler
+            self.culler.is_admin = access.is_admin
+        self.config = config
+
     def add_api_routes(self, app: web.Application) -> None:
         """Mount /hub/api on another app (the ops app) once started."""
         if self.hub is not None:
@@ -245,6 +277,13 @@ def configured_users(auth: AuthSettings, authenticator: object) -> list[str]:
     if isinstance(authenticator, PasswordAuthenticator):
         names.extend(authenticator.usernames)
     return names
+
+
+def reloaded_authenticator(auth: AuthSettings, running: object) -> Authenticator:
+    """The authenticator for reloaded `auth`; a generated dummy password survives the reload."""
+    if auth.kind == "dummy" and auth.password is None and isinstance(running, DummyAuthenticator):
+        return running  # else every reload would make (and have to show) a new random password
+    return build_authenticator(auth)
 
 
 def csrf_secret(cookie_secrets: tuple[str, ...]) -> str:
