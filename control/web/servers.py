@@ -23,6 +23,7 @@ from control.pages import (
     spawn_pending_page,
     too_many_spawns_page,
 )
+from control.spawner import ServerStatus
 from control.web.answers import html, redirect
 from control.web.context import Hub, hub_of
 from control.web.forms import checked_form, field, xsrf_token
@@ -78,12 +79,16 @@ async def home(request: web.Request) -> web.StreamResponse:
     return html(page)
 
 
-async def spawn_page(request: web.Request) -> web.StreamResponse:
+def _visit(request: web.Request) -> tuple[Hub, str, str, str, ServerStatus]:
+    """(hub, viewer, owner, safe next, owner's server status) of a GET about a server."""
     hub = hub_of(request)
     viewer = _viewer(request)
     owner = _owner(request, hub, viewer)
-    next_url = safe_next(request.query.get("next"), "")
-    status = hub.spawner.status(owner)
+    return hub, viewer, owner, safe_next(request.query.get("next"), ""), hub.spawner.status(owner)
+
+
+async def spawn_page(request: web.Request) -> web.StreamResponse:
+    hub, viewer, owner, next_url, status = _visit(request)
     xsrf = xsrf_token(request)
     if status.state == "running":
         return redirect(next_url or server_url(owner))
@@ -153,11 +158,7 @@ async def _start(
 
 
 async def pending(request: web.Request) -> web.StreamResponse:
-    hub = hub_of(request)
-    viewer = _viewer(request)
-    owner = _owner(request, hub, viewer)
-    next_url = safe_next(request.query.get("next"), "")
-    status = hub.spawner.status(owner)
+    hub, viewer, owner, next_url, status = _visit(request)
     xsrf = xsrf_token(request)
     if status.state == "running":
         return redirect(next_url or server_url(owner))
