@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"podgate: config error: {e}", file=sys.stderr)
         return 2
-    return run_forever(config)
+    return run_forever(config, args.config)
 
 
 def _sim(args: argparse.Namespace) -> int:

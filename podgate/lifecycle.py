@@ -5,6 +5,7 @@ once, requests in flight are answered, WebSockets are closed with 1001 Going
 Away, all within `shutdown_grace_seconds`; then the process exits 0. Pods
 are never touched on the way out: the control plane's stop leaves them
 running, and routes come back from the pod watch at the next start.
+SIGHUP reloads the config (podgate.reload), as does a change of its file.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import time
 from podgate.assembly import Podgate
 from podgate.config import Config
 from podgate.logs import setup_logging
+from podgate.reload import ConfigReloader
 
 log = logging.getLogger("podgate")
 
 
-def run_forever(config: Config) -> int:
-    """Serve until SIGINT or SIGTERM; the process exit status."""
+def run_forever(config: Config, config_path: str | None = None) -> int:
+    """Serve until SIGINT or SIGTERM; the process exit status. `config_path` is reloaded."""
     setup_logging(config.log_level, config.log_format)
     try:
         import uvloop
@@ -32,13 +34,13 @@ def run_forever(config: Config) -> int:
     else:
         runner = uvloop.run
     try:
-        return runner(_serve(config))
+        return runner(_serve(config, config_path))
     except OSError as e:
         print(f"podgate: cannot start: {e}", file=sys.stderr)
         return 1
 
 
-async def _serve(config: Config) -> int:
+async def _serve(config: Config, config_path: str | None = None) -> int:
     stop = asyncio.Event()
     signals: list[str] = []
     loop = asyncio.get_running_loop()
@@ -54,7 +56,10 @@ async def _serve(config: Config) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     podgate = Podgate(config)
     await podgate.start()
+    reloader = ConfigReloader(podgate, config_path)
     try:
+        await reloader.start()
+        loop.add_signal_handler(signal.SIGHUP, reloader.request)
         print(f"podgate: public {podgate.public_url}  ops {podgate.ops_url}", flush=True)
         await stop.wait()
         log.info(
@@ -65,6 +70,8 @@ async def _serve(config: Config) -> int:
         )
     finally:
         started = time.monotonic()
+        loop.remove_signal_handler(signal.SIGHUP)
+        await reloader.stop()
         await podgate.stop()
     log.info("stopped", extra={"drain_seconds": round(time.monotonic() - started, 3)})
     return 0
