@@ -1,21 +1,22 @@
 #!/usr/bin/env python3
-"""Soak: podgate's edge under a long, bounded, mixed load; does it come back to baseline?
+"""Soak: podgate (edge and control plane) under a long, bounded, mixed load; back to baseline?
 
-Starts podgate as its own process (`podgate run --config`, proxy-only), a
-static pod (nginx, or an aiohttp pod when nginx is missing) and an aiohttp
-pod with WebSocket echo, SSE and streaming, then drives a steady mixed load
-from one aiohttp client: small GETs and POSTs, multi-MiB downloads and
-uploads, SSE streams, WebSockets that open, talk and close, clients hanging
-up mid-stream, and requests to a route whose pod refuses connections. It
-samples podgate's RSS, open descriptors and the small-request p99 every few
-seconds, and writes a markdown report with a PASS/FAIL verdict.
+Starts kubesim as its own process (`podgate sim`, echo pods), podgate as
+its own process (`podgate run --config`, control plane on that kubesim,
+plus static routes), a static pod (nginx, or an aiohttp pod when nginx is
+missing) and an aiohttp pod with WebSocket echo, SSE and streaming, then
+drives a steady mixed load from one aiohttp client: small GETs and POSTs,
+multi-MiB downloads and uploads, SSE streams, WebSockets that open, talk and
+close, clients hanging up mid-stream, requests to a route whose pod refuses
+connections, and users who log in, start their server (following its
+progress), use it over HTTP and a WebSocket, stop it and see their route go,
+again and again. It samples podgate's RSS, open descriptors and the
+small-request p99 every few seconds, and writes a markdown report with a
+PASS/FAIL verdict. `--edge-only` leaves the control plane out (proxy-only).
 
 It must never run unbounded: every loop is bounded in time and count, every
 request has a timeout, and every process it starts is stopped at the end,
 also on Ctrl-C. It never talks to an address outside 127.0.0.0/8.
-
-Spawns and stops join the load once the control plane exists: add a
-`LoadKind` to `load_kinds()` (see the hook there).
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +52,13 @@ from aiohttp import (  # noqa: E402
     web,
 )
 
+from bench.harness.control_plane import (  # noqa: E402
+    COOKIE_SECRET,
+    PASSWORD,
+    UserRun,
+    log_in_and_spawn,
+    new_browser,
+)
 from bench.harness.procs import (  # noqa: E402
     Managed,
     free_port,
@@ -62,6 +72,14 @@ SSE_EVENTS = 10
 WS_MESSAGES = 5
 REQUEST_TIMEOUT = ClientTimeout(total=30, sock_connect=5)
 WS_TIMEOUT = ClientWSTimeout(ws_receive=10, ws_close=10)
+
+# Spawns and stops: this many users at a time, their names drawn in turn from
+# a pool (a bounded user list, as a real hub has, so growth means a leak).
+SPAWN_CONCURRENCY = 3
+SPAWN_USER_POOL = 12
+USER_GETS = 3
+
+XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
 
 # Verdict margins: after the load stops, within these of the baseline.
 RSS_MARGIN = 0.10
@@ -125,6 +143,7 @@ class Stack:
     podgate: Managed | None = None
     base: str = ""
     static_kind: str = ""
+    control: bool = False  # podgate runs its control plane on a kubesim process
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
@@ -183,9 +202,63 @@ def _start_aiohttp_pod(stack: Stack, name: str, port: int) -> Managed:
     return start(name, cmd, log_dir=stack.workdir)
 
 
-def start_stack(workdir: Path, *, use_nginx: bool = True) -> Stack:
-    """Start the pods, then podgate routing /st/, /app/ and /dead/ (a closed port)."""
-    stack = Stack(workdir)
+def _podgate_cmd() -> list[str]:
+    exe = shutil.which("podgate")
+    return [exe] if exe else [sys.executable, "-m", "podgate.cli"]
+
+
+_ENV = {"PYTHONPATH": str(REPO_ROOT), "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def _start_kubesim(stack: Stack) -> Path:
+    """kubesim alone (`podgate sim`, plain http); its kubeconfig once it listens."""
+    port = free_port()
+    kubeconfig = stack.workdir / "kubesim.kubeconfig"
+    cmd = [*_podgate_cmd(), "sim", "--listen", f"127.0.0.1:{port}", "--plain-http"]
+    proc = start(
+        "kubesim", [*cmd, "--kubeconfig", str(kubeconfig)], log_dir=stack.workdir, env=_ENV
+    )
+    stack.processes.append(proc)
+    # The kubeconfig is written just before kubesim says it listens.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.alive():
+        if "kubesim listening" in proc.log_tail() and kubeconfig.exists():
+            return kubeconfig
+        time.sleep(0.05)
+    raise RuntimeError(f"kubesim did not start: {proc.log_tail()}")
+
+
+def _control_config(kubeconfig: Path) -> dict[str, object]:
+    """The control plane's keys, as an operator would write them: echo pods on kubesim."""
+    return {
+        "cluster": {"kind": "kube", "kubeconfig": str(kubeconfig)},
+        "auth": {"kind": "dummy", "password": PASSWORD},
+        "session": {"cookie_secrets": [COOKIE_SECRET]},
+        "spawner": {
+            "namespace": "default",
+            "image": "kubesim/echo",
+            "jupyter_args": False,
+            "readiness_path": None,
+            "stop_grace_seconds": 2,
+        },
+    }
+
+
+def _wait_ready(ops_port: int, proc: Managed, seconds: float = 30) -> None:
+    """Until /readyz answers 200 (the pod watch has listed), as a load balancer waits."""
+    url = f"http://127.0.0.1:{ops_port}/readyz"
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.alive():
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as answer:
+            if answer.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"podgate did not turn ready: {proc.log_tail()}")
+
+
+def start_stack(workdir: Path, *, use_nginx: bool = True, control: bool = True) -> Stack:
+    """Start the pods (and kubesim), then podgate routing /st/, /app/ and /dead/ (a closed port)."""
+    stack = Stack(workdir, control=control)
     try:
         static_port, app_port, dead_port = free_port(), free_port(), free_port()
         if use_nginx and nginx_path():
@@ -196,28 +269,26 @@ def start_stack(workdir: Path, *, use_nginx: bool = True) -> Stack:
             _started(stack, _start_aiohttp_pod(stack, "pod-static", static_port), static_port)
         _started(stack, _start_aiohttp_pod(stack, "pod-app", app_port), app_port)
         port, ops_port = free_port(), free_port()
-        config = {
+        config: dict[str, object] = {
             "listen": f"127.0.0.1:{port}",
             "ops_listen": f"127.0.0.1:{ops_port}",
             "log_level": "warning",
-            "control": {"enabled": False},
+            "control": {"enabled": control},
             "routes": [
                 {"path": "/st/", "target": f"http://127.0.0.1:{static_port}"},
                 {"path": "/app/", "target": f"http://127.0.0.1:{app_port}"},
                 {"path": "/dead/", "target": f"http://127.0.0.1:{dead_port}"},
             ],
         }
+        if control:
+            config.update(_control_config(_start_kubesim(stack)))
         conf = workdir / "podgate.yaml"
         conf.write_text(json.dumps(config, indent=2))  # JSON is YAML
-        exe = shutil.which("podgate")
-        cmd = [exe] if exe else [sys.executable, "-m", "podgate.cli"]
-        env = {
-            "PYTHONPATH": str(REPO_ROOT),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
-        }
-        proc = start("podgate", [*cmd, "run", "--config", str(conf)], log_dir=workdir, env=env)
+        env = {**_ENV, "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16)}
+        cmd = [*_podgate_cmd(), "run", "--config", str(conf)]
+        proc = start("podgate", cmd, log_dir=workdir, env=env)
         _started(stack, proc, port)
+        _wait_ready(ops_port, proc)
         stack.podgate = proc
         stack.base = f"http://127.0.0.1:{port}"
     except BaseException:
@@ -237,6 +308,8 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     error_samples: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # small requests of this interval
+    spawn_seconds: list[float] = field(default_factory=list)  # login to routed, per start
+    next_user: int = 0  # the spawn pool's turn
 
     def ok(self, kind: str) -> None:
         self.done[kind] = self.done.get(kind, 0) + 1
@@ -333,9 +406,70 @@ async def _refused(session: ClientSession, base: str, tally: Tally) -> None:
         raise AssertionError(f"status {resp.status}, expected 503")
 
 
-def load_kinds() -> list[LoadKind]:
-    """The mixed load. Hook: spawns and stops join here once the control plane exists."""
+async def _use_and_stop(browser: ClientSession, base: str, name: str) -> None:
+    """The user's pod answers over HTTP and a WebSocket; then stop it and see the route go."""
+    prefix = f"{base}/user/{name}/"
+    for i in range(USER_GETS):
+        async with browser.get(f"{prefix}n{i}", allow_redirects=False) as resp:
+            answer = await resp.json(content_type=None) if resp.status == 200 else None
+        if answer is None or not str(answer.get("path", "")).startswith(f"/user/{name}/"):
+            raise AssertionError(f"{name}: GET answered {resp.status}")
+    async with browser.ws_connect(f"{prefix}ws", timeout=WS_TIMEOUT) as ws:
+        for i in range(WS_MESSAGES):
+            await ws.send_str(f"{name}-{i}")
+            msg = await ws.receive(timeout=10)
+            if msg.type is not WSMsgType.TEXT or msg.data != f"{name}-{i}":
+                raise AssertionError(f"{name}: echo {i}: {msg.type} {str(msg.data)[:40]}")
+    async with browser.get(f"{base}/hub/home") as home:
+        match = XSRF_FIELD.search(await home.text())
+    if match is None:
+        raise AssertionError(f"{name}: no form token on /hub/home ({home.status})")
+    form = {"_xsrf": match.group(1)}
+    async with browser.post(f"{base}/hub/stop", data=form, allow_redirects=False) as resp:
+        await resp.read()
+    if resp.status != 303:
+        raise AssertionError(f"{name}: stop answered {resp.status}")
+    # Stopped: the next request goes to the spawn page, never to the old pod.
+    location = ""
+    for _ in range(100):  # 100 x 50 ms
+        async with browser.get(prefix, allow_redirects=False) as resp:
+            await resp.read()
+            location = resp.headers.get("Location", "")
+        if resp.status == 302 and location.startswith(f"/hub/spawn/{name}"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name}: still routed 5 s after stop ({resp.status} {location!r})")
+
+
+async def _one_user(base: str, name: str, tally: Tally) -> None:
+    async with new_browser() as browser:
+        run = UserRun(name)
+        await log_in_and_spawn(browser, base, run)
+        if run.error is not None or run.routed_at is None:
+            raise AssertionError(f"{name}: start: {run.error}")
+        tally.spawn_seconds.append(run.routed_at - run.started)
+        await _use_and_stop(browser, base, name)
+
+
+async def _spawn_and_stop(session: ClientSession, base: str, tally: Tally) -> None:
+    """SPAWN_CONCURRENCY users at once: log in, start, use, stop (each its own browser)."""
+    names = []
+    for _ in range(SPAWN_CONCURRENCY):
+        names.append(f"soak{tally.next_user % SPAWN_USER_POOL:02d}")
+        tally.next_user += 1
+    outcomes = await asyncio.gather(
+        *(_one_user(base, name, tally) for name in names), return_exceptions=True
+    )
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    if failed:
+        raise AssertionError("; ".join(f"{type(e).__name__}: {e}" for e in failed)[:300])
+
+
+def load_kinds(control: bool = True) -> list[LoadKind]:
+    """The mixed load; spawns and stops when podgate runs its control plane."""
+    spawns = [LoadKind("spawn-stop", 2.0, _spawn_and_stop)] if control else []
     return [
+        *spawns,
         LoadKind("small-get", 0.04, _small_get),
         LoadKind("small-post", 0.04, _small_post),
         LoadKind("download", 2.0, _download),
@@ -410,6 +544,7 @@ class SoakResult:
     final: Sample
     tally: Tally
     podgate_alive: bool
+    control: bool = False  # spawns and stops were part of the load
 
     @property
     def peak_rss_kib(self) -> int:
@@ -487,7 +622,7 @@ async def soak(
     async with ClientSession(connector=connector, timeout=REQUEST_TIMEOUT) as session:
         drivers = [
             asyncio.create_task(_drive(k, session, stack.base, tally, until), name=k.name)
-            for k in load_kinds()
+            for k in load_kinds(stack.control)
         ]
         baseline: Sample | None = None
         try:
@@ -530,6 +665,7 @@ async def soak(
         final=final,
         tally=tally,
         podgate_alive=stack.podgate.alive(),
+        control=stack.control,
     )
 
 
@@ -540,10 +676,11 @@ def run_soak(
     sample_every: float,
     settle: float,
     use_nginx: bool = True,
+    control: bool = True,
 ) -> SoakResult:
     """Start everything, soak, and stop everything (also on Ctrl-C or failure)."""
     with tempfile.TemporaryDirectory(prefix="podgate-soak-") as tmp:
-        stack = start_stack(Path(tmp), use_nginx=use_nginx)
+        stack = start_stack(Path(tmp), use_nginx=use_nginx, control=control)
         try:
             return asyncio.run(
                 soak(
@@ -565,14 +702,29 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} ms"
 
 
+def _spawn_lines(result: SoakResult) -> list[str]:
+    times = result.tally.spawn_seconds
+    if not times:
+        return []
+    ordered = sorted(times)
+    median = ordered[len(ordered) // 2]
+    worst = p99(times) or 0.0
+    return [
+        f"Starts: {len(times)} (each followed by use, stop and the route's removal); "
+        f"login to routed p50 {median * 1000:.0f} ms, p99 {worst * 1000:.0f} ms",
+        "",
+    ]
+
+
 def report(result: SoakResult) -> str:
     first, last = result.first_last_p99()
     lines = [
         f"# podgate soak: {'PASS' if result.passed else 'FAIL'}",
         "",
         f"Load: {result.seconds / 60:.1f} min of mixed traffic "
-        f"(static pod: {result.static_kind}); baseline taken after warm-up, "
-        "final after the load stopped.",
+        f"(static pod: {result.static_kind}; "
+        f"{'control plane with spawns and stops' if result.control else 'edge only'}); "
+        "baseline taken after warm-up, final after the load stopped.",
         "",
         "| figure | baseline | peak | final |",
         "| --- | --- | --- | --- |",
@@ -585,10 +737,11 @@ def report(result: SoakResult) -> str:
         f"Small-request p99 after warm-up: first stretch {_ms(first)}, "
         f"last stretch {_ms(last)} (a stretch is a tenth of the load, at least one interval)",
         "",
+        *_spawn_lines(result),
         "| kind | done | errors |",
         "| --- | --- | --- |",
     ]
-    for kind in load_kinds():
+    for kind in load_kinds(result.control):
         lines.append(
             f"| {kind.name} | {result.tally.done.get(kind.name, 0)} "
             f"| {result.tally.errors.get(kind.name, 0)} |"
@@ -612,6 +765,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=None, help="seconds (default 10%%)")
     parser.add_argument("--settle", type=float, default=30.0, help="max seconds after the load")
     parser.add_argument("--no-nginx", action="store_true", help="aiohttp as the static pod")
+    parser.add_argument(
+        "--edge-only", action="store_true", help="proxy-only podgate: no kubesim, no spawns"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     parser.add_argument("--pod", type=int, help=argparse.SUPPRESS)  # internal: serve a pod
     args = parser.parse_args(argv)
@@ -631,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
             sample_every=args.sample_every,
             settle=args.settle,
             use_nginx=not args.no_nginx,
+            control=not args.edge_only,
         )
     except KeyboardInterrupt:
         print("interrupted: every process stopped", file=sys.stderr)

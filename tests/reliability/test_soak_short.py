@@ -1,8 +1,9 @@
 """The soak, short: 20 seconds of bench/soak.py's mixed load against a real `podgate run`.
 
-podgate, the static pod (nginx when installed, else aiohttp) and the
-streaming pod run as their own processes on 127.0.0.1; the load runs in
-this process. The long version is `bench/soak.py --minutes 15`.
+kubesim (echo pods), podgate with its control plane, the static pod (nginx
+when installed, else aiohttp) and the streaming pod run as their own
+processes on 127.0.0.1; the load, spawns and stops included, runs in this
+process. The long version is `bench/soak.py --minutes 15`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ def test_every_kind_of_request_got_through_without_unexpected_errors(result: Any
         assert result.tally.done.get(kind.name, 0) > 0, f"no {kind.name} completed"
     # At the steady rate, hundreds of small requests each, not a trickle.
     assert result.tally.done["small-get"] > 100
+
+
+def test_users_start_use_and_stop_servers_again_and_again(result: Any) -> None:
+    # Each spawn-stop round is SPAWN_CONCURRENCY users logging in, starting
+    # (progress followed to ready), using the pod over HTTP and a WebSocket,
+    # stopping, and being sent to the spawn page afterwards.
+    assert result.control
+    rounds = result.tally.done["spawn-stop"]
+    assert rounds >= 3, soak.report(result)
+    assert len(result.tally.spawn_seconds) == rounds * soak.SPAWN_CONCURRENCY
+    # The pool is smaller than the starts: the same users came back after a stop.
+    assert len(result.tally.spawn_seconds) > soak.SPAWN_USER_POOL
+    assert "Starts: " in soak.report(result)
 
 
 def test_open_descriptors_return_to_baseline(result: Any) -> None:
