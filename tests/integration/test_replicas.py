@@ -1,0 +1,353 @@
+"""Two podgate replicas behind a round-robin TCP balancer behave as one podgate.
+
+kubesim runs alone as a process (the cluster); two podgate processes run
+against it with `cluster: {kind: kube}`, the same config and cookie secret,
+echo pods, an API token, an admin, and the built-in culler enabled in both.
+A small TCP balancer (tests/integration/tcp_balancer.py) stands in for the
+Service: each new connection goes to the next replica. The browsers open a
+fresh connection per request, so a user's consecutive requests land on
+alternate replicas: signing in on one, spawning on the other, being routed
+by both.
+
+What users notice: they sign in, spawn and reach their server whichever
+replica answers; WebSockets echo; the admin panel and /hub/api through
+either replica show every user running; two starts of one user at once make
+one pod; a stop through one replica unroutes the user on both; traffic seen
+by one replica keeps the server from being culled by the other's culler,
+while an idle server is culled. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from hub_kit import COOKIE_SECRET, ECHO_SPAWNER, PASSWORD, Browser
+from jupyter_kit import (
+    KubeRest,
+    KubesimProcess,
+    PodgateProcess,
+    eventually,
+    start_kubesim_process,
+    start_podgate_process,
+)
+from tcp_balancer import Backend, RoundRobinBalancer
+
+from control.activity import ACTIVITY_ANNOTATION, parse_activity
+from control.manifests import POD_SELECTOR
+from control.names import USER_ANNOTATION
+
+NAMESPACE = "podgate"
+ADMIN = "root"
+API_TOKEN = "test-replicas-api-token-0123456789"
+USERS = tuple(f"user{i}" for i in range(10))
+
+
+class FreshConnectionBrowser(Browser):
+    """A browser that opens a new connection for every request (no keep-alive),
+    so behind the balancer each request goes to the next replica."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            connector=aiohttp.TCPConnector(force_close=True),
+            timeout=aiohttp.ClientTimeout(total=30),
+        )
+
+
+@dataclass
+class Deployment:
+    replicas: tuple[PodgateProcess, PodgateProcess]
+    balancer: RoundRobinBalancer
+    kube: KubeRest
+
+    @property
+    def url(self) -> str:
+        return self.balancer.url
+
+
+MakeDeployment = Callable[[float], Awaitable[Deployment]]
+
+
+def replica_config(kubeconfig: Path, cull_timeout: float) -> dict[str, Any]:
+    """The one config both replicas run (as one ConfigMap would give them)."""
+    return {
+        "listen": "127.0.0.1:0",
+        "ops_listen": "127.0.0.1:0",
+        "cluster": {"kind": "kube", "kubeconfig": str(kubeconfig)},
+        "auth": {"kind": "dummy", "password": PASSWORD, "admins": [ADMIN]},
+        "session": {"cookie_secrets": [COOKIE_SECRET]},
+        "api_tokens": [{"name": "ops", "token": API_TOKEN, "scopes": ["admin"]}],
+        "spawner": {**ECHO_SPAWNER, "namespace": NAMESPACE},
+        "culler": {
+            "enabled": True,
+            "timeout": cull_timeout,
+            "every": 0.5,
+            "activity_every": 0.5,
+        },
+    }
+
+
+@pytest.fixture
+async def kubesim(tmp_path: Path) -> AsyncIterator[KubesimProcess]:
+    sim = await start_kubesim_process(tmp_path)
+    try:
+        yield sim
+    finally:
+        await sim.end()
+
+
+@pytest.fixture
+async def kube(kubesim: KubesimProcess) -> AsyncIterator[KubeRest]:
+    rest = KubeRest(kubesim.url, kubesim.token)
+    try:
+        status, body = await rest.call(
+            "POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}
+        )
+        assert status == 201, body
+        yield rest
+    finally:
+        await rest.close()
+
+
+@pytest.fixture
+async def deploy(
+    tmp_path: Path, kubesim: KubesimProcess, kube: KubeRest
+) -> AsyncIterator[MakeDeployment]:
+    """Two ready replicas and the balancer in front; all stopped at the end."""
+    async with AsyncExitStack() as stack:
+
+        async def make(cull_timeout: float) -> Deployment:
+            config = replica_config(kubesim.kubeconfig, cull_timeout)
+            started = []
+            for name in ("replica-a", "replica-b"):
+                replica = await start_podgate_process(config, tmp_path, name=name)
+                stack.push_async_callback(replica.end)
+                started.append(replica)
+            await asyncio.gather(*(until_ready(replica) for replica in started))
+            balancer = RoundRobinBalancer([Backend.of_url(r.public) for r in started])
+            await balancer.start()
+            stack.push_async_callback(balancer.close)
+            return Deployment((started[0], started[1]), balancer, kube)
+
+        yield make
+
+
+async def until_ready(replica: PodgateProcess, seconds: float = 20.0) -> None:
+    """/readyz says 200: its pod watch has listed (as the Service's readiness probe waits)."""
+    async with aiohttp.ClientSession() as client:
+
+        async def ready() -> bool:
+            async with client.get(f"{replica.ops}/readyz") as response:
+                return response.status == 200
+
+        await eventually(ready, seconds, f"{replica.ops}/readyz says 200")
+
+
+async def user_pods(kube: KubeRest) -> dict[str, str]:
+    """user -> pod name, failing on a second pod for one user."""
+    found: dict[str, str] = {}
+    for pod in await kube.pods(NAMESPACE, POD_SELECTOR):
+        user = pod["metadata"]["annotations"][USER_ANNOTATION]
+        assert user not in found, f"two pods for {user}"
+        found[user] = pod["metadata"]["name"]
+    return found
+
+
+async def routed_by_both(browser: Browser, user: str, seconds: float = 10.0) -> None:
+    """Two requests in a row (so one per replica) both reach the user's own pod."""
+
+    async def both() -> bool:
+        for _ in range(2):
+            response = await browser.get(f"/user/{user}/hello", allow_redirects=False)
+            if response.status != 200:
+                return False
+            assert (await response.json())["pod"] == f"jupyter-{user}"
+        return True
+
+    await eventually(both, seconds, f"{user} routed by both replicas")
+
+
+async def api_get(url: str, path: str) -> Any:
+    headers = {"Authorization": f"token {API_TOKEN}"}
+    async with (
+        aiohttp.ClientSession(
+            headers=headers, connector=aiohttp.TCPConnector(force_close=True)
+        ) as client,
+        client.get(url + path, timeout=aiohttp.ClientTimeout(total=10)) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def test_ten_users_sign_in_spawn_and_are_served_by_both_replicas(
+    deploy: MakeDeployment,
+) -> None:
+    deployment = await deploy(3600)
+    balancer = deployment.balancer
+    browsers = {user: FreshConnectionBrowser(deployment.url) for user in USERS}
+    admin = FreshConnectionBrowser(deployment.url)
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    try:
+        # One user at a time, so each user's requests alternate between the replicas.
+        for user, browser in browsers.items():
+            before = balancer.served()
+            events = await browser.start_server(user)
+            assert events[-1]["ready"] is True, (user, events)
+            after = balancer.served()
+            assert after[0] > before[0] and after[1] > before[1], (user, before, after)
+            await routed_by_both(browser, user)
+        assert set(await user_pods(deployment.kube)) == set(USERS)
+
+        # WebSockets through the balancer, all open at once: half on each replica.
+        for user, browser in browsers.items():
+            ws = await browser.session.ws_connect(
+                browser.url(f"/user/{user}/ws"), timeout=aiohttp.ClientWSTimeout(ws_close=2)
+            )
+            sockets.append(ws)
+        for user, ws in zip(USERS, sockets, strict=True):
+            await ws.send_str(f"hello from {user}")
+        for user, ws in zip(USERS, sockets, strict=True):
+            reply = await ws.receive(timeout=5)
+            assert reply.type == aiohttp.WSMsgType.TEXT, reply
+            assert reply.data == f"hello from {user}"
+
+        # The admin panel, asked twice (once per replica), shows every user running.
+        assert (await admin.login(ADMIN, next_url="/hub/home")).status == 200
+        for _ in range(2):
+            page = await admin.get("/hub/admin")
+            assert page.status == 200, await page.text()
+            text = await page.text()
+            for user in USERS:
+                row = re.search(rf'<tr data-user="{user}".*?</tr>', text, re.S)
+                assert row is not None and "Running" in row.group(0), user
+
+        # The REST API through either replica lists every user's server as ready.
+        for _ in range(2):
+            listed = await api_get(deployment.url, "/hub/api/users?limit=200")
+            servers = {u["name"]: u["servers"] for u in listed}
+            for user in USERS:
+                assert servers[user][""]["ready"] is True, (user, servers.get(user))
+        assert balancer.failed == 0
+    finally:
+        for ws in sockets:
+            await ws.close()
+        for browser in (*browsers.values(), admin):
+            await browser.close()
+
+
+async def test_two_starts_at_once_make_one_pod_and_a_stop_unroutes_on_both(
+    deploy: MakeDeployment,
+) -> None:
+    deployment = await deploy(3600)
+    a, b = deployment.replicas
+    tabs = [FreshConnectionBrowser(deployment.url) for _ in range(2)]
+    try:
+        for tab in tabs:
+            assert (await tab.login("zed", next_url="/hub/home")).status == 200
+        # Two tabs open the spawn page at the same moment: one connection per replica.
+        first = len(deployment.balancer.picks)
+        pages = await asyncio.gather(
+            *(tab.get("/hub/spawn/zed", allow_redirects=False) for tab in tabs)
+        )
+        assert sorted(deployment.balancer.picks[first:]) == [0, 1]
+        for page in pages:
+            assert page.status in (200, 302), (page.status, await page.text())
+        events = await tabs[0].progress("zed")
+        assert events[-1]["ready"] is True, events
+        assert await user_pods(deployment.kube) == {"zed": "jupyter-zed"}
+        await routed_by_both(tabs[1], "zed")
+
+        # Stop through replica A's API; neither replica routes zed any more.
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"token {API_TOKEN}"}) as client,
+            client.delete(f"{a.ops}/hub/api/users/zed/server") as stopped,
+        ):
+            assert stopped.status in (202, 204), await stopped.text()
+        # zed's cookie, sent to each replica directly (the jar keys cookies by host, not port).
+        direct = tabs[0]
+
+        async def unrouted_on(replica: PodgateProcess) -> bool:
+            direct.base_url = replica.public
+            response = await direct.get("/user/zed/hello", allow_redirects=False)
+            return response.status == 302 and response.headers["Location"].startswith(
+                "/hub/spawn/zed"
+            )
+
+        for replica in (a, b):
+            await eventually(
+                lambda r=replica: unrouted_on(r), 10, f"{replica.public} no longer routes zed"
+            )
+
+        async def pod_gone() -> bool:
+            return await user_pods(deployment.kube) == {}
+
+        await eventually(pod_gone, 15, "zed's pod deleted")
+    finally:
+        for browser in tabs:
+            await browser.close()
+
+
+CULL_TIMEOUT = 4.0
+
+
+async def test_traffic_at_one_replica_keeps_a_server_from_either_culler(
+    deploy: MakeDeployment,
+) -> None:
+    deployment = await deploy(CULL_TIMEOUT)
+    a, b = deployment.replicas
+    busy, idle = FreshConnectionBrowser(deployment.url), FreshConnectionBrowser(deployment.url)
+    stop = asyncio.Event()
+    try:
+        for user, browser in (("busy", busy), ("idle", idle)):
+            assert (await browser.start_server(user))[-1]["ready"] is True
+        # From now on busy's traffic goes to replica A only.
+        busy.base_url = a.public
+        seen: list[int] = []
+
+        async def keep_busy() -> None:
+            for _ in range(200):
+                response = await busy.get("/user/busy/still-here", allow_redirects=False)
+                seen.append(response.status)
+                try:
+                    await asyncio.wait_for(stop.wait(), 0.3)
+                    return
+                except TimeoutError:
+                    pass
+
+        traffic = asyncio.create_task(keep_busy(), name="busy-user")
+        try:
+
+            async def idle_culled() -> bool:
+                return "idle" not in await user_pods(deployment.kube)
+
+            await eventually(idle_culled, CULL_TIMEOUT + 10, "the idle server culled")
+            culled_at = time.monotonic()
+            # Well past the timeout, with both cullers running every half second.
+            await asyncio.sleep(CULL_TIMEOUT + 2)
+            pods = await deployment.kube.pods(NAMESPACE, POD_SELECTOR)
+        finally:
+            stop.set()
+            await traffic
+        assert [p["metadata"]["annotations"][USER_ANNOTATION] for p in pods] == ["busy"]
+        assert seen and set(seen) == {200}, seen
+        # Replica B learnt of A's traffic only through the pod annotation.
+        written = parse_activity(pods[0]["metadata"]["annotations"].get(ACTIVITY_ANNOTATION))
+        assert written is not None and time.time() - written < 3, written
+        busy.base_url = b.public
+        response = await busy.get("/user/busy/still-here", allow_redirects=False)
+        assert response.status == 200
+        assert time.monotonic() - culled_at < 30
+    finally:
+        stop.set()
+        await busy.close()
+        await idle.close()
