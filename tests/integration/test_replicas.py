@@ -189,6 +189,49 @@ async def api_get(url: str, path: str) -> Any:
         return await response.json()
 
 
+async def echo_backend(name: bytes) -> asyncio.Server:
+    """A backend that reads until the client's EOF, answers name + what it read, closes."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received = await reader.read()
+        writer.write(name + b":" + received)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+async def through(balancer: RoundRobinBalancer, data: bytes) -> bytes:
+    """Send `data`, half-close, and read the answer to EOF (bounded)."""
+    port = int(balancer.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        writer.write_eof()
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_the_balancer_alternates_backends_and_passes_half_closes() -> None:
+    servers = [await echo_backend(b"a"), await echo_backend(b"b")]
+    try:
+        backends = [Backend("127.0.0.1", s.sockets[0].getsockname()[1]) for s in servers]
+        async with RoundRobinBalancer(backends) as balancer:
+            answers = [await through(balancer, f"hello {i}".encode()) for i in range(3)]
+            assert answers == [b"a:hello 0", b"b:hello 1", b"a:hello 2"]
+            assert balancer.picks == [0, 1, 0] and balancer.failed == 0
+            # A backend that is down: the client's connection is closed at once.
+            servers[1].close()
+            await servers[1].wait_closed()
+            assert await through(balancer, b"lost") == b""
+            assert balancer.failed == 1
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
 async def test_ten_users_sign_in_spawn_and_are_served_by_both_replicas(
     deploy: MakeDeployment,
 ) -> None:
