@@ -43,6 +43,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="storms, medians reported [1]")
     p.add_argument("--proxy-cpus", default=None, help="taskset CPU list for podgate [none]")
     p.add_argument(
+        "--start-rate",
+        type=float,
+        default=None,
+        help="podgate's spawner.start_rate: pod creates a second at most [no pacing]",
+    )
+    p.add_argument(
         "--profile",
         choices=("py-spy",),
         default=None,
@@ -147,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 idle_seconds=args.idle_seconds,
                 deadline=args.deadline,
                 podgate_wrapper=_profiler(run_dir, args.profile),
+                start_rate=args.start_rate,
             )
             print(f"[storm {i + 1}/{args.repeat}] {result.note}", file=sys.stderr)
             results.append(result)

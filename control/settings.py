@@ -106,6 +106,9 @@ class SpawnerSettings:
     start_timeout: float = 300.0  # seconds from create to Ready before giving up
     stop_grace_seconds: int = 30  # SIGTERM to SIGKILL when stopping
     concurrent_spawn_limit: int = 100  # JupyterHub's default; beyond it: 429
+    # Pod creates a second at most (None: no pacing): a storm of sign-ins becomes a
+    # steady stream instead of a burst on the event loop the proxy shares.
+    start_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -116,6 +119,8 @@ class SpawnerSettings:
             raise ValueError("stop_grace_seconds: must not be negative")
         if self.concurrent_spawn_limit < 1:
             raise ValueError("concurrent_spawn_limit: must be at least 1")
+        if self.start_rate is not None and self.start_rate <= 0:
+            raise ValueError("start_rate: must be positive (or null for no pacing)")
         slugs = [p.slug for p in self.profiles]
         if len(set(slugs)) != len(slugs):
             raise ValueError("profiles: two profiles share a slug")

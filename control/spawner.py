@@ -42,6 +42,7 @@ from control.errors import (
 from control.informer import Informer
 from control.kube import Kube, Object
 from control.manifests import pod_manifest, pod_profile, pod_user, pvc_manifest, server_url
+from control.pacing import StartPacer
 from control.pod_state import is_deleting, is_ready, progress_message, start_failure
 from control.progress import ProgressEvent, SpawnProgress
 from control.settings import Profile, SpawnerSettings
@@ -138,6 +139,7 @@ class Spawner:
         # user -> (last failure, uid of the pod that failed, "" if none was made)
         self._failures: OrderedDict[str, tuple[SpawnFailed, str]] = OrderedDict()
         self._closed = False
+        self._pacer = StartPacer(settings.start_rate)
         pods.add_listener(self._on_pod)
         if events is not None:
             events.add_listener(self._on_event)
@@ -273,6 +275,7 @@ class Spawner:
             try:
                 async with asyncio.timeout(self.settings.start_timeout):
                     await self.pods.synced.wait()
+                    await self._wait_for_turn(run)
                     await self._create(run)
                     self._settle(run.created)
                     await self._until_ready(run)
@@ -305,6 +308,16 @@ class Spawner:
             if self._by_pod.get(run.pod_name) is run:
                 del self._by_pod[run.pod_name]
             run.finished.set()
+
+    async def _wait_for_turn(self, run: _Start) -> None:
+        """Wait for the pacer's turn; a caller of start() is not held meanwhile."""
+        delay = self._pacer.delay()
+        if delay <= 0:
+            return
+        self._publish(run, 1, f"Waiting for a start slot (about {delay:.0f} s)")
+        # The page follows progress from here; a failure to create shows there.
+        self._settle(run.created)
+        await asyncio.sleep(delay)
 
     async def _create(self, run: _Start) -> None:
         """The claim if missing, then the pod; a pod that exists already is joined."""

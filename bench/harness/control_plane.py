@@ -323,8 +323,11 @@ def _start_kubesim(workdir: Path, podgate_cmd: list[str], cpus: str | None) -> p
     return proc
 
 
-def podgate_storm_config(port: int, ops_port: int, kubeconfig: Path) -> dict[str, Any]:
-    """podgate as an operator would run it for the storm: kube cluster, echo pods, defaults."""
+def podgate_storm_config(
+    port: int, ops_port: int, kubeconfig: Path, start_rate: float | None = None
+) -> dict[str, Any]:
+    """podgate as an operator would run it for the storm: kube cluster, echo pods, defaults
+    (`start_rate`: the spawner's pacing of pod creates, off by default)."""
     return {
         "listen": f"127.0.0.1:{port}",
         "ops_listen": f"127.0.0.1:{ops_port}",
@@ -337,17 +340,23 @@ def podgate_storm_config(port: int, ops_port: int, kubeconfig: Path) -> dict[str
             "image": "kubesim/echo",
             "jupyter_args": False,
             "readiness_path": None,
+            "start_rate": start_rate,
         },
     }
 
 
 def _start_podgate(
-    workdir: Path, podgate_cmd: list[str], cpus: str | None, kubeconfig: Path
+    workdir: Path,
+    podgate_cmd: list[str],
+    cpus: str | None,
+    kubeconfig: Path,
+    start_rate: float | None = None,
 ) -> tuple[procs.Managed, str]:
     port, ops_port = procs.free_port(), procs.free_port()
     conf = workdir / "podgate-storm.yaml"
     # JSON is YAML: no YAML writer needed.
-    conf.write_text(json.dumps(podgate_storm_config(port, ops_port, kubeconfig), indent=2))
+    config = podgate_storm_config(port, ops_port, kubeconfig, start_rate)
+    conf.write_text(json.dumps(config, indent=2))
     proc = procs.start(
         "podgate-storm",
         [*podgate_cmd, "run", "--config", str(conf)],
@@ -533,6 +542,7 @@ def spawn_storm(
     deadline: float = 180.0,
     podgate_cmd: list[str] | None = None,
     podgate_wrapper: Sequence[str] = (),
+    start_rate: float | None = None,
 ) -> SpawnStormResult:
     """Start kubesim and podgate, run one storm of `users`, stop both; never raises for a
     storm that went wrong (the result's note says what happened).
@@ -548,7 +558,11 @@ def spawn_storm(
         kubesim = _start_kubesim(workdir, cmd, other_cpus(proxy_cpus))
         started.append(kubesim)
         podgate, base = _start_podgate(
-            workdir, [*podgate_wrapper, *cmd], proxy_cpus, kubesim.extra["kubeconfig"]
+            workdir,
+            [*podgate_wrapper, *cmd],
+            proxy_cpus,
+            kubesim.extra["kubeconfig"],
+            start_rate,
         )
         started.append(podgate)
         target = _wrapped_child(podgate) if podgate_wrapper else podgate
