@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 # kubernetes_asyncio's session trusts proxy variables: keep loopback direct.
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ.setdefault("no_proxy", "127.0.0.1,localhost")
+
+# Processes the tests start (podgate, kubesim) import this checkout, whatever
+# checkout an editable install elsewhere points at.
+_REPO = str(Path(__file__).resolve().parent.parent)
+_OTHERS = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _REPO]
+os.environ["PYTHONPATH"] = os.pathsep.join([_REPO, *_OTHERS])
 
 
 @pytest.fixture(autouse=True)
