@@ -61,7 +61,7 @@ def one(objects: list[Obj], kind: str, name: str = "") -> Obj:
 
     def fits(obj: Obj) -> bool:
         found = obj["metadata"]["name"]
-        return not name or found == name or found.startswith(name + "-") and kind in GENERATED
+        return not name or found == name or (found.startswith(name + "-") and kind in GENERATED)
 
     matches = [o for o in objects if o["kind"] == kind and fits(o)]
     assert len(matches) == 1, f"expected one {kind} {name!r}, got {len(matches)}"
@@ -133,7 +133,9 @@ def test_deployment_promises(rendered: tuple[str, list[Obj]], tmp_path: Path) ->
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert {"/tmp", "/etc/podgate/config.yaml"} <= {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/etc/podgate/config.yaml"} <= {
+        m["mountPath"] for m in container["volumeMounts"]
+    }
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert (config.listen_address[1], config.ops_address[1]) == (ports["http"], ports["ops"])
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}
@@ -144,7 +146,9 @@ def test_deployment_promises(rendered: tuple[str, list[Obj]], tmp_path: Path) ->
 
 def test_image_config_is_the_configmap() -> None:
     """The Dockerfile's built-in config is byte for byte the base ConfigMap's config.yaml."""
-    copies = re.findall(r"^COPY (\S+) /etc/podgate/config\.yaml$", (ROOT / "Dockerfile").read_text(), re.M)
+    copies = re.findall(
+        r"^COPY (\S+) /etc/podgate/config\.yaml$", (ROOT / "Dockerfile").read_text(), re.M
+    )
     assert copies == ["deploy/base/config.yaml"]
     data = one(render("deploy"), "ConfigMap", "podgate-config")["data"]["config.yaml"]
     assert data == (ROOT / "deploy/base/config.yaml").read_text()
@@ -209,7 +213,9 @@ async def test_applied_objects_line_up(
     await kubectl(kubeconfig, "create", "namespace", ns)
     manifest = yaml.safe_dump_all(objects)
     await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
-    stored = json.loads(await kubectl(kubeconfig, "get", "-n", ns, "-o", "json", "-f", "-", stdin=manifest))
+    stored = json.loads(
+        await kubectl(kubeconfig, "get", "-n", ns, "-o", "json", "-f", "-", stdin=manifest)
+    )
     stored_objects: list[Obj] = stored["items"]
     assert sorted((o["kind"], o["metadata"]["name"]) for o in stored_objects) == sorted(
         (o["kind"], o["metadata"]["name"]) for o in objects
@@ -246,7 +252,9 @@ async def test_applied_objects_line_up(
     assert ops["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert ops["metadata"]["annotations"]["prometheus.io/port"] == str(config.ops_address[1])
 
-    policies = {o["metadata"]["name"]: o["spec"] for o in stored_objects if o["kind"] == "NetworkPolicy"}
+    policies = {
+        o["metadata"]["name"]: o["spec"] for o in stored_objects if o["kind"] == "NetworkPolicy"
+    }
     user_in = policies["podgate-user-pods-ingress"]
     assert await picks(user_in["podSelector"]["matchLabels"]) == users_only
     (rule,) = user_in["ingress"]
@@ -332,7 +340,7 @@ async def scrape_kube_calls(ops_url: str) -> set[tuple[str, str, str]]:
     async with aiohttp.ClientSession() as session, session.get(ops_url + "/metrics") as r:
         text = await r.text()
     calls = set()
-    pattern = r'^podgate_kube_api_requests_total\{(.*)\} (\S+)$'
+    pattern = r"^podgate_kube_api_requests_total\{(.*)\} (\S+)$"
     for labels, value in re.findall(pattern, text, re.M):
         if float(value) > 0:
             found = dict(re.findall(r'(\w+)="([^"]*)"', labels))
