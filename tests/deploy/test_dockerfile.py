@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,6 +27,11 @@ from integration.jupyter_kit import BANNER, Child, start_child
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 PASSWORD = "a long enough password"
+
+
+def image_env() -> dict[str, str]:
+    """The environment without PYTHONPATH: the venv must use its own install, not the checkout."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -113,7 +119,12 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def run(*argv: str | Path) -> None:
         done = subprocess.run(
-            [str(a) for a in argv], capture_output=True, text=True, timeout=240, cwd=work
+            [str(a) for a in argv],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=work,
+            env=image_env(),
         )
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
@@ -144,6 +155,7 @@ def test_venv_runs_the_installed_wheel_not_the_checkout(venv: Path, tmp_path: Pa
         text=True,
         timeout=30,
         cwd=tmp_path,
+        env=image_env(),
         check=True,
     )
     assert done.stdout.startswith(str(venv)), done.stdout
@@ -174,6 +186,7 @@ def password_hash(venv: Path) -> str:
         capture_output=True,
         text=True,
         timeout=30,
+        env=image_env(),
         check=True,
     )
     return done.stdout.strip()
@@ -184,7 +197,8 @@ async def podgate_from_venv(
     venv: Path, password_hash: str, tmp_path: Path
 ) -> AsyncIterator[tuple[str, str]]:
     config = image_config(tmp_path, password_hash)
-    env = {"PODGATE_COOKIE_SECRET": "cookie-secret-of-the-image-test-0123"}
+    # An empty PYTHONPATH is ignored: the venv's own install serves.
+    env = {"PODGATE_COOKIE_SECRET": "cookie-secret-of-the-image-test-0123", "PYTHONPATH": ""}
     argv = [str(venv / "bin/podgate"), "run", "--config", str(config)]
     child: Child = await start_child(argv, tmp_path, "podgate", env)
     try:
