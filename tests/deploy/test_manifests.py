@@ -424,3 +424,12 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     yield
+
+
+def test_grafana_dashboard_ships_as_a_configmap() -> None:
+    """Grafana's dashboard sidecar finds the dashboard by its label; the JSON is intact."""
+    dashboard = one(render("deploy"), "ConfigMap", "podgate-grafana-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    text = dashboard["data"]["podgate-dashboard.json"]
+    assert text == (ROOT / "deploy/grafana/podgate-dashboard.json").read_text()
+    assert json.loads(text)["panels"]
