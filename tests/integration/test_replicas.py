@@ -20,6 +20,7 @@ while an idle server is culled. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -216,6 +217,40 @@ async def through(balancer: RoundRobinBalancer, data: bytes) -> bytes:
         writer.close()
 
 
+# The progress stream answers 400 at a replica that did not start the spawn while
+# the pod is still starting (pinned below as a bug). Echo pods are ready within
+# milliseconds, so asking again a moment later gets the ready event from either.
+PROGRESS_BUG = "has no server starting or running"
+
+
+async def progress_to_ready(browser: Browser, user: str, tries: int = 5) -> list[dict[str, Any]]:
+    """The user's progress events, ending ready (bounded: `tries` streams of 30 s at most)."""
+    for _ in range(tries):
+        path = await browser.progress_path(user)
+        async with browser.session.get(
+            browser.url(path), timeout=aiohttp.ClientTimeout(total=30)
+        ) as response:
+            if response.status == 400 and PROGRESS_BUG in await response.text():
+                await asyncio.sleep(0.2)
+                continue
+            assert response.status == 200, await response.text()
+            events = [
+                json.loads(line[6:])
+                async for line in response.content
+                if line.startswith(b"data: ")
+            ]
+        assert events and events[-1].get("ready") is True, (user, events)
+        return events
+    raise AssertionError(f"no progress stream for {user} in {tries} tries")
+
+
+async def sign_in_and_spawn(browser: Browser, user: str) -> list[dict[str, Any]]:
+    """What a person does: sign in (which opens the spawn page), then watch progress."""
+    response = await browser.login(user)
+    assert response.status == 200, await response.text()
+    return await progress_to_ready(browser, user)
+
+
 async def server_ready(replica: PodgateProcess, user: str) -> bool:
     """Whether `replica`'s API says the user's server is ready. A user with no server
     who signed in at the other replica is unknown here (404): not ready either."""
@@ -264,8 +299,7 @@ async def test_ten_users_sign_in_spawn_and_are_served_by_both_replicas(
         # One user at a time, so each user's requests alternate between the replicas.
         for user, browser in browsers.items():
             before = balancer.served()
-            events = await browser.start_server(user)
-            assert events[-1]["ready"] is True, (user, events)
+            await sign_in_and_spawn(browser, user)
             after = balancer.served()
             assert after[0] > before[0] and after[1] > before[1], (user, before, after)
             await routed_by_both(browser, user)
@@ -325,8 +359,7 @@ async def test_two_starts_at_once_make_one_pod_and_a_stop_unroutes_on_both(
         assert sorted(deployment.balancer.picks[first:]) == [0, 1]
         for page in pages:
             assert page.status in (200, 302), (page.status, await page.text())
-        events = await tabs[0].progress("zed")
-        assert events[-1]["ready"] is True, events
+        await progress_to_ready(tabs[0], "zed")
         assert await user_pods(deployment.kube) == {"zed": "jupyter-zed"}
         await routed_by_both(tabs[1], "zed")
 
@@ -372,7 +405,7 @@ async def test_traffic_at_one_replica_keeps_a_server_from_either_culler(
     stop = asyncio.Event()
     try:
         for user, browser in (("busy", busy), ("idle", idle)):
-            assert (await browser.start_server(user))[-1]["ready"] is True
+            await sign_in_and_spawn(browser, user)
         # From now on busy's traffic goes to replica A only.
         busy.base_url = a.public
         seen: list[int] = []
@@ -418,3 +451,44 @@ async def test_traffic_at_one_replica_keeps_a_server_from_either_culler(
         stop.set()
         await busy.close()
         await idle.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: GET /hub/api/users/<name>/server/progress at a replica that did not "
+    "start the spawn answers 400 while the pod is starting (control/web/progress_stream.py "
+    "streams only a start recorded in this process's SpawnProgress); behind a Service the "
+    "spawn page's EventSource lands there half the time and says 'Lost contact with podgate'",
+)
+async def test_the_progress_stream_at_the_other_replica_follows_a_starting_server(
+    deploy: MakeDeployment,
+) -> None:
+    deployment = await deploy(3600)
+    a, b = deployment.replicas
+    # Pods stay starting (as a real image pull would keep them) while the kubelet is paused.
+    await deployment.kube.set_faults({"kubelet_paused": True})
+    browser = FreshConnectionBrowser(a.public)
+    try:
+        assert (await browser.login("ada", next_url="/hub/home")).status == 200
+        page = await browser.get("/hub/spawn/ada", allow_redirects=False)
+        assert page.status in (200, 302), page.status
+
+        async def pending_at_b() -> bool:
+            status, _ = await deployment.kube.call(
+                "GET", f"/api/v1/namespaces/{NAMESPACE}/pods/jupyter-ada"
+            )
+            return status == 200 and not await server_ready(b, "ada")
+
+        await eventually(pending_at_b, 10, "ada's pod created and not ready")
+        for replica in (a, b):
+            browser.base_url = replica.public
+            path = await browser.progress_path("ada")
+            async with browser.session.get(
+                browser.url(path), timeout=aiohttp.ClientTimeout(total=5)
+            ) as response:
+                assert response.status == 200, (replica.public, await response.text())
+                first = await asyncio.wait_for(response.content.readline(), 5)
+                assert first.startswith(b"data: "), first
+    finally:
+        await deployment.kube.set_faults({"reset": True})
+        await browser.close()
