@@ -480,13 +480,13 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
             return status == 200 and not await server_ready(b, "ada")
 
         await eventually(pending_at_b, 10, "ada's pod created and not ready")
-        for replica in (a, b):
+        for label, replica in (("the starting replica", a), ("the other replica", b)):
             browser.base_url = replica.public
             path = await browser.progress_path("ada")
             async with browser.session.get(
                 browser.url(path), timeout=aiohttp.ClientTimeout(total=5)
             ) as response:
-                assert response.status == 200, (replica.public, await response.text())
+                assert response.status == 200, (label, await response.text())
                 first = await asyncio.wait_for(response.content.readline(), 5)
                 assert first.startswith(b"data: "), first
     finally:
