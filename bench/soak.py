@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import math
 import os
@@ -31,6 +32,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -43,6 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `bench.harness` importable
     sys.path.insert(0, str(REPO_ROOT))
 
+import yaml  # noqa: E402
 from aiohttp import (  # noqa: E402
     ClientSession,
     ClientTimeout,
@@ -80,6 +83,13 @@ SPAWN_USER_POOL = 12
 USER_GETS = 3
 
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
+
+# A real API server deletes Events after --event-ttl (1 h by default); kubesim
+# keeps them for ever, and podgate's event watch mirrors what the cluster
+# holds. The soak plays the API server's part, compressed, so what it measures
+# is podgate and not a cluster that never forgets.
+EVENT_TTL = 30.0
+EVENT_SWEEP_EVERY = 5.0
 
 # Verdict margins: after the load stops, within these of the baseline.
 RSS_MARGIN = 0.10
@@ -134,6 +144,22 @@ def serve_pod(port: int) -> None:
 # ---------------------------------------------------------------- processes
 
 
+@dataclass(frozen=True)
+class KubeAccess:
+    """Where kubesim's API is and its token, read from the kubeconfig it wrote."""
+
+    server: str
+    token: str
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path) -> KubeAccess:
+        document = yaml.safe_load(path.read_text())
+        return cls(
+            server=document["clusters"][0]["cluster"]["server"],
+            token=document["users"][0]["user"]["token"],
+        )
+
+
 @dataclass
 class Stack:
     """podgate and the pods behind it, all separate processes."""
@@ -144,11 +170,28 @@ class Stack:
     base: str = ""
     static_kind: str = ""
     control: bool = False  # podgate runs its control plane on a kubesim process
+    dead_socket: socket.socket | None = None  # holds the refusing port (bound, never listening)
+    kube: KubeAccess | None = None  # the kubesim API, when there is a control plane
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
             with contextlib.suppress(Exception):
                 proc.stop()
+        if self.dead_socket is not None:
+            self.dead_socket.close()
+
+
+def refusing_port(stack: Stack) -> int:
+    """A port that refuses connections for the whole soak.
+
+    Bound but never listening: a connection is refused, and no other program
+    on this shared machine can be given the port meanwhile (a merely free
+    port was, once, and answered 404 where a refusal was expected).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    stack.dead_socket = sock
+    return int(sock.getsockname()[1])
 
 
 def _started(stack: Stack, proc: Managed, port: int) -> None:
@@ -260,7 +303,7 @@ def start_stack(workdir: Path, *, use_nginx: bool = True, control: bool = True) 
     """Start the pods (and kubesim), then podgate routing /st/, /app/ and /dead/ (a closed port)."""
     stack = Stack(workdir, control=control)
     try:
-        static_port, app_port, dead_port = free_port(), free_port(), free_port()
+        static_port, app_port, dead_port = free_port(), free_port(), refusing_port(stack)
         if use_nginx and nginx_path():
             stack.static_kind = "nginx"
             _started(stack, _start_nginx_pod(stack, static_port), static_port)
@@ -281,7 +324,9 @@ def start_stack(workdir: Path, *, use_nginx: bool = True, control: bool = True) 
             ],
         }
         if control:
-            config.update(_control_config(_start_kubesim(stack)))
+            kubeconfig = _start_kubesim(stack)
+            stack.kube = KubeAccess.from_kubeconfig(kubeconfig)
+            config.update(_control_config(kubeconfig))
         conf = workdir / "podgate.yaml"
         conf.write_text(json.dumps(config, indent=2))  # JSON is YAML
         env = {**_ENV, "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16)}
@@ -310,6 +355,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)  # small requests of this interval
     spawn_seconds: list[float] = field(default_factory=list)  # login to routed, per start
     next_user: int = 0  # the spawn pool's turn
+    events_expired: int = 0  # Events deleted in the API server's stead (EVENT_TTL)
 
     def ok(self, kind: str) -> None:
         self.done[kind] = self.done.get(kind, 0) + 1
@@ -481,6 +527,38 @@ def load_kinds(control: bool = True) -> list[LoadKind]:
     ]
 
 
+def _timestamp(value: str | None) -> float:
+    if not value:
+        return 0.0
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+async def expire_events(kube: KubeAccess, tally: Tally, until: float) -> None:
+    """Every EVENT_SWEEP_EVERY s, delete Events last seen more than EVENT_TTL s ago."""
+    url = f"{kube.server}/api/v1/namespaces/default/events"
+    headers = {"Authorization": f"Bearer {kube.token}"}
+    async with ClientSession(headers=headers, timeout=REQUEST_TIMEOUT) as api:
+        for _ in range(int((until - time.monotonic()) / EVENT_SWEEP_EVERY) + 2):
+            await asyncio.sleep(max(0.0, min(EVENT_SWEEP_EVERY, until - time.monotonic())))
+            if time.monotonic() >= until:
+                return
+            try:
+                async with api.get(url) as resp:
+                    listed = await resp.json()
+                cutoff = time.time() - EVENT_TTL
+                for event in listed.get("items", []):
+                    seen = event.get("lastTimestamp") or event["metadata"]["creationTimestamp"]
+                    if _timestamp(seen) < cutoff:
+                        name = event["metadata"]["name"]
+                        async with api.delete(f"{url}/{name}") as resp:
+                            if resp.status not in (200, 404):
+                                raise AssertionError(f"delete event: {resp.status}")
+                        tally.events_expired += 1
+                tally.ok("event-ttl")
+            except Exception as e:  # counted like any load error
+                tally.error("event-ttl", f"{type(e).__name__}: {str(e)[:120]}")
+
+
 async def _drive(
     kind: LoadKind, session: ClientSession, base: str, tally: Tally, until: float
 ) -> None:
@@ -624,6 +702,10 @@ async def soak(
             asyncio.create_task(_drive(k, session, stack.base, tally, until), name=k.name)
             for k in load_kinds(stack.control)
         ]
+        if stack.kube is not None:
+            drivers.append(
+                asyncio.create_task(expire_events(stack.kube, tally, until), name="event-ttl")
+            )
         baseline: Sample | None = None
         try:
             for _ in range(int(seconds / sample_every) + 2):
@@ -711,7 +793,9 @@ def _spawn_lines(result: SoakResult) -> list[str]:
     worst = p99(times) or 0.0
     return [
         f"Starts: {len(times)} (each followed by use, stop and the route's removal); "
-        f"login to routed p50 {median * 1000:.0f} ms, p99 {worst * 1000:.0f} ms",
+        f"login to routed p50 {median * 1000:.0f} ms, p99 {worst * 1000:.0f} ms. "
+        f"Events deleted after {EVENT_TTL:g} s (the API server's event TTL, played by "
+        f"the soak): {result.tally.events_expired}",
         "",
     ]
 
@@ -741,10 +825,10 @@ def report(result: SoakResult) -> str:
         "| kind | done | errors |",
         "| --- | --- | --- |",
     ]
-    for kind in load_kinds(result.control):
+    names = [kind.name for kind in load_kinds(result.control)]
+    for name in [*names, "event-ttl"] if result.control else names:
         lines.append(
-            f"| {kind.name} | {result.tally.done.get(kind.name, 0)} "
-            f"| {result.tally.errors.get(kind.name, 0)} |"
+            f"| {name} | {result.tally.done.get(name, 0)} | {result.tally.errors.get(name, 0)} |"
         )
     lines += ["", "## Checks", ""]
     lines += [f"- {'ok' if ok else 'FAILED'}: {name}" for name, ok in result.checks().items()]
