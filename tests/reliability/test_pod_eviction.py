@@ -181,6 +181,7 @@ async def test_evicted_pod_in_use_sends_the_user_to_spawn(
     async with InUse(browser) as in_use:
         await kube.delete(pod["metadata"]["name"])
         seen = await until_sent_to_spawn(browser, seconds=5)
+        print(f"eviction: statuses until the spawn page {seen}")
         # Until the route went, the live pod answered: never a dead address (502/503).
         assert set(seen) <= {200, 302}, seen
         await in_use.websocket_closes(seconds=10)
@@ -204,21 +205,25 @@ async def test_pod_that_turns_not_ready_loses_its_route_and_gets_it_back(
     sick.touch()
     # The probe runs every 2 s and fails 3 times before the pod is NotReady.
     seen = await until_sent_to_spawn(browser, seconds=12)
+    print(f"not ready: {len(seen)} polls until the spawn page, last {seen[-3:]}")
     assert set(seen) <= {200, 302}, seen
+    seen.clear()
     pod = await kube.only_pod()
     assert pod["metadata"].get("deletionTimestamp") is None  # nobody deleted it
     sick.unlink()
     after = await until_routed(browser, seconds=8, seen=seen)
     # The same server process again: routed back, not restarted.
     assert after == before
+    print(f"ready again: statuses until routed {seen}")
     assert set(seen) <= {200, 302}, seen
 
 
-@pytest.mark.parametrize("kube_and_browser", [{"memory_limit": "120Mi"}], indirect=True)
-async def test_pod_killed_for_memory_while_serving(
-    kube_and_browser: tuple[Kube, Browser],
-) -> None:
-    kube, browser = kube_and_browser
+async def oom_while_in_use(browser: Browser) -> tuple[str, str, list[int]]:
+    """The server takes more memory than its limit while the user streams and holds a socket.
+
+    Returns what answered before, what answers once routed again, and every
+    status the user saw from the moment the WebSocket and the stream ended.
+    """
     before = await served_by(browser)
     assert before.startswith("frail:")
     seen: list[int] = []
@@ -230,6 +235,18 @@ async def test_pod_killed_for_memory_while_serving(
         # restartPolicy OnFailure: the kubelet restarts the server; the user
         # reaches the new process (another pid), not the old one's address.
         after = await until_routed(browser, seconds=10, seen=seen)
+    return before, after, seen
+
+
+OOM = pytest.mark.parametrize("kube_and_browser", [{"memory_limit": "120Mi"}], indirect=True)
+
+
+@OOM
+async def test_pod_killed_for_memory_while_serving(
+    kube_and_browser: tuple[Kube, Browser],
+) -> None:
+    kube, browser = kube_and_browser
+    before, after, seen = await oom_while_in_use(browser)
     assert after.startswith("frail:") and after != before, (before, after)
     pod = await kube.only_pod()
     status = pod["status"]["containerStatuses"][0]
@@ -239,6 +256,22 @@ async def test_pod_killed_for_memory_while_serving(
     # (its next status write, well under a second here) the edge still has the
     # route and answers 503 (the pod refused), never a hang or a 502. Once the
     # pod is NotReady the user is sent to the spawn page, then to the new process.
+    print(f"oom: statuses until the restarted server answered {seen}")
     refused = seen.count(503)
     assert refused <= 20, seen  # 20 polls of >= 50 ms: under a second
     assert set(seen[refused:]) <= {200, 302} and 302 in seen, seen
+
+
+@OOM
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the first request after the user's pod died unannounced (OOM kill) gets "
+    "the edge's 503 (pod refused the connection) instead of 302 /hub/spawn/<name>: the "
+    "route stays until the kubelet's status reaches the pod watch",
+)
+async def test_the_first_request_after_an_oom_kill_goes_to_the_spawn_page(
+    kube_and_browser: tuple[Kube, Browser],
+) -> None:
+    _, browser = kube_and_browser
+    _, _, seen = await oom_while_in_use(browser)
+    assert seen[0] == 302, seen
