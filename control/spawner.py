@@ -140,6 +140,8 @@ class Spawner:
         self._failures: OrderedDict[str, tuple[SpawnFailed, str]] = OrderedDict()
         self._closed = False
         self._pacer = StartPacer(settings.start_rate)
+        # Users someone waits on (a progress stream of a start another replica made).
+        self._pod_changes: dict[str, asyncio.Event] = {}
         pods.add_listener(self._on_pod)
         if events is not None:
             events.add_listener(self._on_event)
@@ -453,8 +455,17 @@ class Spawner:
 
     # -- what the informers tell us ----------------------------------------------------
 
+    async def next_change(self, user: str) -> None:
+        """Returns when the pod watch next sees a change of `user`'s pod (from any replica)."""
+        changed = self._pod_changes.get(user)
+        if changed is None:
+            changed = self._pod_changes[user] = asyncio.Event()
+        await changed.wait()
+
     def _on_pod(self, event_type: str, pod: Object, old: Object | None) -> None:
         user = pod_user(pod)
+        if user is not None and (changed := self._pod_changes.pop(user, None)) is not None:
+            changed.set()
         run = self._starts.get(user) if user is not None else None
         if run is None or (pod.get("metadata") or {}).get("name") != run.pod_name:
             return

@@ -26,10 +26,12 @@ from control.api.callers import caller_of, require
 from control.names import normalise_username
 from control.pages import server_url
 from control.progress import ProgressEvent
+from control.spawner import Spawner
 from control.web.answers import json_error
 from control.web.context import hub_of
 
 KEEPALIVE_SECONDS = 15.0
+NOT_SEEN_GRACE_SECONDS = 2.0
 PROGRESS_NEEDS_XSRF = True  # cookie callers must show the form token
 
 log = logging.getLogger(__name__)
@@ -41,11 +43,20 @@ async def progress(request: web.Request) -> web.StreamResponse:
     owner = normalise_username(request.match_info["name"])
     require(caller, ("read:servers",), owner)
     status = hub.spawner.status(owner)
+    if status.state == "stopped" and owner not in hub.progress:
+        # Another replica may have created the pod a moment ago, before this
+        # replica's pod watch saw it: give the watch a moment before saying no.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hub.spawner.next_change(owner), NOT_SEEN_GRACE_SECONDS)
+        status = hub.spawner.status(owner)
     followed = owner in hub.progress
     if status.state == "running" and not followed:
         events: AsyncIterator[dict[str, Any]] = _one(_ready(owner))
     elif followed:
         events = _as_json(hub.progress.follow(owner))
+    elif status.state == "starting":
+        # Started through another replica: this one knows it only from the pod watch.
+        events = _started_elsewhere(hub.spawner, owner)
     elif status.state == "failed" and status.failure is not None:
         failed = ProgressEvent(100, f"Spawn failed: {status.failure.message}", failed=True)
         events = _one(failed.as_json())
@@ -61,21 +72,63 @@ async def progress(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     try:
         async with contextlib.aclosing(events):
-            iterator = aiter(events)
-            while True:
-                try:
-                    event = await asyncio.wait_for(anext(iterator), KEEPALIVE_SECONDS)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                await response.write(f"data: {json.dumps(event)}\n\n".encode())
+            async for event in _with_keepalives(events):
+                chunk = (
+                    f"data: {json.dumps(event)}\n\n" if event is not None else ": keep-alive\n\n"
+                )
+                await response.write(chunk.encode())
         await response.write_eof()
     except ConnectionResetError:
         # The page went on (often right after "ready"): normal, not an error.
         log.debug("progress stream of %s closed by the browser", owner)
     return response
+
+
+async def _with_keepalives(
+    events: AsyncIterator[dict[str, Any]],
+) -> AsyncIterator[dict[str, Any] | None]:
+    """The events, with None after every KEEPALIVE_SECONDS of silence.
+
+    The wait for the next event goes on across keep-alives (one task per
+    event): cancelling it on a timeout would end the stream itself, so a
+    start quiet for a while (a long image pull) would lose its stream.
+    """
+    iterator = aiter(events)
+    waiting: asyncio.Future[dict[str, Any]] | None = None
+    try:
+        while True:
+            if waiting is None:
+                waiting = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS)
+            if not done:
+                yield None
+                continue
+            try:
+                event = waiting.result()
+            except StopAsyncIteration:
+                return
+            waiting = None
+            yield event
+    finally:
+        if waiting is not None and not waiting.done():
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await waiting
+
+
+async def _started_elsewhere(spawner: Spawner, owner: str) -> AsyncIterator[dict[str, Any]]:
+    """Progress of a start this replica did not make: what its pod watch sees, to the end."""
+    yield ProgressEvent(50, "Your server is starting").as_json()
+    while True:
+        status = spawner.status(owner)
+        if status.state == "running":
+            yield _ready(owner)
+            return
+        if status.state != "starting":
+            message = "Spawn failed: the server stopped before it was ready; start it again"
+            yield ProgressEvent(100, message, failed=True).as_json()
+            return
+        await spawner.next_change(owner)
 
 
 def _ready(user: str) -> dict[str, Any]:

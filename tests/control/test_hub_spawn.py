@@ -220,3 +220,30 @@ async def test_leaving_the_progress_page_mid_spawn_is_quiet(
         assert events[-1].get("ready") is True
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_a_quiet_start_keeps_its_stream_across_keep_alives(
+    make_podgate: MakePodgate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start with nothing to say for a while (a long image pull) keeps its stream open."""
+    from control.web import progress_stream
+
+    monkeypatch.setattr(progress_stream, "KEEPALIVE_SECONDS", 0.2)
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        pg.cluster.kubelet.set_paused(True)
+        try:
+            await browser.get("/hub/spawn/ada", allow_redirects=False)
+            url = browser.url(await browser.progress_path("ada"))
+            async with browser.session.get(url) as stream:
+                lines = []
+                while sum(1 for line in lines if line.startswith(b":")) < 3:
+                    lines.append(await asyncio.wait_for(stream.content.readline(), 5))
+                pg.cluster.kubelet.set_paused(False)
+                async with asyncio.timeout(15):
+                    async for line in stream.content:
+                        lines.append(line)
+        finally:
+            pg.cluster.kubelet.set_paused(False)
+    events = [json.loads(line[6:]) for line in lines if line.startswith(b"data: ")]
+    assert events[-1].get("ready") is True, events
