@@ -59,7 +59,11 @@ class Informer:
         restart_seconds: float = 30.0,
         backoff_max: float = 30.0,
         name: str = "pods",
+        max_cached: int | None = None,
     ) -> None:
+        """`max_cached` bounds the cache (oldest first out) for kinds nobody deletes
+        promptly, such as Events: a real API server keeps them for an hour."""
+        self._max_cached = max_cached
         self.cache: dict[str, Object] = {}
         self.synced = asyncio.Event()  # set once the first list is applied
         self.restarts = 0  # relists after the first one (errors, 410s and the restart timer)
@@ -212,6 +216,9 @@ class Informer:
             self._notify("DELETED", old, old)
             old = None
         self.cache[name] = obj
+        if self._max_cached is not None and len(self.cache) > self._max_cached:
+            # Bounded: the oldest entry goes (listeners already heard of it).
+            del self.cache[next(iter(self.cache))]
         self._notify("ADDED" if old is None else "MODIFIED", obj, old)
 
     def _notify(self, kind: str, obj: Object, old: Object | None) -> None:

@@ -133,9 +133,6 @@ class Spawner:
         self._observer = observer
         self._starts: dict[str, _Start] = {}
         self._by_pod: dict[str, _Start] = {}  # the same starts by pod name, for Events
-        # Events by pod name, then event name: a joined start replays its pod's
-        # Events without scanning every Event of the namespace.
-        self._pod_events: dict[str, dict[str, Object]] = {}
         # user -> (last failure, uid of the pod that failed, "" if none was made)
         self._failures: OrderedDict[str, tuple[SpawnFailed, str]] = OrderedDict()
         self._closed = False
@@ -344,6 +341,7 @@ class Spawner:
                 if not is_deleting(existing):
                     run.uid = _uid(existing)  # a start under way here or elsewhere: join it
                     self._publish(run, 5, "Joining the server already starting")
+                    self._replay_events(run)
                     break
                 self._publish(run, 5, "Waiting for the previous server to stop")
                 await self._until_gone(run, _uid(existing))
@@ -355,7 +353,6 @@ class Spawner:
             run.uid = _uid(created)
             self._publish(run, 5, f"Pod {run.pod_name} created")
             break
-        self._replay_events(run)
 
     async def _create_object(self, run: _Start, resource: str, body: Object) -> Object:
         """Create, waiting out the API's 429s (as client-go does) within the start timeout."""
@@ -474,26 +471,23 @@ class Spawner:
         run.changed.set()
 
     def _on_event(self, event_type: str, event: Object, old: Object | None) -> None:
-        pod = str((event.get("involvedObject") or {}).get("name"))
-        name = str((event.get("metadata") or {}).get("name"))
         if event_type == "DELETED":
-            held = self._pod_events.get(pod)
-            if held is not None:
-                held.pop(name, None)
-                if not held:
-                    del self._pod_events[pod]
             return
-        self._pod_events.setdefault(pod, {})[name] = event
-        run = self._by_pod.get(pod)
+        run = self._by_pod.get(str((event.get("involvedObject") or {}).get("name")))
         if run is not None:
             self._publish_event(run, event)
 
     def _replay_events(self, run: _Start) -> None:
-        """Events the events informer already holds about the pod (a joined start)."""
+        """Events the events informer already holds about a pod this start joined.
+
+        A scan of the (bounded) Events cache, only when joining: a pod this
+        start created has no Events from before its own start.
+        """
         if self.events is None:
             return
-        for event in list(self._pod_events.get(run.pod_name, {}).values()):
-            self._publish_event(run, event)
+        for event in list(self.events.cache.values()):
+            if (event.get("involvedObject") or {}).get("name") == run.pod_name:
+                self._publish_event(run, event)
 
     def _publish_event(self, run: _Start, event: Object) -> None:
         involved_uid = (event.get("involvedObject") or {}).get("uid")

@@ -52,23 +52,32 @@ class UpstreamProtocolError(UpstreamError):
     """The pod's response was not valid HTTP."""
 
 
-def page(status: int, title: str, message: str) -> web.Response:
-    """A small HTML error page; never includes anything but escaped text."""
+def page(status: int, title: str, message: str, retry_after: int | None = None) -> web.Response:
+    """A small HTML error page; never includes anything but escaped text.
+
+    With `retry_after` the page says when to try again (Retry-After) and a
+    browser reloads it by itself then.
+    """
+    refresh = f"<meta http-equiv='refresh' content='{retry_after}'>" if retry_after else ""
     body = (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'>{refresh}"
         f"<title>{status} {escape(title)}</title></head>"
         f"<body><h1>{status} {escape(title)}</h1><p>{escape(message)}</p></body></html>\n"
     )
-    return web.Response(
-        status=status,
-        text=body,
-        content_type="text/html",
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
-    )
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if retry_after:
+        headers["Retry-After"] = str(retry_after)
+    return web.Response(status=status, text=body, content_type="text/html", headers=headers)
+
+
+# Seconds before a browser retries a pod that refused: by then a pod that died
+# has lost its route (the pod watch) and the retry lands on the spawn page.
+UNAVAILABLE_RETRY_SECONDS = 2
 
 
 def upstream_error_response(error: UpstreamError) -> web.Response:
-    return page(error.status, error.title, error.advice)
+    retry = UNAVAILABLE_RETRY_SECONDS if isinstance(error, UpstreamUnavailable) else None
+    return page(error.status, error.title, error.advice, retry)
 
 
 def not_found_response() -> web.Response:

@@ -56,6 +56,9 @@ log = logging.getLogger("podgate")
 # stalled loop at 1,000 pods); the watch itself is resumed every few seconds and
 # guarded against going silent, so the relist is only a rare safety net.
 RELIST_SECONDS = 300.0
+# Events are only read for progress messages of starts under way; a real API
+# server keeps an hour of them, so the cache is bounded (oldest out).
+MAX_EVENTS_CACHED = 2_000
 
 
 def jupyter_program() -> list[str]:
@@ -139,6 +142,7 @@ class ControlPlane:
             field_selector="involvedObject.kind=Pod",
             name="events",
             restart_seconds=RELIST_SECONDS,
+            max_cached=MAX_EVENTS_CACHED,
         )
         self.spawner = Spawner(
             self.kube,

@@ -292,3 +292,14 @@ async def test_pods_on_the_sim_kubelet_become_running(
 
     await until(running, within=10)
     assert informer.cache["jupyter-ada"]["status"]["podIP"].startswith("127.")
+
+
+async def test_a_bounded_cache_keeps_the_newest_and_listeners_hear_everything(
+    api: KubeApi, start: Callable[..., Awaitable[Informer]], seen: Seen
+) -> None:
+    informer = await start(max_cached=3)
+    for i in range(5):
+        await api.create("pods", NS, pod(f"jupyter-u{i}"))
+    await until(lambda: len(seen) == 5)
+    assert [name for _, name in seen] == [f"jupyter-u{i}" for i in range(5)]
+    assert list(informer.cache) == ["jupyter-u2", "jupyter-u3", "jupyter-u4"]
