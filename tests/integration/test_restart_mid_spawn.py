@@ -229,17 +229,26 @@ async def test_sigkill_mid_spawn_leaves_no_duplicate_pod_nor_orphan_claim_and_ev
         assert after_relist == pods_made, "the relist touched, added or removed a pod"
         assert set(await user_claims(kube)) == {*RUNNING, *POD_MADE, CLAIM_MADE}
 
+        # Pods made before the kill are starting: their users wait on the pending
+        # page, whose progress stream follows a start this process did not make.
+        following: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
+        for user in POD_MADE:
+            page = await browsers[user].get(f"/hub/spawn/{user}?next=%2Fuser%2F{user}%2F")
+            assert page.status == 200 and "/hub/spawn-pending/" in page.url.path, user
+            following[user] = asyncio.create_task(browsers[user].progress(user, 20))
+            spawning.append(following[user])
+
         # The kubelet runs again: every interrupted user gets a running server.
         await kube.set_faults({"kubelet_paused": False})
-        for user in INTERRUPTED:
+        for user in (CLAIM_MADE, *NOTHING_MADE):
             page = await browsers[user].get(f"/hub/spawn/{user}?next=%2Fuser%2F{user}%2F")
             assert page.status == 200, (user, page.status, await page.text())
+            following[user] = asyncio.create_task(browsers[user].progress(user, 20))
+            spawning.append(following[user])
         for user in INTERRUPTED:
-            await eventually(
-                lambda u=user: reaches_own_pod(browsers[u], u),
-                20,
-                f"{user} reaches their running server",
-            )
+            events = await asyncio.wait_for(following[user], 25)
+            assert events and events[-1].get("ready") is True, (user, events)
+            assert await reaches_own_pod(browsers[user], user), user
 
         final = await user_pods(kube)
         assert set(final) == {*RUNNING, *INTERRUPTED}
