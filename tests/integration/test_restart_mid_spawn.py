@@ -270,3 +270,67 @@ async def test_sigkill_mid_spawn_leaves_no_duplicate_pod_nor_orphan_claim_and_ev
         if second is not None:
             await second.end()
         await first.end()
+
+
+BROKEN_IMAGE = "no-such-program-podgate:2"  # kubesim's kubelet cannot pull it
+
+
+async def image_pull_failing(kube: KubeRest, user: str) -> bool:
+    """The cluster itself shows the pod's image failing to pull."""
+    for pod in await kube.pods(NAMESPACE, POD_SELECTOR):
+        if pod["metadata"]["annotations"][USER_ANNOTATION] != user:
+            continue
+        for status in pod.get("status", {}).get("containerStatuses") or ():
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+                return True
+    return False
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "bug: a pod made before the restart that then fails for good (image pull) is "
+        "'starting' for ever in the new process: Spawner.status() never consults "
+        "start_failure() for a pod it has no start of, so the pending page's progress "
+        "stream (_started_elsewhere) waits without end, /hub/spawn keeps redirecting to "
+        "the pending page and the pod is never deleted (the first process would have said "
+        "'Spawn failed: the image ... cannot be pulled' and deleted it)"
+    ),
+)
+async def test_a_start_that_fails_for_good_after_the_restart_is_told_as_a_failure(
+    tmp_path: Path, cluster: tuple[KubesimProcess, KubeRest]
+) -> None:
+    sim, kube = cluster
+    config = mid_spawn_config(sim.kubeconfig, free_port())
+    config["spawner"]["image"] = BROKEN_IMAGE
+    first = await start_podgate_process(config, tmp_path, name="podgate-first")
+    second: PodgateProcess | None = None
+    browser = Browser(first.public)
+    try:
+        await kube.set_faults({"kubelet_paused": True})
+        pending = await browser.login("ada")  # the pod is made, not pulled yet
+        assert pending.status == 200 and "/hub/spawn-pending/" in pending.url.path
+        assert set(await user_pods(kube)) == {"ada"}
+        assert await first.signal_and_wait(signal.SIGKILL, 10) == -signal.SIGKILL
+
+        second = await start_podgate_process(config, tmp_path, name="podgate-second")
+        await readiness_until_ready(second.ops, 30)
+        await kube.set_faults({"kubelet_paused": False})
+        await eventually(lambda: image_pull_failing(kube, "ada"), 10, "the pull fails")
+
+        # What ada sees: the failure in words, as without a restart.
+        page = await browser.get("/hub/spawn/ada?next=%2Fuser%2Fada%2F")
+        assert page.status in (200, 503), page.status
+        try:
+            events = await browser.progress("ada", 8)
+        except TimeoutError:
+            raise AssertionError("the progress stream never ended: ada waits for ever") from None
+        assert events[-1].get("failed") is True, events
+        assert "the image" in events[-1]["message"], events
+    finally:
+        await browser.close()
+        if second is not None:
+            await second.end()
+        await first.end()
