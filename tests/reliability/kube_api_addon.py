@@ -13,6 +13,7 @@ reads what happened with ``GET /kube-api-faults``:
     throttle_creates    answer the next N creates 429 with Retry-After: retry_after
     drop_watches        cut every open watch stream now (both sockets reset)
     truncate_watch      cut the next watch event in half, mid JSON line, then reset
+    expire_watches      answer the next N watch resumes (with a resourceVersion) 410 Expired
     down                reset every call and every open connection until false
     reset               all of the above off
 
@@ -46,6 +47,7 @@ class Faults:
         self.throttle_creates = 0
         self.retry_after = 1
         self.truncate_watch = False
+        self.expire_watches = 0
         self.down = False
         self.seen: Counter[str] = seen if seen is not None else Counter()  # for the figures
 
@@ -108,6 +110,18 @@ class KubeApiFaults:
                     {"Content-Type": "application/json", "Retry-After": str(faults.retry_after)},
                 )
                 return
+        if (
+            faults.expire_watches > 0
+            and _is_watch(request)
+            and request.query.get("resourceVersion")
+        ):
+            # As an API server whose history moved on: the watch opens, says 410, ends.
+            faults.expire_watches -= 1
+            faults.seen["watch_410"] += 1
+            gone = _status(410, "Expired", "too old resource version")
+            event = b'{"type":"ERROR","object":' + gone + b"}\n"
+            flow.response = http.Response.make(200, event, {"Content-Type": "application/json"})
+            return
         if faults.list_errors > 0 and _is_list(request):
             faults.list_errors -= 1
             faults.seen["list_500"] += 1
