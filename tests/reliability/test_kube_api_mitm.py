@@ -176,6 +176,7 @@ async def test_slow_and_erroring_api_fails_starts_in_words_not_users(world: Worl
         seen = await start_as(world, "dee", 30)
         assert not seen.ready and "Kubernetes API" in seen.words, seen
         assert time.monotonic() - began < 20
+        print(f"create held 11 s: failed in {time.monotonic() - began:.1f} s: {seen.words}")
         assert await world.ready() == 200
     finally:
         await world.faults({"reset": True})
@@ -262,6 +263,7 @@ async def test_api_down_for_a_minute(world: World) -> None:
         await world.faults({"down": True})
         began = time.monotonic()
         refused = await start_as(world, "bob", 20)
+        print(f"start while down: {time.monotonic() - began:.1f} s: {refused.words}")
         assert await world.ready() == 200
         assert world.routes() == routes
         await asyncio.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - began)))
