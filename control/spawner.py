@@ -219,9 +219,30 @@ class Spawner:
             return ServerStatus("failed", pod=name if pod else None, failure=failure)
         if pod is not None:
             # Deleting, or under way from another replica (or before a restart).
-            state: State = "stopping" if is_deleting(pod) else "starting"
-            return ServerStatus(state, pod=name, profile=profile, started=started)
+            if is_deleting(pod):
+                return ServerStatus("stopping", pod=name, profile=profile, started=started)
+            failure = self._stalled(pod, started)
+            if failure is not None:
+                # A start nobody here watches that has failed: say so, in words (a
+                # new start joins the pod, sees the same and deletes it).
+                return ServerStatus("failed", pod=name, profile=profile, failure=failure)
+            return ServerStatus("starting", pod=name, profile=profile, started=started)
         return ServerStatus("stopped")
+
+    def _stalled(self, pod: Object, started: datetime.datetime | None) -> SpawnFailed | None:
+        """Why a pod started elsewhere (or before a restart) will not run, if it will not."""
+        failure = start_failure(pod)
+        if failure is not None:
+            return failure
+        if started is not None:
+            age = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+            if age > self.settings.start_timeout:
+                return SpawnFailed(
+                    "timeout",
+                    f"the server did not become ready within {self.settings.start_timeout:g} "
+                    "seconds",
+                )
+        return None
 
     # The interface names its bound `timeout`, as callers (the API's wait) think of it.
     async def wait(self, user: str, timeout: float) -> ServerStatus:  # noqa: ASYNC109

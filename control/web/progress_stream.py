@@ -125,8 +125,8 @@ async def _started_elsewhere(spawner: Spawner, owner: str) -> AsyncIterator[dict
             yield _ready(owner)
             return
         if status.state != "starting":
-            message = "Spawn failed: the server stopped before it was ready; start it again"
-            yield ProgressEvent(100, message, failed=True).as_json()
+            why = status.failure.message if status.failure else "it stopped before it was ready"
+            yield ProgressEvent(100, f"Spawn failed: {why}", failed=True).as_json()
             return
         await spawner.next_change(owner)
 

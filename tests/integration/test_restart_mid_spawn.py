@@ -287,18 +287,6 @@ async def image_pull_failing(kube: KubeRest, user: str) -> bool:
     return False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "bug: a pod made before the restart that then fails for good (image pull) is "
-        "'starting' for ever in the new process: Spawner.status() never consults "
-        "start_failure() for a pod it has no start of, so the pending page's progress "
-        "stream (_started_elsewhere) waits without end, /hub/spawn keeps redirecting to "
-        "the pending page and the pod is never deleted (the first process would have said "
-        "'Spawn failed: the image ... cannot be pulled' and deleted it)"
-    ),
-)
 async def test_a_start_that_fails_for_good_after_the_restart_is_told_as_a_failure(
     tmp_path: Path, cluster: tuple[KubesimProcess, KubeRest]
 ) -> None:
