@@ -15,6 +15,7 @@ README.md (Kubernetes API through mitmdump).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import subprocess
@@ -27,7 +28,6 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from conftest import MITM_MISSING, find_mitmdump
 from hub_kit import Browser, start_podgate
 from reliability_kit import Middlebox, stop_process
 from test_kube_api_faults import (
@@ -42,6 +42,22 @@ from test_kube_api_faults import (
 
 from kubesim.cluster import SimCluster
 from podgate.assembly import Podgate
+
+
+def _suite_conftest() -> Any:
+    """This directory's conftest.py, which knows where mitmdump is (find_mitmdump, MITM_MISSING).
+
+    Loaded by path: `from conftest import` picks whichever conftest.py pytest
+    imported first when several directories run together.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "reliability_conftest", Path(__file__).resolve().parent / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 NAMESPACE = "podgate"
 ADDON = Path(__file__).resolve().parent / "kube_api_addon.py"
@@ -114,9 +130,10 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    mitmdump = find_mitmdump()
+    suite = _suite_conftest()
+    mitmdump = suite.find_mitmdump()
     if mitmdump is None:
-        pytest.skip(MITM_MISSING)
+        pytest.skip(suite.MITM_MISSING)
     cluster = SimCluster(kubelet="sim", namespaces=("default", NAMESPACE), tls=False)
     await cluster.start()
     box: Middlebox | None = None
