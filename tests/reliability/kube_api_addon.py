@@ -13,8 +13,8 @@ reads what happened with ``GET /kube-api-faults``:
     throttle_creates    answer the next N creates 429 with Retry-After: retry_after
     drop_watches        cut every open watch stream now (both sockets reset)
     truncate_watch      cut the next watch event in half, mid JSON line, then reset
-    expire_watches      answer the next N watch resumes (with a resourceVersion) 410 Expired
-    down                reset every call and every open connection until false
+    expire_watches      answer the next N watches from a resourceVersion with a 410 ERROR event
+    down                reset every call, and cut every open watch, until false
     reset               all of the above off
 
 Watch responses are streamed (``flow.response.stream``): without it mitmproxy
