@@ -22,13 +22,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from multidict import CIMultiDict
 
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings
-from edge.websocket import relay_websocket
 from metrics.edge_stats import EdgeStats
-from routes import Route, RouteTable
+from routes import RouteTable
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
@@ -419,18 +417,3 @@ async def read_response(
         if name.lower() == b"content-length":
             return status, head, await reader.readexactly(int(value))
     return status, head, await reader.read()
-
-
-async def start_relay_edge(route: Route, stats: EdgeStats, settings: EdgeSettings) -> TestServer:
-    """A bare aiohttp app that hands every request to relay_websocket for `route`."""
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await relay_websocket(
-            request, route, request.path_qs, CIMultiDict(), stats, settings
-        )
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    edge = TestServer(app, host="127.0.0.1", port=0)
-    await edge.start_server()
-    return edge

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from conftest import start_relay_edge
+from relay_kit import start_relay_edge
 
 from edge.settings import EdgeSettings
 from metrics import EdgeStats

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from conftest import start_relay_edge
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
+from relay_kit import start_relay_edge
 
 from edge.settings import EdgeSettings
 from edge.websocket import WebSocketSettings

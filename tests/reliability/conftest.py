@@ -9,16 +9,16 @@ stops what it starts.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from reliability_kit import (
+    MITM_MISSING,
     Gate,
     Middlebox,
     RecordingPod,
+    find_mitmdump,
     podgate_config,
     port_of,
     start_mitmdump,
@@ -26,26 +26,6 @@ from reliability_kit import (
     start_podgate,
     start_process_pod,
     stop_process,
-)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# Where tests/run installs mitmproxy: its own venv, because it pins its own dependencies.
-MITM_VENV_DUMP = REPO_ROOT / ".cache" / "mitmproxy-venv" / "bin" / "mitmdump"
-
-
-def find_mitmdump() -> str | None:
-    """mitmdump on PATH, else in the repo's .cache/mitmproxy-venv; None when neither exists."""
-    found = shutil.which("mitmdump")
-    if found:
-        return found
-    if MITM_VENV_DUMP.is_file() and os.access(MITM_VENV_DUMP, os.X_OK):
-        return str(MITM_VENV_DUMP)
-    return None
-
-
-MITM_MISSING = (
-    "mitmdump not found on PATH or in .cache/mitmproxy-venv; create it with: "
-    "python3 -m venv .cache/mitmproxy-venv && .cache/mitmproxy-venv/bin/pip install mitmproxy"
 )
 
 

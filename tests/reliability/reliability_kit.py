@@ -16,6 +16,7 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -384,7 +385,31 @@ class Middlebox:
     log_path: Path
 
 
-def start_mitmdump(mitmdump: str, target: str, workdir: Path) -> Middlebox:
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where tests/run installs mitmproxy: its own venv, because it pins its own dependencies.
+MITM_VENV_DUMP = REPO_ROOT / ".cache" / "mitmproxy-venv" / "bin" / "mitmdump"
+
+
+def find_mitmdump() -> str | None:
+    """mitmdump on PATH, else in the repo's .cache/mitmproxy-venv; None when neither exists."""
+    found = shutil.which("mitmdump")
+    if found:
+        return found
+    if MITM_VENV_DUMP.is_file() and os.access(MITM_VENV_DUMP, os.X_OK):
+        return str(MITM_VENV_DUMP)
+    return None
+
+
+MITM_MISSING = (
+    "mitmdump not found on PATH or in .cache/mitmproxy-venv; create it with: "
+    "python3 -m venv .cache/mitmproxy-venv && .cache/mitmproxy-venv/bin/pip install mitmproxy"
+)
+
+
+def start_mitmdump(
+    mitmdump: str, target: str, workdir: Path, addon: Path = FAULTS_ADDON
+) -> Middlebox:
+    """mitmdump in reverse mode before `target`, with `addon` loaded."""
     log_path = workdir / "mitmdump.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -397,7 +422,7 @@ def start_mitmdump(mitmdump: str, target: str, workdir: Path) -> Middlebox:
                 "--listen-port",
                 "0",
                 "-s",
-                str(FAULTS_ADDON),
+                str(addon),
                 "--set",
                 f"confdir={workdir / 'mitmproxy-conf'}",
                 "--set",

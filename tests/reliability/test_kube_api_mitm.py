@@ -15,10 +15,7 @@ README.md (Kubernetes API through mitmdump).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import re
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,7 +26,7 @@ import aiohttp
 import pytest
 import yaml
 from hub_kit import Browser, start_podgate
-from reliability_kit import Middlebox, stop_process
+from reliability_kit import MITM_MISSING, Middlebox, find_mitmdump, start_mitmdump, stop_process
 from test_kube_api_faults import (
     Outcome,
     attempt,
@@ -43,47 +40,11 @@ from test_kube_api_faults import (
 from kubesim.cluster import SimCluster
 from podgate.assembly import Podgate
 
-
-def _suite_conftest() -> Any:
-    """This directory's conftest.py, which knows where mitmdump is (find_mitmdump, MITM_MISSING).
-
-    Loaded by path: `from conftest import` picks whichever conftest.py pytest
-    imported first when several directories run together.
-    """
-    spec = importlib.util.spec_from_file_location(
-        "reliability_conftest", Path(__file__).resolve().parent / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 NAMESPACE = "podgate"
 ADDON = Path(__file__).resolve().parent / "kube_api_addon.py"
 CONTROL = "/kube-api-faults"
 # The API is down this long in CI; the issue asks for a minute.
 DOWN_SECONDS = 60.0 * float(os.environ.get("PODGATE_RELIABILITY_SCALE", "1"))
-
-
-def start_kube_mitmdump(mitmdump: str, target: str, workdir: Path) -> Middlebox:
-    """mitmdump in reverse mode before the API server, with kube_api_addon.py loaded."""
-    log_path = workdir / "mitmdump.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [mitmdump, "--mode", f"reverse:{target}", "--listen-host", "127.0.0.1",
-             "--listen-port", "0", "-s", str(ADDON),
-             "--set", f"confdir={workdir / 'mitmproxy-conf'}", "--set", "flow_detail=0"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        found = re.search(r"listening at 127\.0\.0\.1:(\d+)", log_path.read_text())
-        if found:
-            return Middlebox(f"http://127.0.0.1:{found.group(1)}", process, log_path)
-        time.sleep(0.05)
-    stop_process(process)
-    raise RuntimeError(f"mitmdump did not start: {log_path.read_text()[-2000:]}")
 
 
 @dataclass
@@ -130,17 +91,16 @@ class World:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    suite = _suite_conftest()
-    mitmdump = suite.find_mitmdump()
+    mitmdump = find_mitmdump()
     if mitmdump is None:
-        pytest.skip(suite.MITM_MISSING)
+        pytest.skip(MITM_MISSING)
     cluster = SimCluster(kubelet="sim", namespaces=("default", NAMESPACE), tls=False)
     await cluster.start()
     box: Middlebox | None = None
     pg: Podgate | None = None
     ada: Browser | None = None
     try:
-        box = await asyncio.to_thread(start_kube_mitmdump, mitmdump, cluster.url, tmp_path)
+        box = await asyncio.to_thread(start_mitmdump, mitmdump, cluster.url, tmp_path, ADDON)
         document = cluster.kubeconfig(NAMESPACE)
         document["clusters"][0]["cluster"]["server"] = box.url  # type: ignore[index]
         kubeconfig = tmp_path / "kubeconfig"
