@@ -120,6 +120,9 @@ class Informer:
         self._apply_list(found.items)
         self._version = found.resource_version
         self.synced.set()
+        # A good list means the API answers: the next trouble backs off from the start
+        # (and a 410 right after it relists at once) rather than from the last streak.
+        self._failures = 0
         self._recovered()
 
     async def _watch_until_restart(self) -> None:
