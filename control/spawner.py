@@ -365,6 +365,9 @@ class Spawner:
                     self._replay_events(run)
                     break
                 self._publish(run, 5, "Waiting for the previous server to stop")
+                # That can take its whole grace period: the caller follows progress
+                # from here instead of waiting in its request.
+                self._settle(run.created)
                 await self._until_gone(run, _uid(existing))
                 # The cache may not have shown the old pod yet: do not hammer the API.
                 await asyncio.sleep(0.2)

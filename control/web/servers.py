@@ -92,8 +92,11 @@ async def spawn_page(request: web.Request) -> web.StreamResponse:
     xsrf = xsrf_token(request)
     if status.state == "running":
         return redirect(next_url or server_url(owner))
-    if status.state in ("starting", "stopping"):
+    if status.state == "starting":
         return redirect(_pending_url(owner, next_url))
+    # "stopping" falls through: the new start waits for the old pod to go, and the
+    # progress page says so (sending the browser there to wait would only show the
+    # old start's "ready" again).
     if status.state == "failed" and status.failure is not None:
         page = spawn_failed_page(
             owner, xsrf=xsrf, message=status.failure.message, next_url=next_url, viewer=viewer

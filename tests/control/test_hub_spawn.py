@@ -247,3 +247,45 @@ async def test_a_quiet_start_keeps_its_stream_across_keep_alives(
             pg.cluster.kubelet.set_paused(False)
     events = [json.loads(line[6:]) for line in lines if line.startswith(b"data: ")]
     assert events[-1].get("ready") is True, events
+
+
+async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_the_page(
+    make_podgate: MakePodgate,
+) -> None:
+    """Stop, then open the server again at once: the spawn page answers promptly, progress
+    says it waits for the old pod, and a new pod runs once the old one is gone."""
+    pg = await make_podgate()
+    async with await _signed_in(pg, "ada") as browser:
+        await browser.get("/hub/spawn/ada", allow_redirects=False)
+        first = await browser.progress("ada")
+        assert first[-1].get("ready") is True
+        old = await pg.control.kube.get("pods", "podgate", "jupyter-ada")
+        pg.cluster.kubelet.set_paused(True)  # the old pod stays terminating
+        try:
+            token = await browser.xsrf("/hub/home")
+            stopped = await browser.post("/hub/stop", {"_xsrf": token}, allow_redirects=False)
+            assert stopped.status == 303
+            await _until(lambda: _state_is(browser, "stopping"))
+            began = time.monotonic()
+            spawn = await browser.get("/hub/spawn/ada", allow_redirects=False)
+            assert time.monotonic() - began < 2.0, "the spawn page waited for the old pod"
+            assert spawn.status == 302
+            assert spawn.headers["Location"].startswith("/hub/spawn-pending/ada")
+            url = browser.url(await browser.progress_path("ada"))
+            async with browser.session.get(url) as stream:
+                messages = []
+                async with asyncio.timeout(10):
+                    async for line in stream.content:
+                        if line.startswith(b"data: "):
+                            event = json.loads(line[6:])
+                            messages.append(event["message"])
+                            if "previous server" in event["message"]:
+                                pg.cluster.kubelet.set_paused(False)
+                            if event.get("ready") or event.get("failed"):
+                                break
+        finally:
+            pg.cluster.kubelet.set_paused(False)
+        assert any("previous server" in m for m in messages), messages
+        assert "ready" in messages[-1].lower(), messages
+        new = await pg.control.kube.get("pods", "podgate", "jupyter-ada")
+        assert new["metadata"]["uid"] != old["metadata"]["uid"]
