@@ -59,6 +59,20 @@ def _decode_user(field: str) -> str:
     return base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
 
 
+def _canonical(field: str) -> bool:
+    """Whether `field` is the one base64url spelling of its bytes.
+
+    base64 decoders ignore the unused low bits of the last character, so
+    several texts decode to the same signature; only the one we issue counts,
+    so no other text than an issued cookie ever authenticates.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(field + "=" * (-len(field) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") == field
+
+
 class SessionCodec:
     """Issues and verifies session cookie values; keeps a bounded cache of verified ones."""
 
@@ -116,6 +130,7 @@ class SessionCodec:
             or len(value) > MAX_COOKIE_LENGTH
             or not value.isascii()
             or _SHAPE.fullmatch(value) is None
+            or not all(map(_canonical, value.split(".")))
         ):
             raise InvalidSession("malformed")
         try:

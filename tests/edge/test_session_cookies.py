@@ -176,3 +176,26 @@ def test_no_user_name_signed_with_a_retired_or_foreign_key_authenticates(user: s
         with pytest.raises(InvalidSession) as caught:
             _CURRENT.verify(other.issue(user))
         assert caught.value.reason == "bad_signature"
+
+
+def test_a_cookie_spelt_another_way_in_base64_does_not_authenticate() -> None:
+    """base64 decoders ignore the last character's unused bits; only the issued text counts.
+
+    Found by the property above: the signature's last letter swapped for one that
+    decodes to the same bytes verified as the original cookie.
+    """
+    codec = SessionCodec(["rotation-secret-one"], max_age_seconds=3600)
+    issued = codec.issue("alice")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    tried = 0
+    for field_index, field in enumerate(issued.split(".")):
+        for letter in alphabet:
+            if letter == field[-1]:
+                continue
+            fields = issued.split(".")
+            fields[field_index] = field[:-1] + letter
+            with pytest.raises(InvalidSession):
+                codec.verify(".".join(fields))
+            tried += 1
+    assert tried == 3 * 63
+    assert codec.verify(issued).user == "alice"
