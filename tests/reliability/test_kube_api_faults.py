@@ -35,22 +35,12 @@ OUTAGE_SECONDS = 20.0 * float(os.environ.get("PODGATE_RELIABILITY_SCALE", "1"))
 
 
 @dataclass
-class World:
+class Observed:
+    """A podgate on kubesim with ada's server running, and what the tests read of it."""
+
     cluster: SimCluster
-    link: KubeLink
     pg: Podgate
     ada: Browser  # signed in, server running: the user who must not notice
-
-    async def faults(self, settings: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {self.cluster.token}"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.put(
-                f"{self.cluster.url}/kubesim/faults", json=settings, headers=headers
-            ) as reply,
-        ):
-            assert reply.status == 200, await reply.text()
-            return dict(await reply.json())
 
     async def pod_uids(self) -> dict[str, str]:
         """Pods as kubesim holds them, read directly (not through the faulty link)."""
@@ -74,6 +64,22 @@ class World:
 
     def routes(self) -> set[str]:
         return {f"{route.path} -> {route.target}" for route in self.pg.table}
+
+
+@dataclass
+class World(Observed):
+    link: KubeLink
+
+    async def faults(self, settings: dict[str, Any]) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.cluster.token}"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.put(
+                f"{self.cluster.url}/kubesim/faults", json=settings, headers=headers
+            ) as reply,
+        ):
+            assert reply.status == 200, await reply.text()
+            return dict(await reply.json())
 
 
 async def served(browser: Browser, user: str, count: int) -> list[float]:
@@ -129,7 +135,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         events = await ada.start_server("ada")
         assert events[-1].get("ready"), events
         await served(ada, "ada", 3)
-        yield World(cluster, link, pg, ada)
+        yield World(cluster=cluster, pg=pg, ada=ada, link=link)
     finally:
         if ada is not None:
             await ada.close()
@@ -147,7 +153,7 @@ class Outcome:
     words: str
 
 
-async def attempt(world: World, user: str, seconds: float = 30.0) -> Outcome:
+async def attempt(world: Observed, user: str, seconds: float = 30.0) -> Outcome:
     """Sign in as `user`, press Start (or Retry) and follow the start to the end."""
     async with Browser(world.pg.public_url) as browser:
         assert (await browser.login(user, allow_redirects=False)).status == 303

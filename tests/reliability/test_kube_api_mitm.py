@@ -28,6 +28,7 @@ import yaml
 from hub_kit import Browser, start_podgate
 from reliability_kit import MITM_MISSING, Middlebox, find_mitmdump, start_mitmdump, stop_process
 from test_kube_api_faults import (
+    Observed,
     Outcome,
     attempt,
     keep_serving,
@@ -48,11 +49,8 @@ DOWN_SECONDS = 60.0 * float(os.environ.get("PODGATE_RELIABILITY_SCALE", "1"))
 
 
 @dataclass
-class World:
-    cluster: SimCluster
+class World(Observed):
     box: Middlebox
-    pg: Podgate
-    ada: Browser  # signed in, server running: the user who must not notice
 
     async def faults(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         """Switch the addon's faults (None: only read what it has seen)."""
@@ -64,29 +62,6 @@ class World:
         ):
             assert reply.status == 200, await reply.text()
             return dict(await reply.json())
-
-    async def pod_uids(self) -> dict[str, str]:
-        """Pods as kubesim holds them, read directly (not through mitmdump)."""
-        headers = {"Authorization": f"Bearer {self.cluster.token}"}
-        url = f"{self.cluster.url}/api/v1/namespaces/{NAMESPACE}/pods"
-        async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as reply:
-            assert reply.status == 200
-            items = (await reply.json())["items"]
-        return {
-            p["metadata"]["name"]: p["metadata"]["uid"]
-            for p in items
-            if not p["metadata"].get("deletionTimestamp")
-        }
-
-    async def ready(self) -> int:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(self.pg.ops_url + "/readyz") as reply,
-        ):
-            return reply.status
-
-    def routes(self) -> set[str]:
-        return {f"{route.path} -> {route.target}" for route in self.pg.table}
 
 
 @pytest.fixture
@@ -111,7 +86,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         events = await ada.start_server("ada")
         assert events[-1].get("ready"), events
         await served(ada, "ada", 3)
-        yield World(cluster, box, pg, ada)
+        yield World(cluster=cluster, pg=pg, ada=ada, box=box)
     finally:
         if ada is not None:
             await ada.close()
@@ -120,10 +95,6 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         if box is not None:
             stop_process(box.process)
         await cluster.stop()
-
-
-async def start_as(world: World, user: str, seconds: float = 30.0) -> Outcome:
-    return await attempt(world, user, seconds)  # type: ignore[arg-type]  # uses only .pg
 
 
 async def test_slow_and_erroring_api_fails_starts_in_words_not_users(world: World) -> None:
@@ -135,7 +106,7 @@ async def test_slow_and_erroring_api_fails_starts_in_words_not_users(world: Worl
     try:
         # Modest latency on every call: slower, but the start works.
         await world.faults({"latency_ms": 200})
-        seen = await start_as(world, "bob")
+        seen = await attempt(world, "bob")
         assert seen.ready, seen
         # 500 on lists while the watches are cut: the informers relist through them.
         await world.faults({"latency_ms": 0, "list_errors": 3, "drop_watches": True})
@@ -145,12 +116,12 @@ async def test_slow_and_erroring_api_fails_starts_in_words_not_users(world: Worl
         assert await world.ready() == 200
         # 429 with Retry-After on create: waited out, and the start goes on.
         await world.faults({"throttle_creates": 1, "retry_after": 1})
-        seen = await start_as(world, "cy")
+        seen = await attempt(world, "cy")
         assert seen.ready, seen
         # A create held past the client's 10 s timeout: the start fails in words, in time.
         await world.faults({"create_latency_ms": 11_000})
         began = time.monotonic()
-        seen = await start_as(world, "dee", 30)
+        seen = await attempt(world, "dee", 30)
         assert not seen.ready and "Kubernetes API" in seen.words, seen
         assert time.monotonic() - began < 20
         print(f"create held 11 s: failed in {time.monotonic() - began:.1f} s: {seen.words}")
@@ -160,7 +131,7 @@ async def test_slow_and_erroring_api_fails_starts_in_words_not_users(world: Worl
         stop.set()
         during = await serving
     # The held create may still have reached the API: the retry must cope either way.
-    seen = await start_as(world, "dee")
+    seen = await attempt(world, "dee")
     assert seen.ready, seen
     assert [name for name in await world.pod_uids() if "dee" in name] == ["jupyter-dee"]
     counts = (await world.faults())["seen"]
@@ -191,7 +162,7 @@ async def test_watch_streams_cut_and_truncated_keep_routes_and_pods(world: World
     try:
         # The next watch event (bob's pod appearing) arrives cut mid JSON line, then a reset.
         await world.faults({"truncate_watch": True})
-        seen = await start_as(world, "bob")
+        seen = await attempt(world, "bob")
         assert seen.ready, seen
         assert await _seen(world, "watch_truncated", 1)
         with_bob = world.routes()
@@ -214,7 +185,7 @@ async def test_watch_streams_cut_and_truncated_keep_routes_and_pods(world: World
         print(f"relisted after 410s in {time.monotonic() - began:.1f} s")
         assert world.routes() == with_bob
         # The watch works after all that: a start is seen through to ready.
-        seen = await start_as(world, "cy")
+        seen = await attempt(world, "cy")
         assert seen.ready, seen
     finally:
         await world.faults({"reset": True})
@@ -239,7 +210,7 @@ async def test_api_down_for_a_minute(world: World) -> None:
     try:
         await world.faults({"down": True})
         began = time.monotonic()
-        refused = await start_as(world, "bob", 20)
+        refused = await attempt(world, "bob", 20)
         print(f"start while down: {time.monotonic() - began:.1f} s: {refused.words}")
         assert await world.ready() == 200
         assert world.routes() == routes
@@ -255,7 +226,7 @@ async def test_api_down_for_a_minute(world: World) -> None:
     assert counts["down_reset"] >= 1, counts  # podgate kept trying, and met the outage
     assert await world.pod_uids() == uids
     back_at = time.monotonic()
-    back = await start_as(world, "bob", 40)
+    back = await attempt(world, "bob", 40)
     assert back.ready, back
     print(f"start after the outage ready in {time.monotonic() - back_at:.1f} s")
     assert world.routes() >= routes
