@@ -37,7 +37,6 @@ from jupyter_kit import (
     KubesimProcess,
     PodgateProcess,
     eventually,
-    start_kubesim_process,
     start_podgate_process,
 )
 from tcp_balancer import Backend, RoundRobinBalancer
@@ -96,28 +95,6 @@ def replica_config(kubeconfig: Path, cull_timeout: float) -> dict[str, Any]:
             "activity_every": 0.5,
         },
     }
-
-
-@pytest.fixture
-async def kubesim(tmp_path: Path) -> AsyncIterator[KubesimProcess]:
-    sim = await start_kubesim_process(tmp_path)
-    try:
-        yield sim
-    finally:
-        await sim.end()
-
-
-@pytest.fixture
-async def kube(kubesim: KubesimProcess) -> AsyncIterator[KubeRest]:
-    rest = KubeRest(kubesim.url, kubesim.token)
-    try:
-        status, body = await rest.call(
-            "POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}
-        )
-        assert status == 201, body
-        yield rest
-    finally:
-        await rest.close()
 
 
 @pytest.fixture

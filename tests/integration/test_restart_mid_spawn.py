@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from hub_kit import Browser
 from jupyter_kit import (
     KubeRest,
@@ -40,7 +39,6 @@ from jupyter_kit import (
     PodgateProcess,
     eventually,
     free_port,
-    start_kubesim_process,
     start_podgate_process,
 )
 from test_restart_recovery import (
@@ -66,22 +64,6 @@ CLAIMS_PATH = f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims"
 # so these starts are still under way (not failed) when podgate dies.
 REFUSED_CREATES = 100
 REFUSE_CREATES = {"errors": {"create": {"code": 429, "count": REFUSED_CREATES, "retry_after": 10}}}
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[tuple[KubesimProcess, KubeRest]]:
-    """kubesim as a process, its REST, and podgate's namespace in it."""
-    sim = await start_kubesim_process(tmp_path)
-    rest = KubeRest(sim.url, sim.token)
-    try:
-        status, body = await rest.call(
-            "POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}
-        )
-        assert status == 201, body
-        yield sim, rest
-    finally:
-        await rest.close()
-        await sim.end()
 
 
 def mid_spawn_config(kubeconfig: Path, port: int) -> dict[str, Any]:
@@ -160,9 +142,9 @@ async def reaches_own_pod(browser: Browser, user: str) -> bool:
 
 
 async def test_sigkill_mid_spawn_leaves_no_duplicate_pod_nor_orphan_claim_and_every_start_ends(
-    tmp_path: Path, cluster: tuple[KubesimProcess, KubeRest]
+    tmp_path: Path, kubesim: KubesimProcess, kube: KubeRest
 ) -> None:
-    sim, kube = cluster
+    sim = kubesim
     config = mid_spawn_config(sim.kubeconfig, free_port())
     first = await start_podgate_process(config, tmp_path, name="podgate-first")
     second: PodgateProcess | None = None
@@ -288,9 +270,9 @@ async def image_pull_failing(kube: KubeRest, user: str) -> bool:
 
 
 async def test_a_start_that_fails_for_good_after_the_restart_is_told_as_a_failure(
-    tmp_path: Path, cluster: tuple[KubesimProcess, KubeRest]
+    tmp_path: Path, kubesim: KubesimProcess, kube: KubeRest
 ) -> None:
-    sim, kube = cluster
+    sim = kubesim
     config = mid_spawn_config(sim.kubeconfig, free_port())
     config["spawner"]["image"] = BROKEN_IMAGE
     first = await start_podgate_process(config, tmp_path, name="podgate-first")

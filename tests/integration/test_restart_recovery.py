@@ -23,7 +23,7 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ from jupyter_kit import (
     PodgateProcess,
     eventually,
     free_port,
-    start_kubesim_process,
     start_podgate_process,
 )
 
@@ -46,28 +45,6 @@ from control.names import USER_ANNOTATION
 NAMESPACE = "podgate"
 RUNNING = ("ada", "grace", "linus")  # keep their pods through the restart
 DELETED = "edsger"  # their pod is deleted while podgate is down
-
-
-@pytest.fixture
-async def kubesim(tmp_path: Path) -> AsyncIterator[KubesimProcess]:
-    sim = await start_kubesim_process(tmp_path)
-    try:
-        yield sim
-    finally:
-        await sim.end()
-
-
-@pytest.fixture
-async def kube(kubesim: KubesimProcess) -> AsyncIterator[KubeRest]:
-    rest = KubeRest(kubesim.url, kubesim.token)
-    try:
-        status, body = await rest.call(
-            "POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}
-        )
-        assert status == 201, body
-        yield rest
-    finally:
-        await rest.close()
 
 
 def podgate_config(kubeconfig: Path, port: int) -> dict[str, Any]:
