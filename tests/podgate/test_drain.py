@@ -41,10 +41,12 @@ class Pod:
     close_codes: list[int | None] = field(default_factory=list)
 
 
-def pod_app(pod: Pod) -> web.Application:
+def pod_app(pod: Pod, slow_seconds: float = SLOW, prefix: str = "") -> web.Application:
+    """A pod with a slow answer at <prefix>/slow and a WebSocket echo at <prefix>/ws."""
+
     async def slow(request: web.Request) -> web.Response:
         pod.slow_started += 1
-        await asyncio.sleep(SLOW)
+        await asyncio.sleep(slow_seconds)
         return web.Response(text="slow done")
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
@@ -58,8 +60,8 @@ def pod_app(pod: Pod) -> web.Application:
         return ws
 
     app = web.Application()
-    app.router.add_get("/slow", slow)
-    app.router.add_get("/ws", websocket)
+    app.router.add_get(f"{prefix}/slow", slow)
+    app.router.add_get(f"{prefix}/ws", websocket)
     return app
 
 

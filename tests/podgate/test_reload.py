@@ -11,16 +11,16 @@ import asyncio
 import re
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 from hub_kit import COOKIE_SECRET, ECHO_SPAWNER, Browser, podgate_config
+from test_drain import Pod, pod_app
 
 from control.auth import hash_password
 from podgate.reload import apply_config, plan_reload
@@ -36,32 +36,10 @@ PASSWORDS = {"ada": "ada's secret", "bob": "bob's secret", "cy": "cy's secret"}
 HASHES = {name: hash_password(password) for name, password in PASSWORDS.items()}
 
 
-@dataclass
-class Pod:
-    url: str = ""
-    slow_started: int = 0
-
-
 @pytest.fixture
 async def pod() -> AsyncIterator[Pod]:
     seen = Pod()
-
-    async def slow(request: web.Request) -> web.Response:
-        seen.slow_started += 1
-        await asyncio.sleep(SLOW)
-        return web.Response(text="slow done")
-
-    async def websocket(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for message in ws:
-            if message.type is WSMsgType.TEXT:
-                await ws.send_str("echo:" + message.data)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/pod/slow", slow)
-    app.router.add_get("/pod/ws", websocket)
+    app = pod_app(seen, slow_seconds=SLOW, prefix="/pod")
     server = TestServer(app, host="127.0.0.1", port=0)
     await server.start_server()
     seen.url = str(server.make_url("")).rstrip("/")
