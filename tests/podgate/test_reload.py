@@ -156,8 +156,12 @@ async def test_sighup_reload_keeps_connections_and_applies_users_tokens_profiles
         write_config(podgate, tmp_path, broken)
         podgate.process.send_signal(signal.SIGHUP)
         await logs_say(podgate, r"config reload \(SIGHUP\) refused[^\"]*spawner\.imagee")
-        await asyncio.sleep(1.0)  # several polls: the same bad file is not logged again
-        assert podgate.log.read_text().count("refused") == 1
+        # A poll that saw the file before the signal arrived refuses it too (once);
+        # after that, polls do not log the same bad file again.
+        refusals = podgate.log.read_text().count("refused")
+        assert refusals in (1, 2)
+        await asyncio.sleep(1.0)  # several polls
+        assert podgate.log.read_text().count("refused") == refusals
         assert await login_status(public, "bob") == 303
         assert await api_status(ops, NEW_TOKEN) == 200
         assert await api_status(ops, OLD_TOKEN) == 403
