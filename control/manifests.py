@@ -35,9 +35,13 @@ POD_SELECTOR = ",".join(f"{key}={value}" for key, value in BASE_LABELS.items())
 _PATH_SAFE = "@+.-_~"
 
 
+# The path space of user servers: each user's prefix sits directly under it.
+USER_PREFIX = "/user/"
+
+
 def server_url(user: str) -> str:
     """The user's server prefix, "/user/<name>/", as the browser and the pod see it."""
-    return f"/user/{quote(user, safe=_PATH_SAFE)}/"
+    return f"{USER_PREFIX}{quote(user, safe=_PATH_SAFE)}/"
 
 
 def _labels(user: str, settings: SpawnerSettings, profile: Profile | None) -> dict[str, str]:

@@ -11,10 +11,18 @@ follow CHP's lib/configproxy.js:
   JSON -> 400 even without a token; a missing target -> 400.
 - ``DELETE /api/routes/<path>`` -> 204, or 404 when absent.
 - Any other method -> 405. A wrong or missing ``Authorization: token <t>``
-  -> 403 with an empty body. No configured token means no check (as CHP).
+  -> 403 with an empty body.
 - A route is ``{...posted data, "target": url, "last_activity": ISO-8601 ms Z}``.
 
 Where podgate differs, on purpose:
+
+- With no token configured the API is closed: every call answers 403 with
+  a message saying how to set one (CHP leaves it open; on a cluster that let
+  any user's pod rewrite other users' routes).
+- With the control plane on, the ``/user/`` space belongs to the pod watch:
+  a route at or under ``/user/<name>/``, or above it (``/user``, ``/``,
+  which would receive every user's traffic while their server is down), is
+  refused with 403.
 
 - Routes podgate derives itself (RouteSource.PODS, CONFIG) are listed, with
   ``"podgate_source"`` naming their origin and without their pod token,
@@ -40,10 +48,16 @@ from typing import Any
 from aiohttp import web
 
 from routes import Route, RouteSource, RouteTable
+from routes.path import route_key
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/routes"
+
+NO_TOKEN_MESSAGE = (
+    "The route API is disabled: no token is configured. Set proxy_auth_token in the config "
+    "or CONFIGPROXY_AUTH_TOKEN in the environment, and send it as 'Authorization: token ...'."
+)
 
 # CHP takes the first "token <value>" anywhere in the header.
 _TOKEN = re.compile(r"token\s+(\S+)")
@@ -98,13 +112,15 @@ def _reject_constant(name: str) -> Any:
 class ChpRouteApi:
     """The /api/routes handlers over one RouteTable."""
 
-    def __init__(self, table: RouteTable, api_token: str | None) -> None:
+    def __init__(
+        self, table: RouteTable, api_token: str | None, *, reserved_prefix: str | None = None
+    ) -> None:
+        """`reserved_prefix` (e.g. "/user/"): a space no API route may reach into."""
         self._table = table
         self._token = api_token.encode() if api_token else None
+        self._reserved = route_key(reserved_prefix) if reserved_prefix else None
         if self._token is None:
-            log.warning(
-                "the CHP route API has no token: anyone reaching the ops port may change routes"
-            )
+            log.info("the CHP route API is disabled: no proxy_auth_token is configured")
 
     def add_to(self, app: web.Application) -> None:
         app.router.add_route("*", PREFIX, self.handle)
@@ -117,6 +133,8 @@ class ChpRouteApi:
         if not raw.startswith(PREFIX) or raw[len(PREFIX) : len(PREFIX) + 1] not in ("", "/"):
             return _text(404, "Not Found")
         path = raw[len(PREFIX) :] or "/"
+        if self._token is None:
+            return _text(403, NO_TOKEN_MESSAGE)
         if request.method == "GET":
             if not self._authorized(request):
                 return _text(403)
@@ -131,7 +149,7 @@ class ChpRouteApi:
 
     def _authorized(self, request: web.Request) -> bool:
         if self._token is None:
-            return True
+            return False
         found = _TOKEN.search(request.headers.get("Authorization", ""))
         return found is not None and hmac.compare_digest(found.group(1).encode(), self._token)
 
@@ -163,6 +181,12 @@ class ChpRouteApi:
             return _text(403)
         if not isinstance(data, dict) or not isinstance(data.get("target"), str):
             return _text(400, "Must specify 'target' as string")
+        if self._reaches_reserved(path):
+            return _text(
+                403,
+                f"Route {route_key(path)} would reach into {self._reserved}/, which belongs to "
+                "podgate's user servers (from the pod watch); choose a path outside it.",
+            )
         existing = self._table.get(path)
         if existing is not None and existing.source is not RouteSource.API:
             return self._conflict(existing)
@@ -192,6 +216,21 @@ class ChpRouteApi:
         self._table.remove(path)
         log.info("route removed %s", existing.path)
         return _text(204)
+
+    def _reaches_reserved(self, path: str) -> bool:
+        """True when a route at `path` would take traffic meant for the reserved space.
+
+        Compared as the table keys them (decoded once, dot segments resolved), so
+        no spelling of the path slips past: at or under the prefix, or above it.
+        """
+        if self._reserved is None:
+            return False
+        key = route_key(path)
+        return (
+            key == self._reserved
+            or key.startswith(self._reserved + "/")
+            or self._reserved.startswith(key.rstrip("/") + "/")
+        )
 
     @staticmethod
     def _conflict(route: Route) -> web.Response:

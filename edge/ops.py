@@ -4,7 +4,9 @@
 - ``/healthz``: 200 whenever the process can answer at all (liveness).
 - ``/readyz``: 200 only while ``is_ready()`` says podgate can serve
   (routes synced), else 503 (readiness: take the pod out of the Service).
-- ``/api/routes``: the configurable-http-proxy route API (edge.chp_api).
+- ``/api/routes``: the configurable-http-proxy route API (edge.chp_api);
+  ``reserved_prefix`` is the path space no API route may reach into (the
+  user servers', when the control plane routes them from the pod watch).
 
 The wiring may add more routes (``/hub/api``) through ``extra_routes``,
 a function it passes in (the edge never imports the control plane).
@@ -32,6 +34,7 @@ def build_ops_app(
     metrics: PodgateMetrics,
     api_token: str | None,
     is_ready: Callable[[], bool],
+    reserved_prefix: str | None = None,
     extra_routes: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_API_BODY)
@@ -52,7 +55,7 @@ def build_ops_app(
     app.router.add_get("/metrics", scrape)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    ChpRouteApi(table, api_token).add_to(app)
+    ChpRouteApi(table, api_token, reserved_prefix=reserved_prefix).add_to(app)
     if extra_routes is not None:
         extra_routes(app)  # the wiring's: /hub/api of the control plane
     return app

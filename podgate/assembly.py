@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from control.manifests import USER_PREFIX
 from edge.app import build_public_app
 from edge.ops import build_ops_app
 from edge.server import PublicServer, serve_public
@@ -119,6 +120,7 @@ class Podgate:
                 metrics=self.metrics,
                 api_token=config.proxy_auth_token,
                 is_ready=self.is_ready,
+                reserved_prefix=USER_PREFIX if config.control.enabled else None,
                 extra_routes=self.control.add_api_routes if self.control else None,
             )
             self._public = await serve_public(

@@ -113,8 +113,9 @@ class StaticRoute:
 
 @dataclass(frozen=True)
 class Config:
-    listen: str = "0.0.0.0:8000"
-    ops_listen: str = "0.0.0.0:8081"
+    # Loopback unless configured: the image and deploy/ set 0.0.0.0 themselves.
+    listen: str = "127.0.0.1:8000"
+    ops_listen: str = "127.0.0.1:8081"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # text for a terminal; json or logfmt (one record per line) for a log collector
     log_format: Literal["text", "json", "logfmt"] = "text"

@@ -300,6 +300,122 @@ async def test_applied_objects_line_up(
             assert subject["namespace"] == ns
 
 
+# -- who may connect to podgate: the NetworkPolicies, evaluated ---------------
+
+
+async def peer_admits(kubeconfig: Path, policy_ns: str, peer: Obj, source: tuple[str, str]) -> bool:
+    """Whether one `from` peer of a policy admits the pod `source` (namespace, name).
+
+    Kubernetes' rules: a podSelector alone picks pods of the policy's namespace,
+    a namespaceSelector alone every pod of the namespaces it picks, both
+    together the pods they both pick; kubesim's selector engine does the picking.
+    """
+    source_ns, source_pod = source
+    if "namespaceSelector" in peer:
+        labels = peer["namespaceSelector"].get("matchLabels", {})
+        out = await kubectl(kubeconfig, "get", "namespaces", "-l", selector(labels), "-o", "json")
+        if source_ns not in {n["metadata"]["name"] for n in json.loads(out)["items"]}:
+            return False
+    elif source_ns != policy_ns:
+        return False
+    if "podSelector" not in peer:
+        return True
+    labels = peer["podSelector"].get("matchLabels", {})
+    return source_pod in await pods_selected(kubeconfig, source_ns, labels)
+
+
+async def connection_allowed(
+    kubeconfig: Path,
+    policies: list[Obj],
+    destination: tuple[str, str],
+    port: int,
+    source: tuple[str, str],
+) -> bool:
+    """Whether the ingress policies let pod `source` connect to pod `destination` on `port`."""
+    dest_ns, dest_pod = destination
+    isolating = [
+        p
+        for p in policies
+        if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+        and p["metadata"].get("namespace", dest_ns) == dest_ns
+        and dest_pod
+        in await pods_selected(kubeconfig, dest_ns, p["spec"]["podSelector"]["matchLabels"])
+    ]
+    if not isolating:
+        return True
+    for policy in isolating:
+        for rule in policy["spec"].get("ingress", []):
+            ports = rule.get("ports")
+            if ports and port not in {p["port"] for p in ports}:
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                if await peer_admits(kubeconfig, dest_ns, peer, source):
+                    return True
+    return False
+
+
+async def test_ops_port_admits_monitoring_and_never_user_pods(
+    rendered: tuple[str, list[Obj]],
+    cluster: tuple[SimCluster, Path],
+    tmp_path: Path,
+) -> None:
+    _name, objects = rendered
+    _sim, kubeconfig = cluster
+    config = config_of(objects, tmp_path)
+    ns = config.spawner.namespace
+    await kubectl(kubeconfig, "create", "namespace", ns)
+    await kubectl(kubeconfig, "create", "namespace", "monitoring")
+    manifest = yaml.safe_dump_all(objects)
+    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    template = one(objects, "Deployment")["spec"]["template"]
+
+    def pod(name: str, labels: dict[str, str], spec: Obj | None = None) -> str:
+        return json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "labels": labels},
+                "spec": spec or {"containers": [{"name": "c", "image": "x"}]},
+            }
+        )
+
+    user_pod = pod_manifest("mallory", config.spawner, config.spawner.profile(None), "t" * 32)
+    await kubectl(
+        kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=json.dumps(user_pod)
+    )
+    replica = pod("podgate-replica", template["metadata"]["labels"], template["spec"])
+    await kubectl(kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=replica)
+    prometheus = pod("prometheus-0", {"app.kubernetes.io/name": "prometheus"})
+    await kubectl(
+        kubeconfig, "create", "--validate=false", "-n", "monitoring", "-f", "-", stdin=prometheus
+    )
+    other = pod("grafana-0", {"app.kubernetes.io/name": "grafana"})
+    await kubectl(
+        kubeconfig, "create", "--validate=false", "-n", "monitoring", "-f", "-", stdin=other
+    )
+
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    podgate = (ns, "podgate-replica")
+    user = (ns, user_pod["metadata"]["name"])
+    public, ops = config.listen_address[1], config.ops_address[1]
+
+    async def allowed(source: tuple[str, str], port: int) -> bool:
+        return await connection_allowed(kubeconfig, policies, podgate, port, source)
+
+    assert await allowed(user, public)  # user pods call /hub/api on the public port
+    assert not await allowed(user, ops)
+    assert await allowed(("monitoring", "prometheus-0"), ops)
+    assert not await allowed(("monitoring", "grafana-0"), ops)
+    # And user pods only hear podgate, on the spawner's port.
+    assert await connection_allowed(kubeconfig, policies, user, config.spawner.port, podgate)
+    assert not await connection_allowed(
+        kubeconfig, policies, user, config.spawner.port, ("monitoring", "prometheus-0")
+    )
+
+
 # -- RBAC: exactly what podgate calls -------------------------------------------
 
 VERBS = ("create", "get", "list", "watch", "patch", "delete")

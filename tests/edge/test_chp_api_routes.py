@@ -137,12 +137,67 @@ async def test_token_is_found_as_chp_finds_it(api: TestClient) -> None:
     ).status == 200
 
 
-async def test_no_configured_token_means_open_api_like_chp(
+async def test_no_configured_token_closes_the_api_with_a_message_saying_how_to_open_it(
     aiohttp_client: MakeClient, table: RouteTable
 ) -> None:
+    # CHP leaves the API open without a token; on a cluster that let any user's
+    # pod rewrite every route (issue 11, finding 1).
     api = await serve(aiohttp_client, table, None)
-    assert (await api.post("/api/routes/a", json={"target": "http://127.0.0.1:1"})).status == 201
-    assert (await api.get("/api/routes/a")).status == 200
+    calls = [
+        api.post("/api/routes/a", json={"target": "http://127.0.0.1:1"}),
+        api.post("/api/routes/a", json={"target": "http://127.0.0.1:1"}, headers=AUTH),
+        api.get("/api/routes"),
+        api.get("/api/routes/a", headers={"Authorization": "token "}),
+        api.delete("/api/routes/a"),
+    ]
+    for call in calls:
+        resp = await call
+        assert resp.status == 403
+        text = await resp.text()
+        assert "proxy_auth_token" in text and "CONFIGPROXY_AUTH_TOKEN" in text
+    assert len(table) == 0
+
+
+USER_SPACE_PATHS = [
+    "/user/bob",
+    "/user/bob/lab",
+    "/user/bob/lab/tree/x.ipynb",
+    "/user/",
+    "/user",
+    "/",
+    "/%75ser/bob",
+    "/user%2Fbob",
+    "/x/../user/bob",
+    "//user//bob/",
+    "/user/./bob/lab",
+]
+
+
+@pytest.mark.parametrize("path", USER_SPACE_PATHS)
+async def test_no_route_reaches_into_the_user_space_when_it_is_reserved(
+    aiohttp_client: MakeClient, table: RouteTable, path: str
+) -> None:
+    # A route at, under or above /user/<name>/ would take that user's traffic.
+    metrics = PodgateMetrics(EdgeStats(), table_size=lambda: len(table))
+    app = build_ops_app(
+        table=table,
+        metrics=metrics,
+        api_token="secret-token",
+        is_ready=lambda: True,
+        reserved_prefix="/user/",
+    )
+    api = await aiohttp_client(app)
+    resp = await api.post(
+        "/api/routes" + path, json={"target": "http://127.0.0.1:6666"}, headers=AUTH
+    )
+    assert resp.status == 403
+    assert "belongs to podgate's user servers" in await resp.text()
+    assert len(table) == 0
+    for beside in ("/services/culler", "/users", "/userx/bob", "/docs/user/bob"):
+        resp = await api.post(
+            "/api/routes" + beside, json={"target": "http://127.0.0.1:6666"}, headers=AUTH
+        )
+        assert resp.status == 201, beside
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"not json", b"\xff\xfe", b"NaN", b"[" * 10_000])

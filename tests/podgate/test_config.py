@@ -18,8 +18,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_match_the_design_contract() -> None:
     config = load_config(None, environ={})
-    assert config.listen_address == ("0.0.0.0", 8000)
-    assert config.ops_address == ("0.0.0.0", 8081)
+    assert config.listen_address == ("127.0.0.1", 8000)
+    assert config.ops_address == ("127.0.0.1", 8081)
     assert config.control.enabled is True
     assert config.cluster.kind == "sim"
     assert config.auth.kind == "dummy"
