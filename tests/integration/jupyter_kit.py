@@ -309,11 +309,16 @@ def execute_request(code: str, session: str) -> dict[str, Any]:
 async def run_code(
     ws: aiohttp.ClientWebSocketResponse, code: str, session: str, seconds: float = 30.0
 ) -> str:
-    """Run `code` in the kernel behind `ws`; the text/plain of its execute_result."""
+    """Run `code` in the kernel behind `ws`; the text/plain of its execute_result.
+
+    The result (iopub) and the reply (shell) travel on different channels, so
+    Jupyter's protocol lets either arrive first: wait for both.
+    """
     request = execute_request(code, session)
     msg_id = request["header"]["msg_id"]
     await ws.send_json(request)
     result: str | None = None
+    replied = False
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         frame = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
@@ -328,6 +333,9 @@ async def run_code(
             raise AssertionError(f"the kernel raised: {message['content']}")
         elif kind == "execute_reply":
             assert message["content"]["status"] == "ok", message["content"]
-            assert result is not None, "execute_reply came without an execute_result"
+            replied = True
+        if replied and result is not None:
             return result
+    if replied:
+        raise AssertionError(f"execute_reply came, but no execute_result within {seconds} s")
     raise AssertionError(f"no execute_reply for {code!r} within {seconds} s")
