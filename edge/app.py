@@ -203,7 +203,12 @@ class Edge:
         named = framing_named(request.headers.getall("Connection", ()))
         if named is not None:
             # Dropping it as hop-by-hop would change how the message is delimited.
-            log.info("refused: the Connection header names %s", named)
+            log.info(
+                "refused %s %s: the Connection header names %s",
+                request.method,
+                request.raw_path,
+                named,
+            )
             response = page(400, "Bad request", f"The Connection header may not name {named}.")
             response.force_close()
             return response

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 import pytest
 
@@ -82,3 +83,17 @@ async def test_connection_close_and_keep_alive_tokens_still_work(make_edge, echo
     assert seen["body"] == "hello"
     names = {name.lower() for name, _ in seen["headers"]}
     assert "x-hop" not in names and "content-length" in names
+
+
+async def test_refusal_is_one_log_line_without_a_traceback(
+    make_edge, echo_upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
+    caplog.set_level(logging.DEBUG, logger="edge")
+    status, _ = await exchange(edge.port, hiding(b"Content-Length"))
+    assert status == 400
+    said = [r for r in caplog.records if r.name.startswith("edge")]
+    assert [r.getMessage() for r in said] == [
+        "refused POST /first: the Connection header names content-length"
+    ]
+    assert said[0].levelno == logging.INFO and said[0].exc_info is None
