@@ -188,9 +188,17 @@ def parse_request(
         head.content_length = int(length)
         head.has_length = True
     if listed:
-        # Names the Connection header lists are hop-by-hop for this message too.
+        # Names the Connection header lists are hop-by-hop for this message too,
+        # wherever the parser set them aside (as edge.headers drops them).
         drop = {t for t in listed if t}
         head.kept = [line for line in kept if line.partition(b":")[0].lower() not in drop]
+        if head.own_token:
+            head.own_token = [
+                line for line in head.own_token if line.partition(b":")[0].lower() not in drop
+            ]
+        if _XFF in drop:
+            head.prior_xff = []
+        head.forwarded -= drop  # the edge then sets its own
     return head
 
 

@@ -45,12 +45,18 @@ CORPUS: dict[str, tuple[bytes, bool]] = {
         b"X-Hop: 1\r\nX-Kept: 2\r\nContent-Length: 5\r\n\r\nhello",
         False,
     ),
+    "lawful: Connection names Authorization, which goes": (
+        b"GET /open HTTP/1.1\r\nHost: podgate.test\r\nConnection: Authorization\r\n"
+        b"Authorization: Bearer t\r\n\r\n",
+        False,
+    ),
 }
 # Plain requests both lanes serve whole: the comparison is never vacuous.
 MUST_SERVE = frozenset(
     (
         "lawful: three pipelined requests in one write",
         "lawful: Connection names an end-to-end header, which goes",
+        "lawful: Connection names Authorization, which goes",
     )
 )
 VICTIM = b"/open/victim"
