@@ -257,7 +257,10 @@ class Run:
 async def run(lane: Lane, data: bytes) -> Run:
     async with running_pod() as pod:
         async with lane(public_app(pod)) as port:
-            outcome = await raw_send(port, data, expect=max(1, len(read_like_h11(data))))
+            # Bounded generously for a busy machine; a refusal or an answer ends it early.
+            outcome = await raw_send(
+                port, data, expect=max(1, len(read_like_h11(data))), seconds=10
+            )
             victim = await raw_send(
                 port,
                 b"GET " + VICTIM + b" HTTP/1.1\r\nHost: podgate.test\r\nConnection: close\r\n\r\n",
