@@ -41,7 +41,12 @@ from urllib.parse import quote
 from aiohttp import HttpVersion10, HttpVersion11, web
 
 from edge.errors import forbidden_response, not_found_response, page
-from edge.headers import session_cookie_values, session_values, upstream_request_headers
+from edge.headers import (
+    framing_named,
+    session_cookie_values,
+    session_values,
+    upstream_request_headers,
+)
 from edge.proxy import proxy_http
 from edge.request_id import HEADER as REQUEST_ID_HEADER
 from edge.request_id import RequestIds, current_request_id
@@ -193,6 +198,18 @@ class Edge:
     ) -> web.StreamResponse:
         if request.version not in _SPOKEN_VERSIONS:
             response = page(505, "HTTP version not supported", "This server speaks HTTP/1.x.")
+            response.force_close()
+            return response
+        named = framing_named(request.headers.getall("Connection", ()))
+        if named is not None:
+            # Dropping it as hop-by-hop would change how the message is delimited.
+            log.info(
+                "refused %s %s: the Connection header names %s",
+                request.method,
+                request.raw_path,
+                named,
+            )
+            response = page(400, "Bad request", f"The Connection header may not name {named}.")
             response.force_close()
             return response
         raw = request.raw_path

@@ -1,6 +1,9 @@
 """Header rules between the browser and a pod, applied in one pass each way.
 
 Requests: hop-by-hop headers (and those the Connection header names) go,
+except the ones that frame or address the message (FRAMING): a Connection
+header naming one of those is refused by the edge before this runs, and this
+never drops them either, so framing decided from the head stays decided;
 X-Forwarded-For/-Proto/-Host/-Port are set (appended to only for trusted
 proxies), Host is kept, the podgate session cookie is cut out of Cookie, and
 the pod's own token is added. Responses: hop-by-hop headers go, and a
@@ -32,6 +35,9 @@ HOP_BY_HOP: frozenset[str] = frozenset(
         "expect",
     )
 )
+# What delimits or addresses a message. A Connection header may not name these:
+# dropping one as hop-by-hop would let a body be read as the next request.
+FRAMING: frozenset[str] = frozenset(("content-length", "transfer-encoding", "host"))
 # Lower-case names: headers are compared by name.lower() (istr hashes keep their case).
 _FORWARDED = frozenset(
     ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port")
@@ -49,6 +55,16 @@ def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     return frozenset(
         token.strip().lower() for value in values for token in value.split(",") if token.strip()
     )
+
+
+def framing_named(connection_values: Iterable[str]) -> str | None:
+    """The first FRAMING name these Connection header values list, or None."""
+    for value in connection_values:
+        for token in value.split(","):
+            name = token.strip(" \t").lower()
+            if name in FRAMING:
+                return name
+    return None
 
 
 def sets_session_cookie(set_cookie: str, cookie_name: str) -> bool:
@@ -107,7 +123,11 @@ def upstream_request_headers(
     pod_token: str | None,
 ) -> CIMultiDict[str]:
     """The headers to send to the pod for a request that arrived with `incoming`."""
-    drop = HOP_BY_HOP | _connection_listed(incoming) if _CONNECTION in incoming else HOP_BY_HOP
+    drop = (
+        HOP_BY_HOP | (_connection_listed(incoming) - FRAMING)
+        if _CONNECTION in incoming
+        else HOP_BY_HOP
+    )
     trusted = settings.is_trusted_proxy(peer)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():

@@ -1,8 +1,9 @@
 """Streaming HTTP proxying of one request to a pod, both directions.
 
-The request body streams to the pod as it arrives (Content-Length kept,
-chunked re-framed), the response streams back chunk by chunk and is written
-to the browser as soon as it arrives (so Server-Sent Events flow one by one),
+The request body streams to the pod as it arrives, framed as the browser's
+head framed it (its Content-Length, or chunks re-framed); the response
+streams back chunk by chunk and is written to the browser as soon as it
+arrives (so Server-Sent Events flow one by one),
 with backpressure both ways. A pod that fails before answering becomes an
 error page (edge.errors); one that fails mid-body, or a browser that hangs
 up, closes both connections. This module never buffers a body whole and
@@ -77,9 +78,14 @@ async def proxy_http(
 
     body: AsyncIterator[bytes] | None = None
     if request.body_exists:
-        chunked = "Content-Length" not in headers
+        # Framed as aiohttp's parser framed it, never as the filtered headers say.
+        length = request.content_length
+        chunked = length is None
         if chunked:
+            headers.popall("Content-Length", None)
             headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(length)
         body = _request_body(request, stats, chunked)
     elif method in ("POST", "PUT", "PATCH"):
         headers["Content-Length"] = "0"

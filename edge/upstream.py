@@ -9,7 +9,11 @@ backpressure on the response body), and one core coroutine, `UpstreamPool.send`.
 
 It must never buffer a body whole, never retry a request that sent body bytes
 or is not idempotent, and never let socket or parser exceptions escape: they
-become edge.errors types here.
+become edge.errors types here. A connection is pooled again only when the
+exchange ended exactly at a message end: the request sent whole (any failure
+while sending closes it) and the response read to its end with nothing after
+it (ResponseHandler.should_close is true for a partial body, a further parsed
+message or leftover bytes, and `usable` checks it again when taken).
 """
 
 from __future__ import annotations

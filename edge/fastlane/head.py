@@ -2,8 +2,12 @@
 
 `parse_request` accepts only a conservative subset of HTTP/1.1 (origin-form
 target, a few methods, token header names, clean values, no Transfer-Encoding,
-Upgrade or Expect, at most one plain Content-Length, a Host) and answers None
-for everything else, so that aiohttp's parser judges every unusual request.
+Upgrade or Expect, at most one plain Content-Length, a Host, a Connection
+header naming none of edge.headers.FRAMING) and answers None for everything
+else, so that aiohttp's parser judges every unusual request.
+Framing is decided here, once: the body's length is a number on the head, and
+the pod's Content-Length line is written from that number, never kept from the
+browser's lines, so no hop-by-hop rule can remove or change it.
 A head that asks for a protocol upgrade is parsed too but marked `upgrade`: the
 caller either serves it as a WebSocket handshake (edge.fastlane.websocket) or
 hands it over; it is never relayed as a plain request.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from edge.headers import HOP_BY_HOP, forwarded_port, strip_session_cookie
+from edge.headers import FRAMING, HOP_BY_HOP, forwarded_port, strip_session_cookie
 
 # Heads longer than this are handed over, so aiohttp answers them (431/400).
 MAX_HEAD = 8192
@@ -36,6 +40,7 @@ FIELD_LINES = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*+\r\n)*+"
 
 _HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
 _HAND_OVER = frozenset((b"transfer-encoding", b"expect"))
+_FRAMING = frozenset(name.encode() for name in FRAMING)
 _XFF = b"x-forwarded-for"
 _FORWARDED = frozenset((_XFF, b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
@@ -135,8 +140,7 @@ def parse_request(
         elif kind == _LENGTH:
             if length is not None:
                 return None
-            length = value.strip(b" \t")
-            kept.append(line)
+            length = value.strip(b" \t")  # the pod's line is written from the number
         elif kind == _COOKIE:
             if cookie_name not in value:
                 kept.append(line)
@@ -154,6 +158,8 @@ def parse_request(
         elif kind == _HOP:
             if lower == b"connection":
                 tokens = [t.strip(b" \t").lower() for t in value.split(b",")]
+                if not _FRAMING.isdisjoint(tokens):
+                    return None  # aiohttp's path refuses it: it would unframe the body
                 if b"upgrade" in tokens:
                     head.upgrade = True
                 if b"close" in tokens:
@@ -182,9 +188,17 @@ def parse_request(
         head.content_length = int(length)
         head.has_length = True
     if listed:
-        # Names the Connection header lists are hop-by-hop for this message too.
+        # Names the Connection header lists are hop-by-hop for this message too,
+        # wherever the parser set them aside (as edge.headers drops them).
         drop = {t for t in listed if t}
         head.kept = [line for line in kept if line.partition(b":")[0].lower() not in drop]
+        if head.own_token:
+            head.own_token = [
+                line for line in head.own_token if line.partition(b":")[0].lower() not in drop
+            ]
+        if _XFF in drop:
+            head.prior_xff = []
+        head.forwarded -= drop  # the edge then sets its own
     return head
 
 
@@ -222,7 +236,9 @@ def upstream_head(
     else:
         lines.append(forwarded)
         lines.append(token_line)
-    if not head.has_length and head.method in _BODY_METHODS:
+    if head.has_length:
+        lines.append(b"Content-Length: %d" % head.content_length)
+    elif head.method in _BODY_METHODS:
         lines.append(b"Content-Length: 0")
     lines.append(b"\r\n")
     return b"\r\n".join(lines)

@@ -8,7 +8,10 @@ and the idle timeout (while pooled), so a request costs no timer allocation.
 and opens new ones with the connect timeout.
 
 It must never pool a connection that is mid-response or closed, and never
-parse HTTP: the owner does.
+parse HTTP: the owner does. The owner releases a connection only when the
+exchange ended exactly at a message end on both sides (the request's body
+sent to the length its head declared, the response read to its framed end
+with no byte past it); a byte arriving while idle closes it.
 """
 
 from __future__ import annotations

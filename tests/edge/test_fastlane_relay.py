@@ -143,6 +143,31 @@ async def test_trusted_proxy_forwarded_for_is_appended(make_edge, echo_upstream,
     assert seen["x-forwarded-proto"] == "https"
 
 
+async def test_headers_a_connection_header_lists_go_wherever_the_parser_put_them(
+    make_edge, echo_upstream, client
+) -> None:
+    """As edge.headers drops them on the aiohttp lane: the edge then sets its own."""
+    from edge.settings import parse_networks
+
+    settings = EdgeSettings(control_enabled=False, trusted_proxies=parse_networks(["127.0.0.1"]))
+    edge = await make_edge(table=api_table(echo_upstream.url), settings=settings)
+    listed = "X-Forwarded-For, X-Forwarded-Proto, Authorization"
+    async with client.get(
+        f"{edge.url}/t",
+        headers={
+            "Connection": listed,
+            "X-Forwarded-For": "10.1.1.1",
+            "X-Forwarded-Proto": "https",
+            "Authorization": "Bearer browser",
+        },
+    ) as response:
+        seen = {k.lower(): v for k, v in (await response.json())["headers"]}
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    assert "authorization" not in seen
+    assert edge.server.lane.handed_over == 0
+
+
 async def test_session_set_cookie_from_the_pod_is_dropped(make_edge, echo_upstream, client) -> None:
     edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
     async with client.get(f"{edge.url}/c?set_cookie=podgate-session,theirs") as response:

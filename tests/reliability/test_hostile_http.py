@@ -121,6 +121,29 @@ MUST_REFUSE: dict[str, bytes] = {
         b"Content-Length: 3",
         body=b"0\r\n\r\n" + SMUGGLED,
     ),
+    # a Connection header may not unframe a message by naming its framing headers
+    "Connection names Content-Length (the body is a request)": req(
+        b"POST /open HTTP/1.1",
+        H,
+        b"Connection: Content-Length",
+        b"Content-Length: %d" % len(SMUGGLED),
+        body=SMUGGLED,
+    ),
+    "Connection names content-length among other tokens": req(
+        b"POST /open HTTP/1.1",
+        H,
+        b"Connection: keep-alive, content-length",
+        b"Content-Length: %d" % len(SMUGGLED),
+        body=SMUGGLED,
+    ),
+    "Connection names Transfer-Encoding": req(
+        b"POST /open HTTP/1.1",
+        H,
+        b"Connection: Transfer-Encoding",
+        b"Transfer-Encoding: chunked",
+        body=b"%x\r\n%b\r\n0\r\n\r\n" % (len(SMUGGLED), SMUGGLED),
+    ),
+    "Connection names Host": req(b"GET /open HTTP/1.1", H, b"Connection: Host"),
     # chunked framing
     "chunk size not hex": req(
         b"POST /open HTTP/1.1", H, b"Transfer-Encoding: chunked", body=b"zz\r\nhello\r\n0\r\n\r\n"
