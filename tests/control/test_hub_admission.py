@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from hub_kit import Browser
+from hub_kit import Browser, until
 from yarl import URL
 
 from control.web.admission import admission
@@ -71,9 +71,7 @@ async def test_trickled_bodies_do_not_hold_the_hub(make_podgate: MakePodgate) ->
     try:
         # Every head reached aiohttp's server (the fast lane hands /hub/ over): the
         # handlers now wait for the rest of their bodies.
-        async with asyncio.timeout(10):
-            while lane.handed_over < 20:
-                await asyncio.sleep(0.01)
+        await until(lambda: lane.handed_over >= 20)
         async with Browser(pg.public_url) as browser:
             started = time.monotonic()
             async with asyncio.timeout(5):
