@@ -19,7 +19,7 @@ from control.pages import add_static_routes, security_headers
 from control.web import login, servers
 from control.web.admission import admission
 from control.web.answers import control_errors
-from control.web.body_arrival import BodyLimits, body_arrival
+from control.web.body_arrival import BodyArrival, BodyLimits
 from control.web.context import HUB_KEY, Hub
 from control.web.forms import xsrf_binding
 
@@ -33,7 +33,7 @@ def build_hub(hub: Hub, body_limits: BodyLimits | None = None) -> web.Applicatio
             page_fetch_guard,
             security_headers,
             xsrf_binding,
-            body_arrival(body_limits or BodyLimits()),
+            BodyArrival(body_limits or BodyLimits()),
             admission(),
             control_errors,
         ],

@@ -50,19 +50,27 @@ class BodyLimits:
     per_address: int = 64
 
 
-def body_arrival(limits: BodyLimits) -> web.middleware:  # type: ignore[valid-type]
+class BodyArrival:
     """The middleware; it counts bodies under way per client address."""
-    arriving: dict[str, int] = {}  # only addresses with a body under way: bounded by them
 
-    @web.middleware
-    async def wait_for_body(request: web.Request, handler: Handler) -> web.StreamResponse:
+    __middleware_version__ = 1  # a new-style aiohttp middleware: (request, handler)
+
+    def __init__(self, limits: BodyLimits) -> None:
+        self.limits = limits
+        self.arriving: dict[str, int] = {}  # only addresses with a body under way
+
+    def under_way(self, address: str) -> int:
+        return self.arriving.get(address, 0)
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.can_read_body:
             return await handler(request)  # no body (GET), or it is all here already
         declared = request.content_length
         if declared is not None and declared > request.client_max_size:
             return await handler(request)  # refused by the handler before it is read
+        limits = self.limits
         address = hub_of(request).client_address(request)
-        under_way = arriving.get(address, 0)
+        under_way = self.under_way(address)
         if under_way >= limits.per_address:
             log.info(
                 "%s %s: %d bodies already under way from %s: 429",
@@ -74,7 +82,7 @@ def body_arrival(limits: BodyLimits) -> web.middleware:  # type: ignore[valid-ty
             refusal = answer(request, 429, TOO_MANY)
             refusal.headers["Retry-After"] = str(max(1, round(limits.timeout)))
             return _closing(refusal)
-        arriving[address] = under_way + 1
+        self.arriving[address] = under_way + 1
         try:
             async with asyncio.timeout(limits.timeout):
                 if declared is None:
@@ -93,14 +101,12 @@ def body_arrival(limits: BodyLimits) -> web.middleware:  # type: ignore[valid-ty
         except web.HTTPRequestEntityTooLarge:
             raise too_large(request.client_max_size, 0) from None
         finally:
-            left = arriving[address] - 1
+            left = self.arriving[address] - 1
             if left:
-                arriving[address] = left
+                self.arriving[address] = left
             else:
-                del arriving[address]
+                del self.arriving[address]
         return await handler(request)
-
-    return wait_for_body
 
 
 def _closing(response: web.Response) -> web.Response:
