@@ -8,11 +8,13 @@ the address read from X-Forwarded-For only when the peer is a trusted proxy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from hub_kit import until
 from yarl import URL
 
@@ -53,7 +55,16 @@ async def answer_of(reader: asyncio.StreamReader, seconds: float = 10.0) -> tupl
     return head, body
 
 
-async def test_a_body_not_complete_in_time_is_a_408(make_podgate: MakePodgate) -> None:
+def refusals_logged(caplog: pytest.LogCaptureFixture, status: int) -> list[str]:
+    """Log lines about refusals with `status`; none of the records may carry a traceback."""
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    return [r.getMessage() for r in caplog.records if r.getMessage().endswith(f": {status}")]
+
+
+async def test_a_body_not_complete_in_time_is_a_408(
+    make_podgate: MakePodgate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     pg = await make_podgate({"edge": {"hub_body_timeout": 0.5}})
     started = time.monotonic()
     reader, writer = await trickling_login(pg.public_url)
@@ -66,9 +77,13 @@ async def test_a_body_not_complete_in_time_is_a_408(make_podgate: MakePodgate) -
     assert b"Content-Security-Policy" in head  # a hub page like any other
     assert b"took too long" in body
     assert time.monotonic() - started >= 0.45
+    assert len(refusals_logged(caplog, 408)) == 1
 
 
-async def test_bodies_past_the_cap_of_one_client_are_a_429(make_podgate: MakePodgate) -> None:
+async def test_bodies_past_the_cap_of_one_client_are_a_429(
+    make_podgate: MakePodgate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     # 127.0.0.1 is the ingress: its X-Forwarded-For names the client. 127.0.0.2 is not.
     pg = await make_podgate(
         {"edge": {"incomplete_per_address": 3, "trusted_proxies": ["127.0.0.1/32"]}}
@@ -87,6 +102,9 @@ async def test_bodies_past_the_cap_of_one_client_are_a_429(make_podgate: MakePod
         assert head.startswith(b"HTTP/1.1 429 ")
         assert b"Retry-After" in head and b"Connection: close" in head
         assert b"still arriving from your address" in body
+        assert [line.split(" from ")[1] for line in refusals_logged(caplog, 429)] == [
+            "10.0.0.1: 429"
+        ]
         # Nothing else was refused: each completes its body and gets the login's answer.
         for _, other_writer in [*held, *others]:
             other_writer.write(b"=" * 99)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 from typing import Any
+
+import pytest
 
 from edge.settings import EdgeSettings
 from routes import RouteSource, RouteTable
@@ -44,7 +47,14 @@ async def until_heads_counted(lane: Any, peers: int) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_a_head_not_complete_in_time_is_a_408(make_edge, echo_upstream) -> None:
+def refusals_logged(caplog: pytest.LogCaptureFixture, status: int) -> list[str]:
+    """Log lines about refusals with `status`; none of the records may carry a traceback."""
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    return [r.getMessage() for r in caplog.records if r.getMessage().endswith(f": {status}")]
+
+
+async def test_a_head_not_complete_in_time_is_a_408(make_edge, echo_upstream, caplog) -> None:
+    caplog.set_level(logging.INFO)
     settings = EdgeSettings(control_enabled=False, head_timeout=0.5)
     edge = await make_edge(table=api_table(echo_upstream.url), settings=settings)
     started = time.monotonic()
@@ -59,10 +69,14 @@ async def test_a_head_not_complete_in_time_is_a_408(make_edge, echo_upstream) ->
     assert b"Connection: close" in head and b"took too long" in body
     assert time.monotonic() - started >= 0.45
     assert len(edge.server.lane.heads) == 0
+    assert refusals_logged(caplog, 408) == [
+        "request head from 127.0.0.1 not complete after 0.5 s: 408"
+    ]
     assert echo_upstream.log.requests == []  # nothing of it reached the pod
 
 
-async def test_heads_past_the_cap_of_one_peer_are_a_429(make_edge, echo_upstream) -> None:
+async def test_heads_past_the_cap_of_one_peer_are_a_429(make_edge, echo_upstream, caplog) -> None:
+    caplog.set_level(logging.INFO)
     settings = EdgeSettings(control_enabled=False, incomplete_per_address=3)
     edge = await make_edge(table=api_table(echo_upstream.url), settings=settings)
     lane = edge.server.lane
@@ -75,6 +89,9 @@ async def test_heads_past_the_cap_of_one_peer_are_a_429(make_edge, echo_upstream
             status, head, _ = await read_response(reader)
         assert status == 429
         assert b"Retry-After" in head and b"Connection: close" in head
+        assert refusals_logged(caplog, 429) == [
+            "3 request heads already under way from 127.0.0.1: 429"
+        ]
         # Those within the cap, and the other address, lose nothing: completed, served.
         for _, held_writer in [*held, other]:
             held_writer.write(REST_OF_HEAD)
