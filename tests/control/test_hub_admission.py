@@ -1,4 +1,4 @@
-"""Hub admission: a few hub handlers at a time, the rest queue; streams and statics bypass."""
+"""Hub admission: a few handlers at a time, the rest queue; streams, statics, slow bodies bypass."""
 
 from __future__ import annotations
 
