@@ -205,7 +205,6 @@ def worst(rounds: list[dict[str, tuple[int, float]]]) -> dict[str, float]:
     return {kind: round(max(r[kind][1] for r in rounds) * 1000, 1) for kind in rounds[0]}
 
 
-@pytest.mark.slow
 async def test_3000_slow_clients_leave_the_hub_and_the_pods_answering(podgate: Any) -> None:
     pid = podgate.pid
     headers = {"Authorization": f"token {API_TOKEN}"}
