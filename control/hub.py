@@ -2,7 +2,10 @@
 
 The wiring builds a Hub (control.web.context) and hands the app to the edge,
 which serves it on the public port behind its own middleware. Form bodies
-are capped small: nothing under /hub/ needs more than a few kilobytes.
+are capped small: nothing under /hub/ needs more than a few kilobytes. A
+request takes an admission place only once its body has arrived
+(control.web.body_arrival): a slow client never holds the hub. Both sit
+inside security_headers, so their refusals are hardened pages too.
 """
 
 from __future__ import annotations
@@ -16,20 +19,22 @@ from control.pages import add_static_routes, security_headers
 from control.web import login, servers
 from control.web.admission import admission
 from control.web.answers import control_errors
+from control.web.body_arrival import BodyArrival, BodyLimits
 from control.web.context import HUB_KEY, Hub
 from control.web.forms import xsrf_binding
 
 MAX_FORM_BYTES = 64 * 1024
 
 
-def build_hub(hub: Hub) -> web.Application:
+def build_hub(hub: Hub, body_limits: BodyLimits | None = None) -> web.Application:
     app = web.Application(
         client_max_size=MAX_FORM_BYTES,
         middlewares=[
-            admission(),
             page_fetch_guard,
             security_headers,
             xsrf_binding,
+            BodyArrival(body_limits or BodyLimits()),
+            admission(),
             control_errors,
         ],
     )

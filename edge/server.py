@@ -27,7 +27,7 @@ from aiohttp import web
 
 from edge.app import edge_of
 from edge.fastlane.listener import Listener
-from edge.fastlane.protocol import FastLane
+from edge.fastlane.protocol import KEEPALIVE_TIMEOUT, FastLane
 
 # Seconds close() lets requests in flight finish before cutting them off (default).
 CLOSE_GRACE = 5.0
@@ -84,7 +84,15 @@ async def serve_public(
     `grace`: seconds close() gives requests in flight and WebSockets to finish.
     """
     # handler_cancellation: a browser hanging up cancels its upstream request at once.
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=grace)
+    # keepalive_timeout as the fast lane's: aiohttp's own (an hour) would also let a
+    # handed-over connection trickle its next request head for that long.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=grace,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
+    )
     await runner.setup()
     try:
         server_factory = runner.server

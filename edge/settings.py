@@ -52,6 +52,11 @@ class EdgeSettings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     # Peers whose X-Forwarded-* headers are believed and appended to; others are replaced.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Seconds a browser has to send a whole request head once it began one (408 after).
+    head_timeout: float = 20.0
+    # Request heads one peer address may have under way at once (429 past it);
+    # trusted proxies are exempt (edge.fastlane.slow_heads says why).
+    incomplete_per_address: int = 64
     # Header carrying the pod's own token upstream; the value is route.data["token"].
     pod_token_header: str = "Authorization"
     pod_token_scheme: str = "token"

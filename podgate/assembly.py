@@ -39,6 +39,8 @@ def edge_settings(config: Config) -> EdgeSettings:
             read_timeout=config.edge.upstream_timeout,
         ),
         trusted_proxies=parse_networks(config.edge.trusted_proxies),
+        head_timeout=config.edge.head_timeout,
+        incomplete_per_address=config.edge.incomplete_per_address,
     )
 
 

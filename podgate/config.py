@@ -82,11 +82,23 @@ class EdgeConfig:
     trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For is appended to
     upstream_connect_timeout: float = 5.0
     upstream_timeout: float = 300.0  # no byte from the pod for this long -> 504
+    # Slow clients (edge.fastlane.slow_heads, control.web.body_arrival): a request
+    # head must arrive whole this long after its first byte -> 408;
+    head_timeout: float = 20.0
+    # a /hub/ request body this long after its head -> 408 (uploads to pods are never timed);
+    hub_body_timeout: float = 20.0
+    # requests one client address may have half-sent at once -> 429.
+    incomplete_per_address: int = 64
 
     def __post_init__(self) -> None:
         for name in ("upstream_connect_timeout", "upstream_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, "must be positive")
+        for name in ("head_timeout", "hub_body_timeout"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigError(name, "must be above 0 and at most 3600 seconds")
+        if self.incomplete_per_address < 1:
+            raise ConfigError("incomplete_per_address", "must be at least 1")
         for i, network in enumerate(self.trusted_proxies):
             try:
                 ipaddress.ip_network(network, strict=False)

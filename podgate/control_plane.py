@@ -40,6 +40,7 @@ from control.route_sync import PodRoutes
 from control.settings import AuthSettings
 from control.spawner import Spawner
 from control.users import UserDirectory
+from control.web.body_arrival import BodyLimits
 from control.web.context import Hub
 from control.web.identity import CookieSettings, SessionCookies
 from edge.settings import parse_networks
@@ -205,7 +206,11 @@ class ControlPlane:
         if self.metrics is not None:
             hub.on_login = self.metrics.login_observed
             self.metrics.track(control_sources(self, hub))
-        return build_hub(hub)
+        limits = BodyLimits(
+            timeout=config.edge.hub_body_timeout,
+            per_address=config.edge.incomplete_per_address,
+        )
+        return build_hub(hub, limits)
 
     def reload(self, config: Config) -> None:
         """Apply the reloadable settings of `config` (podgate.reload decides which those are).

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -63,6 +64,14 @@ async def start_podgate(settings: Mapping[str, Any] | None = None) -> Podgate:
         await podgate.stop()
         raise
     return podgate
+
+
+async def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll (bounded) until check() holds; fails the test past `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
 
 
 def xsrf_of(page: str) -> str:

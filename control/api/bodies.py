@@ -15,6 +15,12 @@ from control.api.callers import ApiError
 
 async def json_body(request: web.Request) -> Any:
     """The decoded JSON body, None when empty (the app's client_max_size bounds it)."""
+    declared = request.content_length
+    if declared is not None and declared > request.client_max_size:
+        # Refused before a byte of it is read (control.web.body_arrival does not wait for it).
+        raise web.HTTPRequestEntityTooLarge(
+            request.client_max_size, declared, headers={"Connection": "close"}
+        )
     raw = await request.read()
     if not raw.strip():
         return None

@@ -4,7 +4,9 @@ The hub shares one event loop with the proxy. A storm of sign-ins and spawns
 would otherwise put hundreds of hub handlers on the loop's ready queue at
 once, and every proxied request of a running user would wait behind them.
 Waiting here costs no CPU, so the proxy keeps its latency while the hub works
-through the queue. Long-lived answers (progress streams) and static files do
+through the queue. A request comes here only once its body has arrived
+(control.web.body_arrival runs first): a slow client never holds a place.
+Long-lived answers (progress streams) and static files do
 not take a place: they would hold one for minutes.
 """
 

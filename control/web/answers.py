@@ -37,7 +37,8 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
     return web.Response(text=body, status=status, content_type="application/json", headers=headers)
 
 
-def _answer(request: web.Request, status: int, message: str, **page: object) -> web.Response:
+def answer(request: web.Request, status: int, message: str, **page: object) -> web.Response:
+    """An error answer: JSON under /hub/api/, else a page; `retry_after` (s) adds the header."""
     headers = {}
     retry_after = page.get("retry_after")
     if isinstance(retry_after, int | float):
@@ -58,17 +59,17 @@ async def control_errors(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except BadUserName as e:
-        return _answer(request, 400, str(e))
+        return answer(request, 400, str(e))
     except BadProfile as e:
-        return _answer(request, 400, str(e))
+        return answer(request, 400, str(e))
     except SpawnLimitReached as e:
-        return _answer(request, 429, str(e), retry_after=e.retry_after)
+        return answer(request, 429, str(e), retry_after=e.retry_after)
     except ClusterNotSynced as e:
-        return _answer(request, 503, str(e), retry_after=e.retry_after)
+        return answer(request, 503, str(e), retry_after=e.retry_after)
     except SpawnFailed as e:
-        return _answer(request, 503, e.message)
+        return answer(request, 503, e.message)
     except KubeError as e:
         log.warning("%s %s: Kubernetes API: %s", request.method, request.path, e)
-        return _answer(
+        return answer(
             request, 503, "The cluster is not answering right now. Try again in a minute."
         )

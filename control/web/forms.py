@@ -94,14 +94,14 @@ async def _bounded_form(request: web.Request) -> MultiDictProxy[str | bytes | we
     limit = request.client_max_size
     declared = request.content_length
     if declared is not None and declared > limit:
-        raise _too_large(limit, declared)  # refused before a byte of it is read
+        raise too_large(limit, declared)  # refused before a byte of it is read
     try:
         return await request.post()
     except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit, 0) from None  # chunked: aiohttp stopped at the cap
+        raise too_large(limit, 0) from None  # chunked: aiohttp stopped at the cap
 
 
-def _too_large(limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
+def too_large(limit: int, size: int) -> web.HTTPRequestEntityTooLarge:
     # Connection: close, so the client is not expected to send the rest of it.
     return web.HTTPRequestEntityTooLarge(
         limit,

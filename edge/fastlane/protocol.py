@@ -7,7 +7,9 @@ then the pod's response relayed as it arrives (its head checked by
 edge.fastlane.response, its body delimited by length, chunk framing or close).
 A valid WebSocket handshake to a forwardable route is served here too
 (edge.fastlane.websocket, then edge.fastlane.pump after the 101).
-One request at a time; pipelined bytes wait in a bounded buffer. Anything the
+One request at a time; pipelined bytes wait in a bounded buffer. A head that
+does not arrive in one read is timed and counted per peer (edge.fastlane.slow_heads:
+408 when too slow, 429 past the cap). Anything the
 fast lane does not serve hands the connection, with every byte buffered so far,
 over to aiohttp's server for the rest of its life.
 
@@ -47,6 +49,7 @@ from edge.fastlane.response import (
     error_page,
     parse_response,
 )
+from edge.fastlane.slow_heads import TOO_MANY, TOO_SLOW, HeadsUnderWay
 from edge.fastlane.upstream import Address, PodConnection, PodPool
 from edge.fastlane.websocket import is_handshake, open_websocket, upgrade_request
 from edge.request_id import well_formed
@@ -98,6 +101,8 @@ class FastLane:
         self.connections: set[Served] = set()
         self.drained: asyncio.Event | None = None  # set once no connection is left (closing)
         self.handed_over = 0  # connections given to aiohttp, for tests and curiosity
+        self.heads = HeadsUnderWay(settings.incomplete_per_address)
+        self.head_timeout = settings.head_timeout
         self._pages: dict[tuple[int, str, bool], bytes] = {}
 
     def __call__(self) -> BrowserConnection:
@@ -132,6 +137,7 @@ class BrowserConnection(asyncio.Protocol):
         "forwarded_host",
         "framing",
         "head_sent",
+        "head_timer",
         "idle_since",
         "kind",
         "lane",
@@ -171,6 +177,8 @@ class BrowserConnection(asyncio.Protocol):
         self.forwarded = b""
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        # Set while a head is under way that did not come in one read (slow path only).
+        self.head_timer: asyncio.TimerHandle | None = None
         self.connecting: asyncio.Task[None] | None = None
         self.queued_for: Address | None = None  # waiting in the pool's queue for this target
         self.reserved_for: Address | None = None  # holding one of the pool's opening slots
@@ -245,6 +253,7 @@ class BrowserConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self._head_over()
         if self.connecting is not None:
             self.connecting.cancel()
             self.connecting = None
@@ -296,7 +305,7 @@ class BrowserConnection(asyncio.Protocol):
     def _tick(self) -> None:
         """Close a browser connection idle for too long; re-armed lazily, not per request."""
         loop = self.lane.loop
-        if self.request is None and not self.closed:
+        if self.request is None and not self.closed and self.head_timer is None:
             deadline = self.idle_since + KEEPALIVE_TIMEOUT
             if loop.time() >= deadline and self.transport is not None:
                 self.timer = None
@@ -316,7 +325,11 @@ class BrowserConnection(asyncio.Protocol):
         if end < 0:
             if len(buffer) >= MAX_HEAD + 4 or buffer.count(b"\n") != buffer.count(b"\r\n"):
                 self._hand_over()  # aiohttp answers an oversized head, or bare LF line ends
+            elif self.head_timer is None:
+                self._head_begun()
             return
+        if self.head_timer is not None:
+            self._head_over()
         lane = self.lane
         head = parse_request(buffer, end, lane.cookie_name, self.trusted, lane.header_kinds)
         if head is None:
@@ -334,6 +347,46 @@ class BrowserConnection(asyncio.Protocol):
             return
         self._start(head, route)
 
+    def _head_begun(self) -> None:
+        """A head is under way and incomplete: time it, and count it against its peer."""
+        lane = self.lane
+        if not self.trusted and not lane.heads.begin(self.peer_xff):
+            log.info(
+                "%d request heads already under way from %s: 429",
+                lane.heads.per_address,
+                self.peer_xff.decode(),
+            )
+            self._refuse(TOO_MANY)
+            return
+        self.head_timer = lane.loop.call_later(lane.head_timeout, self._head_late)
+
+    def _head_over(self) -> None:
+        """The head under way is complete, or its connection leaves this object."""
+        timer, self.head_timer = self.head_timer, None
+        if timer is not None:
+            timer.cancel()
+            if not self.trusted:
+                self.lane.heads.end(self.peer_xff)
+
+    def _head_late(self) -> None:
+        lane = self.lane
+        self.head_timer = None
+        if not self.trusted:
+            lane.heads.end(self.peer_xff)
+        log.info(
+            "request head from %s not complete after %g s: 408",
+            self.peer_xff.decode(),
+            lane.head_timeout,
+        )
+        self._refuse(TOO_SLOW)
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer a head that will not be served, and close; later bytes are never read."""
+        if self.transport is not None and not self.closed:
+            self.transport.write(answer)
+            self.transport.close()
+        self.closed = True
+
     def _hand_over(self) -> None:
         """Give this connection, and every byte read so far, to aiohttp's server for good."""
         transport = self.transport
@@ -344,6 +397,7 @@ class BrowserConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self._head_over()  # aiohttp answers an oversized head at once
         self.closed = True  # to this object; the connection lives on with aiohttp
         data, self.buffer = self.buffer, b""
         protocol = lane.hand_over()

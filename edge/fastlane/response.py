@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from edge.errors import UpstreamError, upstream_error_response
 from edge.fastlane.head import FIELD_LINES
 from edge.headers import HOP_BY_HOP, sets_session_cookie
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 MAX_RESPONSE_HEAD = 65536
 # The whole head, strictly: status line, then header lines of token names and clean values.
@@ -248,7 +252,11 @@ class ChunkedFraming:
 def error_page(error: type[UpstreamError] | UpstreamError, *, close: bool = False) -> bytes:
     """A whole HTTP/1.1 response for an upstream failure, as edge.errors renders it."""
     instance = error if isinstance(error, UpstreamError) else error("")
-    response = upstream_error_response(instance)
+    return whole_response(upstream_error_response(instance), close=close)
+
+
+def whole_response(response: web.Response, *, close: bool = False) -> bytes:
+    """An edge.errors page as the bytes of a whole HTTP/1.1 response."""
     body = response.body
     assert isinstance(body, bytes)
     lines = [f"HTTP/1.1 {response.status} {response.reason}"]

@@ -1,13 +1,20 @@
-"""Hub admission: a few hub handlers at a time, the rest queue; streams and statics bypass."""
+"""Hub admission: a few handlers at a time, the rest queue; streams, statics, slow bodies bypass."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hub_kit import Browser, until
+from yarl import URL
 
 from control.web.admission import admission
+
+MakePodgate = Callable[..., Awaitable[Any]]
 
 
 async def test_hub_handlers_beyond_the_limit_wait_their_turn() -> None:
@@ -42,3 +49,42 @@ async def test_hub_handlers_beyond_the_limit_wait_their_turn() -> None:
         assert [a.status for a in answers] == [200] * 8
         for answer in answers:
             answer.release()
+
+
+async def _trickling_login(base_url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that sent a login head and 1 byte of its 100-byte body, and waits."""
+    url = URL(base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    writer.write(
+        b"POST /hub/login HTTP/1.1\r\nHost: podgate\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nu"
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def test_trickled_bodies_do_not_hold_the_hub(make_podgate: MakePodgate) -> None:
+    """20 clients trickling login bodies (more than the hub's places) leave the hub answering."""
+    pg = await make_podgate()
+    lane = pg._public.lane
+    trickling = [await _trickling_login(pg.public_url) for _ in range(20)]
+    try:
+        # Every head reached aiohttp's server (the fast lane hands /hub/ over): the
+        # handlers now wait for the rest of their bodies.
+        await until(lambda: lane.handed_over >= 20)
+        async with Browser(pg.public_url) as browser:
+            started = time.monotonic()
+            async with asyncio.timeout(5):
+                page = await browser.get("/hub/login")
+            assert page.status == 200
+            assert time.monotonic() - started < 1.0
+        # Nothing lost: each slow client, once its body is complete, gets its answer.
+        for _, writer in trickling:
+            writer.write(b"=" * 99)
+        async with asyncio.timeout(10):
+            for reader, _ in trickling:
+                status = await reader.readline()
+                assert status == b"HTTP/1.1 403 Forbidden\r\n"  # no CSRF token: a stale form
+    finally:
+        for _, writer in trickling:
+            writer.close()

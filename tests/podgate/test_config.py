@@ -71,6 +71,10 @@ routes:
         ("routes: [{path: /x, target: 'ftp://a'}]", "routes[0].target", "http"),
         ("session: {cookie_secrets: [short]}", "session.cookie_secrets", "16"),
         ("edge: {upstream_timeout: 0}", "edge.upstream_timeout", "positive"),
+        ("edge: {head_timeout: 0}", "edge.head_timeout", "above 0"),
+        ("edge: {hub_body_timeout: 7200}", "edge.hub_body_timeout", "at most 3600"),
+        ("edge: {incomplete_per_address: 0}", "edge.incomplete_per_address", "at least 1"),
+        ("edge: {incomplete_per_address: 2.5}", "edge.incomplete_per_address", "integer"),
         ("cluster: {kind: sim, kubeconfig: k}", "cluster.kubeconfig", "kube"),
     ],
 )
