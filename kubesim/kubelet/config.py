@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubesim.kubelet.scheduler import NodeCapacity
+from kubesim.kubelet.users import runs_as_root
 
 
 def _inherited_env() -> dict[str, str]:
@@ -47,3 +48,9 @@ class KubeletConfig:
     memory_check_interval: float = 0.5
     # Grace period used by stop() for whatever still runs.
     stop_grace: float = 2.0
+    # Run each pod as an unprivileged Unix user of its own (kubesim.kubelet.users);
+    # None: whenever the kubelet runs as root, the only way it can.
+    isolate_pods: bool | None = None
+
+    def isolates(self) -> bool:
+        return runs_as_root() if self.isolate_pods is None else self.isolate_pods

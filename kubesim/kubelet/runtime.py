@@ -7,7 +7,8 @@ noticed through pidfds on the event loop, with no thread or poll per
 process. Memory limits are enforced by one loop that checks the RSS of the
 limited containers and SIGKILLs the group (OOMKilled, exit code 137).
 Never leaves a process behind: stop_all() and an interpreter-exit hook kill
-whatever is still running.
+whatever is still running. Given a PodUser, the process runs as that uid
+with no supplementary groups (kubesim.kubelet.users).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubesim.kubelet.usage import ProcTable
+from kubesim.kubelet.users import PodUser, closed_to_others
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,16 @@ def find_program(name: str, path: str | None) -> str:
     if found is None:
         raise ImageNotFound(f'executable "{name}" not found in $PATH')
     return found
+
+
+def _check_reachable(program: str, user: PodUser) -> None:
+    """The pod's user must be able to run the program: say why not instead of EACCES."""
+    closed = closed_to_others(Path(program).parent)
+    if closed is not None:
+        raise ImageNotFound(
+            f"{program}: not reachable by the pod's user {user.uid}: {closed} is closed to "
+            "other users (install the program where every user may read it)"
+        )
 
 
 class ContainerProcess:
@@ -145,9 +157,15 @@ class ProcessRuntime:
         log_path: Path,
         memory_limit: int | None = None,
         cwd: Path | None = None,
+        user: PodUser | None = None,
     ) -> ContainerProcess:
         """Start the process now (raises ImageNotFound if argv[0] cannot be run)."""
         program = find_program(argv[0], env.get("PATH"))
+        if user is not None:
+            _check_reachable(program, user)
+        as_user: dict[str, object] = (
+            {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+        )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as output:
             try:
@@ -159,6 +177,7 @@ class ProcessRuntime:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     cwd=cwd,
+                    **as_user,  # type: ignore[arg-type]
                 )
             except OSError as e:
                 raise ImageNotFound(f"{argv[0]}: {e.strerror}") from e
