@@ -45,6 +45,7 @@ from control.web.identity import CookieSettings, SessionCookies
 from edge.settings import parse_networks
 from kubesim.cluster import DEFAULT_NAMESPACES, SimCluster
 from kubesim.kubelet import KubeletConfig, SimKubelet
+from kubesim.kubelet.config import user_state_dir
 from kubesim.kubelet.users import closed_to_others, runs_as_root
 from metrics import ControlMetrics, ControlSources
 from podgate.config import Config
@@ -85,7 +86,10 @@ def embedded_cluster(config: Config) -> SimCluster:
             program[0],
             closed,
         )
-    kubelet = SimKubelet(KubeletConfig(image_commands={config.spawner.image: program}))
+    kubelet = SimKubelet(
+        # state_dir: a podgate killed earlier left its users' servers running; end them.
+        KubeletConfig(image_commands={config.spawner.image: program}, state_dir=user_state_dir())
+    )
     namespaces = (*DEFAULT_NAMESPACES, config.spawner.namespace)
     return SimCluster(kubelet=kubelet, namespaces=dict.fromkeys(namespaces))
 

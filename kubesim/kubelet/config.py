@@ -11,6 +11,12 @@ from kubesim.kubelet.scheduler import NodeCapacity
 from kubesim.kubelet.users import runs_as_root
 
 
+def user_state_dir() -> Path:
+    """Where a kubelet run by this user keeps its records: $XDG_STATE_HOME/kubesim."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "kubesim"
+
+
 def _inherited_env() -> dict[str, str]:
     """What an image's environment would provide: this host's PATH, HOME, locale."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
@@ -25,6 +31,10 @@ class KubeletConfig:
     pod_network: str | None = None
     # The simulated nodes and their capacity.
     nodes: Sequence[NodeCapacity] = (NodeCapacity("kubesim-node"),)
+    # Where the kubelet records the processes it runs (kubesim.kubelet.orphans), and
+    # where at start it ends those a killed kubelet left running; None: no records
+    # (user_state_dir() is what podgate run and podgate sim use).
+    state_dir: Path | None = None
     # Where claim directories, pod scratch dirs and container logs live;
     # None: a temporary directory removed at stop (claims then last one run).
     data_dir: Path | None = None

@@ -26,6 +26,7 @@ from kubesim.kubelet.addresses import AddressesExhausted, AddressPool
 from kubesim.kubelet.config import KubeletConfig
 from kubesim.kubelet.echo import EchoServers
 from kubesim.kubelet.events import SCHEDULER, EventRecorder
+from kubesim.kubelet.orphans import ProcessLedger, end_orphans
 from kubesim.kubelet.pod import PodWorker
 from kubesim.kubelet.runtime import ProcessRuntime
 from kubesim.kubelet.scheduler import Scheduler, Unschedulable, pod_requests
@@ -87,6 +88,7 @@ class SimKubelet:
         self._usage = PodProcessUsage(self._sessions_of)
         self._owns_data_dir = False
         self._services: NodeServices | None = None
+        self._ledger: ProcessLedger | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
     # -- the Kubelet protocol -------------------------------------------------
@@ -102,12 +104,13 @@ class SimKubelet:
             self._owns_data_dir = True
         isolate = self.config.isolates()
         self._announce_isolation(isolate, data_dir)
+        self._ledger = await self._take_over(data_dir)
         self._services = NodeServices(
             kubelet=self,
             config=self.config,
             store=store,
             events=EventRecorder(store),
-            runtime=ProcessRuntime(self.config.memory_check_interval),
+            runtime=ProcessRuntime(self.config.memory_check_interval, self._ledger),
             volumes=VolumeHost(data_dir, isolate),
             echo=EchoServers(),
             probe_session=aiohttp.ClientSession(),
@@ -121,6 +124,18 @@ class SimKubelet:
             self._on_claim("ADDED", claim)
         self._loop_task = asyncio.create_task(self._schedule_loop(), name="kubesim-scheduler")
         self._loop_task.add_done_callback(self._task_done)  # logged if it ever fails
+
+    async def _take_over(self, data_dir: Path) -> ProcessLedger | None:
+        """End what a killed kubelet left running (its pods are gone from our API); start ours."""
+        state_dir = self.config.state_dir
+        if state_dir is None:
+            return None
+        try:
+            await end_orphans(state_dir, self.config.stop_grace)
+            return ProcessLedger(state_dir, data_dir if self._owns_data_dir else None)
+        except OSError as e:
+            log.warning("cannot keep pod process records in %s: %s", state_dir, e)
+            return None
 
     @staticmethod
     def _announce_isolation(isolate: bool, data_dir: Path) -> None:
@@ -162,6 +177,9 @@ class SimKubelet:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await services.runtime.stop_all(grace)
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
         await services.echo.close()
         await services.probe_session.close()
         self._workers.clear()

@@ -384,6 +384,7 @@ class PodWorker:
                 memory_bytes(limit) if limit else None,
                 cwd=self._home(record),
                 user=self.user,
+                pod=f"{self.namespace}/{self.name}",
             )
         record.view.container_id = f"kubesim://{uuid.uuid4().hex}"
         record.started_mono = time.monotonic()

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubesim.kubelet.orphans import ProcessLedger
 from kubesim.kubelet.usage import ProcTable
 from kubesim.kubelet.users import PodUser, closed_to_others
 
@@ -77,11 +78,17 @@ def _check_reachable(program: str, user: PodUser) -> None:
 class ContainerProcess:
     """One running container: its main process and everything in its process group."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], memory_limit: int | None) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        memory_limit: int | None,
+        ledger: ProcessLedger | None = None,
+    ) -> None:
         self.pid = popen.pid
         self.memory_limit = memory_limit
         self.oom_killed = False
         self._popen = popen
+        self._ledger = ledger
         self._exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
         self._pidfd = os.pidfd_open(self.pid)
         _LIVE_GROUPS.add(self.pid)
@@ -135,6 +142,8 @@ class ContainerProcess:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         _LIVE_GROUPS.discard(self.pid)
+        if self._ledger is not None:
+            self._ledger.remove(self.pid)
         exit_code = 128 - code if code < 0 else code
         if not self._exited.done():
             self._exited.set_result(ExitStatus(exit_code, self.oom_killed))
@@ -143,8 +152,11 @@ class ContainerProcess:
 class ProcessRuntime:
     """Starts container processes and enforces their memory limits."""
 
-    def __init__(self, memory_check_interval: float = 0.5) -> None:
+    def __init__(
+        self, memory_check_interval: float = 0.5, ledger: ProcessLedger | None = None
+    ) -> None:
         self._interval = memory_check_interval
+        self._ledger = ledger  # records each process for a later kubelet if this one is killed
         self._limited: set[ContainerProcess] = set()
         self._all: set[ContainerProcess] = set()
         self._table = ProcTable(max_age=memory_check_interval / 2)
@@ -158,6 +170,7 @@ class ProcessRuntime:
         memory_limit: int | None = None,
         cwd: Path | None = None,
         user: PodUser | None = None,
+        pod: str = "",
     ) -> ContainerProcess:
         """Start the process now (raises ImageNotFound if argv[0] cannot be run)."""
         program = find_program(argv[0], env.get("PATH"))
@@ -181,7 +194,9 @@ class ProcessRuntime:
                 )
             except OSError as e:
                 raise ImageNotFound(f"{argv[0]}: {e.strerror}") from e
-        process = ContainerProcess(popen, memory_limit)
+        if self._ledger is not None:
+            self._ledger.add(popen.pid, pod)
+        process = ContainerProcess(popen, memory_limit, self._ledger)
         self._all.add(process)
         if memory_limit:
             self._limited.add(process)
