@@ -4,7 +4,8 @@ kubesim's API store lives in memory: after its process is killed (SIGKILL,
 OOM), its pods are gone from the API while their processes run on. A real
 kubelet kills the containers of pods its API server no longer has; this
 module lets a kubelet started later do the same. Each running kubelet keeps
-a directory `<state_dir>/<boot id>-<pid>-<start>` (named after itself) with
+a directory `<state_dir>/<boot id>-<pid>-<start>-<n>` (named after its
+process; n tells kubelets of one process apart) with
 one small JSON file per container process: its pid (= its process group),
 its start time from /proc/<pid>/stat and its pod. At start, a kubelet ends
 the recorded processes of every such directory whose owner is no longer
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -53,16 +55,19 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+_instances = itertools.count()
+
+
 def _owner_name(pid: int) -> str:
-    return f"{boot_id()}-{pid}-{start_ticks(pid)}"
+    return f"{boot_id()}-{pid}-{start_ticks(pid)}-{next(_instances)}"
 
 
 def _owner_alive(name: str) -> bool:
-    """Whether the kubelet a records directory is named after still runs."""
-    parts = name.rsplit("-", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
+    """Whether the process a records directory is named after still runs."""
+    parts = name.rsplit("-", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
         return False
-    boot, pid, ticks = parts
+    boot, pid, ticks, _ = parts
     return boot == boot_id() and str(start_ticks(int(pid))) == ticks
 
 
@@ -78,8 +83,12 @@ class ProcessLedger:
 
     def add(self, pid: int, pod: str) -> None:
         ticks = start_ticks(pid)
-        if ticks is not None:
+        if ticks is None:
+            return  # already gone: nothing to end later
+        try:
             self._write(f"{pid}.json", {"pid": pid, "start": ticks, "pod": pod})
+        except OSError as e:  # a record lost must not stop the pod
+            log.warning("cannot record pod process %d in %s: %s", pid, self.dir, e)
 
     def remove(self, pid: int) -> None:
         with contextlib.suppress(OSError):
