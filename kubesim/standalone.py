@@ -11,6 +11,7 @@ import signal
 import sys
 
 from kubesim.cluster import SimCluster
+from kubesim.contracts import Kubelet
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -23,7 +24,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 async def serve(listen: str, kubeconfig: str | None, tls: bool, kubelet: bool) -> None:
     host, port = parse_listen(listen)
-    cluster = SimCluster(host, port, tls=tls, kubelet="sim" if kubelet else None)
+    cluster = SimCluster(host, port, tls=tls, kubelet=_kubelet() if kubelet else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -36,6 +37,15 @@ async def serve(listen: str, kubeconfig: str | None, tls: bool, kubelet: bool) -
         await stop.wait()
     finally:
         await cluster.stop()
+
+
+def _kubelet() -> Kubelet:
+    # The kubelet package is optional for the API server alone.
+    from kubesim.kubelet import KubeletConfig, SimKubelet
+    from kubesim.kubelet.config import user_state_dir
+
+    # A kubesim killed earlier left its pods' processes running: end them at start.
+    return SimKubelet(KubeletConfig(state_dir=user_state_dir()))
 
 
 def run(listen: str, kubeconfig: str | None, tls: bool = False, kubelet: bool = True) -> int:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import secrets
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -46,6 +46,8 @@ from control.web.identity import CookieSettings, SessionCookies
 from edge.settings import parse_networks
 from kubesim.cluster import DEFAULT_NAMESPACES, SimCluster
 from kubesim.kubelet import KubeletConfig, SimKubelet
+from kubesim.kubelet.config import user_state_dir
+from kubesim.kubelet.users import closed_to_others, runs_as_root
 from metrics import ControlMetrics, ControlSources
 from podgate.config import Config
 from podgate.schema import ConfigError
@@ -64,11 +66,10 @@ MAX_EVENTS_CACHED = 2_000
 
 def jupyter_program() -> list[str]:
     """How the embedded kubesim runs the default image: JupyterLab, else Jupyter Server."""
-    # kubesim runs pods as this process's user; Jupyter refuses root without a flag.
-    root = ["--allow-root"] if os.geteuid() == 0 else []
+    # No --allow-root: run as root, kubesim gives each pod an unprivileged user of its own.
     for module in ("jupyterlab", "jupyter_server"):
         if importlib.util.find_spec(module) is not None:
-            return [sys.executable, "-m", module, *root]
+            return [sys.executable, "-m", module]
     log.warning(
         "neither jupyterlab nor jupyter_server is installed: user servers of the default "
         "image cannot start (pip install 'podgate[local]')"
@@ -77,7 +78,19 @@ def jupyter_program() -> list[str]:
 
 
 def embedded_cluster(config: Config) -> SimCluster:
-    kubelet = SimKubelet(KubeletConfig(image_commands={config.spawner.image: jupyter_program()}))
+    program = jupyter_program()
+    closed = closed_to_others(Path(program[0]).parent) if runs_as_root() else None
+    if closed is not None:
+        log.warning(
+            "user servers run as users of their own, who cannot run %s: %s is closed to "
+            "other users (install podgate where every user may read it)",
+            program[0],
+            closed,
+        )
+    kubelet = SimKubelet(
+        # state_dir: a podgate killed earlier left its users' servers running; end them.
+        KubeletConfig(image_commands={config.spawner.image: program}, state_dir=user_state_dir())
+    )
     namespaces = (*DEFAULT_NAMESPACES, config.spawner.namespace)
     return SimCluster(kubelet=kubelet, namespaces=dict.fromkeys(namespaces))
 

@@ -20,6 +20,7 @@ from podgate.assembly import Podgate
 from podgate.config import Config
 from podgate.logs import setup_logging
 from podgate.reload import ConfigReloader
+from podgate.secret_files import warn_if_exposed
 
 log = logging.getLogger("podgate")
 
@@ -27,6 +28,7 @@ log = logging.getLogger("podgate")
 def run_forever(config: Config, config_path: str | None = None) -> int:
     """Serve until SIGINT or SIGTERM; the process exit status. `config_path` is reloaded."""
     setup_logging(config.log_level, config.log_format)
+    warn_if_exposed(config_path)
     try:
         import uvloop
     except ImportError:  # uvloop is optional: plain asyncio works, just slower

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -38,6 +39,22 @@ async def no_pending_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None
         task.cancel()
     names = ", ".join(sorted(t.get_name() + ":" + repr(t.get_coro()) for t in leftover))
     pytest.fail(f"test left {len(leftover)} task(s) pending: {names}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Run as root, kubesim runs pods as users of their own: say so if they cannot run Python."""
+    if os.geteuid() != 0:
+        return
+    from kubesim.kubelet.users import closed_to_others
+
+    closed = closed_to_others(Path(sys.executable).parent)
+    if closed is not None:
+        terminalreporter.write_line(
+            f"WARNING: run as root, kubesim runs each pod as a user of its own, who cannot "
+            f"pass {closed} to run {sys.executable}: tests with pods fail (tests/run lets "
+            f"them pass; or chmod o+x {closed})",
+            red=True,
+        )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

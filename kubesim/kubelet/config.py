@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubesim.kubelet.scheduler import NodeCapacity
+from kubesim.kubelet.users import runs_as_root
+
+
+def user_state_dir() -> Path:
+    """Where a kubelet run by this user keeps its records: $XDG_STATE_HOME/kubesim."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "kubesim"
 
 
 def _inherited_env() -> dict[str, str]:
@@ -24,6 +31,10 @@ class KubeletConfig:
     pod_network: str | None = None
     # The simulated nodes and their capacity.
     nodes: Sequence[NodeCapacity] = (NodeCapacity("kubesim-node"),)
+    # Where the kubelet records the processes it runs (kubesim.kubelet.orphans), and
+    # where at start it ends those a killed kubelet left running; None: no records
+    # (user_state_dir() is what podgate run and podgate sim use).
+    state_dir: Path | None = None
     # Where claim directories, pod scratch dirs and container logs live;
     # None: a temporary directory removed at stop (claims then last one run).
     data_dir: Path | None = None
@@ -47,3 +58,9 @@ class KubeletConfig:
     memory_check_interval: float = 0.5
     # Grace period used by stop() for whatever still runs.
     stop_grace: float = 2.0
+    # Run each pod as an unprivileged Unix user of its own (kubesim.kubelet.users);
+    # None: whenever the kubelet runs as root, the only way it can.
+    isolate_pods: bool | None = None
+
+    def isolates(self) -> bool:
+        return runs_as_root() if self.isolate_pods is None else self.isolate_pods

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -25,10 +26,12 @@ from kubesim.kubelet.addresses import AddressesExhausted, AddressPool
 from kubesim.kubelet.config import KubeletConfig
 from kubesim.kubelet.echo import EchoServers
 from kubesim.kubelet.events import SCHEDULER, EventRecorder
+from kubesim.kubelet.orphans import ProcessLedger, end_orphans
 from kubesim.kubelet.pod import PodWorker
 from kubesim.kubelet.runtime import ProcessRuntime
 from kubesim.kubelet.scheduler import Scheduler, Unschedulable, pod_requests
 from kubesim.kubelet.usage import PodProcessUsage
+from kubesim.kubelet.users import PodUsers, closed_to_others
 from kubesim.kubelet.volumes import VolumeHost
 
 Obj = dict[str, Any]
@@ -47,6 +50,7 @@ class NodeServices:
     volumes: VolumeHost
     echo: EchoServers
     probe_session: aiohttp.ClientSession
+    users: PodUsers | None  # None: every pod runs as this process's user
 
     def lookup(self, resource: str, namespace: str, name: str) -> Obj | None:
         return self.store.get(resource, namespace, name)
@@ -84,6 +88,7 @@ class SimKubelet:
         self._usage = PodProcessUsage(self._sessions_of)
         self._owns_data_dir = False
         self._services: NodeServices | None = None
+        self._ledger: ProcessLedger | None = None
         self._loop_task: asyncio.Task[None] | None = None
 
     # -- the Kubelet protocol -------------------------------------------------
@@ -97,15 +102,19 @@ class SimKubelet:
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="kubesim-"))
             self._owns_data_dir = True
+        isolate = self.config.isolates()
+        self._announce_isolation(isolate, data_dir)
+        self._ledger = await self._take_over(data_dir)
         self._services = NodeServices(
             kubelet=self,
             config=self.config,
             store=store,
             events=EventRecorder(store),
-            runtime=ProcessRuntime(self.config.memory_check_interval),
-            volumes=VolumeHost(data_dir),
+            runtime=ProcessRuntime(self.config.memory_check_interval, self._ledger),
+            volumes=VolumeHost(data_dir, isolate),
             echo=EchoServers(),
             probe_session=aiohttp.ClientSession(),
+            users=PodUsers(salt=str(data_dir.resolve())) if isolate else None,
         )
         self._unsubscribe.append(store.subscribe("pods", self._on_pod))
         self._unsubscribe.append(store.subscribe("persistentvolumeclaims", self._on_claim))
@@ -115,6 +124,37 @@ class SimKubelet:
             self._on_claim("ADDED", claim)
         self._loop_task = asyncio.create_task(self._schedule_loop(), name="kubesim-scheduler")
         self._loop_task.add_done_callback(self._task_done)  # logged if it ever fails
+
+    async def _take_over(self, data_dir: Path) -> ProcessLedger | None:
+        """End what a killed kubelet left running (its pods are gone from our API); start ours."""
+        state_dir = self.config.state_dir
+        if state_dir is None:
+            return None
+        try:
+            await end_orphans(state_dir, self.config.stop_grace)
+            return ProcessLedger(state_dir, data_dir if self._owns_data_dir else None)
+        except OSError as e:
+            log.warning("cannot keep pod process records in %s: %s", state_dir, e)
+            return None
+
+    @staticmethod
+    def _announce_isolation(isolate: bool, data_dir: Path) -> None:
+        if not isolate:
+            log.warning(
+                "pods run as this process's own Unix user (uid %d): users are NOT isolated "
+                "from each other (each can read the others' files and environment); run as "
+                "root to give each pod a Unix user of its own",
+                os.geteuid(),
+            )
+            return
+        closed = closed_to_others(data_dir)
+        if closed is not None:
+            log.warning(
+                "pods run as users of their own but cannot reach the data dir %s: %s is "
+                "closed to other users",
+                data_dir,
+                closed,
+            )
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -137,6 +177,9 @@ class SimKubelet:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await services.runtime.stop_all(grace)
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
         await services.echo.close()
         await services.probe_session.close()
         self._workers.clear()

@@ -33,6 +33,7 @@ from kubesim.kubelet.environment import (
 from kubesim.kubelet.probes import ProbeTiming, check_readiness
 from kubesim.kubelet.quantities import memory_bytes
 from kubesim.kubelet.runtime import ContainerProcess, ImageNotFound, find_program
+from kubesim.kubelet.users import PodUser, user_key
 from kubesim.kubelet.volumes import MountFailed
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class PodWorker:
         self.view.containers = [record.view for record in self.containers]
         self.node_name: str | None = None
         self.volumes: dict[str, Path] = {}
+        # Who the containers run as: a uid of the pod's own when the node isolates pods.
+        self.user: PodUser | None = None
         self.finished = False  # reached Succeeded/Failed
         self.deleting = asyncio.Event()
         self.vanished = False  # the store no longer has it
@@ -175,10 +178,12 @@ class PodWorker:
         config = self.node.config
         # A real kubelet retries mounts from 500 ms, doubling (no faster than crash back-off).
         delay = min(0.5, config.backoff_initial)
+        if self.node.users is not None:
+            self.user = self.node.users.user_for(user_key(self.pod))
         while True:
             await self.node.gate()
             try:
-                self.volumes = self.node.volumes.prepare(self.pod, self.node.lookup)
+                self.volumes = self.node.volumes.prepare(self.pod, self.node.lookup, self.user)
                 return
             except MountFailed as e:
                 message = str(e)
@@ -336,10 +341,21 @@ class PodWorker:
         digest = hashlib.sha256(image.encode()).hexdigest()
         record.view.image_id = f"{image.split('@', 1)[0]}@sha256:{digest}"
 
+    def _home(self, record: ContainerRecord) -> Path:
+        """HOME and working directory: the first claim the container mounts, else its own."""
+        volumes = self.node.volumes
+        claim = volumes.claim_home(self.pod, record.spec, self.volumes)
+        return claim if claim is not None else volumes.home(self.uid, self.user)
+
     def _env(self, record: ContainerRecord) -> dict[str, str]:
         base = dict(self.node.config.base_env)
         base["HOSTNAME"] = self.name
-        base.update(self.node.volumes.mount_env(record.spec, self.volumes))
+        # Never the kubelet's own HOME or TMPDIR: other pods' files and podgate's live there.
+        base["HOME"] = str(self._home(record))
+        base["TMPDIR"] = str(self.node.volumes.tmp(self.uid, self.user))
+        if self.user is not None:
+            base["USER"] = base["LOGNAME"] = self.user.name
+        base.update(self.node.volumes.mount_env(record.spec, self.volumes, self.user))
         return container_env(self.pod, record.spec, self.view.pod_ip or "", self.node.lookup, base)
 
     async def _start(
@@ -360,9 +376,15 @@ class PodWorker:
             record.echo_port = port
         else:
             limit = ((record.spec.get("resources") or {}).get("limits") or {}).get("memory")
-            log_path = self.node.volumes.pod_dir(self.uid) / "logs" / f"{record.view.name}.log"
+            log_path = self.node.volumes.log_path(self.uid, record.view.name)
             record.process = self.node.runtime.start(
-                argv, env, log_path, memory_bytes(limit) if limit else None
+                argv,
+                env,
+                log_path,
+                memory_bytes(limit) if limit else None,
+                cwd=self._home(record),
+                user=self.user,
+                pod=f"{self.namespace}/{self.name}",
             )
         record.view.container_id = f"kubesim://{uuid.uuid4().hex}"
         record.started_mono = time.monotonic()
@@ -422,7 +444,13 @@ class PodWorker:
             await self.node.gate()
             try:
                 ok, message = await check_readiness(
-                    probe, record.spec, self.view.pod_ip or "", env, self.node.probe_session
+                    probe,
+                    record.spec,
+                    self.view.pod_ip or "",
+                    env,
+                    self.node.probe_session,
+                    self.user,
+                    self._home(record),
                 )
             except (ValueError, TypeError, AttributeError, KeyError) as e:
                 ok, message = False, f"{type(e).__name__}: {e}"  # a probe spec it cannot read

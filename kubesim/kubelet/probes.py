@@ -13,9 +13,12 @@ import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from kubesim.kubelet.users import PodUser
 
 Obj = dict[str, Any]
 
@@ -55,8 +58,10 @@ async def check_readiness(
     pod_ip: str,
     env: Mapping[str, str],
     session: aiohttp.ClientSession,
+    user: PodUser | None = None,
+    cwd: Path | None = None,
 ) -> tuple[bool, str]:
-    """Run the probe once: (passed, failure message)."""
+    """Run the probe once: (passed, failure message); exec runs as the pod's user, in its dir."""
     timeout = ProbeTiming.of(probe).timeout
     try:
         if "httpGet" in probe:
@@ -64,7 +69,7 @@ async def check_readiness(
         if "tcpSocket" in probe:
             return await _tcp(probe["tcpSocket"], container, pod_ip, timeout)
         if "exec" in probe:
-            return await _exec(probe["exec"].get("command") or [], env, timeout)
+            return await _exec(probe["exec"].get("command") or [], env, timeout, user, cwd)
     except ValueError as e:
         return False, str(e)
     return True, ""
@@ -111,9 +116,18 @@ async def _tcp(socket: Obj, container: Obj, pod_ip: str, seconds: float) -> tupl
     return True, ""
 
 
-async def _exec(command: list[str], env: Mapping[str, str], seconds: float) -> tuple[bool, str]:
+async def _exec(
+    command: list[str],
+    env: Mapping[str, str],
+    seconds: float,
+    user: PodUser | None,
+    cwd: Path | None,
+) -> tuple[bool, str]:
     if not command:
         return False, "exec probe has no command"
+    as_user: dict[str, Any] = (
+        {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+    )
     try:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -122,6 +136,8 @@ async def _exec(command: list[str], env: Mapping[str, str], seconds: float) -> t
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            cwd=cwd,
+            **as_user,
         )
     except OSError as e:
         return False, f"exec failed: {e.strerror}"

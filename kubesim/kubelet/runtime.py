@@ -7,7 +7,8 @@ noticed through pidfds on the event loop, with no thread or poll per
 process. Memory limits are enforced by one loop that checks the RSS of the
 limited containers and SIGKILLs the group (OOMKilled, exit code 137).
 Never leaves a process behind: stop_all() and an interpreter-exit hook kill
-whatever is still running.
+whatever is still running. Given a PodUser, the process runs as that uid
+with no supplementary groups (kubesim.kubelet.users).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubesim.kubelet.orphans import ProcessLedger
 from kubesim.kubelet.usage import ProcTable
+from kubesim.kubelet.users import PodUser, closed_to_others
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +65,30 @@ def find_program(name: str, path: str | None) -> str:
     return found
 
 
+def _check_reachable(program: str, user: PodUser) -> None:
+    """The pod's user must be able to run the program: say why not instead of EACCES."""
+    closed = closed_to_others(Path(program).parent)
+    if closed is not None:
+        raise ImageNotFound(
+            f"{program}: not reachable by the pod's user {user.uid}: {closed} is closed to "
+            "other users (install the program where every user may read it)"
+        )
+
+
 class ContainerProcess:
     """One running container: its main process and everything in its process group."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], memory_limit: int | None) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        memory_limit: int | None,
+        ledger: ProcessLedger | None = None,
+    ) -> None:
         self.pid = popen.pid
         self.memory_limit = memory_limit
         self.oom_killed = False
         self._popen = popen
+        self._ledger = ledger
         self._exited: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
         self._pidfd = os.pidfd_open(self.pid)
         _LIVE_GROUPS.add(self.pid)
@@ -123,6 +142,8 @@ class ContainerProcess:
         loop.remove_reader(self._pidfd)
         os.close(self._pidfd)
         _LIVE_GROUPS.discard(self.pid)
+        if self._ledger is not None:
+            self._ledger.remove(self.pid)
         exit_code = 128 - code if code < 0 else code
         if not self._exited.done():
             self._exited.set_result(ExitStatus(exit_code, self.oom_killed))
@@ -131,8 +152,11 @@ class ContainerProcess:
 class ProcessRuntime:
     """Starts container processes and enforces their memory limits."""
 
-    def __init__(self, memory_check_interval: float = 0.5) -> None:
+    def __init__(
+        self, memory_check_interval: float = 0.5, ledger: ProcessLedger | None = None
+    ) -> None:
         self._interval = memory_check_interval
+        self._ledger = ledger  # records each process for a later kubelet if this one is killed
         self._limited: set[ContainerProcess] = set()
         self._all: set[ContainerProcess] = set()
         self._table = ProcTable(max_age=memory_check_interval / 2)
@@ -145,9 +169,16 @@ class ProcessRuntime:
         log_path: Path,
         memory_limit: int | None = None,
         cwd: Path | None = None,
+        user: PodUser | None = None,
+        pod: str = "",
     ) -> ContainerProcess:
         """Start the process now (raises ImageNotFound if argv[0] cannot be run)."""
         program = find_program(argv[0], env.get("PATH"))
+        if user is not None:
+            _check_reachable(program, user)
+        as_user: dict[str, object] = (
+            {"user": user.uid, "group": user.gid, "extra_groups": []} if user else {}
+        )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as output:
             try:
@@ -159,10 +190,13 @@ class ProcessRuntime:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     cwd=cwd,
+                    **as_user,  # type: ignore[arg-type]
                 )
             except OSError as e:
                 raise ImageNotFound(f"{argv[0]}: {e.strerror}") from e
-        process = ContainerProcess(popen, memory_limit)
+        if self._ledger is not None:
+            self._ledger.add(popen.pid, pod)
+        process = ContainerProcess(popen, memory_limit, self._ledger)
         self._all.add(process)
         if memory_limit:
             self._limited.add(process)

@@ -11,6 +11,13 @@ mounted volume's host directory is handed to the container's process as the
 environment variable `KUBESIM_VOLUME_<NAME>` (volume name upper-cased,
 other characters as `_`; subPath appended), which args may also use as
 `$(KUBESIM_VOLUME_<NAME>)`. Never deletes a claim's directory.
+
+Each pod also gets a HOME and working directory of its own: the first claim
+its container mounts, else `<data_dir>/pods/<uid>/home`, and a TMPDIR
+`<data_dir>/pods/<uid>/tmp`. When pods run as users of their own (the kubelet
+is root), the data dir and its `claims`/`pods` levels may be passed but not
+listed by them (0711), and each pod's home, tmp, volumes and claims belong
+to its user alone (0700); logs stay the kubelet's.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kubesim.kubelet.environment import ContainerConfigError, Lookup, decoded_data
+from kubesim.kubelet.users import PodUser, chown_tree
 
 Obj = dict[str, Any]
 
@@ -38,22 +46,55 @@ def volume_env_name(volume: str) -> str:
 
 
 class VolumeHost:
-    """Creates and removes the directories behind pod volumes under one data dir."""
+    """Creates and removes the directories behind pod volumes under one data dir.
 
-    def __init__(self, data_dir: Path) -> None:
+    isolate: pods run as users of their own, so directories are given to them
+    and nothing of the kubelet's (logs, other pods') is open to them.
+    """
+
+    def __init__(self, data_dir: Path, isolate: bool = False) -> None:
         self.data_dir = data_dir
+        self.isolate = isolate
+        if isolate:
+            self._passable(data_dir)
 
-    def claim_dir(self, namespace: str, claim: str) -> Path:
-        path = self.data_dir / "claims" / namespace / claim
+    def _passable(self, path: Path) -> Path:
+        """A directory of the kubelet's that pods' users may pass but not list."""
         path.mkdir(parents=True, exist_ok=True)
+        if self.isolate:
+            path.chmod(0o711)
         return path
+
+    def _owned(self, path: Path, user: PodUser | None) -> Path:
+        """A directory of one pod's user alone."""
+        path.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            if path.stat().st_uid != user.uid:
+                chown_tree(path, user)
+            path.chmod(0o700)
+        return path
+
+    def claim_dir(self, namespace: str, claim: str, user: PodUser | None = None) -> Path:
+        parent = self._passable(self._passable(self.data_dir / "claims") / namespace)
+        return self._owned(parent / claim, user)
 
     def pod_dir(self, uid: str) -> Path:
-        path = self.data_dir / "pods" / uid
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self._passable(self._passable(self.data_dir / "pods") / uid)
 
-    def prepare(self, pod: Obj, lookup: Lookup) -> dict[str, Path]:
+    def log_path(self, uid: str, container: str) -> Path:
+        logs = self.pod_dir(uid) / "logs"
+        logs.mkdir(mode=0o700, exist_ok=True)  # the kubelet writes them; pods never read them
+        return logs / f"{container}.log"
+
+    def home(self, uid: str, user: PodUser | None) -> Path:
+        """The pod's own HOME when it mounts no claim."""
+        return self._owned(self.pod_dir(uid) / "home", user)
+
+    def tmp(self, uid: str, user: PodUser | None) -> Path:
+        """The pod's own TMPDIR, removed with the pod."""
+        return self._owned(self.pod_dir(uid) / "tmp", user)
+
+    def prepare(self, pod: Obj, lookup: Lookup, user: PodUser | None = None) -> dict[str, Path]:
         """Make every volume's directory; volume name -> host path.
 
         Raises MountFailed for a secret or configmap volume whose object does
@@ -66,19 +107,33 @@ class VolumeHost:
             name = volume["name"]
             if "persistentVolumeClaim" in volume:
                 claim = volume["persistentVolumeClaim"].get("claimName", "")
-                paths[name] = self.claim_dir(namespace, claim)
+                paths[name] = self.claim_dir(namespace, claim, user)
             elif "secret" in volume or "configMap" in volume:
                 try:
-                    paths[name] = self._projected(volume, namespace, uid, lookup)
+                    paths[name] = self._owned(self._projected(volume, namespace, uid, lookup), user)
                 except ContainerConfigError as e:
                     raise MountFailed(name, str(e)) from e
             else:  # emptyDir and anything we do not model: a fresh scratch dir
-                path = self.pod_dir(uid) / "volumes" / name
-                path.mkdir(parents=True, exist_ok=True)
-                paths[name] = path
+                path = self._passable(self.pod_dir(uid) / "volumes") / name
+                paths[name] = self._owned(path, user)
         return paths
 
-    def mount_env(self, container: Obj, paths: dict[str, Path]) -> dict[str, str]:
+    def claim_home(self, pod: Obj, container: Obj, paths: dict[str, Path]) -> Path | None:
+        """The host directory of the first claim the container mounts (subPath applied)."""
+        claims = {
+            volume.get("name")
+            for volume in (pod.get("spec") or {}).get("volumes") or []
+            if "persistentVolumeClaim" in volume
+        }
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("name") in claims and mount["name"] in paths:
+                host = paths[mount["name"]]
+                return host / mount["subPath"] if mount.get("subPath") else host
+        return None
+
+    def mount_env(
+        self, container: Obj, paths: dict[str, Path], user: PodUser | None = None
+    ) -> dict[str, str]:
         """KUBESIM_VOLUME_<NAME> for each of the container's volumeMounts."""
         env = {}
         for mount in container.get("volumeMounts") or []:
@@ -86,8 +141,7 @@ class VolumeHost:
             if host is None:
                 continue
             if mount.get("subPath"):
-                host = host / mount["subPath"]
-                host.mkdir(parents=True, exist_ok=True)
+                host = self._owned(host / mount["subPath"], user)
             env[volume_env_name(mount["name"])] = str(host)
         return env
 
@@ -103,7 +157,7 @@ class VolumeHost:
                 "configmaps",
                 volume["configMap"].get("name"),
             )
-        path = self.pod_dir(uid) / "volumes" / volume["name"]
+        path = self._passable(self.pod_dir(uid) / "volumes") / volume["name"]
         path.mkdir(parents=True, exist_ok=True)
         obj = lookup(resource, namespace, name or "")
         if obj is None:

@@ -177,12 +177,14 @@ class KubesimProcess(Child):
     token: str = ""
 
 
-async def start_kubesim_process(workdir: Path, seconds: float = 20.0) -> KubesimProcess:
+async def start_kubesim_process(
+    workdir: Path, seconds: float = 20.0, env: Mapping[str, str] | None = None
+) -> KubesimProcess:
     """`podgate sim` on a port of its choosing, plain HTTP, with its kubeconfig written."""
     kubeconfig = workdir / "kubesim.kubeconfig"
     argv = [sys.executable, "-m", "podgate.cli", "sim", "--listen", "127.0.0.1:0"]
     argv += ["--kubeconfig", str(kubeconfig), "--plain-http"]
-    child = await start_child(argv, workdir, "kubesim", {})
+    child = await start_child(argv, workdir, "kubesim", env or {})
     sim = KubesimProcess(child.process, child.out, child.log)
     try:
         match = await sim.wait_for_line(KUBESIM_BANNER, seconds)
@@ -218,6 +220,12 @@ class KubeRest:
             method, self.url + path, json=body, params=params or None
         ) as response:
             return response.status, await response.json(content_type=None)
+
+    async def log(self, namespace: str, pod: str) -> tuple[int, str]:
+        """(status, text) of the pod's log."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        async with self._session.get(self.url + path) as response:
+            return response.status, await response.text()
 
     async def pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         status, body = await self.call(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -264,7 +266,29 @@ SimFactory = Callable[..., Awaitable[PodClient]]
 
 
 @pytest.fixture
-async def make_sim(make_cluster: ClusterFactory, tmp_path: Path) -> AsyncIterator[SimFactory]:
+def reachable_dir() -> Iterator[Path]:
+    """A directory pods' own users can reach (pytest's tmp_path is closed to them as root)."""
+    path = Path(tempfile.mkdtemp(prefix="kubesim-test-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_dir(reachable_dir: Path) -> Path:
+    """A directory every pod may write to (sticky, like /tmp), for marker files tests read."""
+    path = reachable_dir / "shared"
+    path.mkdir()
+    path.chmod(0o1777)
+    return path
+
+
+@pytest.fixture
+async def make_sim(
+    make_cluster: ClusterFactory, tmp_path: Path, reachable_dir: Path
+) -> AsyncIterator[SimFactory]:
     """Start clusters with a fast SimKubelet (KubeletConfig overrides as keywords).
 
     tls=True serves HTTPS (what kubectl needs). Clients are closed, then the
@@ -274,7 +298,8 @@ async def make_sim(make_cluster: ClusterFactory, tmp_path: Path) -> AsyncIterato
 
     async def factory(*, tls: bool = False, **kubelet_options: Any) -> PodClient:
         index = len(clients)
-        options = {**FAST_KUBELET, "data_dir": tmp_path / f"kubelet-{index}", **kubelet_options}
+        data_dir = reachable_dir / f"kubelet-{index}"
+        options = {**FAST_KUBELET, "data_dir": data_dir, **kubelet_options}
         cluster = await make_cluster(kubelet=SimKubelet(KubeletConfig(**options)), tls=tls)
         path = cluster.write_kubeconfig(tmp_path / f"kubeconfig-{index}")
         api = await config.new_client_from_config(config_file=str(path))

@@ -77,9 +77,9 @@ async def start(sim: Any, name: str, marker: Path, ignore: bool = False, grace: 
 
 
 async def test_sigterm_ends_a_cooperative_pod_without_waiting_for_grace(
-    sim: Any, tmp_path: Path
+    sim: Any, shared_dir: Path
 ) -> None:
-    marker = tmp_path / "term"
+    marker = shared_dir / "term"
     pid = await start(sim, "polite", marker)
     started = time.monotonic()
     deleting = await sim.delete("polite")  # 30 s grace: it leaves on SIGTERM
@@ -97,9 +97,9 @@ async def test_sigterm_ends_a_cooperative_pod_without_waiting_for_grace(
 
 
 async def test_process_ignoring_sigterm_is_killed_after_the_grace_period(
-    sim: Any, tmp_path: Path
+    sim: Any, shared_dir: Path
 ) -> None:
-    marker = tmp_path / "term"
+    marker = shared_dir / "term"
     pid = await start(sim, "stubborn", marker, ignore=True, grace=1)
     started = time.monotonic()
     deleting = await sim.delete("stubborn")
@@ -116,9 +116,9 @@ async def test_process_ignoring_sigterm_is_killed_after_the_grace_period(
 
 
 async def test_second_delete_with_a_shorter_grace_period_kills_sooner(
-    sim: Any, tmp_path: Path
+    sim: Any, shared_dir: Path
 ) -> None:
-    pid = await start(sim, "slow-to-die", tmp_path / "term", ignore=True, grace=30)
+    pid = await start(sim, "slow-to-die", shared_dir / "term", ignore=True, grace=30)
     await sim.delete("slow-to-die")
     await asyncio.sleep(0.3)
     assert alive(pid)
@@ -129,8 +129,8 @@ async def test_second_delete_with_a_shorter_grace_period_kills_sooner(
     assert not alive(pid)
 
 
-async def test_force_delete_kills_at_once(sim: Any, tmp_path: Path) -> None:
-    pid = await start(sim, "forced", tmp_path / "term", ignore=True)
+async def test_force_delete_kills_at_once(sim: Any, shared_dir: Path) -> None:
+    pid = await start(sim, "forced", shared_dir / "term", ignore=True)
     await sim.delete("forced", grace=0)
     assert await until_dead(pid, within=3) < 3
     with pytest.raises(ApiException) as gone:
@@ -140,10 +140,10 @@ async def test_force_delete_kills_at_once(sim: Any, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 async def test_kubectl_delete_waits_for_sigkill_of_a_stubborn_pod(
-    make_sim: Any, tmp_path: Path
+    make_sim: Any, tmp_path: Path, shared_dir: Path
 ) -> None:
     sim = await make_sim(tls=True)
-    marker = tmp_path / "term"
+    marker = shared_dir / "term"
     pid = await start(sim, "stubborn", marker, ignore=True)
     kubeconfig = sim.cluster.write_kubeconfig(tmp_path / "kubectl-config")
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "HOME": str(tmp_path)}
@@ -165,7 +165,7 @@ async def test_kubectl_delete_waits_for_sigkill_of_a_stubborn_pod(
     assert not alive(pid)
 
 
-async def test_stop_leaves_no_process_behind(make_sim: Any, tmp_path: Path) -> None:
+async def test_stop_leaves_no_process_behind(make_sim: Any, shared_dir: Path) -> None:
     sim = await make_sim()
     # A container that starts a grandchild (as a shell would) and one ignoring SIGTERM.
     family = (
@@ -176,7 +176,7 @@ async def test_stop_leaves_no_process_behind(make_sim: Any, tmp_path: Path) -> N
         "time.sleep(60)\n"
     )
     await sim.create("family", {"name": "main", "image": "x", "command": [PY, "-c", family]})
-    await sim.create("stubborn", term_aware(tmp_path / "term", ignore=True))
+    await sim.create("stubborn", term_aware(shared_dir / "term", ignore=True))
     pids = await sim.pids("family", count=2) + await sim.pids("stubborn")
     assert len(pids) == 3 and all(alive(pid) for pid in pids)
     await sim.cluster.stop()

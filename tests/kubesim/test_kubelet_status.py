@@ -8,6 +8,7 @@ Containers are real local processes; every observation is a watch or a GET.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -125,8 +126,8 @@ async def test_tcp_probe_and_no_probe_both_turn_ready(sim: Any, pod_port: int) -
     assert plain.status.qos_class == "BestEffort"
 
 
-async def test_exec_probe_readiness_follows_its_exit_code(sim: Any, tmp_path: Any) -> None:
-    flag = tmp_path / "ready-flag"
+async def test_exec_probe_readiness_follows_its_exit_code(sim: Any, shared_dir: Path) -> None:
+    flag = shared_dir / "ready-flag"  # the probe runs as the pod's user: a place it can reach
     check = [PY, "-c", f"import os,sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"]
     limits = {"limits": {"cpu": "500m", "memory": "128Mi"}}
     await sim.create("exec", sleeper(readinessProbe={"exec": {"command": check}}, resources=limits))

@@ -12,9 +12,11 @@ address, and a pod that recovers is routed again.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +78,22 @@ class Kube:
 
 
 @pytest.fixture
+def sick_dir() -> Iterator[Path]:
+    """Where the test marks the pod sick: run as root, the pod has a user of its own,
+    who cannot pass pytest's tmp_path (0700), so a directory it may pass."""
+    path = Path(tempfile.mkdtemp(prefix="frail-sick-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 async def kube_and_browser(
-    make_podgate: Any, tmp_path: Path, request: pytest.FixtureRequest
+    make_podgate: Any, sick_dir: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Kube, Browser]]:
-    podgate = await make_podgate(frail_settings(tmp_path, **getattr(request, "param", {})))
+    podgate = await make_podgate(frail_settings(sick_dir, **getattr(request, "param", {})))
     kube = Kube(podgate)
     async with Browser(podgate.public_url) as browser:
         events = await browser.start_server(USER, seconds=20)
@@ -196,12 +210,12 @@ async def test_evicted_pod_in_use_sends_the_user_to_spawn(
 
 
 async def test_pod_that_turns_not_ready_loses_its_route_and_gets_it_back(
-    kube_and_browser: tuple[Kube, Browser], tmp_path: Path
+    kube_and_browser: tuple[Kube, Browser], sick_dir: Path
 ) -> None:
     kube, browser = kube_and_browser
     before = await served_by(browser)
     assert before.startswith("frail:")
-    sick = tmp_path / f"{USER}.sick"
+    sick = sick_dir / f"{USER}.sick"
     sick.touch()
     # The probe runs every 2 s and fails 3 times before the pod is NotReady.
     seen = await until_sent_to_spawn(browser, seconds=12)
