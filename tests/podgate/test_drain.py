@@ -151,8 +151,12 @@ async def test_sigterm_closes_websockets_with_1001_both_ways(
                 assert (await asyncio.wait_for(ws.receive(), 5)).data == f"echo:hello {n}"
             stopped_at = time.monotonic()
             podgate.process.send_signal(signal.SIGTERM)
-            for ws in sockets:
-                message = await asyncio.wait_for(ws.receive(), GRACE)
+            # Both read at once, as browsers do: each answers its close frame at
+            # once, inside the time the relay lingers for the answer.
+            messages = await asyncio.gather(
+                *(asyncio.wait_for(ws.receive(), GRACE) for ws in sockets)
+            )
+            for ws, message in zip(sockets, messages, strict=True):
                 assert message.type is WSMsgType.CLOSE
                 assert ws.close_code == 1001
             status = await asyncio.wait_for(podgate.process.wait(), GRACE)

@@ -425,6 +425,11 @@ async def test_the_wait_doubles_and_the_right_password_works_once_it_is_over(
 # --- oversized and slow bodies ------------------------------------------------------
 
 
+# Refused without being read to the end: well inside the 20 s a slow body is given,
+# however busy the machine.
+NO_HANG = 10.0
+
+
 async def test_a_one_mebibyte_form_is_refused_quickly(make_podgate: Any) -> None:
     pg = await make_podgate()
     async with Browser(pg.public_url) as eve:
@@ -436,13 +441,13 @@ async def test_a_one_mebibyte_form_is_refused_quickly(make_podgate: Any) -> None
                 path, {"_xsrf": token, "username": "eve", "password": "x" * (1 << 20)}
             )
             assert response.status == 413, (path, response.status)
-            assert time.monotonic() - began < 2.0
+            assert time.monotonic() - began < NO_HANG
         # Many small fields: up to aiohttp's 1,000 an ordinary refusal, beyond it 413; no hang.
         for count, status in ((900, 403), (5000, 413)):
             began = time.monotonic()
             response = await eve.post("/hub/login", {f"f{i}": "v" for i in range(count)})
             assert response.status == status, count
-            assert time.monotonic() - began < 2.0
+            assert time.monotonic() - began < NO_HANG
         assert (await eve.get("/hub/home", allow_redirects=False)).status == 200
 
 

@@ -98,6 +98,19 @@ def p50_p99(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+# What a hot path that waited on the Kubernetes API would cost at least (its calls
+# time out after seconds); a busy machine's scheduling stalls stay well below it.
+_BLOCKED = 2.0
+
+
+def assert_latency_held(baseline: list[float], during: list[float]) -> None:
+    """Running users' latency during a fault is what it was before: the median (robust
+    on a busy machine) within 2x plus 5 ms, the p99 below 5x or the cost of a block."""
+    base, out = p50_p99(baseline), p50_p99(during)
+    assert out[0] < base[0] * 2 + 0.005, f"median before {base[0]:.4f} s, during {out[0]:.4f} s"
+    assert out[1] < max(_BLOCKED, base[1] * 5), f"p99 before {base[1]:.4f} s, during {out[1]:.4f} s"
+
+
 async def keep_serving_for(browser: Browser, user: str, seconds: float) -> list[float]:
     """`keep_serving` for a fixed time: the baseline, paced like the load during a fault."""
     stop = asyncio.Event()
@@ -239,8 +252,7 @@ async def test_dropped_watches_and_410_keep_routes_and_pods(world: World) -> Non
     assert await world.ready() == 200
     # A start after the relists is seen through: the watch works again.
     assert (await attempt(world, "bob")).ready
-    base, out = p50_p99(before), p50_p99(during)
-    assert out[0] < base[0] * 2 + 0.002, (base, out)
+    assert_latency_held(before, during)
 
 
 async def _gt(value: int, than: int) -> bool:
@@ -268,10 +280,7 @@ async def test_a_slow_api_fails_spawns_not_users(world: World) -> None:
     print(
         f"slow API: p50/p99 before {p50_p99(baseline)}, during {p50_p99(during)}, n={len(during)}"
     )
-    assert p50_p99(during)[1] < max(0.05, p50_p99(baseline)[1] * 5), (
-        p50_p99(baseline),
-        p50_p99(during),
-    )
+    assert_latency_held(baseline, during)
 
 
 async def test_api_away_for_a_while(world: World) -> None:
@@ -306,5 +315,5 @@ async def test_api_away_for_a_while(world: World) -> None:
     assert world.routes() >= routes
     base, out = p50_p99(baseline), p50_p99(during)
     assert len(during) > OUTAGE_SECONDS * 10
-    assert out[0] < base[0] * 2 + 0.002 and out[1] < max(0.05, base[1] * 5), (base, out)
+    assert_latency_held(baseline, during)
     print(f"outage {OUTAGE_SECONDS:.0f}s: p50/p99 before {base}, during {out}, n={len(during)}")
