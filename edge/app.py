@@ -69,12 +69,24 @@ _KIND_OF_SOURCE = {RouteSource.PODS: "user", RouteSource.API: "api", RouteSource
 
 class SessionLike(Protocol):
     user: str
+    issued: float  # epoch seconds
 
 
 class SessionVerifier(Protocol):
     """What the edge needs from edge.session.SessionCodec: verify or raise InvalidSession."""
 
     def verify(self, value: str) -> SessionLike: ...
+
+
+class SessionPolicy(Protocol):
+    """Whether a verified session still counts: its user still allowed by the running
+    config, and not signed out (everywhere) since the session was issued.
+
+    Asked on every request, after the (cached) signature check, so a cached
+    cookie never outlives a revocation: it must be a few dict and set lookups.
+    """
+
+    def admits(self, user: str, issued: float) -> bool: ...
 
 
 # Recorded for a request whose client went away before it was answered (nginx's 499).
@@ -107,11 +119,13 @@ class Edge:
         sessions: SessionVerifier | None,
         pool: UpstreamPool,
         hub_enabled: bool,
+        policy: SessionPolicy | None = None,
     ) -> None:
         self.table = table
         self.settings = settings
         self.stats = stats
         self.sessions = sessions
+        self.policy = policy
         self.pool = pool
         self.hub_enabled = hub_enabled
         # WebSockets relayed on this path, told 1001 Going Away when the server stops.
@@ -176,10 +190,13 @@ class Edge:
         if len(values) == 1:
             # The common case, one session cookie: no list of rejections to build.
             try:
-                user = sessions.verify(values[0]).user
+                session = sessions.verify(values[0])
             except Exception:  # not forwardable; whoever answers counts the rejection
                 return None
-            return route if settings.may_access(user, route.user) else None
+            policy = self.policy
+            if policy is not None and not policy.admits(session.user, session.issued):
+                return None
+            return route if settings.may_access(session.user, route.user) else None
         rejected: list[str] = []
         found = self._verified_user(values, rejected)
         if found is None or not settings.may_access(found, route.user):
@@ -303,11 +320,16 @@ class Edge:
         """The user of the first value that verifies; reasons of those that did not, in order."""
         if self.sessions is None:
             return None
+        policy = self.policy
         for value in values:
             try:
-                return self.sessions.verify(value).user
+                session = self.sessions.verify(value)
             except Exception as e:  # any failure to verify is "no session", never a 500
                 rejected.append(getattr(e, "reason", "malformed"))
+                continue
+            if policy is None or policy.admits(session.user, session.issued):
+                return session.user
+            rejected.append("revoked")  # signed out since, or no longer allowed
         return None
 
     async def go_away(self, _app: web.Application | None = None) -> None:
@@ -356,13 +378,16 @@ def build_public_app(
     sessions: SessionVerifier | None,
     hub: web.Application | None = None,
     pool: UpstreamPool | None = None,
+    policy: SessionPolicy | None = None,
 ) -> web.Application:
     """The Application to serve on the public port.
 
     With the control plane enabled and `hub` given, `hub` itself is returned
     with the edge inserted as its outermost middleware and a last catch-all
     route (so it must not be frozen yet, and all its routes must already be
-    added); otherwise a fresh Application. The upstream pool is closed
+    added); otherwise a fresh Application. `policy` (the control plane's
+    sign-out records and allowed users) is asked about every verified
+    session; None admits every one. The upstream pool is closed
     on the app's cleanup. Serve it with handler_cancellation=True so a
     browser hanging up cancels the upstream request at once.
     """
@@ -374,6 +399,7 @@ def build_public_app(
         sessions=sessions,
         pool=pool or UpstreamPool(settings.upstream),
         hub_enabled=use_hub,
+        policy=policy,
     )
     app = hub if use_hub and hub is not None else web.Application()
     app.middlewares.insert(0, edge)

@@ -113,6 +113,8 @@ class Podgate:
                 stats=self.stats,
                 sessions=self.sessions,
                 hub=hub,
+                # Sign-outs and removed users, applied by the edge on every request.
+                policy=self.control.gate if self.control is not None else None,
             )
             ops = build_ops_app(
                 table=self.table,
