@@ -1,4 +1,5 @@
-"""Wire the control plane: Kubernetes client, pod and event informers, spawner, hub app.
+"""Wire the control plane: Kubernetes client, informers (pods, events, user records),
+spawner, session gate, hub app.
 
 Wiring only: which parts exist, what each is handed, in which order they
 start and stop. The embedded kubesim of the local default runs a real
@@ -237,7 +238,9 @@ class ControlPlane:
         Everything new is built first; a ConfigError leaves the running settings
         untouched, and only then are they swapped, so nothing is half applied.
         Sessions, open connections, the login throttle's counts and spawns under
-        way are kept; new spawner settings apply to pods started from now on.
+        way are kept (sessions of users no longer allowed are refused from their
+        next request: the session gate); new spawner settings apply to pods
+        started from now on.
         """
         hub = self.hub
         if hub is None:  # proxy-only: nothing of the control plane runs

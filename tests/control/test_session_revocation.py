@@ -9,6 +9,7 @@ verified (and cached) a moment before.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import AsyncIterator
 
@@ -183,8 +184,15 @@ async def test_a_sign_in_writes_the_user_record_every_replica_watches(
         record = await kube.get("configmaps", "podgate", "podgate-user-ada")
         assert before <= int(record["data"][NOT_BEFORE]) <= time.time() + 1
     # Listed through the API (from the record), with no server and not in the config.
-    listed = await api(podgate, "GET", "/users/ada")
-    assert listed.status == 200
+    headers = {"Authorization": f"token {TOKEN}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as client,
+        client.get(podgate.ops_url + "/hub/api/users/ada") as listed,
+    ):
+        assert listed.status == 200
+        model = await listed.json()
+    created = datetime.datetime.fromisoformat(model["created"].replace("Z", "+00:00"))
+    assert int(before) <= created.timestamp() <= time.time()
 
 
 async def test_deleting_a_user_through_the_api_ends_their_sessions(podgate: Podgate) -> None:
