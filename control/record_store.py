@@ -45,6 +45,8 @@ class UserRecordStore:
         self._records: dict[str, UserRecord] = {}
         self._not_before: dict[str, float] = {}  # the hot path's lookup
         self._users: frozenset[str] | None = None  # listed users, rebuilt on change
+        # Told the user whose sign-out everywhere arrived (their not-before rose).
+        self.on_sign_out: Callable[[str], None] | None = None
 
     # -- reading (no I/O) ----------------------------------------------------------
 
@@ -83,8 +85,10 @@ class UserRecordStore:
         if known is None or known.removed != record.removed:
             self._users = None
         self._records[record.user] = record
-        if record.not_before:
+        if record.not_before > self._not_before.get(record.user, 0.0):
             self._not_before[record.user] = record.not_before
+            if self.on_sign_out is not None:
+                self.on_sign_out(record.user)
 
     # -- writing -------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ never does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from control.auth import UserAccess
@@ -39,6 +39,8 @@ class SessionGate:
         sign_outs: SignOuts | None = None,
     ) -> None:
         self._sign_outs = sign_outs or _NoSignOuts()
+        # Told when sessions may have ended (the edge then rechecks open WebSockets).
+        self.on_change: Callable[[], None] | None = None
         self.update(access, accounts)
 
     def update(self, access: UserAccess, accounts: Collection[str] | None) -> None:
@@ -47,6 +49,12 @@ class SessionGate:
         # Built whole, then swapped: a request sees the old rule or the new one.
         allowed = access.allowed_users | access.admins if access.allowed_users else None
         self._rule = (allowed, frozenset(accounts) if accounts is not None else None)
+        self.changed()
+
+    def changed(self) -> None:
+        """Sessions may have ended: a sign-out everywhere arrived, or the config changed."""
+        if self.on_change is not None:
+            self.on_change()
 
     def admits(self, user: str, issued: float) -> bool:
         allowed, accounts = self._rule

@@ -50,6 +50,7 @@ from edge.upstream import UpstreamPool
 from edge.websocket import relay_websocket
 from edge.ws_handshake import wants_websocket
 from edge.ws_relay import ByteRelay
+from edge.ws_sessions import OpenWebSockets, TrackedRelays
 from metrics.edge_stats import EdgeStats
 from routes import Route, RouteSource, RouteTable, normalise_path
 
@@ -130,6 +131,10 @@ class Edge:
         self.hub_enabled = hub_enabled
         # WebSockets relayed on this path, told 1001 Going Away when the server stops.
         self.websockets: set[ByteRelay] = set()
+        # Every relayed WebSocket on either lane with its opening request, so it ends
+        # with its session (sessions_changed).
+        self.open_websockets = OpenWebSockets()
+        self._recheck_due = False
         self.request_ids = RequestIds()
         hub = settings.hub_prefix.rstrip("/")
         self._hub_paths = (hub + "/", hub)
@@ -267,8 +272,16 @@ class Edge:
         headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY) or self.request_ids.new()
         upstream_path = route.target.base_path + raw
         if wants_websocket(request.headers):
+            relays = TrackedRelays(
+                self.websockets,
+                self.open_websockets,
+                request.host,
+                raw,
+                # Only the Cookie headers that carry the session: what forwardable reads.
+                [c for c in request.headers.getall("Cookie", ()) if self.settings.cookie_name in c],
+            )
             return await relay_websocket(
-                request, route, upstream_path, headers, self.stats, self.settings, self.websockets
+                request, route, upstream_path, headers, self.stats, self.settings, relays
             )
         response = await proxy_http(
             request,
@@ -331,6 +344,28 @@ class Edge:
                 return session.user
             rejected.append("revoked")  # signed out since, or no longer allowed
         return None
+
+    def sessions_changed(self) -> None:
+        """Some sessions may have ended (the wiring calls this on a sign-out or a reload):
+        soon, once for a burst of calls, every open WebSocket whose handshake would now be
+        refused is told 1001 Going Away."""
+        if self._recheck_due:
+            return
+        self._recheck_due = True
+        try:
+            asyncio.get_running_loop().call_soon(self._recheck_websockets)
+        except RuntimeError:  # no loop running (a test's reload): now
+            self._recheck_websockets()
+
+    def _recheck_websockets(self) -> None:
+        self._recheck_due = False
+
+        def still_allowed(host: str, raw_path: str, cookies: Sequence[str]) -> bool:
+            return self.forwardable(host, raw_path, cookies) is not None
+
+        ended = self.open_websockets.recheck(still_allowed)
+        if ended:
+            log.info("%d WebSocket(s) closed: their sessions ended", ended)
 
     async def go_away(self, _app: web.Application | None = None) -> None:
         """The server stops (on_shutdown): every relayed WebSocket gets 1001 Going Away."""

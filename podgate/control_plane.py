@@ -193,6 +193,8 @@ class ControlPlane:
             )
         access = build_access(config.auth)
         self.gate = SessionGate(access, accounts_of(authenticator), self.record_store)
+        gate = self.gate
+        self.record_store.on_sign_out = lambda _user: gate.changed()
         hub = Hub(
             sessions=self.sessions,
             cookies=CookieSettings(

@@ -9,9 +9,11 @@ verified (and cached) a moment before.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
@@ -24,6 +26,7 @@ from podgate.assembly import Podgate
 from podgate.reload import apply_config
 
 COOKIE = "podgate-session"
+ENDED = (1001, "session ended")  # the close frame a signed-out user's WebSocket gets
 TOKEN = "test-revocation-token-0123456789"
 SETTINGS = {
     "auth": {"admins": ["root"]},
@@ -203,3 +206,68 @@ async def test_deleting_a_user_through_the_api_ends_their_sessions(podgate: Podg
         assert (await api(podgate, "DELETE", "/users/ada")).status == 204
         assert (await with_cookie(podgate, "/hub/home", cookie)).status != 200
         assert (await api(podgate, "GET", "/users/ada")).status == 404
+
+
+async def open_socket(
+    stack: AsyncExitStack, podgate: Podgate, user: str, cookie: str, **headers: str
+) -> aiohttp.ClientWebSocketResponse:
+    """A WebSocket to the user's pod on a connection of its own (a fresh one starts in the
+    fast lane; one that served a hub page was handed to aiohttp for good)."""
+    client = await stack.enter_async_context(aiohttp.ClientSession(cookies={COOKIE: cookie}))
+    ws = await client.ws_connect(
+        f"{podgate.public_url}/user/{user}/ws",
+        headers=headers or None,
+        timeout=aiohttp.ClientWSTimeout(ws_close=2),
+    )
+    stack.push_async_callback(ws.close)
+    await ws.send_str("hello")
+    reply = await ws.receive(timeout=5)
+    assert reply.type == aiohttp.WSMsgType.TEXT and reply.data == "hello", reply
+    return ws
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse, seconds: float = 5.0) -> object:
+    """The close frame's (code, reason) the socket gets within `seconds` (bounded)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            message = await ws.receive()
+            if message.type == aiohttp.WSMsgType.CLOSE:
+                return message.data, message.extra
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+
+
+async def test_a_sign_out_closes_the_users_open_websockets_on_both_lanes(
+    podgate: Podgate,
+) -> None:
+    async with (
+        Browser(podgate.public_url) as ada,
+        Browser(podgate.public_url) as tab,
+        Browser(podgate.public_url) as bob,
+        AsyncExitStack() as stack,
+    ):
+        await ada.start_server("ada")
+        await bob.start_server("bob")
+        assert (await tab.login("ada", next_url="/hub/home")).status == 200
+        fast = await open_socket(stack, podgate, "ada", cookie_of(ada))
+        # A body length on the handshake hands it to aiohttp's relay (the other lane).
+        slow = await open_socket(stack, podgate, "ada", cookie_of(ada), **{"Content-Length": "0"})
+        bobs = await open_socket(stack, podgate, "bob", cookie_of(bob))
+        assert podgate.edge is not None
+        assert len(podgate.edge.open_websockets) == 3
+        assert len(podgate.edge.websockets) == 1  # the one aiohttp relays
+        await tab.post("/hub/logout", {"_xsrf": await tab.xsrf("/hub/home")})
+        assert await closed_with(fast) == ENDED
+        assert await closed_with(slow) == ENDED
+        await bobs.send_str("still here")
+        assert (await bobs.receive(timeout=5)).data == "still here"
+        assert len(podgate.edge.open_websockets) == 1
+
+
+async def test_a_reload_removing_a_user_closes_their_open_websockets(podgate: Podgate) -> None:
+    async with Browser(podgate.public_url) as ada, AsyncExitStack() as stack:
+        await ada.start_server("ada")
+        ws = await open_socket(stack, podgate, "ada", cookie_of(ada))
+        apply_config(podgate, podgate_config({**SETTINGS, "auth": {
+            "admins": ["root"], "allowed_users": ["bob"],
+        }}))  # fmt: skip
+        assert await closed_with(ws) == ENDED

@@ -525,6 +525,11 @@ async def test_logout_at_one_replica_ends_the_session_at_the_other(
         copy = session_cookie(browser)
         for replica in (a, b):
             assert await cookie_reaches(replica, copy, "/user/eve/hello"), replica.public
+        # A WebSocket open at replica B when she signs out at A.
+        holder = aiohttp.ClientSession(cookies={"podgate-session": copy})
+        ws = await holder.ws_connect(
+            f"{b.public}/user/eve/ws", timeout=aiohttp.ClientWSTimeout(ws_close=2)
+        )
         browser.base_url = a.public
         xsrf = await browser.xsrf("/hub/home")
         signed_out = await browser.post("/hub/logout", {"_xsrf": xsrf}, allow_redirects=False)
@@ -535,11 +540,17 @@ async def test_logout_at_one_replica_ends_the_session_at_the_other(
         assert not await cookie_reaches(a, copy, "/user/eve/hello")
         await refused_within(b, copy, "eve", SIGN_OUT_SECONDS)
         print(f"logout at A: session refused at B {time.monotonic() - at:.3f} s after")
+        closing = await ws.receive(timeout=SIGN_OUT_SECONDS)
+        assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+        assert (closing.data, closing.extra) == (1001, "session ended"), closing
+        print(f"logout at A: WebSocket at B closed {time.monotonic() - at:.3f} s after")
         # Signing in again works at both.
         browser.base_url = deployment.url
         assert (await browser.login("eve", next_url="/hub/home")).status == 200
         await routed_by_both(browser, "eve")
     finally:
+        if "holder" in locals():
+            await holder.close()
         await browser.close()
 
 
