@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 NOT_ALLOWED = "This account may not use this service. Ask an administrator for access."
 # Longest wait for a sign-out's second to pass (more means the replicas' clocks disagree).
 MAX_SIGN_OUT_WAIT = 1.5
+# Longest a slow Kubernetes API may hold a sign-in (for the record) or a sign-out (for
+# ending the other sessions); past it the write is given up and logged.
+SIGN_IN_RECORD_SECONDS = 2.0
+SIGN_OUT_RECORD_SECONDS = 5.0
 
 
 def _next_for(user: str, requested: str) -> str:
@@ -107,9 +111,10 @@ async def _record_sign_in(hub: Hub, user: str) -> None:
     if wait > 0:
         await asyncio.sleep(min(wait, MAX_SIGN_OUT_WAIT))
     try:
-        await records.signed_in(user)
-    except KubeError as e:  # the sign-in itself needs no record: let the user in
-        log.warning("login %s: their user record was not written: %s", user, e)
+        async with asyncio.timeout(SIGN_IN_RECORD_SECONDS):
+            await records.signed_in(user)
+    except (KubeError, TimeoutError) as e:  # the sign-in itself needs no record: let them in
+        log.warning("login %s: their user record was not written: %r", user, e)
 
 
 async def logout_page(request: web.Request) -> web.StreamResponse:
@@ -131,8 +136,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
     clear_session(response, hub.cookies)
     if user is not None and hub.records is not None:
         try:
-            await hub.records.sign_out_everywhere(user)
-        except KubeError as e:
+            async with asyncio.timeout(SIGN_OUT_RECORD_SECONDS):
+                await hub.records.sign_out_everywhere(user)
+        except (KubeError, TimeoutError) as e:
             # The browser's cookie is gone all the same; a copy of it would still work.
             log.warning("logout %s: other sessions not ended, the record failed: %s", user, e)
         else:
