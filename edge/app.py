@@ -1,8 +1,10 @@
 """The public edge: one function that builds the aiohttp app serving the public port.
 
 Per request, once: normalise the path (routes.normalise_path), look the route
-up, check the session cookie for routes that require one, authorize, then
-proxy the HTTP request (edge.proxy) or relay the WebSocket (edge.websocket).
+up, check the session cookie for routes that require one (its signature, then
+whether it still counts: the SessionPolicy the wiring hands in, for sign-outs
+and removed users), authorize, then proxy the HTTP request (edge.proxy) or
+relay the WebSocket (edge.websocket).
 With the control plane enabled, /hub/ and anything unroutable go to the
 control plane's Application; in proxy-only mode everything is routed by the
 table and no route is a 404, as configurable-http-proxy does.
