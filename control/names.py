@@ -80,6 +80,11 @@ def pvc_name(user: str, prefix: str = "claim-") -> str:
     return _fit(prefix, escape(user))
 
 
+def record_name(user: str, prefix: str = "podgate-user-") -> str:
+    """The name of the user's record (a ConfigMap every replica watches: control.user_records)."""
+    return _fit(prefix, escape(user))
+
+
 def user_label(user: str) -> str:
     """The user label value: at most 63 characters, starting and ending alphanumeric.
 

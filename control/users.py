@@ -1,11 +1,12 @@
-"""Who the users are: everyone the configuration names, everyone with a server, and
-everyone who signed in or was created through the API since this process started.
+"""Who the users are: everyone the configuration names, everyone with a server,
+everyone with a user record, and everyone who signed in or was created
+through the API since this process started.
 
-Kubernetes holds servers, not users, so a user with no server and no entry
-in the configuration is known only to the replica that saw them (as a
-JupyterHub without a database would); the configuration and the pods are
-the same for every replica. Plain data: no I/O; the pod informer's cache is
-read, never written.
+The configuration, the pods and the user records (control.user_records: a
+ConfigMap per user who signed in or was created, at any replica) are the same
+for every replica, so every replica lists the same users; the remembered ones
+only cover a record that could not be written. Plain data: no I/O; the
+informers' caches are read, never written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from control.names import normalise_username
 
 # Users remembered from sign-ins and API creation, beyond the configured ones.
 MAX_REMEMBERED = 200_000
+_NO_RECORDS: frozenset[str] = frozenset()
 
 
 class UserDirectory:
@@ -26,15 +28,19 @@ class UserDirectory:
         configured: Iterable[str] = (),
         *,
         server_users: Callable[[], Iterable[str]] = tuple,
+        recorded_users: Callable[[], frozenset[str]] = lambda: _NO_RECORDS,
     ) -> None:
         """`configured`: names from the config (users, admins, allowed users);
-        `server_users`: the users who have a pod now (read from the pod informer).
+        `server_users`: the users who have a pod now (read from the pod informer);
+        `recorded_users`: the users with a record (the same object until one changes).
         """
         self._configured = frozenset(normalise_username(n) for n in configured)
         self._remembered: dict[str, None] = {}
         self._server_users = server_users
+        self._recorded_users = recorded_users
         self._sorted: list[str] | None = None
         self._server_snapshot: frozenset[str] = frozenset()
+        self._recorded_snapshot = _NO_RECORDS
 
     def replace_configured(self, configured: Iterable[str]) -> None:
         """A config reload named these users; remembered ones stay remembered."""
@@ -62,7 +68,10 @@ class UserDirectory:
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and (
-            name in self._configured or name in self._remembered or name in self._servers()
+            name in self._configured
+            or name in self._remembered
+            or name in self._recorded_users()
+            or name in self._servers()
         )
 
     def __len__(self) -> int:
@@ -73,10 +82,15 @@ class UserDirectory:
 
     def names(self) -> list[str]:
         """Every user name, sorted (a shared list: do not change it)."""
-        servers = self._servers()
-        if self._sorted is None or servers != self._server_snapshot:
-            self._server_snapshot = servers
-            self._sorted = sorted(self._configured | self._remembered.keys() | servers)
+        servers, recorded = self._servers(), self._recorded_users()
+        # The records' set is rebuilt only when one changes: identity says "unchanged".
+        if (
+            self._sorted is None
+            or servers != self._server_snapshot
+            or recorded is not self._recorded_snapshot
+        ):
+            self._server_snapshot, self._recorded_snapshot = servers, recorded
+            self._sorted = sorted(self._configured | self._remembered.keys() | servers | recorded)
         return self._sorted
 
     def _servers(self) -> frozenset[str]:

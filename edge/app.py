@@ -1,8 +1,10 @@
 """The public edge: one function that builds the aiohttp app serving the public port.
 
 Per request, once: normalise the path (routes.normalise_path), look the route
-up, check the session cookie for routes that require one, authorize, then
-proxy the HTTP request (edge.proxy) or relay the WebSocket (edge.websocket).
+up, check the session cookie for routes that require one (its signature, then
+whether it still counts: the SessionPolicy the wiring hands in, for sign-outs
+and removed users), authorize, then proxy the HTTP request (edge.proxy) or
+relay the WebSocket (edge.websocket).
 With the control plane enabled, /hub/ and anything unroutable go to the
 control plane's Application; in proxy-only mode everything is routed by the
 table and no route is a 404, as configurable-http-proxy does.
@@ -55,6 +57,7 @@ from edge.upstream import UpstreamPool
 from edge.websocket import relay_websocket
 from edge.ws_handshake import wants_websocket
 from edge.ws_relay import ByteRelay
+from edge.ws_sessions import OpenWebSockets, TrackedRelays
 from metrics.edge_stats import EdgeStats
 from routes import Route, RouteSource, RouteTable, normalise_path
 
@@ -74,12 +77,24 @@ _KIND_OF_SOURCE = {RouteSource.PODS: "user", RouteSource.API: "api", RouteSource
 
 class SessionLike(Protocol):
     user: str
+    issued: float  # epoch seconds
 
 
 class SessionVerifier(Protocol):
     """What the edge needs from edge.session.SessionCodec: verify or raise InvalidSession."""
 
     def verify(self, value: str) -> SessionLike: ...
+
+
+class SessionPolicy(Protocol):
+    """Whether a verified session still counts: its user still allowed by the running
+    config, and not signed out (everywhere) since the session was issued.
+
+    Asked on every request, after the (cached) signature check, so a cached
+    cookie never outlives a revocation: it must be a few dict and set lookups.
+    """
+
+    def admits(self, user: str, issued: float) -> bool: ...
 
 
 # Recorded for a request whose client went away before it was answered (nginx's 499).
@@ -112,15 +127,21 @@ class Edge:
         sessions: SessionVerifier | None,
         pool: UpstreamPool,
         hub_enabled: bool,
+        policy: SessionPolicy | None = None,
     ) -> None:
         self.table = table
         self.settings = settings
         self.stats = stats
         self.sessions = sessions
+        self.policy = policy
         self.pool = pool
         self.hub_enabled = hub_enabled
         # WebSockets relayed on this path, told 1001 Going Away when the server stops.
         self.websockets: set[ByteRelay] = set()
+        # Every relayed WebSocket on either lane with its opening request, so it ends
+        # with its session (sessions_changed).
+        self.open_websockets = OpenWebSockets()
+        self._recheck_due = False
         self.request_ids = RequestIds()
         hub = settings.hub_prefix.rstrip("/")
         self._hub_paths = (hub + "/", hub)
@@ -181,10 +202,13 @@ class Edge:
         if len(values) == 1:
             # The common case, one session cookie: no list of rejections to build.
             try:
-                user = sessions.verify(values[0]).user
+                session = sessions.verify(values[0])
             except Exception:  # not forwardable; whoever answers counts the rejection
                 return None
-            return route if settings.may_access(user, route.user) else None
+            policy = self.policy
+            if policy is not None and not policy.admits(session.user, session.issued):
+                return None
+            return route if settings.may_access(session.user, route.user) else None
         rejected: list[str] = []
         found = self._verified_user(values, rejected)
         if found is None or not settings.may_access(found, route.user):
@@ -267,8 +291,16 @@ class Edge:
         headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY) or self.request_ids.new()
         upstream_path = route.target.base_path + raw
         if wants_websocket(request.headers):
+            relays = TrackedRelays(
+                self.websockets,
+                self.open_websockets,
+                request.host,
+                raw,
+                # Only the Cookie headers that carry the session: what forwardable reads.
+                [c for c in request.headers.getall("Cookie", ()) if self.settings.cookie_name in c],
+            )
             return await relay_websocket(
-                request, route, upstream_path, headers, self.stats, self.settings, self.websockets
+                request, route, upstream_path, headers, self.stats, self.settings, relays
             )
         response = await proxy_http(
             request,
@@ -320,12 +352,39 @@ class Edge:
         """The user of the first value that verifies; reasons of those that did not, in order."""
         if self.sessions is None:
             return None
+        policy = self.policy
         for value in values:
             try:
-                return self.sessions.verify(value).user
+                session = self.sessions.verify(value)
             except Exception as e:  # any failure to verify is "no session", never a 500
                 rejected.append(getattr(e, "reason", "malformed"))
+                continue
+            if policy is None or policy.admits(session.user, session.issued):
+                return session.user
+            rejected.append("revoked")  # signed out since, or no longer allowed
         return None
+
+    def sessions_changed(self) -> None:
+        """Some sessions may have ended (the wiring calls this on a sign-out or a reload):
+        soon, once for a burst of calls, every open WebSocket whose handshake would now be
+        refused is told 1001 Going Away."""
+        if self._recheck_due:
+            return
+        self._recheck_due = True
+        try:
+            asyncio.get_running_loop().call_soon(self._recheck_websockets)
+        except RuntimeError:  # no loop running (a test's reload): now
+            self._recheck_websockets()
+
+    def _recheck_websockets(self) -> None:
+        self._recheck_due = False
+
+        def still_allowed(host: str, raw_path: str, cookies: Sequence[str]) -> bool:
+            return self.forwardable(host, raw_path, cookies) is not None
+
+        ended = self.open_websockets.recheck(still_allowed)
+        if ended:
+            log.info("%d WebSocket(s) closed: their sessions ended", ended)
 
     async def go_away(self, _app: web.Application | None = None) -> None:
         """The server stops (on_shutdown): every relayed WebSocket gets 1001 Going Away."""
@@ -373,13 +432,16 @@ def build_public_app(
     sessions: SessionVerifier | None,
     hub: web.Application | None = None,
     pool: UpstreamPool | None = None,
+    policy: SessionPolicy | None = None,
 ) -> web.Application:
     """The Application to serve on the public port.
 
     With the control plane enabled and `hub` given, `hub` itself is returned
     with the edge inserted as its outermost middleware and a last catch-all
     route (so it must not be frozen yet, and all its routes must already be
-    added); otherwise a fresh Application. The upstream pool is closed
+    added); otherwise a fresh Application. `policy` (the control plane's
+    sign-out records and allowed users) is asked about every verified
+    session; None admits every one. The upstream pool is closed
     on the app's cleanup. Serve it with handler_cancellation=True so a
     browser hanging up cancels the upstream request at once.
     """
@@ -391,6 +453,7 @@ def build_public_app(
         sessions=sessions,
         pool=pool or UpstreamPool(settings.upstream),
         hub_enabled=use_hub,
+        policy=policy,
     )
     app = hub if use_hub and hub is not None else web.Application()
     app.middlewares.insert(0, edge)

@@ -5,6 +5,10 @@ signed with itsdangerous (HMAC-SHA256). Several secrets are accepted so keys
 can be rotated; the FIRST secret signs. Verified values are kept in a bounded
 LRU keyed by the raw cookie value, so the hot path pays for one HMAC per
 cookie, not per request; a cached value is still rejected once it expires.
+A session carries its issue time (whole seconds, itsdangerous's timestamp)
+so that whoever holds the sign-out records can refuse sessions issued before
+a user's sign-out: that check is the caller's (edge.app's SessionPolicy),
+made on every request, so this cache never outlives a revocation.
 
 ``verify`` must never raise anything but InvalidSession, whatever the input:
 a bad cookie is "no session", never a 500. Nothing here does I/O.
@@ -40,6 +44,7 @@ REASONS = ("malformed", "bad_signature", "expired")
 class Session:
     user: str
     expires: float  # epoch seconds
+    issued: float  # epoch seconds, whole: when issue() signed it
 
 
 class InvalidSession(Exception):
@@ -150,9 +155,10 @@ class SessionCodec:
             raise InvalidSession("malformed") from None
         if not user:
             raise InvalidSession("malformed")
-        expires = signed_at.timestamp() + self.max_age_seconds
+        issued = signed_at.timestamp()
+        expires = issued + self.max_age_seconds
         # itsdangerous rounds ages to whole seconds; apply the same cut-off as
         # the cache does, so a value never comes back to life after eviction.
         if time.time() > expires:
             raise InvalidSession("expired")
-        return Session(user=user, expires=expires)
+        return Session(user=user, expires=expires, issued=issued)

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -98,6 +99,14 @@ def _websocket_settings(settings: EdgeSettings) -> WebSocketSettings:
     return found if isinstance(found, WebSocketSettings) else DEFAULT_SETTINGS
 
 
+class RelaySet(Protocol):
+    """Where a running relay is kept: a set, or edge.ws_sessions.TrackedRelays."""
+
+    def add(self, relay: ByteRelay) -> None: ...
+
+    def discard(self, relay: ByteRelay) -> None: ...
+
+
 async def relay_websocket(
     request: web.BaseRequest,
     route: Route,
@@ -105,7 +114,7 @@ async def relay_websocket(
     headers: CIMultiDict[str],
     stats: EdgeStats,
     settings: EdgeSettings,
-    relays: set[ByteRelay] | None = None,
+    relays: RelaySet | None = None,
 ) -> web.StreamResponse:
     """Relay one WebSocket between the browser and the route's pod; returns when both are closed.
 

@@ -26,6 +26,7 @@ import struct
 
 GOING_AWAY = 1001
 REASON = b"server shutting down"
+SESSION_ENDED = b"session ended"  # the user was signed out, or is no longer allowed
 # Seconds a relay waits for both peers' close frames after sending its own.
 LINGER = 2.0
 _CLOSE_OPCODE = 0x8
@@ -116,29 +117,31 @@ class FrameCursor:
 class Farewell:
     """Both directions of one relayed WebSocket, and its goodbye once the server stops."""
 
-    __slots__ = ("from_browser", "from_pod", "leaving", "told_browser", "told_pod")
+    __slots__ = ("from_browser", "from_pod", "leaving", "reason", "told_browser", "told_pod")
 
     def __init__(self) -> None:
         self.from_browser = FrameCursor()
         self.from_pod = FrameCursor()
         self.leaving = False
+        self.reason = REASON
         self.told_pod = False
         self.told_browser = False
 
-    def leave(self) -> tuple[bytes, bytes]:
+    def leave(self, reason: bytes = REASON) -> tuple[bytes, bytes]:
         """Start the goodbye: the close frames to write now (to the pod, to the browser).
 
         A direction in the middle of a frame gets b"" here and its close frame
         from browser_bytes/pod_bytes once that frame ends.
         """
         self.leaving = True
+        self.reason = reason
         to_pod = to_browser = b""
         if not self.told_pod and self.from_browser.at_boundary:
             self.told_pod = True
-            to_pod = close_frame(masked=True)
+            to_pod = close_frame(reason=reason, masked=True)
         if not self.told_browser and self.from_pod.at_boundary:
             self.told_browser = True
-            to_browser = close_frame(masked=False)
+            to_browser = close_frame(reason=reason, masked=False)
         return to_pod, to_browser
 
     @property
@@ -156,7 +159,9 @@ class Farewell:
         if not self.leaving:
             self.from_browser.follow(data)
             return data
-        relayed, self.told_pod = _toward(self.from_browser, data, self.told_pod, masked=True)
+        relayed, self.told_pod = _toward(
+            self.from_browser, data, self.told_pod, self.reason, masked=True
+        )
         return relayed
 
     def pod_bytes(self, data: bytes) -> bytes:
@@ -164,11 +169,15 @@ class Farewell:
         if not self.leaving:
             self.from_pod.follow(data)
             return data
-        relayed, self.told_browser = _toward(self.from_pod, data, self.told_browser, masked=False)
+        relayed, self.told_browser = _toward(
+            self.from_pod, data, self.told_browser, self.reason, masked=False
+        )
         return relayed
 
 
-def _toward(cursor: FrameCursor, data: bytes, told: bool, *, masked: bool) -> tuple[bytes, bool]:
+def _toward(
+    cursor: FrameCursor, data: bytes, told: bool, reason: bytes, *, masked: bool
+) -> tuple[bytes, bool]:
     """While leaving: the rest of the current frame, then our close frame, then nothing."""
     if told:
         cursor.follow(data)  # only to see the peer's own close frame go by
@@ -177,4 +186,4 @@ def _toward(cursor: FrameCursor, data: bytes, told: bool, *, masked: bool) -> tu
     if not cursor.at_boundary:
         return data, False
     cursor.follow(data[end:])
-    return data[:end] + close_frame(masked=masked), True
+    return data[:end] + close_frame(reason=reason, masked=masked), True

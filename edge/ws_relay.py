@@ -26,7 +26,7 @@ from typing import Protocol, cast
 
 from aiohttp.abc import AbstractStreamWriter
 
-from edge.ws_farewell import LINGER, Farewell
+from edge.ws_farewell import LINGER, REASON, Farewell
 from metrics import EdgeStats
 from routes import Route
 
@@ -287,11 +287,12 @@ class ByteRelay:
             self.finish()
             self._stats.websocket_closed()
 
-    def go_away(self) -> None:
-        """The server stops: 1001 Going Away to both sides, then close once they answer."""
+    def go_away(self, reason: bytes = REASON) -> None:
+        """The server stops (or the session ended): 1001 Going Away to both sides, then
+        close once they answer."""
         if self._done or self._farewell.leaving:
             return
-        to_pod, to_browser = self._farewell.leave()
+        to_pod, to_browser = self._farewell.leave(reason)
         if to_pod:
             self._pod_transport.write(to_pod)
         if to_browser:

@@ -30,7 +30,7 @@ DURATION_BUCKETS: tuple[float, ...] = (
 
 ROUTE_KINDS = ("user", "api", "config", "hub", "none")
 UPSTREAM_ERROR_KINDS = ("refused", "reset", "timeout", "protocol")
-COOKIE_REJECT_REASONS = ("malformed", "bad_signature", "expired", "wrong_user")
+COOKIE_REJECT_REASONS = ("malformed", "bad_signature", "expired", "wrong_user", "revoked")
 
 
 class EdgeStats:

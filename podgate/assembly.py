@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from control.manifests import USER_PREFIX
-from edge.app import build_public_app
+from edge.app import Edge, build_public_app, edge_of
 from edge.ops import build_ops_app
 from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
@@ -73,6 +73,7 @@ class Podgate:
     metrics: PodgateMetrics = field(init=False)
     cluster: SimCluster | None = field(init=False, default=None)
     control: ControlPlane | None = field(init=False, default=None)
+    edge: Edge | None = field(init=False, default=None)
     public_url: str = field(init=False, default="")
     ops_url: str = field(init=False, default="")
     _public: PublicServer | None = field(init=False, default=None)
@@ -116,7 +117,13 @@ class Podgate:
                 stats=self.stats,
                 sessions=self.sessions,
                 hub=hub,
+                # Sign-outs and removed users, applied by the edge on every request.
+                policy=self.control.gate if self.control is not None else None,
             )
+            self.edge = edge_of(public)
+            if self.control is not None and self.control.gate is not None:
+                # A sign-out or a reload also ends the WebSockets those sessions opened.
+                self.control.gate.on_change = self.edge.sessions_changed
             ops = build_ops_app(
                 table=self.table,
                 metrics=self.metrics,

@@ -1,4 +1,5 @@
-"""Wire the control plane: Kubernetes client, pod and event informers, spawner, hub app.
+"""Wire the control plane: Kubernetes client, informers (pods, events, user records),
+spawner, session gate, hub app.
 
 Wiring only: which parts exist, what each is handed, in which order they
 start and stop. The embedded kubesim of the local default runs a real
@@ -36,9 +37,12 @@ from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
 from control.manifests import POD_SELECTOR, pod_user
 from control.progress import SpawnProgress
+from control.record_store import UserRecordStore
 from control.route_sync import PodRoutes
+from control.session_gate import SessionGate
 from control.settings import AuthSettings
 from control.spawner import Spawner
+from control.user_records import RECORD_SELECTOR
 from control.users import UserDirectory
 from control.web.body_arrival import BodyLimits
 from control.web.context import Hub
@@ -106,6 +110,9 @@ class ControlPlane:
     kube: KubeApi | None = None
     pods: Informer | None = None
     events: Informer | None = None
+    records: Informer | None = None  # the per-user records (sign-outs, who exists)
+    record_store: UserRecordStore | None = None
+    gate: SessionGate | None = None  # asked by the edge and the hub on every request
     spawner: Spawner | None = None
     progress: SpawnProgress = field(default_factory=SpawnProgress)
     metrics: ControlMetrics | None = None  # observers and scrape-time sources are wired to it
@@ -120,7 +127,8 @@ class ControlPlane:
         return [user for user in map(pod_user, pods) if user is not None]
 
     def is_synced(self) -> bool:
-        return self.pods is not None and self.pods.synced.is_set()
+        """Both watches listed: routes, and every sign-out (no revoked cookie let in at start)."""
+        return all(w is not None and w.synced.is_set() for w in (self.pods, self.records))
 
     async def start(self, cluster: SimCluster | None) -> web.Application:
         """Connect, start watching, and return the hub app for the edge to serve."""
@@ -158,6 +166,17 @@ class ControlPlane:
             restart_seconds=RELIST_SECONDS,
             max_cached=MAX_EVENTS_CACHED,
         )
+        self.record_store = UserRecordStore(self.kube, namespace)
+        self.records = Informer(
+            self.kube,
+            "configmaps",
+            namespace,
+            label_selector=RECORD_SELECTOR,
+            name="user-records",
+            backoff_max=10.0,
+            restart_seconds=RELIST_SECONDS,
+        )
+        self.records.add_listener(self.record_store.observe)
         self.spawner = Spawner(
             self.kube,
             config.spawner,
@@ -177,6 +196,7 @@ class ControlPlane:
         )
         await self.pods.start()
         await self.events.start()
+        await self.records.start()
         await self.activity.start()
         authenticator = build_authenticator(config.auth)
         if isinstance(authenticator, DummyAuthenticator):
@@ -185,6 +205,10 @@ class ControlPlane:
                 "the password %s",
                 authenticator.shared_password,
             )
+        access = build_access(config.auth)
+        self.gate = SessionGate(access, accounts_of(authenticator), self.record_store)
+        gate = self.gate
+        self.record_store.on_sign_out = lambda _user: gate.changed()
         hub = Hub(
             sessions=self.sessions,
             cookies=CookieSettings(
@@ -192,7 +216,7 @@ class ControlPlane:
                 session_max_age=config.session.max_age_seconds,
             ),
             authenticator=authenticator,
-            access=build_access(config.auth),
+            access=access,
             throttle=build_throttle(config.auth),
             csrf=CsrfTokens(self.cookie_secret),
             spawner=self.spawner,
@@ -202,7 +226,10 @@ class ControlPlane:
             users=UserDirectory(
                 configured_users(config.auth, authenticator),
                 server_users=self.server_users,
+                recorded_users=self.record_store.users,
             ),
+            records=self.record_store,
+            gate=self.gate,
         )
         hub.activity = self.activity
         hub.api_tokens = api_tokens(config)
@@ -231,7 +258,9 @@ class ControlPlane:
         Everything new is built first; a ConfigError leaves the running settings
         untouched, and only then are they swapped, so nothing is half applied.
         Sessions, open connections, the login throttle's counts and spawns under
-        way are kept; new spawner settings apply to pods started from now on.
+        way are kept (sessions of users no longer allowed are refused from their
+        next request: the session gate); new spawner settings apply to pods
+        started from now on.
         """
         hub = self.hub
         if hub is None:  # proxy-only: nothing of the control plane runs
@@ -246,6 +275,8 @@ class ControlPlane:
             raise ConfigError("auth", str(e)) from e
         tokens = api_tokens(config)
         hub.authenticator, hub.access, hub.api_tokens = authenticator, access, tokens
+        if self.gate is not None:  # the next request, at the edge too, meets the new users
+            self.gate.update(access, accounts_of(authenticator))
         hub.users.replace_configured(users)
         hub.profiles = config.spawner.profiles
         if self.spawner is not None:
@@ -267,7 +298,7 @@ class ControlPlane:
                 await task.stop()
         if self.spawner is not None:
             await self.spawner.close()
-        for informer in (self.events, self.pods):
+        for informer in (self.records, self.events, self.pods):
             if informer is not None:
                 await informer.stop()
         if self.kube is not None:
@@ -284,7 +315,7 @@ def control_sources(plane: ControlPlane, hub: Hub) -> ControlSources:
             return plane.activity.active_users(since)
         return len({r.user for r in table if r.user is not None and r.last_activity >= since})
 
-    watches = {"pods": plane.pods, "events": plane.events}
+    watches = {"pods": plane.pods, "events": plane.events, "user-records": plane.records}
     return ControlSources(
         running_servers=lambda: len(spawner.running_users()),
         total_users=lambda: len(hub.users),
@@ -299,6 +330,13 @@ def configured_users(auth: AuthSettings, authenticator: object) -> list[str]:
     if isinstance(authenticator, PasswordAuthenticator):
         names.extend(authenticator.usernames)
     return names
+
+
+def accounts_of(authenticator: object) -> frozenset[str] | None:
+    """The only users that exist, when the authenticator lists them (password); else None."""
+    if isinstance(authenticator, PasswordAuthenticator):
+        return authenticator.usernames
+    return None
 
 
 def reloaded_authenticator(auth: AuthSettings, running: object) -> Authenticator:

@@ -1,6 +1,8 @@
 """Reload the config of a running podgate: on SIGHUP, or when a watched file's content changes.
 
-Reloadable (applied at once, no connection dropped, sessions kept): `auth`
+Reloadable (applied at once, no connection dropped, sessions kept except
+those of users the new `auth` no longer allows, refused by the edge and the
+hub from their next request on): `auth`
 users, users_file, password, kind, admins and allowed_users; `api_tokens` and
 api_tokens_file; `spawner` settings that shape new pods (profiles, image,
 cmd, args, env, resources, storage, start_timeout, concurrent_spawn_limit…);

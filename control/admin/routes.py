@@ -5,6 +5,7 @@ GET /hub/admin/data            the same query as JSON, with the HTML fragments a
 GET /hub/admin/confirm         "are you sure?" for action=start|stop (user) or stop-idle
 POST /hub/admin/start|stop     one user's server (fields: user, back, _xsrf)
 POST /hub/admin/stop-idle      every running server idle for idle_minutes or more
+POST /hub/admin/sign-out       end every session of one user at every replica (fields as start)
 
 Admins only: signed out, a GET goes to the login page and a POST is
 refused; a signed-in user who is not an admin gets 403. Every POST needs
@@ -59,6 +60,7 @@ def add_admin_routes(app: web.Application) -> None:
     router.add_post(ADMIN_PATH + "/start", start)
     router.add_post(ADMIN_PATH + "/stop", stop)
     router.add_post(ADMIN_PATH + "/stop-idle", stop_idle)
+    router.add_post(ADMIN_PATH + "/sign-out", sign_out)
 
 
 async def _close_usage(app: web.Application) -> None:
@@ -115,11 +117,13 @@ def _done(request: web.Request) -> str | None:
         failed = _count(request.query.get("failed"))
         message = f"Asked {stopped:,} idle server{'s' if stopped != 1 else ''} to stop."
         return message + (f" {failed:,} could not be stopped." if failed else "")
-    if done in ("start", "stop"):
+    if done in ("start", "stop", "sign-out"):
         try:
             user = normalise_username(request.query.get("user", ""))
         except BadUserName:
             return None
+        if done == "sign-out":
+            return f"{user} is signed out everywhere."
         return f"{user}'s server is {'starting' if done == 'start' else 'stopping'}."
     return None
 
@@ -187,6 +191,21 @@ async def confirm(request: web.Request) -> web.StreamResponse:
             **common,
         )
         return html(page)
+    if action == "sign-out":
+        user = normalise_username(request.query.get("user", ""))
+        page = confirm_page(
+            title=f"Sign {user} out everywhere",
+            question=(
+                f"End every session of {user}, in every browser and at every replica? "
+                "Their server keeps running; they can sign in again."
+            ),
+            action=f"{ADMIN_PATH}/sign-out",
+            fields={**fields, "user": user},
+            button=f"Sign {user} out everywhere",
+            danger=True,
+            **common,
+        )
+        return html(page)
     raise web.HTTPBadRequest(
         text=error_page(400, "There is no such admin action."), content_type="text/html"
     )
@@ -215,6 +234,20 @@ async def stop(request: web.Request) -> web.StreamResponse:
     user = normalise_username(field(form, "user"))
     await hub.spawner.stop(user)
     return _after(_back(field(form, "back")), done="stop", user=user)
+
+
+async def sign_out(request: web.Request) -> web.StreamResponse:
+    hub = hub_of(request)
+    _admin(request)
+    form = await checked_form(request)
+    user = normalise_username(field(form, "user"))
+    if hub.records is None:
+        raise web.HTTPServiceUnavailable(
+            text=error_page(503, "Sessions cannot be ended here."), content_type="text/html"
+        )
+    await hub.records.sign_out_everywhere(user)  # a KubeError becomes its page
+    log.info("admin: %s signed out everywhere", user)
+    return _after(_back(field(form, "back")), done="sign-out", user=user)
 
 
 async def stop_idle(request: web.Request) -> web.StreamResponse:

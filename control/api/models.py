@@ -70,6 +70,12 @@ def server_model(hub: Hub, user: str, status: ServerStatus) -> dict[str, Any]:
     }
 
 
+def _created(hub: Hub, user: str) -> float | None:
+    """When the user's record was made (first sign-in or creation); None for older users."""
+    record = hub.records.get(user) if hub.records is not None else None
+    return record.created if record is not None else None
+
+
 def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
     """`user` as JupyterHub's user model, with the fields `caller`'s scopes allow."""
     model: dict[str, Any] = {"kind": "user", "name": user}
@@ -80,7 +86,7 @@ def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
             admin=admin,
             roles=["admin"] if admin else ["user"],
             groups=[],
-            created=None,  # Kubernetes keeps servers, not users: podgate does not know
+            created=isoformat(_created(hub, user)),
             last_activity=isoformat(last_activity(hub, user, status)),
         )
     if caller.may("read:servers", user):

@@ -77,6 +77,7 @@ ROUTES: tuple[tuple[str, str, ApiHandler], ...] = (
     ("GET", "/users/{name}", users.get_user),
     ("POST", "/users/{name}", users.create_user),
     ("DELETE", "/users/{name}", users.delete_user),
+    ("DELETE", "/users/{name}/sessions", users.sign_out_everywhere),
     ("POST", "/users/{name}/server", servers.start_server),
     ("DELETE", "/users/{name}/server", servers.stop_server),
     ("GET", "/users/{name}/server/progress", progress_stream.progress),

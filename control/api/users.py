@@ -7,6 +7,11 @@ from the configuration, from sign-ins and from this API; with the password
 authenticator the configuration is the only source, so creating one is
 refused. Never lists more than one page of models, never forgets a
 configured user.
+
+Who exists is shared through the user records (control.user_records):
+creating a user writes one, deleting one marks it removed and ends every
+session of that user, and DELETE .../sessions ends them without removing
+the user (an admin's "sign this user out everywhere").
 """
 
 from __future__ import annotations
@@ -168,6 +173,8 @@ async def create_user(request: web.Request) -> web.Response:
         raise ApiError(409, f"User {user} already exists")
     _refuse_configured_source(hub)
     hub.users.remember(user)
+    if hub.records is not None:
+        await hub.records.created(user)
     return json_answer(user_model(hub, caller, user), 201)
 
 
@@ -198,6 +205,8 @@ async def create_users(request: web.Request) -> web.Response:
         raise ApiError(409, f"All {len(raw_names)} users already exist")
     for name in new:
         hub.users.remember(name)
+        if hub.records is not None:
+            await hub.records.created(name)
     return json_answer([user_model(hub, caller, name) for name in new], 201)
 
 
@@ -216,5 +225,18 @@ async def delete_user(request: web.Request) -> web.Response:
         await hub.spawner.stop(user)
         if not await stopped_within(hub, user, STOP_WAIT_SECONDS):
             raise ApiError(400, f"{user}'s server is in the process of stopping, please wait.")
+    if hub.records is not None:  # their cookies end with them, at every replica
+        await hub.records.sign_out_everywhere(user, removed=True)
     hub.users.forget(user)
+    return empty_answer(204)
+
+
+async def sign_out_everywhere(request: web.Request) -> web.Response:
+    """End every session of the user at every replica; they can sign in again."""
+    hub = hub_of(request)
+    caller = caller_of(request, hub)
+    user = _existing_user(request, hub, caller, ("admin:users",))
+    if hub.records is None:
+        raise ApiError(503, "sessions cannot be ended here: no user records")
+    await hub.records.sign_out_everywhere(user)
     return empty_answer(204)

@@ -118,6 +118,8 @@ def _row(row: ServerRow, listing: Listing) -> str:
         action = ""
     else:
         action = _action_link("start", row.user, listing.query, "Start…", "")
+    # Ends every session of the user at every replica; the server keeps running.
+    action += _action_link("sign-out", row.user, listing.query, "Sign out…", "")
     cells = (
         f'<th scope="row" class="admin-user">{user_cell}</th>',
         f'<td><span class="badge state-{state}">{_STATE_WORDS[state]}</span>{failure}</td>',

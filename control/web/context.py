@@ -12,6 +12,8 @@ from control.api.tokens import ApiTokens
 from control.auth import Authenticator, LoginThrottle, UserAccess
 from control.csrf import CsrfTokens
 from control.progress import SpawnProgress
+from control.record_store import UserRecordStore
+from control.session_gate import SessionGate
 from control.settings import Profile
 from control.spawner import Spawner
 from control.users import UserDirectory
@@ -53,10 +55,16 @@ class Hub:
     on_login: LoginObserver | None = None
     # Tokens accepted by /hub/api (control.api), as digests.
     api_tokens: ApiTokens = field(default_factory=ApiTokens)
+    # The per-user records every replica shares (sign-outs, who exists), and the rule
+    # a session must pass on every request (the edge asks the same gate).
+    records: UserRecordStore | None = None
+    gate: SessionGate | None = None
 
     def user(self, request: web.Request) -> str | None:
-        """The signed-in user, if the session cookie verifies and the user is still allowed."""
-        user = session_user(request, self.sessions, self.cookies)
+        """The signed-in user, if the session cookie verifies and the user is still allowed
+        and has not been signed out (everywhere) since the cookie was issued."""
+        admits = self.gate.admits if self.gate is not None else None
+        user = session_user(request, self.sessions, self.cookies, admits)
         if user is None or not self.access.is_allowed(user):
             return None
         return user

@@ -9,7 +9,7 @@ reached us over TLS (directly, or as a proxy in front says).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,6 +18,11 @@ from aiohttp import web
 
 class SessionLike(Protocol):
     user: str
+    issued: float  # epoch seconds
+
+
+# Whether a verified session still counts (control.session_gate.SessionGate.admits).
+Admits = Callable[[str, float], bool]
 
 
 class SessionCookies(Protocol):
@@ -81,14 +86,19 @@ def request_cookies(request: web.Request, name: str) -> list[str]:
 
 
 def session_user(
-    request: web.Request, sessions: SessionCookies, settings: CookieSettings
+    request: web.Request,
+    sessions: SessionCookies,
+    settings: CookieSettings,
+    admits: Admits | None = None,
 ) -> str | None:
-    """The user of the first session cookie that verifies, or None."""
+    """The user of the first session cookie that verifies (and that `admits` lets in), or None."""
     for value in request_cookies(request, settings.session_name):
         try:
-            return sessions.verify(value).user
+            session = sessions.verify(value)
         except Exception:  # any failure to verify is "not logged in", never an error page
             continue
+        if admits is None or admits(session.user, session.issued):
+            return session.user
     return None
 
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from aiohttp import web
 
-from control.errors import BadUserName
+from control.errors import BadUserName, KubeError
 from control.pages import INVALID_LOGIN, logged_out_page, login_page, throttled_message
 from control.pages import server_url as user_server_url
 from control.web.answers import html, redirect
-from control.web.context import hub_of
+from control.web.context import Hub, hub_of
 from control.web.forms import checked_form, field, xsrf_token
 from control.web.identity import clear_session, set_session
 from control.web.next_url import safe_next
@@ -19,6 +20,12 @@ from control.web.next_url import safe_next
 log = logging.getLogger(__name__)
 
 NOT_ALLOWED = "This account may not use this service. Ask an administrator for access."
+# Longest wait for a sign-out's second to pass (more means the replicas' clocks disagree).
+MAX_SIGN_OUT_WAIT = 1.5
+# Longest a slow Kubernetes API may hold a sign-in (for the record) or a sign-out (for
+# ending the other sessions); past it the write is given up and logged.
+SIGN_IN_RECORD_SECONDS = 2.0
+SIGN_OUT_RECORD_SECONDS = 5.0
 
 
 def _next_for(user: str, requested: str) -> str:
@@ -85,11 +92,29 @@ async def login(request: web.Request) -> web.StreamResponse:
         return again(403, NOT_ALLOWED)
     hub.throttle.succeeded(username, address)
     hub.users.remember(user)
+    await _record_sign_in(hub, user)
     observed("success")
     log.info("login %s from %s (%.0f ms)", user, address, (time.monotonic() - began) * 1000)
     response = redirect(_next_for(user, requested), 303)
     set_session(response, request, hub.sessions, hub.cookies, user)
     return response
+
+
+async def _record_sign_in(hub: Hub, user: str) -> None:
+    """Write the user's record (so every replica lists them), after any sign-out's second."""
+    records = hub.records
+    if records is None:
+        return
+    # Cookies carry whole-second issue times: one issued in the second of a sign-out
+    # everywhere would be refused with the sessions it ended, so wait that second out.
+    wait = records.not_before(user) - time.time()
+    if wait > 0:
+        await asyncio.sleep(min(wait, MAX_SIGN_OUT_WAIT))
+    try:
+        async with asyncio.timeout(SIGN_IN_RECORD_SECONDS):
+            await records.signed_in(user)
+    except (KubeError, TimeoutError) as e:  # the sign-in itself needs no record: let them in
+        log.warning("login %s: their user record was not written: %r", user, e)
 
 
 async def logout_page(request: web.Request) -> web.StreamResponse:
@@ -102,7 +127,20 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
+    """Sign out: this browser's cookie goes, and every session of the user ends at every
+    replica (JupyterHub's logout ends all of a user's sessions too)."""
     await checked_form(request)
+    hub = hub_of(request)
+    user = hub.user(request)
     response = redirect("/hub/logout", 303)
-    clear_session(response, hub_of(request).cookies)
+    clear_session(response, hub.cookies)
+    if user is not None and hub.records is not None:
+        try:
+            async with asyncio.timeout(SIGN_OUT_RECORD_SECONDS):
+                await hub.records.sign_out_everywhere(user)
+        except (KubeError, TimeoutError) as e:
+            # The browser's cookie is gone all the same; a copy of it would still work.
+            log.warning("logout %s: other sessions not ended, the record failed: %s", user, e)
+        else:
+            log.info("logout %s: every session ended", user)
     return response

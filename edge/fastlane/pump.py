@@ -18,7 +18,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, cast
 
-from edge.ws_farewell import LINGER, Farewell
+from edge.ws_farewell import LINGER, REASON, Farewell
 from routes import Route
 
 if TYPE_CHECKING:
@@ -72,11 +72,12 @@ class Pump:
                 return
             transport.resume_reading()
 
-    def close_when_idle(self) -> None:
-        """The server stops: 1001 Going Away both ways, then both ends close."""
+    def close_when_idle(self, reason: bytes = REASON) -> None:
+        """The server stops (or the session ended): 1001 Going Away both ways, then both
+        ends close."""
         if self.done or self.farewell.leaving:
             return
-        to_pod, to_browser = self.farewell.leave()
+        to_pod, to_browser = self.farewell.leave(reason)
         for data, end in ((to_pod, self.pod), (to_browser, self.browser)):
             if data and end.transport is not None:
                 end.transport.write(data)
@@ -101,6 +102,7 @@ class Pump:
             self.linger = None
         self.stats.websocket_closed()
         self.lane.forget(self)
+        self.lane.edge.open_websockets.closed(self)
         for end in (self.browser, self.pod):
             transport = end.transport
             if transport is not None and not transport.is_closing():

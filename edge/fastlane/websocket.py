@@ -28,6 +28,7 @@ from edge.fastlane.head import RequestHead
 from edge.fastlane.pump import Pump
 from edge.headers import client_response_headers
 from edge.websocket import connect_pod, read_upgrade_answer
+from edge.ws_farewell import SESSION_ENDED
 from edge.ws_handshake import (
     PASSTHROUGH_REQUEST_HEADERS,
     HandshakeRejected,
@@ -131,6 +132,10 @@ async def open_websocket(
     early = browser.buffer[head.end :]
     browser.buffer = b""
     pump = Pump(lane, route)
+    # Registered before join, which may finish the pump at once (and unregister it).
+    lane.edge.open_websockets.opened(
+        pump, lambda: pump.close_when_idle(SESSION_ENDED), head.host, head.raw_path, head.cookies
+    )
     pump.join(
         browser_transport,
         cast(asyncio.Transport, pod_transport),

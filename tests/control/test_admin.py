@@ -161,6 +161,33 @@ async def test_admin_starts_a_users_server(make_podgate: MakePodgate) -> None:
         assert (await root.get("/hub/admin/confirm?action=explode&user=x")).status == 400
 
 
+async def test_admin_signs_a_user_out_everywhere(make_podgate: MakePodgate) -> None:
+    pg = await make_podgate(ADMINS)
+    async with await _started(pg, "bob") as bob, await _signed_in(pg, "root") as root:
+        assert (await bob.get("/user/bob/hello")).status == 200
+        listing = await (await root.get("/hub/admin?q=bob")).text()
+        assert "/hub/admin/confirm?action=sign-out&amp;user=bob" in listing
+        confirm = await root.get("/hub/admin/confirm?action=sign-out&user=bob&back=%3Fq%3Db")
+        page = await confirm.text()
+        assert confirm.status == 200 and 'action="/hub/admin/sign-out"' in page
+        forged = await root.post("/hub/admin/sign-out", {"user": "bob", "_xsrf": "forged"})
+        assert forged.status == 403
+        assert (await bob.get("/user/bob/hello", allow_redirects=False)).status == 200
+
+        form = {"user": "bob", "back": "?q=b", "_xsrf": xsrf_of(page)}
+        done = await root.post("/hub/admin/sign-out", form, allow_redirects=False)
+        assert done.status == 303
+        assert done.headers["Location"] == "/hub/admin?q=b&done=sign-out&user=bob"
+        landed = await (await root.get(done.headers["Location"])).text()
+        assert "bob is signed out everywhere." in landed
+        # bob's browser is sent to the login page; his server keeps running.
+        refused = await bob.get("/user/bob/hello", allow_redirects=False)
+        assert refused.status == 302 and refused.headers["Location"].startswith("/hub/login")
+        assert _row(await _data(root), "bob")["state"] == "running"
+        # The admin's own session is untouched.
+        assert (await root.get("/hub/admin")).status == 200
+
+
 async def test_stop_idle_stops_only_the_idle_servers(make_podgate: MakePodgate) -> None:
     pg = await make_podgate(ADMINS)
     async with (

@@ -25,6 +25,17 @@ def test_a_server_that_goes_takes_its_user_only_if_nothing_else_knows_them() -> 
     assert users.names() == ["ada"]  # configured users stay
 
 
+def test_users_with_a_record_are_listed_and_a_new_record_set_is_seen() -> None:
+    # Records come from the watch every replica runs: a user who signed in elsewhere.
+    recorded = [frozenset({"erin"})]
+    users = UserDirectory(["ada"], recorded_users=lambda: recorded[0])
+    assert users.names() == ["ada", "erin"] and "erin" in users
+    recorded[0] = frozenset({"erin", "bea"})
+    assert users.names() == ["ada", "bea", "erin"] and "bea" in users
+    recorded[0] = frozenset()
+    assert users.names() == ["ada"] and "erin" not in users
+
+
 def test_forget_drops_remembered_users_only() -> None:
     users = UserDirectory(["ada"])
     users.remember("dan")

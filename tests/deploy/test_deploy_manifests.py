@@ -446,7 +446,8 @@ def calls_in_code() -> set[tuple[str, str, str]]:
     source = "\n".join(p.read_text() for p in (ROOT / "control").rglob("*.py"))
     source += (ROOT / "podgate/control_plane.py").read_text()
     verbs = set(re.findall(r"kube\.(\w+)\(", source)) & set(VERBS)
-    resources = {r for r in ("pods", "persistentvolumeclaims", "events") if f'"{r}"' in source}
+    known = ("pods", "persistentvolumeclaims", "events", "configmaps")
+    resources = {r for r in known if f'"{r}"' in source}
     resources |= {r for r in _API_RESOURCE if r in source}
     return {as_grant(r, v) for r in resources for v in verbs}
 
@@ -520,6 +521,10 @@ async def test_role_covers_every_call_a_real_podgate_makes(
         ("", "persistentvolumeclaims", "create"),
         ("", "events", "watch"),
         ("metrics.k8s.io", "pods", "list"),
+        ("", "configmaps", "list"),  # the user records: watched, written at sign-in
+        ("", "configmaps", "watch"),
+        ("", "configmaps", "create"),
+        ("", "configmaps", "patch"),
     }
     assert expected_minimum <= calls, "the run did not exercise what it means to"
     example = granted(render("deploy/overlays/example"))

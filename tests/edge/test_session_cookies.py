@@ -37,8 +37,19 @@ def test_any_user_name_round_trips_in_a_cookie_safe_value(user: str) -> None:
     c = codec()
     value = c.issue(user)
     assert value.isascii() and not set(value) & set(' ;,"\\=')
-    assert c.verify(value) == Session(user=user, expires=c.verify(value).expires)
-    assert c.verify(value).user == user
+    verified = c.verify(value)
+    assert verified == Session(user=user, expires=verified.expires, issued=verified.issued)
+    assert verified.user == user
+
+
+def test_a_session_carries_its_whole_second_issue_time() -> None:
+    # What a sign-out everywhere compares with: whole seconds, never after now.
+    c = codec()
+    before = time.time()
+    session = c.verify(c.issue("alice"))
+    assert int(before) <= session.issued <= time.time() and session.issued == int(session.issued)
+    assert session.expires == session.issued + c.max_age_seconds
+    assert c.verify(c.issue("alice")).issued >= session.issued
 
 
 def test_cached_value_is_refused_once_expired() -> None:

@@ -14,7 +14,10 @@ replica answers; WebSockets echo; the admin panel and /hub/api through
 either replica show every user running; two starts of one user at once make
 one pod; a stop through one replica unroutes the user on both; traffic seen
 by one replica keeps the server from being culled by the other's culler,
-while an idle server is culled. Every wait is bounded.
+while an idle server is culled; signing out at one replica, or an admin's
+"sign out everywhere" through either, ends the user's sessions at both
+within seconds; a user with no server who signed in at one replica is listed
+by the other. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -229,8 +232,7 @@ async def sign_in_and_spawn(browser: Browser, user: str) -> list[dict[str, Any]]
 
 
 async def server_ready(replica: PodgateProcess, user: str) -> bool:
-    """Whether `replica`'s API says the user's server is ready. A user with no server
-    who signed in at the other replica is unknown here (404): not ready either."""
+    """Whether `replica`'s API says the user's server is ready (404, no such user: no)."""
     headers = {"Authorization": f"token {API_TOKEN}"}
     async with (
         aiohttp.ClientSession(headers=headers) as client,
@@ -476,4 +478,131 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
         assert events[-1]["url"] == "/user/ada/"
     finally:
         await deployment.kube.set_faults({"reset": True})
+        await browser.close()
+
+
+# A sign-out reaches the other replica through one watch event of the user's record.
+SIGN_OUT_SECONDS = 5.0
+
+
+def session_cookie(browser: Browser) -> str:
+    for morsel in browser.session.cookie_jar:
+        if morsel.key == "podgate-session":
+            return morsel.value
+    raise AssertionError("the browser holds no session cookie")
+
+
+async def cookie_reaches(replica: PodgateProcess, cookie: str, path: str) -> bool:
+    """Whether `cookie` alone (a copy of it, as in another browser) gets `path` answered 200."""
+    async with (
+        aiohttp.ClientSession(cookies={"podgate-session": cookie}) as client,
+        client.get(replica.public + path, allow_redirects=False) as response,
+    ):
+        await response.read()
+        return response.status == 200
+
+
+async def refused_within(replica: PodgateProcess, cookie: str, user: str, seconds: float) -> None:
+    """Poll until neither the hub nor the user's pod takes `cookie` at `replica` (bounded)."""
+
+    async def refused() -> bool:
+        hub = await cookie_reaches(replica, cookie, "/hub/home")
+        pod = await cookie_reaches(replica, cookie, f"/user/{user}/hello")
+        return not hub and not pod
+
+    await eventually(refused, seconds, f"{user}'s old cookie refused at {replica.public}")
+
+
+async def test_logout_at_one_replica_ends_the_session_at_the_other(
+    deploy: MakeDeployment,
+) -> None:
+    deployment = await deploy(3600)
+    a, b = deployment.replicas
+    browser = FreshConnectionBrowser(deployment.url)
+    try:
+        await sign_in_and_spawn(browser, "eve")
+        await routed_by_both(browser, "eve")
+        copy = session_cookie(browser)
+        for replica in (a, b):
+            assert await cookie_reaches(replica, copy, "/user/eve/hello"), replica.public
+        # A WebSocket open at replica B when she signs out at A.
+        holder = aiohttp.ClientSession(cookies={"podgate-session": copy})
+        ws = await holder.ws_connect(
+            f"{b.public}/user/eve/ws", timeout=aiohttp.ClientWSTimeout(ws_close=2)
+        )
+        browser.base_url = a.public
+        xsrf = await browser.xsrf("/hub/home")
+        signed_out = await browser.post("/hub/logout", {"_xsrf": xsrf}, allow_redirects=False)
+        assert signed_out.status == 303
+        at = time.monotonic()
+        # At once where she signed out (its own write), at the other replica within a
+        # watch event: polled, bounded.
+        assert not await cookie_reaches(a, copy, "/user/eve/hello")
+        await refused_within(b, copy, "eve", SIGN_OUT_SECONDS)
+        print(f"logout at A: session refused at B {time.monotonic() - at:.3f} s after")
+        closing = await ws.receive(timeout=SIGN_OUT_SECONDS)
+        assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+        assert (closing.data, closing.extra) == (1001, "session ended"), closing
+        print(f"logout at A: WebSocket at B closed {time.monotonic() - at:.3f} s after")
+        # Signing in again works at both.
+        browser.base_url = deployment.url
+        assert (await browser.login("eve", next_url="/hub/home")).status == 200
+        await routed_by_both(browser, "eve")
+    finally:
+        if "holder" in locals():
+            await holder.close()
+        await browser.close()
+
+
+async def test_an_admin_signs_a_user_out_everywhere_through_either_replica(
+    deploy: MakeDeployment,
+) -> None:
+    deployment = await deploy(3600)
+    a, b = deployment.replicas
+    tabs = [FreshConnectionBrowser(deployment.url) for _ in range(2)]
+    try:
+        await sign_in_and_spawn(tabs[0], "fay")
+        assert (await tabs[1].login("fay", next_url="/hub/home")).status == 200
+        copies = [session_cookie(tab) for tab in tabs]
+        # The admin's call goes to replica B's ops port; both replicas must refuse both cookies.
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"token {API_TOKEN}"}) as client,
+            client.delete(f"{b.ops}/hub/api/users/fay/sessions") as answer,
+        ):
+            assert answer.status == 204, await answer.text()
+        for replica in (b, a):
+            for copy in copies:
+                await refused_within(replica, copy, "fay", SIGN_OUT_SECONDS)
+        # The server keeps running; fay signs in again and reaches it through both.
+        assert set(await user_pods(deployment.kube)) == {"fay"}
+        assert (await tabs[0].login("fay", next_url="/hub/home")).status == 200
+        await routed_by_both(tabs[0], "fay")
+    finally:
+        for tab in tabs:
+            await tab.close()
+
+
+async def test_a_user_with_no_server_signed_in_at_one_replica_is_listed_by_the_other(
+    deploy: MakeDeployment,
+) -> None:
+    deployment = await deploy(3600)
+    a, b = deployment.replicas
+    browser = FreshConnectionBrowser(a.public)
+    try:
+        assert (await browser.login("gus", next_url="/hub/home")).status == 200
+        headers = {"Authorization": f"token {API_TOKEN}"}
+
+        async def listed_at_b() -> bool:
+            async with (
+                aiohttp.ClientSession(headers=headers) as client,
+                client.get(f"{b.ops}/hub/api/users/gus") as response,
+            ):
+                return response.status == 200
+
+        await eventually(listed_at_b, SIGN_OUT_SECONDS, "gus known at replica B")
+        listed = await api_get(b.ops, "/hub/api/users")
+        gus = next(u for u in listed if u["name"] == "gus")
+        assert gus["servers"] == {}
+        assert await user_pods(deployment.kube) == {}
+    finally:
         await browser.close()

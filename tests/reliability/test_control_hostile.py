@@ -96,6 +96,7 @@ def tampered(token: str) -> str:
 async def test_the_hub_routes_the_forms_this_suite_knows(make_podgate: Any) -> None:
     pg = await make_podgate()
     assert state_changing_routes(pg) == [
+        ("POST", "/hub/admin/sign-out"),
         ("POST", "/hub/admin/start"),
         ("POST", "/hub/admin/stop"),
         ("POST", "/hub/admin/stop-idle"),
@@ -104,6 +105,7 @@ async def test_the_hub_routes_the_forms_this_suite_knows(make_podgate: Any) -> N
         ("POST", "/hub/api/users/{name}"),
         ("DELETE", "/hub/api/users/{name}/server"),
         ("POST", "/hub/api/users/{name}/server"),
+        ("DELETE", "/hub/api/users/{name}/sessions"),
         ("POST", "/hub/login"),
         ("POST", "/hub/logout"),
         ("POST", "/hub/spawn"),
@@ -183,7 +185,7 @@ async def test_every_form_refuses_a_post_without_this_browsers_token(
                 assert await signed_in_as(victim) == 200, (attack, url, "session lost")
         assert pg.control.spawner.status("bob").state == "stopped"
         assert pg.control.spawner.status("ada").state == "running"
-    assert tried == 28
+    assert tried == 32
 
 
 async def test_the_same_forms_act_with_the_right_token(make_podgate: Any) -> None:

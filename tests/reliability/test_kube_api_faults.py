@@ -180,6 +180,14 @@ async def attempt(world: Observed, user: str, seconds: float = 30.0) -> Outcome:
     return Outcome(bool(events[-1].get("ready")), events[-1]["message"])
 
 
+async def sign_in(world: Observed, *users: str) -> None:
+    """Each user signs in once, so their user record exists: faults injected on `create`
+    afterwards meet the server's pod, not the record a first sign-in makes."""
+    for user in users:
+        async with Browser(world.pg.public_url) as browser:
+            assert (await browser.login(user, allow_redirects=False)).status == 303
+
+
 async def wait_for(condition: Any, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -190,6 +198,7 @@ async def wait_for(condition: Any, seconds: float) -> bool:
 
 
 async def test_error_answers_fail_a_spawn_in_words_and_touch_no_pod(world: World) -> None:
+    await sign_in(world, "bob", "cy", "dee")
     uids = await world.pod_uids()
     routes = world.routes()
     # 500 on create: the start fails and says why; a retry works.
@@ -220,6 +229,7 @@ async def test_error_answers_fail_a_spawn_in_words_and_touch_no_pod(world: World
 
 
 async def test_one_throttled_create_waits_and_starts(world: World) -> None:
+    await sign_in(world, "dee")
     await world.faults({"errors": {"create": {"code": 429, "count": 1, "retry_after": 1}}})
     seen = await attempt(world, "dee")
     assert seen.ready, seen
@@ -229,14 +239,15 @@ async def test_dropped_watches_and_410_keep_routes_and_pods(world: World) -> Non
     uids = await world.pod_uids()
     routes = world.routes()
     control = world.pg.control
-    assert control is not None and control.pods is not None and control.events is not None
-    informers = (control.pods, control.events)
+    assert control is not None
+    assert control.pods is not None and control.events is not None and control.records is not None
+    informers = (control.pods, control.events, control.records)
     before = await keep_serving_for(world.ada, "ada", 1.0)
     stop = asyncio.Event()
     serving = asyncio.ensure_future(keep_serving(world.ada, "ada", stop))
     try:
         for round_ in range(3):
-            # The 410 goes to whichever informer resumes first (pods or events).
+            # The 410 goes to whichever informer resumes first (pods, events or user records).
             relists = sum(i.restarts for i in informers)
             await world.faults({"drop_watches": True, "expire_next_watch": True})
             relisted = await wait_for(

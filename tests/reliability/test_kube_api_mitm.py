@@ -36,6 +36,7 @@ from test_kube_api_faults import (
     keep_serving_for,
     p50_p99,
     served,
+    sign_in,
     wait_for,
 )
 
@@ -99,6 +100,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 
 async def test_slow_and_erroring_api_fails_starts_in_words_not_users(world: World) -> None:
+    await sign_in(world, "bob", "cy", "dee")  # the creates below are the pods'
     uids = await world.pod_uids()
     routes = world.routes()
     baseline = await keep_serving_for(world.ada, "ada", 1.5)
