@@ -22,6 +22,7 @@ from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config
 from podgate.control_plane import ControlPlane, csrf_secret, embedded_cluster
 from podgate.logs import quiet_expected_client_errors
+from podgate.ports import ListenFailed
 from routes import RouteSource, RouteTable
 
 log = logging.getLogger("podgate")
@@ -121,11 +122,17 @@ class Podgate:
                 is_ready=self.is_ready,
                 extra_routes=self.control.add_api_routes if self.control else None,
             )
-            self._public = await serve_public(
-                public, *config.listen_address, grace=config.shutdown_grace_seconds
-            )
+            try:
+                self._public = await serve_public(
+                    public, *config.listen_address, grace=config.shutdown_grace_seconds
+                )
+            except OSError as e:
+                raise ListenFailed("listen", *config.listen_address, e) from e
             self.public_url = self._public.url
-            self.ops_url = await self._serve(ops, *config.ops_address)
+            try:
+                self.ops_url = await self._serve(ops, *config.ops_address)
+            except OSError as e:
+                raise ListenFailed("ops_listen", *config.ops_address, e) from e
             await self.metrics.loop_lag.start()
         except BaseException:
             await self.stop()

@@ -19,6 +19,7 @@ import time
 from podgate.assembly import Podgate
 from podgate.config import Config
 from podgate.logs import setup_logging
+from podgate.ports import ListenFailed, check_addresses
 from podgate.reload import ConfigReloader
 
 log = logging.getLogger("podgate")
@@ -26,6 +27,12 @@ log = logging.getLogger("podgate")
 
 def run_forever(config: Config, config_path: str | None = None) -> int:
     """Serve until SIGINT or SIGTERM; the process exit status. `config_path` is reloaded."""
+    try:
+        # Before anything else is started or printed (the dummy password, say).
+        check_addresses({"listen": config.listen_address, "ops_listen": config.ops_address})
+    except ListenFailed as e:
+        print(f"podgate: {e}", file=sys.stderr)
+        return 1
     setup_logging(config.log_level, config.log_format)
     try:
         import uvloop
@@ -35,6 +42,9 @@ def run_forever(config: Config, config_path: str | None = None) -> int:
         runner = uvloop.run
     try:
         return runner(_serve(config, config_path))
+    except ListenFailed as e:  # taken between the check and the bind
+        print(f"podgate: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"podgate: cannot start: {e}", file=sys.stderr)
         return 1
