@@ -166,10 +166,10 @@ class ControlPlane:
         await self.activity.start()
         authenticator = build_authenticator(config.auth)
         if isinstance(authenticator, DummyAuthenticator):
+            # The password itself goes to stdout (podgate.welcome), never into a log.
             log.warning(
                 "dummy authenticator (not for production): any user name signs in with "
-                "the password %s",
-                authenticator.shared_password,
+                "the shared password printed on stdout at start"
             )
         hub = Hub(
             sessions=self.sessions,

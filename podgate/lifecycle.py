@@ -21,6 +21,7 @@ from podgate.config import Config
 from podgate.logs import setup_logging
 from podgate.ports import ListenFailed, check_addresses
 from podgate.reload import ConfigReloader
+from podgate.welcome import welcome_text
 
 log = logging.getLogger("podgate")
 
@@ -70,7 +71,11 @@ async def _serve(config: Config, config_path: str | None = None) -> int:
     try:
         await reloader.start()
         loop.add_signal_handler(signal.SIGHUP, reloader.request)
-        print(f"podgate: public {podgate.public_url}  ops {podgate.ops_url}", flush=True)
+        # The first line is for scripts (tests wait for it); the block is for people.
+        print(f"podgate: public {podgate.public_url}  ops {podgate.ops_url}")
+        hub = podgate.control.hub if podgate.control is not None else None
+        authenticator = hub.authenticator if hub is not None else None
+        print(welcome_text(config, podgate.public_url, podgate.ops_url, authenticator), flush=True)
         await stop.wait()
         log.info(
             "%s: draining for at most %g s",
