@@ -284,8 +284,17 @@ def configured_users(auth: AuthSettings, authenticator: object) -> list[str]:
 
 
 def reloaded_authenticator(auth: AuthSettings, running: object) -> Authenticator:
-    """The authenticator for reloaded `auth`; a generated dummy password survives the reload."""
-    if auth.kind == "dummy" and auth.password is None and isinstance(running, DummyAuthenticator):
+    """The authenticator for reloaded `auth`; a generated dummy password survives the reload.
+
+    Only a generated one: when auth.password is removed, the password it set
+    must stop working, so a new one is generated (and the reload shows it).
+    """
+    if (
+        auth.kind == "dummy"
+        and auth.password is None
+        and isinstance(running, DummyAuthenticator)
+        and running.generated
+    ):
         return running  # else every reload would make (and have to show) a new random password
     return build_authenticator(auth)
 

@@ -34,6 +34,7 @@ from control.auth import DummyAuthenticator
 from podgate.assembly import Podgate
 from podgate.config import Config, load_config
 from podgate.schema import ConfigError
+from podgate.welcome import sign_in_line
 
 log = logging.getLogger("podgate")
 
@@ -127,10 +128,19 @@ def apply_config(podgate: Podgate, new: Config) -> ReloadPlan:
 
 
 def _announce_dummy(authenticator: object) -> None:
-    if isinstance(authenticator, DummyAuthenticator):
+    """Say what the reload did to the dummy password: the log says that, stdout shows a new one."""
+    if not isinstance(authenticator, DummyAuthenticator):
+        return
+    if authenticator.generated:
         log.warning(
-            "dummy authenticator (not for production): any user name signs in with the password %s",
-            authenticator.shared_password,
+            "dummy authenticator (not for production): a new generated password is in "
+            "effect, printed on stdout; the previous one no longer signs in"
+        )
+        print(f"podgate: {sign_in_line(authenticator)}", flush=True)
+    else:
+        log.warning(
+            "dummy authenticator (not for production): the password of auth.password is in "
+            "effect; the previous one no longer signs in"
         )
 
 

@@ -56,3 +56,8 @@ def welcome_text(config: Config, public_url: str, ops_url: str, authenticator: o
     lines.append(f"{_MORE}keep it off the public network")
     lines.append("")
     return "\n".join(lines)
+
+
+def sign_in_line(authenticator: DummyAuthenticator) -> str:
+    """One line for stdout after a reload changed the dummy password."""
+    return f"sign in now with any user name and the password {authenticator.shared_password}"
