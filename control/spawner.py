@@ -46,6 +46,7 @@ from control.pacing import StartPacer
 from control.pod_state import is_deleting, is_ready, progress_message, start_failure
 from control.progress import ProgressEvent, SpawnProgress
 from control.settings import Profile, SpawnerSettings
+from control.stop_cause import StopCause
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +172,13 @@ class Spawner:
             run = self._begin(user, profile)
         await asyncio.shield(run.created)
 
-    async def stop(self, user: str) -> None:
+    async def stop(self, user: str, cause: StopCause | None = None) -> None:
         """Delete the user's pod (grace stop_grace_seconds), ending a start under way.
 
         The claim is kept. A pod already gone is fine; other API errors raise.
+        One log line names the server and the `cause` (who asked, and why).
         """
+        cause = cause or StopCause()
         run = self._starts.get(user)
         if run is not None and run.task is not None:
             run.task.cancel()
@@ -184,13 +187,24 @@ class Spawner:
         self._failures.pop(user, None)
         began = time.monotonic()
         name = names.pod_name(user, self.settings.pod_name_prefix)
-        with contextlib.suppress(NotFound):
+        gone = ""
+        try:
             await self.kube.delete(
                 "pods",
                 self.settings.namespace,
                 name,
                 grace_seconds=self.settings.stop_grace_seconds,
             )
+        except NotFound:
+            gone = "; it had no pod"
+        log.info(
+            "stopping %s's server (pod %s) %s%s",
+            user,
+            name,
+            cause.words(),
+            gone,
+            extra={"user": user, "pod": name, **cause.fields()},
+        )
         self._observe("stopped", user, time.monotonic() - began, "")
 
     def status(self, user: str) -> ServerStatus:
