@@ -43,7 +43,13 @@ from control.informer import Informer
 from control.kube import Kube, Object
 from control.manifests import pod_manifest, pod_profile, pod_user, pvc_manifest, server_url
 from control.pacing import StartPacer
-from control.pod_state import is_deleting, is_ready, progress_message, start_failure
+from control.pod_state import (
+    event_detail,
+    is_deleting,
+    is_ready,
+    progress_message,
+    start_failure,
+)
 from control.progress import ProgressEvent, SpawnProgress
 from control.settings import Profile, SpawnerSettings
 from control.stop_cause import StopCause
@@ -532,8 +538,19 @@ class Spawner:
         if run.uid is None or (involved_uid and involved_uid != run.uid):
             return  # about an earlier pod of the same name, or before ours exists
         step = progress_message(event)
-        if step is not None:
-            self._publish(run, *step)
+        if step is None:
+            return
+        detail = event_detail(event)
+        # The raw text is for the log (warnings at info) and admins, not the spawn page.
+        level = logging.INFO if event.get("type") == "Warning" else logging.DEBUG
+        log.log(
+            level,
+            "start of %s: %s",
+            run.pod_name,
+            detail,
+            extra={"user": run.user, "pod": run.pod_name, "event_reason": event.get("reason")},
+        )
+        self.progress.publish(run.user, ProgressEvent(step[0], step[1], detail=detail))
 
     def _publish(self, run: _Start, percent: int, message: str) -> None:
         self.progress.publish(run.user, ProgressEvent(percent, message))
