@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 
-from edge.errors import forbidden_response, not_found_response, page
+from edge.errors import PLAIN_LOOK, ErrorPageLook, ErrorPages
 from edge.headers import session_cookie_values, session_values, upstream_request_headers
 from edge.proxy import proxy_http
 from edge.request_id import HEADER as REQUEST_ID_HEADER
@@ -107,6 +107,7 @@ class Edge:
         sessions: SessionVerifier | None,
         pool: UpstreamPool,
         hub_enabled: bool,
+        error_look: ErrorPageLook = PLAIN_LOOK,
     ) -> None:
         self.table = table
         self.settings = settings
@@ -119,6 +120,8 @@ class Edge:
         self.request_ids = RequestIds()
         hub = settings.hub_prefix.rstrip("/")
         self._hub_paths = (hub + "/", hub)
+        # "Home" on the edge's pages is the hub's home page, when there is a hub.
+        self.pages = ErrorPages(error_look, home=f"{hub}/home" if hub_enabled else None)
 
     # aiohttp's marker for a new-style middleware: the Edge itself is the middleware.
     __middleware_version__ = 1
@@ -192,7 +195,9 @@ class Edge:
         self, request: web.Request, handler: Handler, outcome: _Outcome
     ) -> web.StreamResponse:
         if request.version not in _SPOKEN_VERSIONS:
-            response = page(505, "HTTP version not supported", "This server speaks HTTP/1.x.")
+            response = self.pages.page(
+                505, "HTTP version not supported", "This server speaks HTTP/1.x."
+            )
             response.force_close()
             return response
         raw = request.raw_path
@@ -208,7 +213,9 @@ class Edge:
     ) -> web.StreamResponse:
         """Every request that is not forwarded as it is: hub, redirects, 403, 404, 400."""
         if not raw.startswith("/"):
-            response = page(400, "Bad request", "Only origin-form request targets are served.")
+            response = self.pages.page(
+                400, "Bad request", "Only origin-form request targets are served."
+            )
             response.force_close()
             return response
         path = normalise_path(raw)
@@ -232,7 +239,7 @@ class Edge:
             assert route.user is not None
             if not settings.may_access(user, route.user):
                 self.stats.cookie_rejected("wrong_user")
-                return forbidden_response()
+                return self.pages.forbidden()
 
         route.last_activity = time.time()
         return await self._forward(request, route, raw)
@@ -251,7 +258,14 @@ class Edge:
         upstream_path = route.target.base_path + raw
         if wants_websocket(request.headers):
             return await relay_websocket(
-                request, route, upstream_path, headers, self.stats, self.settings, self.websockets
+                request,
+                route,
+                upstream_path,
+                headers,
+                self.stats,
+                self.settings,
+                self.websockets,
+                pages=self.pages,
             )
         response = await proxy_http(
             request,
@@ -261,6 +275,7 @@ class Edge:
             self.pool,
             self.stats,
             self.settings.cookie_name,
+            pages=self.pages,
         )
         if "Upgrade" in request.headers:
             # aiohttp keeps the bytes after any upgrade request (h2c...) for the new
@@ -272,7 +287,7 @@ class Edge:
         self, request: web.Request, handler: Handler, path: str, raw: str
     ) -> web.StreamResponse:
         if not self.settings.control_enabled:
-            return not_found_response()
+            return self.pages.not_found()
         parts = path.split("/", 3)
         if len(parts) >= 3 and parts[1] == "user" and parts[2]:
             # A user's server with no ready route: start it if we know who is asking.
@@ -284,7 +299,7 @@ class Edge:
 
     async def _to_hub(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not self.hub_enabled:
-            return page(404, "Not found", "The control plane is not available here.")
+            return self.pages.page(404, "Not found", "The control plane is not available here.")
         return await handler(request)
 
     def _to_login(self, raw: str, path: str) -> web.StreamResponse:
@@ -334,7 +349,7 @@ def _next_param(raw: str, path: str) -> str:
 
 async def _hub_not_found(request: web.Request) -> web.StreamResponse:
     """Reached only for paths the edge hands to the hub and the hub has no route for."""
-    return page(404, "Not found", "There is nothing here.")
+    return request.app[EDGE_KEY].pages.page(404, "Not found", "There is nothing here.")
 
 
 async def _return_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -356,6 +371,7 @@ def build_public_app(
     sessions: SessionVerifier | None,
     hub: web.Application | None = None,
     pool: UpstreamPool | None = None,
+    error_look: ErrorPageLook = PLAIN_LOOK,
 ) -> web.Application:
     """The Application to serve on the public port.
 
@@ -364,7 +380,8 @@ def build_public_app(
     route (so it must not be frozen yet, and all its routes must already be
     added); otherwise a fresh Application. The upstream pool is closed
     on the app's cleanup. Serve it with handler_cancellation=True so a
-    browser hanging up cancels the upstream request at once.
+    browser hanging up cancels the upstream request at once. `error_look`:
+    how the edge's own error pages look (the wiring passes the hub's).
     """
     use_hub = settings.control_enabled and hub is not None
     edge = Edge(
@@ -374,6 +391,7 @@ def build_public_app(
         sessions=sessions,
         pool=pool or UpstreamPool(settings.upstream),
         hub_enabled=use_hub,
+        error_look=error_look,
     )
     app = hub if use_hub and hub is not None else web.Application()
     app.middlewares.insert(0, edge)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from edge.app import build_public_app
+from edge.errors import PLAIN_LOOK
 from edge.ops import build_ops_app
 from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
@@ -21,6 +22,7 @@ from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config
 from podgate.control_plane import ControlPlane, csrf_secret, embedded_cluster
+from podgate.error_look import HUB_LOOK
 from podgate.logs import quiet_expected_client_errors
 from podgate.ports import ListenFailed
 from routes import RouteSource, RouteTable
@@ -114,6 +116,8 @@ class Podgate:
                 stats=self.stats,
                 sessions=self.sessions,
                 hub=hub,
+                # The hub's look needs the hub's stylesheet: only with the control plane.
+                error_look=HUB_LOOK if hub is not None else PLAIN_LOOK,
             )
             ops = build_ops_app(
                 table=self.table,

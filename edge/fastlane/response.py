@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from enum import Enum
 
-from edge.errors import UpstreamError, upstream_error_response
+from edge.errors import PLAIN_PAGES, ErrorPages, UpstreamError
 from edge.fastlane.head import FIELD_LINES
 from edge.headers import HOP_BY_HOP, sets_session_cookie
 
@@ -245,10 +245,15 @@ class ChunkedFraming:
         return -1
 
 
-def error_page(error: type[UpstreamError] | UpstreamError, *, close: bool = False) -> bytes:
-    """A whole HTTP/1.1 response for an upstream failure, as edge.errors renders it."""
+def error_page(
+    error: type[UpstreamError] | UpstreamError,
+    *,
+    close: bool = False,
+    pages: ErrorPages = PLAIN_PAGES,
+) -> bytes:
+    """A whole HTTP/1.1 response for an upstream failure, as the edge's `pages` render it."""
     instance = error if isinstance(error, UpstreamError) else error("")
-    response = upstream_error_response(instance)
+    response = pages.upstream(instance)
     body = response.body
     assert isinstance(body, bytes)
     lines = [f"HTTP/1.1 {response.status} {response.reason}"]
