@@ -191,6 +191,7 @@ class ControlPlane:
             ),
         )
         hub.activity = self.activity
+        hub.admin_access = config.edge.admin_access
         hub.api_tokens = api_tokens(config)
         self.hub = hub
         if config.culler.enabled:

@@ -53,6 +53,9 @@ class Hub:
     on_login: LoginObserver | None = None
     # Tokens accepted by /hub/api (control.api), as digests.
     api_tokens: ApiTokens = field(default_factory=ApiTokens)
+    # The edge's admin_access: may admins open other users' servers? (for links only;
+    # the edge decides access itself)
+    admin_access: bool = False
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed."""

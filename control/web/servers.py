@@ -76,6 +76,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         state=status.state,
         reason=status.failure.message if status.failure else None,
         choose_profile=bool(hub.profiles),
+        is_admin=hub.access.is_admin(user),
     )
     return html(page)
 
