@@ -290,13 +290,11 @@ def reloaded_authenticator(auth: AuthSettings, running: object) -> Authenticator
     Only a generated one: when auth.password is removed, the password it set
     must stop working, so a new one is generated (and the reload shows it).
     """
-    if (
-        auth.kind == "dummy"
-        and auth.password is None
-        and isinstance(running, DummyAuthenticator)
-        and running.generated
-    ):
-        return running  # else every reload would make (and have to show) a new random password
+    if auth.kind == "dummy" and isinstance(running, DummyAuthenticator):
+        if auth.password is None and running.generated:
+            return running  # else every reload would make (and have to show) a new random one
+        if auth.password is not None and auth.password == running.shared_password:
+            return running  # unchanged: nothing to announce
     return build_authenticator(auth)
 
 

@@ -16,7 +16,9 @@ Watching polls the content (a SHA-256) of the config file, users_file and
 api_tokens_file: a Kubernetes ConfigMap or Secret update swaps a symlink
 under the mount, which an inotify watch on the path would miss, and mtime
 and size alone can stay the same. This module never restarts a server,
-never drops a connection and never logs a setting's value (secrets).
+never drops a connection and never logs a setting's value (secrets). A dummy
+password the reload generated (auth.password removed) is printed on stdout,
+as at start; the log says only that it changed.
 """
 
 from __future__ import annotations

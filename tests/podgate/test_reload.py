@@ -274,6 +274,17 @@ async def test_an_invalid_auth_reload_changes_nothing(make_podgate: Any, tmp_pat
     assert not hub.access.is_admin("bob")
 
 
+async def test_an_unchanged_dummy_password_is_kept_and_not_announced(
+    make_podgate: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg = await make_podgate({"auth": {"kind": "dummy", "admins": ["ada"]}})  # PASSWORD set
+    authenticator = pg.control.hub.authenticator
+    apply_config(pg, podgate_config({"auth": {"kind": "dummy", "admins": ["bob"]}}))
+    assert pg.control.hub.authenticator is authenticator
+    assert pg.control.hub.access.is_admin("bob")
+    assert "is in effect" not in caplog.text
+
+
 async def test_a_generated_dummy_password_survives_a_reload(make_podgate: Any) -> None:
     pg = await make_podgate({"auth": {"kind": "dummy", "password": None}})
     authenticator = pg.control.hub.authenticator
