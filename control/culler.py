@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 from control.errors import KubeError
 from control.settings import CullerSettings
 from control.spawner import Spawner
+from control.stop_cause import StopCause
 from control.tasks import BackgroundTask, rounds
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,11 @@ class IdleCuller:
             if reason is None:
                 return None
             try:
-                await self.spawner.stop(cull.user)
+                # The spawner logs the stop, with this cause: one line per server.
+                await self.spawner.stop(cull.user, StopCause("culler", "culler", reason))
             except KubeError as e:
                 log.warning("culler: stopping %s (%s) failed: %s", cull.user, reason, e)
                 return None
-        log.info("culler: stopped %s's server (%s)", cull.user, reason)
         if self.observer is not None:
             try:
                 self.observer(reason)

@@ -43,13 +43,23 @@ def normalise_username(raw: str) -> str:
         raise BadUserName("A user name starts with a letter or a digit.")
     bad = sorted({c for c in name if not (c.isalnum() or c in _EXTRA_CHARACTERS)})
     if bad:
-        shown = " ".join(_shown(c) for c in bad[:5])
+        shown = ", ".join(dict.fromkeys(_shown(c) for c in bad[:5]))
         raise BadUserName(f"A user name may hold letters, digits and . _ @ + - only, not {shown}.")
     return name
 
 
+# Characters people type by accident, named as they would say them.
+_SAID = {" ": "a space", "\t": "a tab", "\n": "a line break", "\r": "a line break"}
+
+
 def _shown(char: str) -> str:
-    return repr(char) if char.isprintable() and not char.isspace() else f"U+{ord(char):04X}"
+    """A character as a person reads it: 'x', "a space", or its Unicode name for the invisible."""
+    if char in _SAID:
+        return _SAID[char]
+    if char.isprintable() and not char.isspace():
+        return repr(char)
+    name = unicodedata.name(char, "").lower()
+    return f"{name} (U+{ord(char):04X})" if name else f"U+{ord(char):04X}"
 
 
 def escape(name: str) -> str:

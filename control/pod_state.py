@@ -103,37 +103,44 @@ def start_failure(pod: Object) -> SpawnFailed | None:
     return None
 
 
-# Event reason -> (progress %, words). The raw message follows the words.
-# The order mirrors a start: scheduled, volumes, image, container, readiness.
+# Event reason -> (progress %, plain words for the person waiting). The cluster's
+# own message (probe URLs, pod IPs, node names) is not for them: it goes to the
+# log and to admins (event_detail). The order mirrors a start: scheduled,
+# volumes, image, container, readiness.
 _PROGRESS: dict[str, tuple[int, str]] = {
-    "FailedScheduling": (10, "waiting for a node"),
-    "Scheduled": (20, "found a node"),
-    "SuccessfulAttachVolume": (30, "storage attached"),
-    "FailedMount": (30, "waiting for storage"),
-    "Pulling": (40, "pulling the image"),
-    "Pulled": (60, "image ready"),
-    "BackOff": (60, "retrying after a failure"),
-    "Failed": (60, "a step failed"),
-    "Created": (70, "server created"),
-    "Started": (80, "server started, waiting for it to answer"),
-    "Unhealthy": (90, "server not answering yet"),
+    "FailedScheduling": (10, "Waiting for a node with room"),
+    "Scheduled": (20, "Found a node"),
+    "SuccessfulAttachVolume": (30, "Storage attached"),
+    "FailedMount": (30, "Waiting for storage"),
+    "Pulling": (40, "Pulling the image"),
+    "Pulled": (60, "Image ready"),
+    "BackOff": (60, "Retrying after a failure"),
+    "Failed": (60, "A step failed; retrying"),
+    "Created": (70, "Server created"),
+    "Started": (80, "Server started, waiting for it to answer"),
+    "Unhealthy": (90, "Server not answering yet"),
 }
+_UNKNOWN_STEP = (15, "Still starting")
 # Events about stopping are not progress of a start.
 _IGNORED = frozenset(("Killing", "Preempting", "SandboxChanged"))
 
 
 def progress_message(event: Object) -> tuple[int, str] | None:
-    """(progress 0-100, message) for a Kubernetes Event about the pod, None to skip it.
+    """(progress 0-100, plain words) for a Kubernetes Event about the pod, None to skip it.
 
-    Like KubeSpawner's progress: the pod's Events become the messages of
-    the spawn page, each with a percentage of the way to Ready.
+    Like KubeSpawner's progress, the pod's Events become the steps of the
+    spawn page, each with a percentage of the way to Ready; unlike it, the
+    person waiting reads words, never the cluster's raw message.
     """
     reason = str(event.get("reason") or "")
     if not reason or reason in _IGNORED:
         return None
-    message = str(event.get("message") or "").strip()
-    progress, words = _PROGRESS.get(reason, (15, reason))
-    text = f"{words.capitalize()}: {message}" if message else words.capitalize()
-    if event.get("type") == "Warning":
-        text = f"[Warning] {text}"
-    return progress, text
+    return _PROGRESS.get(reason, _UNKNOWN_STEP)
+
+
+def event_detail(event: Object) -> str:
+    """The Event as the cluster wrote it ("Warning Unhealthy: Readiness probe failed: …")."""
+    kind = str(event.get("type") or "Normal")
+    reason = str(event.get("reason") or "?")
+    message = " ".join(str(event.get("message") or "").split())  # one line
+    return f"{kind} {reason}: {message}" if message else f"{kind} {reason}"

@@ -11,6 +11,7 @@ when events are published.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -25,18 +26,24 @@ class ProgressEvent:
     """One step of a start, as JupyterHub's progress API sends it."""
 
     progress: int  # 0-100
-    message: str
+    message: str  # plain words for the person waiting
     ready: bool = False
     failed: bool = False
     url: str | None = None
+    detail: str = ""  # the cluster's raw Event text: for admins only (as_json(detail=True))
 
     @property
     def final(self) -> bool:
         return self.ready or self.failed
 
-    def as_json(self) -> dict[str, Any]:
-        """The event as JupyterHub's /users/<name>/server/progress sends it."""
+    def as_json(self, detail: bool = False) -> dict[str, Any]:
+        """The event as JupyterHub's /users/<name>/server/progress sends it.
+
+        With `detail` (an admin asking) the raw Event text is added as "detail".
+        """
         out: dict[str, Any] = {"progress": self.progress, "message": self.message}
+        if detail and self.detail:
+            out["detail"] = self.detail
         if self.ready:
             out["ready"] = True
         if self.failed:
@@ -106,7 +113,9 @@ class SpawnProgress:
             return  # late news (an Event after Ready) must not reopen a finished start
         if start.events and not event.final:
             # The bar never goes backwards, whatever order Events arrive in.
-            event = ProgressEvent(max(event.progress, start.events[-1].progress), event.message)
+            event = dataclasses.replace(
+                event, progress=max(event.progress, start.events[-1].progress)
+            )
         if len(start.events) == start.events.maxlen:
             start.dropped += 1
         start.events.append(event)

@@ -43,9 +43,16 @@ from control.informer import Informer
 from control.kube import Kube, Object
 from control.manifests import pod_manifest, pod_profile, pod_user, pvc_manifest, server_url
 from control.pacing import StartPacer
-from control.pod_state import is_deleting, is_ready, progress_message, start_failure
+from control.pod_state import (
+    event_detail,
+    is_deleting,
+    is_ready,
+    progress_message,
+    start_failure,
+)
 from control.progress import ProgressEvent, SpawnProgress
 from control.settings import Profile, SpawnerSettings
+from control.stop_cause import StopCause
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +178,13 @@ class Spawner:
             run = self._begin(user, profile)
         await asyncio.shield(run.created)
 
-    async def stop(self, user: str) -> None:
+    async def stop(self, user: str, cause: StopCause | None = None) -> None:
         """Delete the user's pod (grace stop_grace_seconds), ending a start under way.
 
         The claim is kept. A pod already gone is fine; other API errors raise.
+        One log line names the server and the `cause` (who asked, and why).
         """
+        cause = cause or StopCause()
         run = self._starts.get(user)
         if run is not None and run.task is not None:
             run.task.cancel()
@@ -184,13 +193,24 @@ class Spawner:
         self._failures.pop(user, None)
         began = time.monotonic()
         name = names.pod_name(user, self.settings.pod_name_prefix)
-        with contextlib.suppress(NotFound):
+        gone = ""
+        try:
             await self.kube.delete(
                 "pods",
                 self.settings.namespace,
                 name,
                 grace_seconds=self.settings.stop_grace_seconds,
             )
+        except NotFound:
+            gone = "; it had no pod"
+        log.info(
+            "stopping %s's server (pod %s) %s%s",
+            user,
+            name,
+            cause.words(),
+            gone,
+            extra={"user": user, "pod": name, **cause.fields()},
+        )
         self._observe("stopped", user, time.monotonic() - began, "")
 
     def status(self, user: str) -> ServerStatus:
@@ -518,8 +538,19 @@ class Spawner:
         if run.uid is None or (involved_uid and involved_uid != run.uid):
             return  # about an earlier pod of the same name, or before ours exists
         step = progress_message(event)
-        if step is not None:
-            self._publish(run, *step)
+        if step is None:
+            return
+        detail = event_detail(event)
+        # The raw text is for the log (warnings at info) and admins, not the spawn page.
+        level = logging.INFO if event.get("type") == "Warning" else logging.DEBUG
+        log.log(
+            level,
+            "start of %s: %s",
+            run.pod_name,
+            detail,
+            extra={"user": run.user, "pod": run.pod_name, "event_reason": event.get("reason")},
+        )
+        self.progress.publish(run.user, ProgressEvent(step[0], step[1], detail=detail))
 
     def _publish(self, run: _Start, percent: int, message: str) -> None:
         self.progress.publish(run.user, ProgressEvent(percent, message))

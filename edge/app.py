@@ -42,7 +42,7 @@ from urllib.parse import quote
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 
-from edge.errors import forbidden_response, not_found_response, page
+from edge.errors import PLAIN_LOOK, ErrorPageLook, ErrorPages
 from edge.headers import (
     framing_named,
     session_cookie_values,
@@ -128,6 +128,7 @@ class Edge:
         pool: UpstreamPool,
         hub_enabled: bool,
         policy: SessionPolicy | None = None,
+        error_look: ErrorPageLook = PLAIN_LOOK,
     ) -> None:
         self.table = table
         self.settings = settings
@@ -145,6 +146,8 @@ class Edge:
         self.request_ids = RequestIds()
         hub = settings.hub_prefix.rstrip("/")
         self._hub_paths = (hub + "/", hub)
+        # "Home" on the edge's pages is the hub's home page, when there is a hub.
+        self.pages = ErrorPages(error_look, home=f"{hub}/home" if hub_enabled else None)
 
     # aiohttp's marker for a new-style middleware: the Edge itself is the middleware.
     __middleware_version__ = 1
@@ -221,7 +224,9 @@ class Edge:
         self, request: web.Request, handler: Handler, outcome: _Outcome
     ) -> web.StreamResponse:
         if request.version not in _SPOKEN_VERSIONS:
-            response = page(505, "HTTP version not supported", "This server speaks HTTP/1.x.")
+            response = self.pages.page(
+                505, "HTTP version not supported", "This server speaks HTTP/1.x."
+            )
             response.force_close()
             return response
         named = framing_named(request.headers.getall("Connection", ()))
@@ -233,7 +238,9 @@ class Edge:
                 request.raw_path,
                 named,
             )
-            response = page(400, "Bad request", f"The Connection header may not name {named}.")
+            response = self.pages.page(
+                400, "Bad request", f"The Connection header may not name {named}."
+            )
             response.force_close()
             return response
         raw = request.raw_path
@@ -249,7 +256,9 @@ class Edge:
     ) -> web.StreamResponse:
         """Every request that is not forwarded as it is: hub, redirects, 403, 404, 400."""
         if not raw.startswith("/"):
-            response = page(400, "Bad request", "Only origin-form request targets are served.")
+            response = self.pages.page(
+                400, "Bad request", "Only origin-form request targets are served."
+            )
             response.force_close()
             return response
         path = normalise_path(raw)
@@ -273,7 +282,7 @@ class Edge:
             assert route.user is not None
             if not settings.may_access(user, route.user):
                 self.stats.cookie_rejected("wrong_user")
-                return forbidden_response()
+                return self.pages.forbidden()
 
         route.last_activity = time.time()
         return await self._forward(request, route, raw)
@@ -300,7 +309,14 @@ class Edge:
                 [c for c in request.headers.getall("Cookie", ()) if self.settings.cookie_name in c],
             )
             return await relay_websocket(
-                request, route, upstream_path, headers, self.stats, self.settings, relays
+                request,
+                route,
+                upstream_path,
+                headers,
+                self.stats,
+                self.settings,
+                relays,
+                pages=self.pages,
             )
         response = await proxy_http(
             request,
@@ -310,6 +326,7 @@ class Edge:
             self.pool,
             self.stats,
             self.settings.cookie_name,
+            pages=self.pages,
         )
         if "Upgrade" in request.headers:
             # aiohttp keeps the bytes after any upgrade request (h2c...) for the new
@@ -321,7 +338,7 @@ class Edge:
         self, request: web.Request, handler: Handler, path: str, raw: str
     ) -> web.StreamResponse:
         if not self.settings.control_enabled:
-            return not_found_response()
+            return self.pages.not_found()
         parts = path.split("/", 3)
         if len(parts) >= 3 and parts[1] == "user" and parts[2]:
             # A user's server with no ready route: start it if we know who is asking.
@@ -333,7 +350,7 @@ class Edge:
 
     async def _to_hub(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if not self.hub_enabled:
-            return page(404, "Not found", "The control plane is not available here.")
+            return self.pages.page(404, "Not found", "The control plane is not available here.")
         return await handler(request)
 
     def _to_login(self, raw: str, path: str) -> web.StreamResponse:
@@ -410,7 +427,7 @@ def _next_param(raw: str, path: str) -> str:
 
 async def _hub_not_found(request: web.Request) -> web.StreamResponse:
     """Reached only for paths the edge hands to the hub and the hub has no route for."""
-    return page(404, "Not found", "There is nothing here.")
+    return request.app[EDGE_KEY].pages.page(404, "Not found", "There is nothing here.")
 
 
 async def _return_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -433,6 +450,7 @@ def build_public_app(
     hub: web.Application | None = None,
     pool: UpstreamPool | None = None,
     policy: SessionPolicy | None = None,
+    error_look: ErrorPageLook = PLAIN_LOOK,
 ) -> web.Application:
     """The Application to serve on the public port.
 
@@ -443,7 +461,8 @@ def build_public_app(
     sign-out records and allowed users) is asked about every verified
     session; None admits every one. The upstream pool is closed
     on the app's cleanup. Serve it with handler_cancellation=True so a
-    browser hanging up cancels the upstream request at once.
+    browser hanging up cancels the upstream request at once. `error_look`:
+    how the edge's own error pages look (the wiring passes the hub's).
     """
     use_hub = settings.control_enabled and hub is not None
     edge = Edge(
@@ -454,6 +473,7 @@ def build_public_app(
         pool=pool or UpstreamPool(settings.upstream),
         hub_enabled=use_hub,
         policy=policy,
+        error_look=error_look,
     )
     app = hub if use_hub and hub is not None else web.Application()
     app.middlewares.insert(0, edge)

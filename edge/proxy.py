@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from multidict import CIMultiDict
 
-from edge.errors import UpstreamError, upstream_error_response
+from edge.errors import PLAIN_PAGES, ErrorPages, UpstreamError
 from edge.headers import client_response_headers
 from edge.upstream import UpstreamPool, UpstreamResponse
 from metrics.edge_stats import EdgeStats
@@ -69,6 +69,8 @@ async def proxy_http(
     pool: UpstreamPool,
     stats: EdgeStats,
     cookie_name: str,
+    *,
+    pages: ErrorPages = PLAIN_PAGES,
 ) -> web.StreamResponse:
     """Send one request to the route's pod and stream its answer back to the browser."""
     method = request.method
@@ -97,20 +99,24 @@ async def proxy_http(
     except UpstreamError as e:
         stats.upstream_error(e.kind)
         log.info("upstream %s for %s %s: %s", e.kind, method, route.path, e)
-        return upstream_error_response(e)
+        return pages.upstream(e)
     except (ClientGone, ConnectionError) as e:
         log.debug("client went away while sending %s %s: %r", method, route.path, e)
         _cut_off(request)
         return web.Response(status=400)
-    return await _relay_response(request, upstream, stats, cookie_name)
+    return await _relay_response(request, upstream, stats, cookie_name, pages)
 
 
 async def _relay_response(
-    request: web.BaseRequest, upstream: UpstreamResponse, stats: EdgeStats, cookie_name: str
+    request: web.BaseRequest,
+    upstream: UpstreamResponse,
+    stats: EdgeStats,
+    cookie_name: str,
+    pages: ErrorPages,
 ) -> web.StreamResponse:
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and request.method != "HEAD":
-        return await _relay_small(upstream, stats, cookie_name)
+        return await _relay_small(upstream, stats, cookie_name, pages)
     response = web.StreamResponse(
         status=upstream.status,
         reason=upstream.reason or None,
@@ -143,7 +149,7 @@ async def _relay_response(
 
 
 async def _relay_small(
-    upstream: UpstreamResponse, stats: EdgeStats, cookie_name: str
+    upstream: UpstreamResponse, stats: EdgeStats, cookie_name: str, pages: ErrorPages
 ) -> web.StreamResponse:
     """A small fixed-length answer: read it whole (bounded), then one write to the browser."""
     parts: list[bytes] = []
@@ -153,7 +159,7 @@ async def _relay_small(
     except UpstreamError as e:
         stats.upstream_error(e.kind)
         upstream.discard()
-        return upstream_error_response(e)
+        return pages.upstream(e)
     except BaseException:
         upstream.discard()
         raise

@@ -56,11 +56,12 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from edge.errors import (
+    PLAIN_PAGES,
+    ErrorPages,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
     UpstreamUnavailable,
-    upstream_error_response,
 )
 from edge.headers import client_response_headers
 from edge.settings import EdgeSettings
@@ -115,6 +116,8 @@ async def relay_websocket(
     stats: EdgeStats,
     settings: EdgeSettings,
     relays: RelaySet | None = None,
+    *,
+    pages: ErrorPages = PLAIN_PAGES,
 ) -> web.StreamResponse:
     """Relay one WebSocket between the browser and the route's pod; returns when both are closed.
 
@@ -135,7 +138,7 @@ async def relay_websocket(
         handshake = await _handshake(request, pod, route.target, upstream_path, headers, ws)
     except UpstreamError as e:
         stats.upstream_error(e.kind)
-        return upstream_error_response(e)
+        return pages.upstream(e)
     if handshake.status != 101:
         return await relay_refusal(
             request, pod, handshake, ws.handshake_timeout, settings.cookie_name

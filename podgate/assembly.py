@@ -14,6 +14,7 @@ from aiohttp import web
 
 from control.manifests import USER_PREFIX
 from edge.app import Edge, build_public_app, edge_of
+from edge.errors import PLAIN_LOOK
 from edge.ops import build_ops_app
 from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
@@ -22,7 +23,9 @@ from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config
 from podgate.control_plane import ControlPlane, csrf_secret, embedded_cluster
+from podgate.error_look import HUB_LOOK
 from podgate.logs import quiet_expected_client_errors
+from podgate.ports import ListenFailed
 from routes import RouteSource, RouteTable
 
 log = logging.getLogger("podgate")
@@ -119,6 +122,8 @@ class Podgate:
                 hub=hub,
                 # Sign-outs and removed users, applied by the edge on every request.
                 policy=self.control.gate if self.control is not None else None,
+                # The hub's look needs the hub's stylesheet: only with the control plane.
+                error_look=HUB_LOOK if hub is not None else PLAIN_LOOK,
             )
             self.edge = edge_of(public)
             if self.control is not None and self.control.gate is not None:
@@ -132,11 +137,17 @@ class Podgate:
                 reserved_prefix=USER_PREFIX if config.control.enabled else None,
                 extra_routes=self.control.add_api_routes if self.control else None,
             )
-            self._public = await serve_public(
-                public, *config.listen_address, grace=config.shutdown_grace_seconds
-            )
+            try:
+                self._public = await serve_public(
+                    public, *config.listen_address, grace=config.shutdown_grace_seconds
+                )
+            except OSError as e:
+                raise ListenFailed("listen", *config.listen_address, e) from e
             self.public_url = self._public.url
-            self.ops_url = await self._serve(ops, *config.ops_address)
+            try:
+                self.ops_url = await self._serve(ops, *config.ops_address)
+            except OSError as e:
+                raise ListenFailed("ops_listen", *config.ops_address, e) from e
             await self.metrics.loop_lag.start()
         except BaseException:
             await self.stop()

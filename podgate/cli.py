@@ -26,18 +26,39 @@ def _parser() -> argparse.ArgumentParser:
         prog="podgate",
         description="The single ingress of a multi-user notebook platform on Kubernetes.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"podgate {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    # Each option's help says its default: a newcomer reads --help before the README.
     run = commands.add_parser("run", help="run the ingress (embedded kubesim unless configured)")
-    run.add_argument("--config", metavar="FILE", help="YAML config file (default: built-ins)")
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config file (default: none, every setting at its default: "
+        "the embedded kubesim, the dummy authenticator)",
+    )
     run.set_defaults(handler=_run)
 
     sim = commands.add_parser("sim", help="run the Kubernetes API simulator alone")
-    sim.add_argument("--listen", default="127.0.0.1:6443", metavar="HOST:PORT")
-    sim.add_argument("--kubeconfig", metavar="FILE", help="write a kubeconfig for it here")
+    sim.add_argument(
+        "--listen",
+        default="127.0.0.1:6443",
+        metavar="HOST:PORT",
+        help="address to serve the Kubernetes API on; port 0 picks a free one "
+        "(default: %(default)s)",
+    )
+    sim.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="write a kubeconfig for it here (default: none written; the URL is printed)",
+    )
     # kubectl sends a bearer token only over TLS, so HTTPS is the default.
     sim.add_argument(
-        "--plain-http", action="store_true", help="serve plain HTTP (kubectl will not work)"
+        "--plain-http",
+        action="store_true",
+        help="serve plain HTTP; kubectl will not work (default: HTTPS with its own CA)",
     )
     sim.set_defaults(handler=_sim)
 
@@ -47,9 +68,23 @@ def _parser() -> argparse.ArgumentParser:
         description="Reads a password twice from the terminal without echo, or one line "
         "from stdin when it is not a terminal, and prints its hash.",
     )
-    hash_password.add_argument("--scheme", choices=("scrypt", "bcrypt", "argon2"), default="scrypt")
+    hash_password.add_argument(
+        "--scheme",
+        choices=("scrypt", "bcrypt", "argon2"),
+        default="scrypt",
+        help="hash scheme, one of %(choices)s (default: %(default)s)",
+    )
     hash_password.set_defaults(handler=_hash_password)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("podgate")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -200,10 +200,10 @@ class ControlPlane:
         await self.activity.start()
         authenticator = build_authenticator(config.auth)
         if isinstance(authenticator, DummyAuthenticator):
+            # The password itself goes to stdout (podgate.welcome), never into a log.
             log.warning(
                 "dummy authenticator (not for production): any user name signs in with "
-                "the password %s",
-                authenticator.shared_password,
+                "the shared password printed on stdout at start"
             )
         access = build_access(config.auth)
         self.gate = SessionGate(access, accounts_of(authenticator), self.record_store)
@@ -232,6 +232,7 @@ class ControlPlane:
             gate=self.gate,
         )
         hub.activity = self.activity
+        hub.admin_access = config.edge.admin_access
         hub.api_tokens = api_tokens(config)
         self.hub = hub
         if config.culler.enabled:
@@ -340,9 +341,16 @@ def accounts_of(authenticator: object) -> frozenset[str] | None:
 
 
 def reloaded_authenticator(auth: AuthSettings, running: object) -> Authenticator:
-    """The authenticator for reloaded `auth`; a generated dummy password survives the reload."""
-    if auth.kind == "dummy" and auth.password is None and isinstance(running, DummyAuthenticator):
-        return running  # else every reload would make (and have to show) a new random password
+    """The authenticator for reloaded `auth`; a generated dummy password survives the reload.
+
+    Only a generated one: when auth.password is removed, the password it set
+    must stop working, so a new one is generated (and the reload shows it).
+    """
+    if auth.kind == "dummy" and isinstance(running, DummyAuthenticator):
+        if auth.password is None and running.generated:
+            return running  # else every reload would make (and have to show) a new random one
+        if auth.password is not None and auth.password == running.shared_password:
+            return running  # unchanged: nothing to announce
     return build_authenticator(auth)
 
 

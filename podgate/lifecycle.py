@@ -19,14 +19,22 @@ import time
 from podgate.assembly import Podgate
 from podgate.config import Config
 from podgate.logs import setup_logging
+from podgate.ports import ListenFailed, check_addresses
 from podgate.reload import ConfigReloader
 from podgate.secret_files import warn_if_exposed
+from podgate.welcome import welcome_text
 
 log = logging.getLogger("podgate")
 
 
 def run_forever(config: Config, config_path: str | None = None) -> int:
     """Serve until SIGINT or SIGTERM; the process exit status. `config_path` is reloaded."""
+    try:
+        # Before anything else is started or printed (the dummy password, say).
+        check_addresses({"listen": config.listen_address, "ops_listen": config.ops_address})
+    except ListenFailed as e:
+        print(f"podgate: {e}", file=sys.stderr)
+        return 1
     setup_logging(config.log_level, config.log_format)
     warn_if_exposed(config_path)
     try:
@@ -37,6 +45,9 @@ def run_forever(config: Config, config_path: str | None = None) -> int:
         runner = uvloop.run
     try:
         return runner(_serve(config, config_path))
+    except ListenFailed as e:  # taken between the check and the bind
+        print(f"podgate: {e}", file=sys.stderr)
+        return 1
     except OSError as e:
         print(f"podgate: cannot start: {e}", file=sys.stderr)
         return 1
@@ -62,7 +73,11 @@ async def _serve(config: Config, config_path: str | None = None) -> int:
     try:
         await reloader.start()
         loop.add_signal_handler(signal.SIGHUP, reloader.request)
-        print(f"podgate: public {podgate.public_url}  ops {podgate.ops_url}", flush=True)
+        # The first line is for scripts (tests wait for it); the block is for people.
+        print(f"podgate: public {podgate.public_url}  ops {podgate.ops_url}")
+        hub = podgate.control.hub if podgate.control is not None else None
+        authenticator = hub.authenticator if hub is not None else None
+        print(welcome_text(config, podgate.public_url, podgate.ops_url, authenticator), flush=True)
         await stop.wait()
         log.info(
             "%s: draining for at most %g s",

@@ -18,7 +18,9 @@ Watching polls the content (a SHA-256) of the config file, users_file and
 api_tokens_file: a Kubernetes ConfigMap or Secret update swaps a symlink
 under the mount, which an inotify watch on the path would miss, and mtime
 and size alone can stay the same. This module never restarts a server,
-never drops a connection and never logs a setting's value (secrets).
+never drops a connection and never logs a setting's value (secrets). A dummy
+password the reload generated (auth.password removed) is printed on stdout,
+as at start; the log says only that it changed.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from control.auth import DummyAuthenticator
 from podgate.assembly import Podgate
 from podgate.config import Config, load_config
 from podgate.schema import ConfigError
+from podgate.welcome import sign_in_line
 
 log = logging.getLogger("podgate")
 
@@ -129,10 +132,19 @@ def apply_config(podgate: Podgate, new: Config) -> ReloadPlan:
 
 
 def _announce_dummy(authenticator: object) -> None:
-    if isinstance(authenticator, DummyAuthenticator):
+    """Say what the reload did to the dummy password: the log says that, stdout shows a new one."""
+    if not isinstance(authenticator, DummyAuthenticator):
+        return
+    if authenticator.generated:
         log.warning(
-            "dummy authenticator (not for production): any user name signs in with the password %s",
-            authenticator.shared_password,
+            "dummy authenticator (not for production): a new generated password is in "
+            "effect, printed on stdout; the previous one no longer signs in"
+        )
+        print(f"podgate: {sign_in_line(authenticator)}", flush=True)
+    else:
+        log.warning(
+            "dummy authenticator (not for production): the password of auth.password is in "
+            "effect; the previous one no longer signs in"
         )
 
 

@@ -87,6 +87,7 @@ def build_listing(
         running=running,
         now=now,
         usage_known=usage is not None,
+        open_servers=hub.admin_access,
     )
 
 

@@ -38,6 +38,7 @@ from control.pages.admin import (
     duration,
     fragments,
 )
+from control.stop_cause import StopCause
 from control.web.answers import html, redirect
 from control.web.context import Hub, hub_of
 from control.web.forms import checked_form, field, xsrf_token
@@ -232,7 +233,7 @@ async def stop(request: web.Request) -> web.StreamResponse:
     _admin(request)
     form = await checked_form(request)
     user = normalise_username(field(form, "user"))
-    await hub.spawner.stop(user)
+    await hub.spawner.stop(user, StopCause("admin", _admin(request), "admin panel"))
     return _after(_back(field(form, "back")), done="stop", user=user)
 
 
@@ -259,9 +260,11 @@ async def stop_idle(request: web.Request) -> web.StreamResponse:
     idle = idle_users(hub, minutes * 60, time.time())
     limit = asyncio.Semaphore(STOP_CONCURRENCY)
 
+    cause = StopCause("admin", _admin(request), f"stop all idle for {minutes} minutes")
+
     async def stop_one(user: str) -> None:
         async with limit:
-            await hub.spawner.stop(user)
+            await hub.spawner.stop(user, cause)
 
     results = await asyncio.gather(*(stop_one(u) for u in idle), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]

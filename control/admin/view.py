@@ -114,6 +114,7 @@ class Listing:
     running: int
     now: float
     usage_known: bool  # metrics.k8s.io answered
+    open_servers: bool = False  # edge.admin_access: the admin may open users' servers
 
     @property
     def pages(self) -> int:

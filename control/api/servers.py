@@ -15,9 +15,10 @@ import asyncio
 from aiohttp import web
 
 from control.api.bodies import empty_answer, json_body
-from control.api.callers import ApiError, caller_of, require
+from control.api.callers import ApiError, Caller, caller_of, require
 from control.errors import BadUserName
 from control.names import normalise_username
+from control.stop_cause import StopCause
 from control.web.context import Hub, hub_of
 
 # How long a call waits for the pod watch to confirm a start is ready or a stop is done
@@ -28,7 +29,8 @@ _STEP = 0.05
 USER_OPTIONS = frozenset({"profile"})
 
 
-def _owner(request: web.Request, hub: Hub, scopes: tuple[str, ...]) -> str:
+def _owner(request: web.Request, hub: Hub, scopes: tuple[str, ...]) -> tuple[str, Caller]:
+    """The user named in the path, and the caller allowed `scopes` on them."""
     caller = caller_of(request, hub)
     try:
         user = normalise_username(request.match_info["name"])
@@ -37,7 +39,7 @@ def _owner(request: web.Request, hub: Hub, scopes: tuple[str, ...]) -> str:
     require(caller, scopes, user)
     if user not in hub.users:
         raise ApiError(404, f"No such user: {user}")
-    return user
+    return user, caller
 
 
 def _profile(options: object) -> str | None:
@@ -56,7 +58,7 @@ def _profile(options: object) -> str | None:
 
 async def start_server(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    user = _owner(request, hub, ("start:servers",))
+    user, _ = _owner(request, hub, ("start:servers",))
     profile = _profile(await json_body(request))
     state = hub.spawner.status(user).state
     if state == "starting":
@@ -72,12 +74,13 @@ async def start_server(request: web.Request) -> web.Response:
 
 async def stop_server(request: web.Request) -> web.Response:
     hub = hub_of(request)
-    user = _owner(request, hub, ("delete:servers",))
+    user, caller = _owner(request, hub, ("delete:servers",))
     state = hub.spawner.status(user).state
     if state == "stopping":
         return empty_answer(202)
     if state != "stopped":
-        await hub.spawner.stop(user)
+        cause = StopCause("api", caller.name, "DELETE /hub/api/users/{name}/server")
+        await hub.spawner.stop(user, cause)
     done = await stopped_within(hub, user, STOP_WAIT_SECONDS)
     return empty_answer(204 if done else 202)
 

@@ -31,6 +31,7 @@ from control.auth import PasswordAuthenticator
 from control.errors import BadUserName
 from control.manifests import pod_user
 from control.names import normalise_username
+from control.stop_cause import StopCause
 from control.web.context import Hub, hub_of
 
 PAGINATION_TYPE = "application/jupyterhub-pagination+json"
@@ -222,7 +223,7 @@ async def delete_user(request: web.Request) -> web.Response:
     if status.state == "stopping":
         raise ApiError(400, f"{user}'s server is in the process of stopping, please wait.")
     if status.state != "stopped":
-        await hub.spawner.stop(user)
+        await hub.spawner.stop(user, StopCause("api", caller.name, "user deleted"))
         if not await stopped_within(hub, user, STOP_WAIT_SECONDS):
             raise ApiError(400, f"{user}'s server is in the process of stopping, please wait.")
     if hub.records is not None:  # their cookies end with them, at every replica

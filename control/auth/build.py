@@ -27,7 +27,9 @@ def build_authenticator(settings: AuthSettings) -> Authenticator:
     DummyAuthenticator's `shared_password` to show it at start.
     """
     if settings.kind == "dummy":
-        return DummyAuthenticator(settings.password or secrets.token_urlsafe(12))
+        if settings.password:
+            return DummyAuthenticator(settings.password)
+        return DummyAuthenticator(secrets.token_urlsafe(12), generated=True)
     if settings.kind == "password":
         users = dict(settings.users)
         if settings.users_file:

@@ -23,10 +23,12 @@ class DummyAuthenticator:
 
     login_hint: str | None = DUMMY_HINT
 
-    def __init__(self, password: str) -> None:
+    def __init__(self, password: str, *, generated: bool = False) -> None:
         if not password:
             raise ValueError("the dummy authenticator needs a non-empty shared password")
         self.shared_password = password
+        # Made up at start (auth.password unset): only then is it shown, as nobody knows it.
+        self.generated = generated
         self._digest = _digest(password)
 
     async def authenticate(self, username: str, password: str) -> str | None:

@@ -25,6 +25,7 @@ from control.pages.markup import (
     server_url,
     static_url,
     text,
+    user_path,
 )
 
 ADMIN_PATH = "/hub/admin"
@@ -97,16 +98,20 @@ def _action_link(action: str, user: str, back: AdminQuery, label: str, kind: str
 def _row(row: ServerRow, listing: Listing) -> str:
     now = listing.now
     state = row.state if row.state in _STATE_WORDS else "stopped"
-    user_cell = text(row.user)
-    if state == "running":
-        user_cell = f'<a href="{attr(server_url(row.user))}">{text(row.user)}</a>'
+    # The name leads only where the admin may go: the server itself needs the
+    # edge's admin_access; a start's progress page is open to every admin.
+    user_cell = _breakable(row.user)
+    if state == "running" and listing.open_servers:
+        user_cell = f'<a href="{attr(server_url(row.user))}">{user_cell}</a>'
+    elif state == "starting":
+        user_cell = f'<a href="/hub/spawn-pending/{user_path(row.user)}">{user_cell}</a>'
     failure = f'<div class="admin-failure">{text(row.failure)}</div>' if row.failure else ""
     pod = (
-        f"{text(row.pod)}" + (f'<div class="quiet">{text(row.node)}</div>' if row.node else "")
+        _breakable(row.pod) + (f'<div class="quiet">{text(row.node)}</div>' if row.node else "")
         if row.pod
         else '<span class="quiet">—</span>'
     )
-    image = text(row.image) if row.image else '<span class="quiet">—</span>'
+    image = _breakable(row.image) if row.image else '<span class="quiet">—</span>'
     if row.profile:
         image += f'<div class="quiet">{text(row.profile)}</div>'
     activity = _moment(row.last_activity, now, suffix=" ago")
@@ -121,18 +126,34 @@ def _row(row: ServerRow, listing: Listing) -> str:
     # Ends every session of the user at every replica; the server keeps running.
     action += _action_link("sign-out", row.user, listing.query, "Sign out…", "")
     cells = (
-        f'<th scope="row" class="admin-user">{user_cell}</th>',
-        f'<td><span class="badge state-{state}">{_STATE_WORDS[state]}</span>{failure}</td>',
-        f"<td>{pod}</td>",
-        f"<td>{image}</td>",
-        f"<td>{_moment(row.started, now)}</td>",
-        f"<td>{activity}</td>",
-        f"<td>{_pair(format_cpu(row.cpu_used), format_cpu(row.cpu_request))}</td>",
-        f"<td>{_pair(format_memory(row.memory_used), format_memory(row.memory_request))}</td>",
-        f"<td>{text(row.pvc) if row.pvc else _NONE}</td>",
-        f'<td class="admin-actions">{action}</td>',
+        _cell(0, f'<span class="badge state-{state}">{_STATE_WORDS[state]}</span>{failure}'),
+        _cell(1, pod),
+        _cell(2, image),
+        _cell(3, _moment(row.started, now)),
+        _cell(4, activity),
+        _cell(5, _pair(format_cpu(row.cpu_used), format_cpu(row.cpu_request))),
+        _cell(6, _pair(format_memory(row.memory_used), format_memory(row.memory_request))),
+        _cell(7, text(row.pvc) if row.pvc else _NONE),
     )
-    return f'<tr data-user="{attr(row.user)}" data-state="{state}">{"".join(cells)}</tr>'
+    return (
+        f'<tr data-user="{attr(row.user)}" data-state="{state}">'
+        f'<th scope="row" class="admin-user">{user_cell}</th>{"".join(cells)}'
+        f'<td class="admin-actions">{action}</td></tr>'
+    )
+
+
+def _cell(column: int, content: str) -> str:
+    """A data cell; on a narrow screen its column's name shows beside it (data-label, CSS)."""
+    label = _COLUMNS[column + 1][0]
+    return f'<td data-label="{attr(label)}"><div>{content}</div></td>'
+
+
+def _breakable(value: str) -> str:
+    """`value` as text that may wrap after / @ - : (names, images), never inside a word."""
+    escaped = text(value)
+    for mark in ("/", "@", "-", ":"):
+        escaped = escaped.replace(mark, mark + "<wbr>")
+    return escaped
 
 
 def rows_fragment(listing: Listing) -> str:

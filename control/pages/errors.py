@@ -7,6 +7,7 @@ is what the person should read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http import HTTPStatus
 
 from control.pages.markup import attr, layout, local_path, text
@@ -40,12 +41,14 @@ def error_page(
     xsrf: str = "",
     retry_after: float | None = None,
     retry_url: str | None = None,
+    links: Sequence[tuple[str, str]] | None = None,
 ) -> str:
     """A page for `status`, with a default title and message when none are given.
 
     With `retry_after` the page reloads itself after that many seconds
     (meta refresh, no JS), at `retry_url` when given (a local path) or
-    else at the same address.
+    else at the same address. `links` are the ways back as (label, href):
+    a local path, or "" for this same address; Home when not given.
     """
     default_title, default_message = _defaults(status)
     head = ""
@@ -58,9 +61,21 @@ def error_page(
         f'<p class="status-code">{status}</p>'
         f"<h1>{text(title or default_title)}</h1>"
         f"<p>{text(message or default_message)}</p>"
-        '<p class="actions"><a class="button" href="/hub/home">Home</a></p>'
+        f'<p class="actions">{_ways_back(links)}</p>'
     )
     return layout(title or default_title, main, user=user, xsrf=xsrf, head=head)
+
+
+def _ways_back(links: Sequence[tuple[str, str]] | None) -> str:
+    """The links of an error page as buttons; the first is the primary one."""
+    chosen = [("Home", "/hub/home")] if links is None else links
+    buttons = []
+    for i, (label, href) in enumerate(chosen):
+        # "" reloads this address; anything else must be a path on this site.
+        target = href if href == "" else local_path(href, "/hub/home")
+        kind = "button button-primary" if i == 0 and len(chosen) > 1 else "button"
+        buttons.append(f'<a class="{kind}" href="{attr(target)}">{text(label)}</a>')
+    return "".join(buttons)
 
 
 def too_many_spawns_page(

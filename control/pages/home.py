@@ -30,11 +30,13 @@ def home_page(
     state: ServerState,
     reason: str | None = None,
     choose_profile: bool = False,
+    is_admin: bool = False,
 ) -> str:
     """The user's server card.
 
     `reason` is the failure in words (state "failed"); `choose_profile`
-    adds a link to the spawn form when the configuration offers profiles.
+    adds a link to the spawn form when the configuration offers profiles;
+    `is_admin` a way to the admin panel (nothing else leads there).
     """
     badge, sentence = _STATE_WORDS[state]
     actions: list[str] = []
@@ -63,5 +65,11 @@ def home_page(
         f'<p class="state"><span class="badge state-{state}">{badge}</span> {text(sentence)}</p>'
         + (notice(reason) if state == "failed" and reason else "")
         + f'<div class="actions">{"".join(actions)}</div>'
+        + (
+            '<p class="home-admin"><a href="/hub/admin">Admin panel</a>'
+            '<span class="quiet"> — every user\'s server</span></p>'
+            if is_admin
+            else ""
+        )
     )
     return layout("Home", main, user=user, xsrf=xsrf, head=head)

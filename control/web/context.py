@@ -59,6 +59,9 @@ class Hub:
     # a session must pass on every request (the edge asks the same gate).
     records: UserRecordStore | None = None
     gate: SessionGate | None = None
+    # The edge's admin_access: may admins open other users' servers? (for links only;
+    # the edge decides access itself)
+    admin_access: bool = False
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed

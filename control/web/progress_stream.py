@@ -53,7 +53,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
     if status.state == "running" and not followed:
         events: AsyncIterator[dict[str, Any]] = _one(_ready(owner))
     elif followed:
-        events = _as_json(hub.progress.follow(owner))
+        # Admins also get each Event's raw text ("detail"); users read plain words.
+        events = _as_json(hub.progress.follow(owner), detail=caller.may("admin:servers"))
     elif status.state == "starting":
         # Started through another replica: this one knows it only from the pod watch.
         events = _started_elsewhere(hub.spawner, owner)
@@ -140,6 +141,8 @@ async def _one(event: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     yield event
 
 
-async def _as_json(events: AsyncIterator[ProgressEvent]) -> AsyncIterator[dict[str, Any]]:
+async def _as_json(
+    events: AsyncIterator[ProgressEvent], detail: bool
+) -> AsyncIterator[dict[str, Any]]:
     async for event in events:
-        yield event.as_json()
+        yield event.as_json(detail)

@@ -24,6 +24,7 @@ from control.pages import (
     too_many_spawns_page,
 )
 from control.spawner import ServerStatus
+from control.stop_cause import StopCause
 from control.web.answers import html, redirect
 from control.web.context import Hub, hub_of
 from control.web.forms import checked_form, field, xsrf_token
@@ -75,6 +76,7 @@ async def home(request: web.Request) -> web.StreamResponse:
         state=status.state,
         reason=status.failure.message if status.failure else None,
         choose_profile=bool(hub.profiles),
+        is_admin=hub.access.is_admin(user),
     )
     return html(page)
 
@@ -178,7 +180,8 @@ async def stop(request: web.Request) -> web.StreamResponse:
     viewer = _viewer(request)
     await checked_form(request)
     owner = _owner(request, hub, viewer)
-    await hub.spawner.stop(owner)
+    by = "user" if owner == viewer else "admin"
+    await hub.spawner.stop(owner, StopCause(by, viewer, "stop button"))
     return redirect("/hub/home", 303)
 
 

@@ -118,7 +118,7 @@ class FastLane:
         key = (error.status, type(error).__name__, close)
         page = self._pages.get(key)
         if page is None:
-            page = self._pages[key] = error_page(error, close=close)
+            page = self._pages[key] = error_page(error, close=close, pages=self.edge.pages)
         return page
 
 

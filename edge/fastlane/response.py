@@ -17,7 +17,7 @@ import re
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from edge.errors import UpstreamError, upstream_error_response
+from edge.errors import PLAIN_PAGES, ErrorPages, UpstreamError
 from edge.fastlane.head import FIELD_LINES
 from edge.headers import HOP_BY_HOP, sets_session_cookie
 
@@ -249,10 +249,15 @@ class ChunkedFraming:
         return -1
 
 
-def error_page(error: type[UpstreamError] | UpstreamError, *, close: bool = False) -> bytes:
-    """A whole HTTP/1.1 response for an upstream failure, as edge.errors renders it."""
+def error_page(
+    error: type[UpstreamError] | UpstreamError,
+    *,
+    close: bool = False,
+    pages: ErrorPages = PLAIN_PAGES,
+) -> bytes:
+    """A whole HTTP/1.1 response for an upstream failure, as the edge's `pages` render it."""
     instance = error if isinstance(error, UpstreamError) else error("")
-    return whole_response(upstream_error_response(instance), close=close)
+    return whole_response(pages.upstream(instance), close=close)
 
 
 def whole_response(response: web.Response, *, close: bool = False) -> bytes:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from hub_kit import Browser, xsrf_of
 from yarl import URL
 
@@ -114,11 +115,11 @@ async def test_a_running_server_shows_pod_node_image_resources_and_activity(
         page = await (await root.get("/hub/admin")).text()
         bob_row = re.search(r'<tr data-user="bob".*?</tr>', page)
         assert bob_row is not None
-        cells = bob_row.group(0)
+        cells = bob_row.group(0).replace("<wbr>", "")  # break hints, invisible
         assert "Running" in cells and "jupyter-bob" in cells and row["node"] in cells
         assert "kubesim/echo" in cells and "250m" in cells and "128 MiB" in cells
         assert "edge traffic" in cells and "Stop…" in cells
-        assert 'href="/user/bob/"' in cells
+        assert 'href="/user/bob/"' not in cells  # admin_access is off: it would be a 403
 
 
 async def test_stop_needs_the_confirmation_form_and_its_csrf_token(
@@ -240,3 +241,27 @@ async def test_a_failed_start_shows_its_reason_escaped(make_podgate: MakePodgate
         failure = _row(await _data(root, "?q=mallory"), "mallory")["failure"]
         assert hostile in failure  # the message names the image, as it was typed
         assert "kubesim/nope&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in listing
+
+
+@pytest.mark.parametrize("admin_access", [False, True])
+async def test_a_users_name_links_only_where_the_admin_may_go(
+    make_podgate: MakePodgate, admin_access: bool
+) -> None:
+    pg = await make_podgate({**ADMINS, "edge": {"admin_access": admin_access}})
+    async with await _started(pg, "bob"), await _signed_in(pg, "root") as root:
+        page = await (await root.get("/hub/admin")).text()
+        linked = '<a href="/user/bob/">bob</a>' in page
+        assert linked is admin_access
+        # Whatever the name links to answers the admin (no 403).
+        for href in re.findall(r'<th scope="row" class="admin-user"><a href="([^"]+)"', page):
+            assert (await root.get(href)).status == 200, href
+
+
+async def test_an_admins_home_links_to_the_panel_and_a_users_does_not(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate(ADMINS)
+    for user, shown in (("root", True), ("ada", False)):
+        async with await _signed_in(pg, user) as browser:
+            page = await (await browser.get("/hub/home")).text()
+            assert ('href="/hub/admin"' in page) is shown, user

@@ -76,6 +76,22 @@ async def test_a_bad_user_name_is_refused_with_a_message_for_the_person() -> Non
         await auth.authenticate("ada/../bob", "pw")
 
 
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("ada lovelace", "not a space."),
+        ("ada\tl", "not a tab."),
+        ("a b/c", "not a space, '/'."),
+        ("ada\u200bl", "not zero width space (U+200B)."),
+    ],
+)
+async def test_a_bad_character_is_named_as_a_person_says_it(typed: str, said: str) -> None:
+    with pytest.raises(BadUserName) as refused:
+        await DummyAuthenticator("pw").authenticate(typed, "pw")
+    assert str(refused.value).endswith(said)
+    assert "U+0020" not in str(refused.value)
+
+
 # -- password hashes -----------------------------------------------------------------------
 
 

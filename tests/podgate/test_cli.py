@@ -68,6 +68,40 @@ def test_no_command_prints_help() -> None:
     assert "run" in result.stdout and "sim" in result.stdout
 
 
+def test_version_prints_the_installed_version() -> None:
+    from importlib.metadata import version
+
+    result = run_podgate("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"podgate {version('podgate')}"
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """Each option of an argparse --help text, with its help joined onto one line."""
+    entries: dict[str, str] = {}
+    current = ""
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            entries[current] = line
+        elif current and line.startswith("   "):
+            entries[current] += " " + line.strip()
+        else:
+            current = ""
+    return entries
+
+
+@pytest.mark.parametrize("command", ["run", "sim", "hash-password"])
+def test_every_option_has_a_help_line_with_its_default(command: str) -> None:
+    result = run_podgate(command, "--help")
+    assert result.returncode == 0
+    entries = help_entries(result.stdout)
+    options = [name for name in entries if name != "-h"]
+    assert options, result.stdout
+    for name in options:
+        assert "(default:" in entries[name], f"{command} {name}: {entries[name]!r}"
+
+
 @contextlib.contextmanager
 def background(args: list[str], **env: str) -> Iterator[subprocess.Popen[str]]:
     """A process with piped output that is always killed and reaped at the end."""

@@ -205,6 +205,40 @@ async def test_a_changed_users_file_is_reloaded_and_a_bad_hash_in_it_is_refused(
         await process.end()
 
 
+async def dummy_login_status(public: str, password: str) -> int:
+    async with Browser(public) as browser:
+        response = await browser.login("ada", password, allow_redirects=False)
+        return response.status
+
+
+async def test_removing_auth_password_makes_a_new_one_and_says_so(pod: Pod, tmp_path: Path) -> None:
+    config = config_for(pod, [], "Small", OLD_TOKEN)
+    config["auth"] = {"kind": "dummy", "password": "the first password"}
+    process = await start_podgate_process(config, tmp_path, env=CHECKOUT)
+    try:
+        assert await dummy_login_status(process.public, "the first password") == 303
+        assert "the first password" not in process.out.read_text()  # configured: not shown
+        del config["auth"]["password"]
+        write_config(process, tmp_path, config)
+        await logs_say(process, r"a new generated password is in effect, printed on stdout")
+        await logs_say(process, r"config reloaded \([^)]*\): auth\.password")
+        shown = re.search(r"and the password (\S+)\n", process.out.read_text())
+        assert shown, process.out.read_text()
+        assert shown.group(1) not in process.log.read_text()
+        assert await dummy_login_status(process.public, "the first password") == 403
+        assert await dummy_login_status(process.public, shown.group(1)) == 303
+
+        # Set again: the configured one applies, the generated one stops, nothing is shown.
+        config["auth"]["password"] = "the second password"
+        write_config(process, tmp_path, config)
+        await logs_say(process, r"the password of auth\.password is in effect")
+        assert await dummy_login_status(process.public, shown.group(1)) == 403
+        assert await dummy_login_status(process.public, "the second password") == 303
+        assert process.out.read_text().count("and the password ") == 1
+    finally:
+        await process.end()
+
+
 # -- in process: what a reload applies, pins and refuses --------------------------------
 
 
@@ -242,6 +276,17 @@ async def test_an_invalid_auth_reload_changes_nothing(make_podgate: Any, tmp_pat
     assert refused.value.key == "auth"
     assert (hub.authenticator, hub.access, hub.api_tokens, pg.config) == before
     assert not hub.access.is_admin("bob")
+
+
+async def test_an_unchanged_dummy_password_is_kept_and_not_announced(
+    make_podgate: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg = await make_podgate({"auth": {"kind": "dummy", "admins": ["ada"]}})  # PASSWORD set
+    authenticator = pg.control.hub.authenticator
+    apply_config(pg, podgate_config({"auth": {"kind": "dummy", "admins": ["bob"]}}))
+    assert pg.control.hub.authenticator is authenticator
+    assert pg.control.hub.access.is_admin("bob")
+    assert "is in effect" not in caplog.text
 
 
 async def test_a_generated_dummy_password_survives_a_reload(make_podgate: Any) -> None:
