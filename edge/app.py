@@ -41,7 +41,12 @@ from urllib.parse import quote
 from aiohttp import HttpVersion10, HttpVersion11, web
 
 from edge.errors import forbidden_response, not_found_response, page
-from edge.headers import session_cookie_values, session_values, upstream_request_headers
+from edge.headers import (
+    cookies_within_limits,
+    session_cookie_values,
+    session_values,
+    upstream_request_headers,
+)
 from edge.proxy import proxy_http
 from edge.request_id import HEADER as REQUEST_ID_HEADER
 from edge.request_id import RequestIds, current_request_id
@@ -168,7 +173,7 @@ class Edge:
         if route is None or not route.requires_session:
             return route
         sessions = self.sessions
-        if sessions is None:
+        if sessions is None or not cookies_within_limits(cookie_headers):
             return None
         assert route.user is not None
         settings = self.settings
@@ -195,8 +200,19 @@ class Edge:
             response = page(505, "HTTP version not supported", "This server speaks HTTP/1.x.")
             response.force_close()
             return response
+        cookies = request.headers.getall("Cookie", ())
+        if not cookies_within_limits(cookies):
+            # Before any value is split out or verified, for every path (the hub's too).
+            response = page(
+                431,
+                "Request header fields too large",
+                "This request carries more cookies than a browser sends. "
+                "Clear this site's cookies and try again.",
+            )
+            response.force_close()
+            return response
         raw = request.raw_path
-        route = self.forwardable(request.host, raw, request.headers.getall("Cookie", ()))
+        route = self.forwardable(request.host, raw, cookies)
         if route is not None:
             outcome.kind = route_kind(route)
             route.last_activity = time.time()

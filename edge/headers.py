@@ -5,12 +5,15 @@ X-Forwarded-For/-Proto/-Host/-Port are set (appended to only for trusted
 proxies), Host is kept, the podgate session cookie is cut out of Cookie, and
 the pod's own token is added. Responses: hop-by-hop headers go, and a
 Set-Cookie for the session cookie's name is dropped so a pod can never set or
-clear a user's podgate session. Pure functions: no I/O, never reads a body.
+clear a user's podgate session. Cookies are bounded before anything reads
+them (cookies_within_limits, MAX_SESSION_VALUES), so a request stuffed with
+session values costs a bounded amount of work. Pure functions: no I/O, never
+reads a body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -37,6 +40,18 @@ _FORWARDED = frozenset(
     ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port")
 )
 _COOKIE = "cookie"
+
+# A browser speaking HTTP/1.1 sends one Cookie header, each at most aiohttp's
+# 8190-byte field limit; a proxy turning HTTP/2 cookie crumbs into lines sends
+# a few. More lines or bytes than this is not a browser: refused (431) before
+# any value is split out or verified.
+MAX_COOKIE_HEADERS = 16
+MAX_COOKIE_BYTES = 16384
+# Session values considered per request: a browser sends one, or a few when
+# cookies of several paths or domains share the name. Each one not seen before
+# costs a signature check, so a request carrying thousands gets its first few
+# looked at and no more.
+MAX_SESSION_VALUES = 4
 _CONNECTION = "connection"
 _SET_COOKIE = "set-cookie"
 
@@ -80,13 +95,20 @@ def strip_session_cookie(value: str, cookie_name: str) -> str:
     return "; ".join(kept)
 
 
+def cookies_within_limits(cookie_headers: Sequence[str]) -> bool:
+    """Whether these Cookie header values are few and small enough to be read at all."""
+    return len(cookie_headers) <= MAX_COOKIE_HEADERS and (
+        sum(map(len, cookie_headers)) <= MAX_COOKIE_BYTES
+    )
+
+
 def session_cookie_values(headers: CIMultiDictProxy[str], cookie_name: str) -> list[str]:
-    """Every value the request carries for the session cookie (browsers may send several)."""
+    """The first MAX_SESSION_VALUES values the request carries for the session cookie."""
     return session_values(headers.getall(_COOKIE, ()), cookie_name)
 
 
 def session_values(cookie_headers: Iterable[str], cookie_name: str) -> list[str]:
-    """Every session cookie value in these Cookie header values, in order."""
+    """The first MAX_SESSION_VALUES session values in these Cookie header values, in order."""
     found: list[str] = []
     for header in cookie_headers:
         if cookie_name not in header:
@@ -95,6 +117,8 @@ def session_values(cookie_headers: Iterable[str], cookie_name: str) -> list[str]
             name, sep, value = part.partition("=")
             if sep and name.strip() == cookie_name:
                 found.append(value.strip().strip('"'))
+                if len(found) == MAX_SESSION_VALUES:
+                    return found
     return found
 
 

@@ -69,14 +69,23 @@ def client_address(request: web.Request, trusted: Sequence[IPNetwork] = ()) -> s
     return address
 
 
+# Values of one cookie name looked at per request. A browser sends one, or a
+# few when paths or domains differ; each may cost an HMAC (session, CSRF), so a
+# request stuffed with thousands gets its first few read and no more. (The edge
+# also refuses oversized Cookie headers before the hub sees them.)
+MAX_COOKIE_VALUES = 4
+
+
 def request_cookies(request: web.Request, name: str) -> list[str]:
-    """Every value of cookie `name` the request carries, in order (duplicates happen)."""
-    values = []
+    """The first MAX_COOKIE_VALUES values of cookie `name` in the request, in order."""
+    values: list[str] = []
     for header in request.headers.getall("Cookie", []):
         for part in header.split(";"):
             key, sep, value = part.strip().partition("=")
             if sep and key == name:
                 values.append(value.strip('"'))
+                if len(values) == MAX_COOKIE_VALUES:
+                    return values
     return values
 
 

@@ -2,7 +2,8 @@
 
 `parse_request` accepts only a conservative subset of HTTP/1.1 (origin-form
 target, a few methods, token header names, clean values, no Transfer-Encoding,
-Upgrade or Expect, at most one plain Content-Length, a Host) and answers None
+Upgrade or Expect, at most one plain Content-Length, a Host, at most
+edge.headers.MAX_COOKIE_HEADERS Cookie lines) and answers None
 for everything else, so that aiohttp's parser judges every unusual request.
 A head that asks for a protocol upgrade is parsed too but marked `upgrade`: the
 caller either serves it as a WebSocket handshake (edge.fastlane.websocket) or
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from edge.headers import HOP_BY_HOP, forwarded_port, strip_session_cookie
+from edge.headers import HOP_BY_HOP, MAX_COOKIE_HEADERS, forwarded_port, strip_session_cookie
 
 # Heads longer than this are handed over, so aiohttp answers them (431/400).
 MAX_HEAD = 8192
@@ -117,6 +118,7 @@ def parse_request(
     host: bytes | None = None
     length: bytes | None = None
     listed: list[bytes] = []
+    cookie_lines = 0
     lines = buffer[line_end + 2 : end].split(b"\r\n")
     if len(lines) > MAX_FIELDS:
         return None
@@ -138,6 +140,9 @@ def parse_request(
             length = value.strip(b" \t")
             kept.append(line)
         elif kind == _COOKIE:
+            cookie_lines += 1
+            if cookie_lines > MAX_COOKIE_HEADERS:
+                return None  # the full path refuses it (431), as for any lane
             if cookie_name not in value:
                 kept.append(line)
                 continue
