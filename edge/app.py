@@ -1,7 +1,8 @@
 """The public edge: one function that builds the aiohttp app serving the public port.
 
 Per request, once: normalise the path (routes.normalise_path), look the route
-up, check the session cookie for routes that require one, authorize, then
+up, check the session cookie for routes that require one, authorize, check
+the origin of changes and handshakes to those routes (edge.origin), then
 proxy the HTTP request (edge.proxy) or relay the WebSocket (edge.websocket).
 With the control plane enabled, /hub/ and anything unroutable go to the
 control plane's Application; in proxy-only mode everything is routed by the
@@ -40,12 +41,18 @@ from urllib.parse import quote
 
 from aiohttp import HttpVersion10, HttpVersion11, web
 
-from edge.errors import forbidden_response, not_found_response, page
+from edge.errors import cross_origin_response, forbidden_response, not_found_response, page
 from edge.headers import (
     cookies_within_limits,
     session_cookie_values,
     session_values,
     upstream_request_headers,
+)
+from edge.origin import (
+    OriginClaims,
+    first_value,
+    from_permitted_origin,
+    needs_origin_check,
 )
 from edge.proxy import proxy_http
 from edge.request_id import HEADER as REQUEST_ID_HEADER
@@ -254,6 +261,16 @@ class Edge:
         return await self._forward(request, route, raw)
 
     async def _forward(self, request: web.Request, route: Route, raw: str) -> web.StreamResponse:
+        websocket = wants_websocket(request.headers)
+        if (
+            route.requires_session
+            and needs_origin_check(request.method, websocket)
+            and not self.permits_origin(self._origin_claims(request))
+        ):
+            response = cross_origin_response()
+            if websocket:
+                response.force_close()  # nothing after a refused upgrade is read as a request
+            return response
         token = route.data.get("token")
         headers = upstream_request_headers(
             request.headers,
@@ -265,7 +282,7 @@ class Edge:
         # Replaces any id the client sent; set by __call__, which every request passes.
         headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY) or self.request_ids.new()
         upstream_path = route.target.base_path + raw
-        if wants_websocket(request.headers):
+        if websocket:
             return await relay_websocket(
                 request, route, upstream_path, headers, self.stats, self.settings, self.websockets
             )
@@ -305,6 +322,28 @@ class Edge:
 
     def _to_login(self, raw: str, path: str) -> web.StreamResponse:
         return _redirect(f"{self.settings.login_path}?next={_next_param(raw, path)}")
+
+    def permits_origin(self, claims: OriginClaims) -> bool:
+        """Whether a change or handshake to a user's server may go on (edge.origin's rules).
+
+        Asked by both lanes, only for routes that need a session and only for unsafe
+        methods and upgrades (edge.origin.needs_origin_check): plain GETs never pay.
+        """
+        return from_permitted_origin(claims, self.settings.allowed_origins)
+
+    def _origin_claims(self, request: web.Request) -> OriginClaims:
+        headers = request.headers
+        scheme, host = request.scheme, request.host
+        if self.settings.is_trusted_proxy(request.remote):
+            scheme = first_value(headers.get("X-Forwarded-Proto")) or scheme
+            host = first_value(headers.get("X-Forwarded-Host")) or host
+        return OriginClaims(
+            scheme=scheme,
+            host=host,
+            origin=headers.get("Origin"),
+            fetch_site=headers.get("Sec-Fetch-Site"),
+            authorization=headers.get("Authorization"),
+        )
 
     def _session_user(self, request: web.Request) -> str | None:
         """The user of the first valid session cookie, or None; bad cookies are counted."""

@@ -86,3 +86,13 @@ def not_found_response() -> web.Response:
 
 def forbidden_response() -> web.Response:
     return page(403, "Forbidden", "This server belongs to another user.")
+
+
+def cross_origin_response() -> web.Response:
+    return page(
+        403,
+        "Cross-origin request refused",
+        "This request to a user's server came from a page of another site. podgate "
+        "forwards changes and WebSocket connections only from its own pages. If that "
+        "site is yours, an operator can list its origin in edge.allowed_origins.",
+    )

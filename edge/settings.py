@@ -52,6 +52,9 @@ class EdgeSettings:
     upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
     # Peers whose X-Forwarded-* headers are believed and appended to; others are replaced.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Origins besides the public one whose pages may change things on users' servers
+    # and open WebSockets to them (edge.origin), normalised by edge.origin.parse_origins.
+    allowed_origins: frozenset[str] = frozenset()
     # Header carrying the pod's own token upstream; the value is route.data["token"].
     pod_token_header: str = "Authorization"
     pod_token_scheme: str = "token"

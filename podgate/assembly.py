@@ -14,6 +14,7 @@ from aiohttp import web
 
 from edge.app import build_public_app
 from edge.ops import build_ops_app
+from edge.origin import parse_origins
 from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
@@ -38,6 +39,7 @@ def edge_settings(config: Config) -> EdgeSettings:
             read_timeout=config.edge.upstream_timeout,
         ),
         trusted_proxies=parse_networks(config.edge.trusted_proxies),
+        allowed_origins=parse_origins(config.edge.allowed_origins),
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 
 from edge.headers import HOP_BY_HOP, MAX_COOKIE_HEADERS, forwarded_port, strip_session_cookie
+from edge.origin import OriginClaims, first_value
 
 # Heads longer than this are handed over, so aiohttp answers them (431/400).
 MAX_HEAD = 8192
@@ -40,6 +41,10 @@ _HAND_OVER = frozenset((b"transfer-encoding", b"expect"))
 _XFF = b"x-forwarded-for"
 _FORWARDED = frozenset((_XFF, b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+# Headers edge.origin reads; X-Forwarded-* lines are kept only from a trusted proxy.
+_ORIGIN_NAMES = frozenset(
+    (b"origin", b"sec-fetch-site", b"authorization", b"x-forwarded-proto", b"x-forwarded-host")
+)
 # What a header name means to the parser (see header_kinds).
 _HOST, _LENGTH, _COOKIE, _REFUSE, _HOP, _FORWARDED_BY, _POD_TOKEN, _UPGRADE, _REQUEST_ID = range(9)
 
@@ -191,6 +196,27 @@ def parse_request(
         drop = {t for t in listed if t}
         head.kept = [line for line in kept if line.partition(b":")[0].lower() not in drop]
     return head
+
+
+def origin_claims(head: RequestHead, trusted: bool) -> OriginClaims:
+    """What the head says about where it comes from (edge.origin); read only when asked."""
+    found: dict[bytes, str] = {}
+    for line in (*head.kept, *head.own_token):
+        name, _, value = line.partition(b":")
+        lower = name.lower()
+        if lower in _ORIGIN_NAMES and lower not in found:
+            found[lower] = value.strip(b" \t").decode("latin-1")
+    scheme, host = "http", head.host  # the fast lane serves plain HTTP only
+    if trusted:
+        scheme = first_value(found.get(b"x-forwarded-proto")) or scheme
+        host = first_value(found.get(b"x-forwarded-host")) or host
+    return OriginClaims(
+        scheme=scheme,
+        host=host,
+        origin=found.get(b"origin"),
+        fetch_site=found.get(b"sec-fetch-site"),
+        authorization=found.get(b"authorization"),
+    )
 
 
 def forwarded_lines(head: RequestHead, peer_xff: bytes) -> bytes:

@@ -36,6 +36,7 @@ from edge.fastlane.head import (
     RequestHead,
     forwarded_lines,
     header_kinds,
+    origin_claims,
     parse_request,
     upstream_head,
 )
@@ -49,6 +50,7 @@ from edge.fastlane.response import (
 )
 from edge.fastlane.upstream import Address, PodConnection, PodPool
 from edge.fastlane.websocket import is_handshake, open_websocket, upgrade_request
+from edge.origin import SAFE_METHODS
 from edge.request_id import well_formed
 from routes import Route
 
@@ -325,6 +327,13 @@ class BrowserConnection(asyncio.Protocol):
         route = lane.edge.forwardable(head.host, head.raw_path, head.cookies)
         if route is None:
             self._hand_over()
+            return
+        if (
+            (head.upgrade or head.method not in SAFE_METHODS)
+            and route.requires_session
+            and not lane.edge.permits_origin(origin_claims(head, self.trusted))
+        ):
+            self._hand_over()  # the full path answers the 403 (edge.errors)
             return
         if head.upgrade:
             if is_handshake(buffer, head, route):

@@ -71,6 +71,8 @@ routes:
         ("routes: [{path: /x, target: 'ftp://a'}]", "routes[0].target", "http"),
         ("session: {cookie_secrets: [short]}", "session.cookie_secrets", "16"),
         ("edge: {upstream_timeout: 0}", "edge.upstream_timeout", "positive"),
+        ("edge: {allowed_origins: [lab.example.org]}", "edge.allowed_origins[0]", "origin"),
+        ("edge: {allowed_origins: ['https://a.org/x']}", "edge.allowed_origins[0]", "origin"),
         ("cluster: {kind: sim, kubeconfig: k}", "cluster.kubeconfig", "kube"),
     ],
 )
@@ -110,3 +112,14 @@ def test_a_weak_secret_from_the_environment_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(None, environ={"PODGATE_COOKIE_SECRET": "short"})
     assert caught.value.key == "PODGATE_COOKIE_SECRET"
+
+
+def test_allowed_origins_reach_the_edge_in_one_spelling(tmp_path: Path) -> None:
+    from podgate.assembly import edge_settings
+
+    text = "edge: {allowed_origins: ['https://Lab.Example.org:443', 'http://10.0.0.9:8080']}"
+    config = load_config(write(tmp_path, text), environ={})
+    assert edge_settings(config).allowed_origins == {
+        "https://lab.example.org",
+        "http://10.0.0.9:8080",
+    }
