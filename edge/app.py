@@ -293,7 +293,7 @@ class Edge:
             headers,
             self.pool,
             self.stats,
-            self.settings.cookie_name,
+            self.settings.reserved_cookies,
         )
         if "Upgrade" in request.headers:
             # aiohttp keeps the bytes after any upgrade request (h2c...) for the new

@@ -4,8 +4,9 @@ Requests: hop-by-hop headers (and those the Connection header names) go,
 X-Forwarded-For/-Proto/-Host/-Port are set (appended to only for trusted
 proxies), Host is kept, the podgate session cookie is cut out of Cookie, and
 the pod's own token is added. Responses: hop-by-hop headers go, and a
-Set-Cookie for the session cookie's name is dropped so a pod can never set or
-clear a user's podgate session. Cookies are bounded before anything reads
+Set-Cookie for any of podgate's own cookie names (EdgeSettings.reserved_cookies:
+the session, the hub's CSRF cookie) is dropped so a pod can never set or clear
+them. Cookies are bounded before anything reads
 them (cookies_within_limits, MAX_SESSION_VALUES), so a request stuffed with
 session values costs a bounded amount of work. Pure functions: no I/O, never
 reads a body.
@@ -66,8 +67,8 @@ def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     )
 
 
-def sets_session_cookie(set_cookie: str, cookie_name: str) -> bool:
-    """Whether a pod's Set-Cookie would come back from the browser under the session's name.
+def sets_reserved_cookie(set_cookie: str, names: frozenset[str]) -> bool:
+    """Whether a pod's Set-Cookie would come back from the browser under one of `names`.
 
     Judged by what the browser sends back, not by the literal name: a nameless
     cookie ``=podgate-session=x`` is sent back as ``podgate-session=x``.
@@ -75,12 +76,12 @@ def sets_session_cookie(set_cookie: str, cookie_name: str) -> bool:
     pair = set_cookie.split(";", 1)[0]
     name, has_equals, value = pair.partition("=")
     name = name.strip(" \t")
-    if name == cookie_name:
+    if name in names:
         return True
     if name and has_equals:
         return False
     sent = value if has_equals else pair  # nameless: the browser sends the value alone
-    return sent.partition("=")[0].strip(" \t") == cookie_name
+    return sent.partition("=")[0].strip(" \t") in names
 
 
 def strip_session_cookie(value: str, cookie_name: str) -> str:
@@ -173,9 +174,9 @@ def forwarded_port(host: str, scheme: str) -> str:
 
 
 def client_response_headers(
-    upstream: Iterable[tuple[str, str]], cookie_name: str
+    upstream: Iterable[tuple[str, str]], reserved_cookies: frozenset[str]
 ) -> CIMultiDict[str]:
-    """The pod's response headers as the browser may see them."""
+    """The pod's response headers as the browser may see them (no reserved Set-Cookie)."""
     pairs = list(upstream)
     drop: frozenset[str] = HOP_BY_HOP
     for name, value in pairs:
@@ -186,7 +187,7 @@ def client_response_headers(
         key = name.lower()
         if key in drop:
             continue
-        if key == _SET_COOKIE and sets_session_cookie(value, cookie_name):
-            continue  # a pod may not set or clear the podgate session
+        if key == _SET_COOKIE and sets_reserved_cookie(value, reserved_cookies):
+            continue  # a pod may not set or clear podgate's cookies
         out.add(name, value)
     return out

@@ -21,7 +21,7 @@ from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
 from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config
-from podgate.control_plane import ControlPlane, csrf_secret, embedded_cluster
+from podgate.control_plane import ControlPlane, cookie_settings, csrf_secret, embedded_cluster
 from podgate.logs import quiet_expected_client_errors
 from routes import RouteSource, RouteTable
 
@@ -31,6 +31,7 @@ log = logging.getLogger("podgate")
 def edge_settings(config: Config) -> EdgeSettings:
     return EdgeSettings(
         cookie_name=config.session.cookie_name,
+        hub_cookies=frozenset({cookie_settings(config).xsrf_name}),
         admin_access=config.edge.admin_access,
         admins=frozenset(config.auth.admins),
         control_enabled=config.control.enabled,

@@ -627,7 +627,11 @@ class BrowserConnection(asyncio.Protocol):
                 return
             try:
                 head = parse_response(
-                    buffer, end, request.method == "HEAD", self.lane.cookie_name, self.close_after
+                    buffer,
+                    end,
+                    request.method == "HEAD",
+                    self.lane.settings.reserved_cookies,
+                    self.close_after,
                 )
             except Garbage as e:
                 self._fail(UpstreamProtocolError(f"invalid response from the server: {e}"))
