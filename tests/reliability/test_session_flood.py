@@ -2,13 +2,13 @@
 
 A hostile client needs no account: it sends requests carrying tens of
 thousands of well-shaped `podgate-session` values (so each one would reach
-the signature check), spread over 120 Cookie headers. The edge must refuse
+the signature check), spread over 121 Cookie headers. The edge must refuse
 them before any cryptography, and a signed-in user requesting meanwhile must
 see the latency they see on an idle podgate, in both modes.
 
-The hostile clients run in threads with blocking sockets, so they never hold
-the event loop podgate runs on; the user's requests run on that loop and time
-what podgate makes them wait.
+The hostile clients run in threads with blocking sockets, off the event loop
+podgate runs on; the user's requests run on that loop and time what podgate
+makes them wait.
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ import aiohttp
 from reliability_kit import COOKIE_NAME, Gate, parse_responses
 
 # The shape of the finding: 120 Cookie headers, each just under aiohttp's 8190-byte field limit.
-COOKIE_HEADERS = 120
+COOKIE_HEADERS = 120  # plus one short line whose value is new in every request
 FIELD_LIMIT = 8000
 # Bounds of the flood: this many threads, each until the deadline or its request count.
 FLOODERS = 2
 FLOOD_SECONDS = 3.0
-REQUESTS_PER_FLOODER = 300
-# The bug held the loop ~0.8 s per hostile request; an idle podgate answers in ~1 ms.
-USER_P99_BOUND = 0.05
+REQUESTS_PER_FLOODER = 3000
+# The bug held the loop 1-3 s per hostile request; an idle podgate answers in ~1 ms. The
+# bounds leave room for a busy 2-core machine (one stall of ~100 ms was seen from the
+# scheduler alone, so the tail is bounded loosely and the bulk tightly): both fail on the bug.
+USER_P90_BOUND = 0.05
+USER_MAX_BOUND = 0.5
+ONE_REQUEST_STALL_BOUND = 0.1
 
 _counter = itertools.count()
 
@@ -55,16 +59,18 @@ def cookie_line() -> str:
         size += len(part) + 2
 
 
-_SHARED_TAIL = "".join(cookie_line() + "\r\n" for _ in range(COOKIE_HEADERS - 1)).encode()
+_SHARED_TAIL = "".join(cookie_line() + "\r\n" for _ in range(COOKIE_HEADERS)).encode()
 
 
 def hostile_request() -> bytes:
     """A request for alice's server with ~30,000 well-shaped, unsigned session values.
 
-    The first header's values are new in every request, so no cache of earlier
-    answers can be what keeps it cheap.
+    Its first value is new in every request, so no cache of earlier answers can
+    be what keeps it cheap; the rest is shared, so a flooder has little to build.
     """
-    head = f"GET /user/alice/flood HTTP/1.1\r\nHost: podgate.test\r\n{cookie_line()}\r\n"
+    n = next(_counter) % (1 << 24)
+    first = f"Cookie: {COOKIE_NAME}={_field(n)}.{_field(n ^ 0x5A5A5A)}.{_field(n ^ 0xA5A5A5)}"
+    head = f"GET /user/alice/flood HTTP/1.1\r\nHost: podgate.test\r\n{first}\r\n"
     return head.encode() + _SHARED_TAIL + b"Connection: close\r\n\r\n"
 
 
@@ -108,9 +114,9 @@ async def user_latencies(gate: Gate, flooders: list[threading.Thread]) -> list[f
     return times
 
 
-def p99(times: list[float]) -> float:
+def percentile(times: list[float], share: float) -> float:
     ordered = sorted(times)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
 
 
 async def test_flood_of_bogus_session_values_does_not_slow_a_signed_in_user(gate: Gate) -> None:
@@ -128,11 +134,15 @@ async def test_flood_of_bogus_session_values_does_not_slow_a_signed_in_user(gate
         for thread in threads:
             thread.join(60)  # a hostile request is answered in seconds even with the bug
 
-    assert len(times) >= 20, f"only {len(times)} user requests during the flood"
-    assert p99(times) < USER_P99_BOUND, (
-        f"alice's p99 was {p99(times) * 1000:.0f} ms during a flood of "
-        f"{len(statuses)} hostile requests (max {max(times) * 1000:.0f} ms)"
+    assert times, "no user request during the flood"
+    figures = (
+        f"alice's p50/p90/p99/max {percentile(times, 0.5) * 1000:.1f}/"
+        f"{percentile(times, 0.9) * 1000:.1f}/{percentile(times, 0.99) * 1000:.1f}/"
+        f"{max(times) * 1000:.1f} ms over {len(times)} requests during {len(statuses)} hostile ones"
     )
+    assert percentile(times, 0.9) < USER_P90_BOUND, figures
+    assert max(times) < USER_MAX_BOUND, figures
+    assert len(times) >= 20, f"only {len(times)} user requests during the flood"
     assert statuses, "no hostile request was answered"
     assert set(statuses) == {431}, f"hostile requests answered {sorted(set(statuses))}"
     assert not gate.alice.log.paths().count("/user/alice/flood")
@@ -159,5 +169,7 @@ async def test_one_hostile_request_holds_the_loop_for_milliseconds(gate: Gate) -
     work = threading.Thread(target=lambda: statuses.append(send_blocking(gate.port, data)))
     stall = await loop_stall_during(work)
     work.join(5)
-    assert stall < USER_P99_BOUND, f"one hostile request held the loop {stall * 1000:.0f} ms"
+    assert stall < ONE_REQUEST_STALL_BOUND, (
+        f"one hostile request held the loop {stall * 1000:.0f} ms"
+    )
     assert statuses == [431]
