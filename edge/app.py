@@ -3,8 +3,9 @@
 Per request, once: normalise the path (routes.normalise_path), look the route
 up, check the session cookie for routes that require one (its signature, then
 whether it still counts: the SessionPolicy the wiring hands in, for sign-outs
-and removed users), authorize, then proxy the HTTP request (edge.proxy) or
-relay the WebSocket (edge.websocket).
+and removed users), authorize, check the origin of changes and handshakes to
+those routes (edge.origin), then proxy the HTTP request (edge.proxy) or relay
+the WebSocket (edge.websocket).
 With the control plane enabled, /hub/ and anything unroutable go to the
 control plane's Application; in proxy-only mode everything is routed by the
 table and no route is a 404, as configurable-http-proxy does.
@@ -44,10 +45,17 @@ from aiohttp import HttpVersion10, HttpVersion11, web
 
 from edge.errors import PLAIN_LOOK, ErrorPageLook, ErrorPages
 from edge.headers import (
+    cookies_within_limits,
     framing_named,
     session_cookie_values,
     session_values,
     upstream_request_headers,
+)
+from edge.origin import (
+    OriginClaims,
+    first_value,
+    from_permitted_origin,
+    needs_origin_check,
 )
 from edge.proxy import proxy_http
 from edge.request_id import HEADER as REQUEST_ID_HEADER
@@ -197,7 +205,7 @@ class Edge:
         if route is None or not route.requires_session:
             return route
         sessions = self.sessions
-        if sessions is None:
+        if sessions is None or not cookies_within_limits(cookie_headers):
             return None
         assert route.user is not None
         settings = self.settings
@@ -243,8 +251,19 @@ class Edge:
             )
             response.force_close()
             return response
+        cookies = request.headers.getall("Cookie", ())
+        if not cookies_within_limits(cookies):
+            # Before any value is split out or verified, for every path (the hub's too).
+            response = self.pages.page(
+                431,
+                "Request header fields too large",
+                "This request carries more cookies than a browser sends. "
+                "Clear this site's cookies and try again.",
+            )
+            response.force_close()
+            return response
         raw = request.raw_path
-        route = self.forwardable(request.host, raw, request.headers.getall("Cookie", ()))
+        route = self.forwardable(request.host, raw, cookies)
         if route is not None:
             outcome.kind = route_kind(route)
             route.last_activity = time.time()
@@ -288,6 +307,16 @@ class Edge:
         return await self._forward(request, route, raw)
 
     async def _forward(self, request: web.Request, route: Route, raw: str) -> web.StreamResponse:
+        websocket = wants_websocket(request.headers)
+        if (
+            route.requires_session
+            and needs_origin_check(request.method, websocket)
+            and not self.permits_origin(self._origin_claims(request))
+        ):
+            response = self.pages.cross_origin()
+            if websocket:
+                response.force_close()  # nothing after a refused upgrade is read as a request
+            return response
         token = route.data.get("token")
         headers = upstream_request_headers(
             request.headers,
@@ -299,7 +328,7 @@ class Edge:
         # Replaces any id the client sent; set by __call__, which every request passes.
         headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY) or self.request_ids.new()
         upstream_path = route.target.base_path + raw
-        if wants_websocket(request.headers):
+        if websocket:
             relays = TrackedRelays(
                 self.websockets,
                 self.open_websockets,
@@ -325,7 +354,7 @@ class Edge:
             headers,
             self.pool,
             self.stats,
-            self.settings.cookie_name,
+            self.settings.reserved_cookies,
             pages=self.pages,
         )
         if "Upgrade" in request.headers:
@@ -355,6 +384,28 @@ class Edge:
 
     def _to_login(self, raw: str, path: str) -> web.StreamResponse:
         return _redirect(f"{self.settings.login_path}?next={_next_param(raw, path)}")
+
+    def permits_origin(self, claims: OriginClaims) -> bool:
+        """Whether a change or handshake to a user's server may go on (edge.origin's rules).
+
+        Asked by both lanes, only for routes that need a session and only for unsafe
+        methods and upgrades (edge.origin.needs_origin_check): plain GETs never pay.
+        """
+        return from_permitted_origin(claims, self.settings.allowed_origins)
+
+    def _origin_claims(self, request: web.Request) -> OriginClaims:
+        headers = request.headers
+        scheme, host = request.scheme, request.host
+        if self.settings.is_trusted_proxy(request.remote):
+            scheme = first_value(headers.get("X-Forwarded-Proto")) or scheme
+            host = first_value(headers.get("X-Forwarded-Host")) or host
+        return OriginClaims(
+            scheme=scheme,
+            host=host,
+            origin=headers.get("Origin"),
+            fetch_site=headers.get("Sec-Fetch-Site"),
+            authorization=headers.get("Authorization"),
+        )
 
     def _session_user(self, request: web.Request) -> str | None:
         """The user of the first valid session cookie, or None; bad cookies are counted."""

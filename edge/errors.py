@@ -144,6 +144,15 @@ class ErrorPages:
     def forbidden(self) -> web.Response:
         return self.page(403, "Forbidden", "This server belongs to another user.")
 
+    def cross_origin(self) -> web.Response:
+        return self.page(
+            403,
+            "Cross-origin request refused",
+            "This request to a user's server came from a page of another site. podgate "
+            "forwards changes and WebSocket connections only from its own pages. If that "
+            "site is yours, an operator can list its origin in edge.allowed_origins.",
+        )
+
 
 PLAIN_PAGES = ErrorPages()
 

@@ -7,13 +7,17 @@ never drops them either, so framing decided from the head stays decided;
 X-Forwarded-For/-Proto/-Host/-Port are set (appended to only for trusted
 proxies), Host is kept, the podgate session cookie is cut out of Cookie, and
 the pod's own token is added. Responses: hop-by-hop headers go, and a
-Set-Cookie for the session cookie's name is dropped so a pod can never set or
-clear a user's podgate session. Pure functions: no I/O, never reads a body.
+Set-Cookie for any of podgate's own cookie names (EdgeSettings.reserved_cookies:
+the session, the hub's CSRF cookie) is dropped so a pod can never set or clear
+them. Cookies are bounded before anything reads
+them (cookies_within_limits, MAX_SESSION_VALUES), so a request stuffed with
+session values costs a bounded amount of work. Pure functions: no I/O, never
+reads a body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -43,6 +47,18 @@ _FORWARDED = frozenset(
     ("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port")
 )
 _COOKIE = "cookie"
+
+# A browser speaking HTTP/1.1 sends one Cookie header, each at most aiohttp's
+# 8190-byte field limit; a proxy turning HTTP/2 cookie crumbs into lines sends
+# a few. More lines or bytes than this is not a browser: refused (431) before
+# any value is split out or verified.
+MAX_COOKIE_HEADERS = 16
+MAX_COOKIE_BYTES = 16384
+# Session values considered per request: a browser sends one, or a few when
+# cookies of several paths or domains share the name. Each one not seen before
+# costs a signature check, so a request carrying thousands gets its first few
+# looked at and no more.
+MAX_SESSION_VALUES = 4
 _CONNECTION = "connection"
 _SET_COOKIE = "set-cookie"
 
@@ -67,8 +83,8 @@ def framing_named(connection_values: Iterable[str]) -> str | None:
     return None
 
 
-def sets_session_cookie(set_cookie: str, cookie_name: str) -> bool:
-    """Whether a pod's Set-Cookie would come back from the browser under the session's name.
+def sets_reserved_cookie(set_cookie: str, names: frozenset[str]) -> bool:
+    """Whether a pod's Set-Cookie would come back from the browser under one of `names`.
 
     Judged by what the browser sends back, not by the literal name: a nameless
     cookie ``=podgate-session=x`` is sent back as ``podgate-session=x``.
@@ -76,12 +92,12 @@ def sets_session_cookie(set_cookie: str, cookie_name: str) -> bool:
     pair = set_cookie.split(";", 1)[0]
     name, has_equals, value = pair.partition("=")
     name = name.strip(" \t")
-    if name == cookie_name:
+    if name in names:
         return True
     if name and has_equals:
         return False
     sent = value if has_equals else pair  # nameless: the browser sends the value alone
-    return sent.partition("=")[0].strip(" \t") == cookie_name
+    return sent.partition("=")[0].strip(" \t") in names
 
 
 def strip_session_cookie(value: str, cookie_name: str) -> str:
@@ -96,13 +112,20 @@ def strip_session_cookie(value: str, cookie_name: str) -> str:
     return "; ".join(kept)
 
 
+def cookies_within_limits(cookie_headers: Sequence[str]) -> bool:
+    """Whether these Cookie header values are few and small enough to be read at all."""
+    return len(cookie_headers) <= MAX_COOKIE_HEADERS and (
+        sum(map(len, cookie_headers)) <= MAX_COOKIE_BYTES
+    )
+
+
 def session_cookie_values(headers: CIMultiDictProxy[str], cookie_name: str) -> list[str]:
-    """Every value the request carries for the session cookie (browsers may send several)."""
+    """The first MAX_SESSION_VALUES values the request carries for the session cookie."""
     return session_values(headers.getall(_COOKIE, ()), cookie_name)
 
 
 def session_values(cookie_headers: Iterable[str], cookie_name: str) -> list[str]:
-    """Every session cookie value in these Cookie header values, in order."""
+    """The first MAX_SESSION_VALUES session values in these Cookie header values, in order."""
     found: list[str] = []
     for header in cookie_headers:
         if cookie_name not in header:
@@ -111,6 +134,8 @@ def session_values(cookie_headers: Iterable[str], cookie_name: str) -> list[str]
             name, sep, value = part.partition("=")
             if sep and name.strip() == cookie_name:
                 found.append(value.strip().strip('"'))
+                if len(found) == MAX_SESSION_VALUES:
+                    return found
     return found
 
 
@@ -169,9 +194,9 @@ def forwarded_port(host: str, scheme: str) -> str:
 
 
 def client_response_headers(
-    upstream: Iterable[tuple[str, str]], cookie_name: str
+    upstream: Iterable[tuple[str, str]], reserved_cookies: frozenset[str]
 ) -> CIMultiDict[str]:
-    """The pod's response headers as the browser may see them."""
+    """The pod's response headers as the browser may see them (no reserved Set-Cookie)."""
     pairs = list(upstream)
     drop: frozenset[str] = HOP_BY_HOP
     for name, value in pairs:
@@ -182,7 +207,7 @@ def client_response_headers(
         key = name.lower()
         if key in drop:
             continue
-        if key == _SET_COOKIE and sets_session_cookie(value, cookie_name):
-            continue  # a pod may not set or clear the podgate session
+        if key == _SET_COOKIE and sets_reserved_cookie(value, reserved_cookies):
+            continue  # a pod may not set or clear podgate's cookies
         out.add(name, value)
     return out

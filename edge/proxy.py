@@ -68,7 +68,7 @@ async def proxy_http(
     headers: CIMultiDict[str],
     pool: UpstreamPool,
     stats: EdgeStats,
-    cookie_name: str,
+    reserved_cookies: frozenset[str],
     *,
     pages: ErrorPages = PLAIN_PAGES,
 ) -> web.StreamResponse:
@@ -104,23 +104,23 @@ async def proxy_http(
         log.debug("client went away while sending %s %s: %r", method, route.path, e)
         _cut_off(request)
         return web.Response(status=400)
-    return await _relay_response(request, upstream, stats, cookie_name, pages)
+    return await _relay_response(request, upstream, stats, reserved_cookies, pages)
 
 
 async def _relay_response(
     request: web.BaseRequest,
     upstream: UpstreamResponse,
     stats: EdgeStats,
-    cookie_name: str,
+    reserved_cookies: frozenset[str],
     pages: ErrorPages,
 ) -> web.StreamResponse:
     length = upstream.content_length
     if length is not None and length <= SMALL_BODY and request.method != "HEAD":
-        return await _relay_small(upstream, stats, cookie_name, pages)
+        return await _relay_small(upstream, stats, reserved_cookies, pages)
     response = web.StreamResponse(
         status=upstream.status,
         reason=upstream.reason or None,
-        headers=client_response_headers(upstream.headers, cookie_name),
+        headers=client_response_headers(upstream.headers, reserved_cookies),
     )
     try:
         await response.prepare(request)
@@ -149,7 +149,10 @@ async def _relay_response(
 
 
 async def _relay_small(
-    upstream: UpstreamResponse, stats: EdgeStats, cookie_name: str, pages: ErrorPages
+    upstream: UpstreamResponse,
+    stats: EdgeStats,
+    reserved_cookies: frozenset[str],
+    pages: ErrorPages,
 ) -> web.StreamResponse:
     """A small fixed-length answer: read it whole (bounded), then one write to the browser."""
     parts: list[bytes] = []
@@ -166,7 +169,7 @@ async def _relay_small(
     upstream.release()
     body = b"".join(parts)
     stats.bytes_to_client += len(body)
-    headers = client_response_headers(upstream.headers, cookie_name)
+    headers = client_response_headers(upstream.headers, reserved_cookies)
     headers.popall("Content-Length", None)  # web.Response sets it from the body
     return web.Response(
         status=upstream.status, reason=upstream.reason or None, headers=headers, body=body

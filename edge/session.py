@@ -10,6 +10,11 @@ so that whoever holds the sign-out records can refuse sessions issued before
 a user's sign-out: that check is the caller's (edge.app's SessionPolicy),
 made on every request, so this cache never outlives a revocation.
 
+Values refused at the signature check are kept too, in an LRU of their own
+(so junk never evicts a good session): a stale cookie a browser keeps sending
+costs one check, not one per request. The caller bounds how many values of a
+request it hands in (edge.headers.MAX_SESSION_VALUES).
+
 ``verify`` must never raise anything but InvalidSession, whatever the input:
 a bad cookie is "no session", never a 500. Nothing here does I/O.
 """
@@ -78,8 +83,18 @@ def _canonical(field: str) -> bool:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") == field
 
 
+def _well_shaped(value: str) -> bool:
+    """Whether `value` has the one shape issue() produces; no cryptography."""
+    return (
+        len(value) <= MAX_COOKIE_LENGTH
+        and value.isascii()
+        and _SHAPE.fullmatch(value) is not None
+        and all(map(_canonical, value.split(".")))
+    )
+
+
 class SessionCodec:
-    """Issues and verifies session cookie values; keeps a bounded cache of verified ones."""
+    """Issues and verifies session cookie values; keeps bounded caches of outcomes."""
 
     def __init__(
         self,
@@ -87,14 +102,15 @@ class SessionCodec:
         *,
         max_age_seconds: float,
         cache_size: int = 10_000,
+        refused_cache_size: int = 1024,
     ) -> None:
         keys = [s for s in secrets if s]
         if not keys or len(keys) != len(secrets):
             raise ValueError("session secrets must be a non-empty list of non-empty secrets")
         if max_age_seconds <= 0:
             raise ValueError("max_age_seconds must be positive")
-        if cache_size < 0:
-            raise ValueError("cache_size must not be negative")
+        if cache_size < 0 or refused_cache_size < 0:
+            raise ValueError("cache sizes must not be negative")
         # itsdangerous signs with the LAST key and tries them all when verifying;
         # we want the first one to sign, so hand them over reversed.
         self._signer = TimestampSigner(
@@ -103,6 +119,11 @@ class SessionCodec:
         self.max_age_seconds = max_age_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[str, Session] = OrderedDict()
+        # Refused values and why; at most MAX_COOKIE_LENGTH characters each.
+        self._refused_size = refused_cache_size
+        self._refused: OrderedDict[str, str] = OrderedDict()
+        # Signature checks made (cache misses that passed the shape checks), for tests and stats.
+        self.signature_checks = 0
 
     def issue(self, user: str) -> str:
         """The cookie value naming `user`, valid for max_age_seconds from now."""
@@ -115,29 +136,41 @@ class SessionCodec:
 
     def verify(self, value: str) -> Session:
         """The session `value` carries; raises InvalidSession (and nothing else) if none."""
-        cached = self._cache.get(value) if isinstance(value, str) else None
+        if not isinstance(value, str):
+            raise InvalidSession("malformed")
+        cached = self._cache.get(value)
         if cached is not None:
             if time.time() > cached.expires:
                 self._cache.pop(value, None)
+                self._refuse(value, "expired")
                 raise InvalidSession("expired")
             self._cache.move_to_end(value)
             return cached
-        session = self._verify_uncached(value)
+        refused = self._refused.get(value)
+        if refused is not None:
+            self._refused.move_to_end(value)
+            raise InvalidSession(refused)  # bad signatures and expiry never heal
+        if not _well_shaped(value):
+            raise InvalidSession("malformed")  # cheap to tell again: not kept
+        try:
+            session = self._unsign(value)
+        except InvalidSession as e:
+            self._refuse(value, e.reason)
+            raise
         if self._cache_size:
             self._cache[value] = session
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return session
 
-    def _verify_uncached(self, value: object) -> Session:
-        if (
-            not isinstance(value, str)
-            or len(value) > MAX_COOKIE_LENGTH
-            or not value.isascii()
-            or _SHAPE.fullmatch(value) is None
-            or not all(map(_canonical, value.split(".")))
-        ):
-            raise InvalidSession("malformed")
+    def _refuse(self, value: str, reason: str) -> None:
+        if self._refused_size:
+            self._refused[value] = reason
+            if len(self._refused) > self._refused_size:
+                self._refused.popitem(last=False)
+
+    def _unsign(self, value: str) -> Session:
+        self.signature_checks += 1
         try:
             payload, signed_at = self._signer.unsign(
                 value, max_age=self.max_age_seconds, return_timestamp=True

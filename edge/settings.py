@@ -44,6 +44,11 @@ class EdgeSettings:
 
     # Name of the signed session cookie; stripped before traffic goes to a pod.
     cookie_name: str = "podgate-session"
+    # podgate's other cookies (the hub's CSRF cookie), named by the wiring: like the
+    # session, a pod's Set-Cookie for any of them is dropped.
+    hub_cookies: frozenset[str] = frozenset()
+    # cookie_name and hub_cookies: the names a pod may never set (worked out once).
+    reserved_cookies: frozenset[str] = field(init=False)
     # Admins may open other users' servers only when this is on (JupyterHub's admin_access).
     admin_access: bool = False
     admins: frozenset[str] = frozenset()
@@ -57,6 +62,9 @@ class EdgeSettings:
     # Request heads one peer address may have under way at once (429 past it);
     # trusted proxies are exempt (edge.fastlane.slow_heads says why).
     incomplete_per_address: int = 64
+    # Origins besides the public one whose pages may change things on users' servers
+    # and open WebSockets to them (edge.origin), normalised by edge.origin.parse_origins.
+    allowed_origins: frozenset[str] = frozenset()
     # Header carrying the pod's own token upstream; the value is route.data["token"].
     pod_token_header: str = "Authorization"
     pod_token_scheme: str = "token"
@@ -66,6 +74,10 @@ class EdgeSettings:
     hub_prefix: str = "/hub/"
     # WebSocket limits live with the relay (edge.websocket); embedded here once it settles.
     websocket: Any = None
+
+    def __post_init__(self) -> None:
+        # Frozen: set once here so the per-response check reads one ready set.
+        object.__setattr__(self, "reserved_cookies", self.hub_cookies | {self.cookie_name})
 
     def is_trusted_proxy(self, peer: str | None) -> bool:
         if not self.trusted_proxies or not peer:

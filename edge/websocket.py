@@ -141,9 +141,9 @@ async def relay_websocket(
         return pages.upstream(e)
     if handshake.status != 101:
         return await relay_refusal(
-            request, pod, handshake, ws.handshake_timeout, settings.cookie_name
+            request, pod, handshake, ws.handshake_timeout, settings.reserved_cookies
         )
-    response = await _send_switch(request, pod, handshake, settings.cookie_name)
+    response = await _send_switch(request, pod, handshake, settings.reserved_cookies)
     # Nothing of the handshake is needed while relaying: let it go, since an
     # idle socket's cost is whatever stays referenced from here on.
     del handshake, headers, upstream_path
@@ -183,13 +183,13 @@ async def _handshake(
 
 
 async def _send_switch(
-    request: web.BaseRequest, pod: PodLink, head: PodResponseHead, cookie_name: str
+    request: web.BaseRequest, pod: PodLink, head: PodResponseHead, reserved_cookies: frozenset[str]
 ) -> web.StreamResponse:
     """Send the pod's 101 and headers to the browser; the pod is closed on failure."""
     response = web.StreamResponse(
         status=101,
         reason=head.reason or "Switching Protocols",
-        headers=client_response_headers(head.headers.items(), cookie_name),
+        headers=client_response_headers(head.headers.items(), reserved_cookies),
     )
     response.headers["Connection"] = "Upgrade"
     response.headers["Upgrade"] = "websocket"

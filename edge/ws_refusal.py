@@ -31,13 +31,13 @@ async def relay_refusal(
     pod: PodLink,
     head: PodResponseHead,
     read_timeout: float,
-    cookie_name: str,
+    reserved_cookies: frozenset[str],
 ) -> web.StreamResponse:
     """Send the pod's non-101 answer to the browser; the pod connection is closed afterwards."""
     response = web.StreamResponse(
         status=head.status,
         reason=head.reason or None,
-        headers=client_response_headers(head.headers.items(), cookie_name),
+        headers=client_response_headers(head.headers.items(), reserved_cookies),
     )
     response.headers.popall("Content-Length", None)  # set below from the framing relayed
     chunked = "chunked" in head.headers.get("Transfer-Encoding", "").lower()

@@ -16,13 +16,14 @@ from control.manifests import USER_PREFIX
 from edge.app import Edge, build_public_app, edge_of
 from edge.errors import PLAIN_LOOK
 from edge.ops import build_ops_app
+from edge.origin import parse_origins
 from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
 from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config
-from podgate.control_plane import ControlPlane, csrf_secret, embedded_cluster
+from podgate.control_plane import ControlPlane, cookie_settings, csrf_secret, embedded_cluster
 from podgate.error_look import HUB_LOOK
 from podgate.logs import quiet_expected_client_errors
 from podgate.ports import ListenFailed
@@ -34,6 +35,7 @@ log = logging.getLogger("podgate")
 def edge_settings(config: Config) -> EdgeSettings:
     return EdgeSettings(
         cookie_name=config.session.cookie_name,
+        hub_cookies=frozenset({cookie_settings(config).xsrf_name}),
         admin_access=config.edge.admin_access,
         admins=frozenset(config.auth.admins),
         control_enabled=config.control.enabled,
@@ -44,6 +46,7 @@ def edge_settings(config: Config) -> EdgeSettings:
         trusted_proxies=parse_networks(config.edge.trusted_proxies),
         head_timeout=config.edge.head_timeout,
         incomplete_per_address=config.edge.incomplete_per_address,
+        allowed_origins=parse_origins(config.edge.allowed_origins),
     )
 
 

@@ -20,6 +20,7 @@ import yaml
 
 from control.api.scopes import unknown_scopes
 from control.settings import AuthSettings, CullerSettings, SpawnerSettings
+from edge.origin import parse_origins
 from podgate.schema import ConfigError, build
 from routes import split_target
 
@@ -80,6 +81,9 @@ class EdgeConfig:
     admin_access: bool = False  # may admins open other users' servers?
     host_routing: bool = False  # CHP's --host-routing: the host is the first path segment
     trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For is appended to
+    # Origins (https://host[:port]) besides podgate's own whose pages may POST to users'
+    # servers and open WebSockets to them; every other origin is refused (403).
+    allowed_origins: tuple[str, ...] = ()
     upstream_connect_timeout: float = 5.0
     upstream_timeout: float = 300.0  # no byte from the pod for this long -> 504
     # Slow clients (edge.fastlane.slow_heads, control.web.body_arrival): a request
@@ -104,6 +108,11 @@ class EdgeConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError as e:
                 raise ConfigError(f"trusted_proxies[{i}]", str(e)) from e
+        for i, origin in enumerate(self.allowed_origins):
+            try:
+                parse_origins([origin])
+            except ValueError as e:
+                raise ConfigError(f"allowed_origins[{i}]", str(e)) from e
 
 
 @dataclass(frozen=True)

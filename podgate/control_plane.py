@@ -99,6 +99,15 @@ def embedded_cluster(config: Config) -> SimCluster:
     return SimCluster(kubelet=kubelet, namespaces=dict.fromkeys(namespaces))
 
 
+def cookie_settings(config: Config) -> CookieSettings:
+    """The hub's cookies; the edge is told their names too, so pods cannot set them."""
+    return CookieSettings(
+        session_name=config.session.cookie_name,
+        session_max_age=config.session.max_age_seconds,
+        trusted_proxies=parse_networks(config.edge.trusted_proxies),
+    )
+
+
 @dataclass
 class ControlPlane:
     """The running control plane of one podgate process."""
@@ -211,10 +220,7 @@ class ControlPlane:
         self.record_store.on_sign_out = lambda _user: gate.changed()
         hub = Hub(
             sessions=self.sessions,
-            cookies=CookieSettings(
-                session_name=config.session.cookie_name,
-                session_max_age=config.session.max_age_seconds,
-            ),
+            cookies=cookie_settings(config),
             authenticator=authenticator,
             access=access,
             throttle=build_throttle(config.auth),

@@ -80,6 +80,11 @@ def xsrf_of(page: str) -> str:
     return match.group(1)
 
 
+# What an EventSource sends (spawn.js follows progress with one): the only request
+# whose `?_xsrf=` the hub accepts instead of the X-XSRFToken header.
+EVENT_SOURCE = {"Accept": "text/event-stream"}
+
+
 class Browser:
     """One browser: a cookie jar, redirects followed like a browser unless asked not to."""
 
@@ -124,7 +129,10 @@ class Browser:
         return await self.post("/hub/login", form, **kwargs)
 
     async def progress_path(self, user: str) -> str:
-        """The progress stream's path with this browser's form token, as the spawn page has it."""
+        """The progress stream's path with this browser's form token, as the spawn page has it.
+
+        Request it with headers=EVENT_SOURCE, as the page's EventSource does.
+        """
         token = await self.xsrf("/hub/home")
         return f"/hub/api/users/{user}/server/progress?_xsrf={quote(token, safe='')}"
 
@@ -133,6 +141,7 @@ class Browser:
         events = []
         async with self.session.get(
             self.url(await self.progress_path(user)),
+            headers=EVENT_SOURCE,
             timeout=aiohttp.ClientTimeout(total=seconds),
         ) as response:
             assert response.status == 200, await response.text()

@@ -144,7 +144,8 @@ async def _follow_progress(browser: aiohttp.ClientSession, base: str, name: str)
         raise RuntimeError("progress: no form token on /hub/home")
     url = f"{base}/hub/api/users/{quote(name)}/server/progress?_xsrf={quote(token.group(1))}"
     last: dict[str, Any] = {}
-    async with browser.get(url) as response:
+    # As an EventSource asks: the query token counts only for that.
+    async with browser.get(url, headers={"Accept": "text/event-stream"}) as response:
         if response.status != 200:
             raise RuntimeError(f"progress: {response.status}")
         async for line in response.content:

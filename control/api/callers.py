@@ -5,8 +5,10 @@ Two kinds of caller:
   configured with, over every user;
 - a browser with the session cookie: the user's own scopes over their own
   name and server (admins: everything) — and only with the XSRF token in an
-  `X-XSRFToken` header (or `_xsrf` in the query, for EventSource, which
-  cannot set headers). The token is the one the hub's forms carry
+  `X-XSRFToken` header. `_xsrf` in the query counts only where an
+  EventSource needs it (it cannot set headers): the progress stream, asked
+  for as a GET with `Accept: text/event-stream`. Anywhere else a token in a
+  URL would only end up in logs and Referer headers. The token is the one the hub's forms carry
   (CsrfTokens, bound to the browser's XSRF cookie and to the user).
 
 Why a page served by a user's pod, on the same origin, cannot act on
@@ -102,11 +104,14 @@ def _presented_token(request: web.Request) -> str | None:
     return value.strip()
 
 
-def caller_of(request: web.Request, hub: Hub, *, require_xsrf: bool = True) -> Caller:
+def caller_of(
+    request: web.Request, hub: Hub, *, require_xsrf: bool = True, event_stream: bool = False
+) -> Caller:
     """The caller of this request, or ApiError 403 (no, bad or unchecked credentials).
 
     `require_xsrf=False` lets a cookie call through without the XSRF token:
-    only for reading that changes nothing (the progress stream, see there).
+    only for reading that changes nothing. `event_stream=True` (the progress
+    stream only) also takes the token from `?_xsrf=` when an EventSource asks.
     """
     token = _presented_token(request)
     if token is not None:
@@ -125,17 +130,28 @@ def caller_of(request: web.Request, hub: Hub, *, require_xsrf: bool = True) -> C
         None if admin else user,
         ("admin",) if admin else OWN_SCOPES,
     )
-    if not require_xsrf or xsrf_ok(request, hub, user):
+    if not require_xsrf or xsrf_ok(request, hub, user, in_query=event_stream):
         return caller
     raise ApiError(
         403, f"XSRF token missing or wrong: send the {XSRF_HEADER} header a hub page gives"
     )
 
 
-def xsrf_ok(request: web.Request, hub: Hub, user: str) -> bool:
-    """Whether the request carries this browser's XSRF token for `user` (header or query)."""
-    token = request.headers.get(XSRF_HEADER) or request.query.get(XSRF_QUERY)
+def xsrf_ok(request: web.Request, hub: Hub, user: str, *, in_query: bool = False) -> bool:
+    """Whether the request carries this browser's XSRF token for `user`.
+
+    In the X-XSRFToken header; with `in_query`, also in `?_xsrf=` of an
+    EventSource's request (a GET accepting text/event-stream).
+    """
+    token = request.headers.get(XSRF_HEADER)
+    if not token and in_query and _from_event_source(request):
+        token = request.query.get(XSRF_QUERY)
     if not token:
         return False
     bindings = request_cookies(request, hub.cookies.xsrf_name)
     return any(hub.csrf.check(binding, token, user) for binding in bindings)
+
+
+def _from_event_source(request: web.Request) -> bool:
+    # What an EventSource sends; a form, a link or fetch() of a page does not ask for this.
+    return request.method == "GET" and "text/event-stream" in request.headers.get("Accept", "")

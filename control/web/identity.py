@@ -3,7 +3,7 @@
 The control plane issues the signed session cookie and the edge verifies it;
 both use the codec the wiring hands in (this package never imports the
 edge). Cookies are HttpOnly and SameSite=Lax, and Secure when the browser
-reached us over TLS (directly, or as a proxy in front says).
+reached us over TLS (directly, or as a trusted proxy in front says).
 """
 
 from __future__ import annotations
@@ -33,20 +33,30 @@ class SessionCookies(Protocol):
     def verify(self, value: str) -> SessionLike: ...
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True)
 class CookieSettings:
     session_name: str = "podgate-session"
     session_max_age: float = 14 * 24 * 3600.0
     xsrf_name: str = "podgate-xsrf"
+    # Proxies whose X-Forwarded-Proto says whether the browser used TLS (edge.trusted_proxies).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
 
-def over_tls(request: web.Request) -> bool:
-    # A forged X-Forwarded-Proto only makes the forger's own cookies Secure.
+def over_tls(request: web.Request, trusted: Sequence[IPNetwork]) -> bool:
+    """Whether the browser reached us over TLS: directly, or as a trusted proxy says.
+
+    Anyone else's X-Forwarded-Proto is the client's own claim and decides nothing,
+    as everywhere else in podgate.
+    """
+    if request.secure:
+        return True
+    if not trusted or request.remote is None or not _is_trusted(request.remote, trusted):
+        return False
     proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    return request.secure or proto == "https"
-
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+    return proto == "https"
 
 
 def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
@@ -74,14 +84,23 @@ def client_address(request: web.Request, trusted: Sequence[IPNetwork] = ()) -> s
     return address
 
 
+# Values of one cookie name looked at per request. A browser sends one, or a
+# few when paths or domains differ; each may cost an HMAC (session, CSRF), so a
+# request stuffed with thousands gets its first few read and no more. (The edge
+# also refuses oversized Cookie headers before the hub sees them.)
+MAX_COOKIE_VALUES = 4
+
+
 def request_cookies(request: web.Request, name: str) -> list[str]:
-    """Every value of cookie `name` the request carries, in order (duplicates happen)."""
-    values = []
+    """The first MAX_COOKIE_VALUES values of cookie `name` in the request, in order."""
+    values: list[str] = []
     for header in request.headers.getall("Cookie", []):
         for part in header.split(";"):
             key, sep, value = part.strip().partition("=")
             if sep and key == name:
                 values.append(value.strip('"'))
+                if len(values) == MAX_COOKIE_VALUES:
+                    return values
     return values
 
 
@@ -116,7 +135,7 @@ def set_session(
         max_age=int(settings.session_max_age),
         httponly=True,
         samesite="Lax",
-        secure=over_tls(request),
+        secure=over_tls(request, settings.trusted_proxies),
     )
 
 
@@ -134,5 +153,5 @@ def set_xsrf_binding(
         path="/hub/",
         httponly=True,
         samesite="Strict",
-        secure=over_tls(request),
+        secure=over_tls(request, settings.trusted_proxies),
     )

@@ -7,8 +7,9 @@ answers. Comment lines keep idle proxies from closing a long wait.
 
 Callers: an API token with read:servers, or the signed-in browser
 (control.api.callers). An EventSource cannot send the X-XSRFToken header,
-so the progress page puts the form token in the URL (`?_xsrf=`): like every
-other cookie call, the stream is closed to a pod's page, which has no token.
+so the progress page puts the form token in the URL (`?_xsrf=`), which counts
+here only, for a GET that accepts text/event-stream: like every other cookie
+call, the stream is closed to a pod's page, which has no token.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 async def progress(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)
-    caller = caller_of(request, hub, require_xsrf=PROGRESS_NEEDS_XSRF)
+    caller = caller_of(request, hub, require_xsrf=PROGRESS_NEEDS_XSRF, event_stream=True)
     owner = normalise_username(request.match_info["name"])
     require(caller, ("read:servers",), owner)
     status = hub.spawner.status(owner)

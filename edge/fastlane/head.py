@@ -3,7 +3,8 @@
 `parse_request` accepts only a conservative subset of HTTP/1.1 (origin-form
 target, a few methods, token header names, clean values, no Transfer-Encoding,
 Upgrade or Expect, at most one plain Content-Length, a Host, a Connection
-header naming none of edge.headers.FRAMING) and answers None for everything
+header naming none of edge.headers.FRAMING, at most
+edge.headers.MAX_COOKIE_HEADERS Cookie lines) and answers None for everything
 else, so that aiohttp's parser judges every unusual request.
 Framing is decided here, once: the body's length is a number on the head, and
 the pod's Content-Length line is written from that number, never kept from the
@@ -21,7 +22,14 @@ from __future__ import annotations
 
 import re
 
-from edge.headers import FRAMING, HOP_BY_HOP, forwarded_port, strip_session_cookie
+from edge.headers import (
+    FRAMING,
+    HOP_BY_HOP,
+    MAX_COOKIE_HEADERS,
+    forwarded_port,
+    strip_session_cookie,
+)
+from edge.origin import OriginClaims, first_value
 
 # Heads longer than this are handed over, so aiohttp answers them (431/400).
 MAX_HEAD = 8192
@@ -44,6 +52,10 @@ _FRAMING = frozenset(name.encode() for name in FRAMING)
 _XFF = b"x-forwarded-for"
 _FORWARDED = frozenset((_XFF, b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port"))
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+# Headers edge.origin reads; X-Forwarded-* lines are kept only from a trusted proxy.
+_ORIGIN_NAMES = frozenset(
+    (b"origin", b"sec-fetch-site", b"authorization", b"x-forwarded-proto", b"x-forwarded-host")
+)
 # What a header name means to the parser (see header_kinds).
 _HOST, _LENGTH, _COOKIE, _REFUSE, _HOP, _FORWARDED_BY, _POD_TOKEN, _UPGRADE, _REQUEST_ID = range(9)
 
@@ -122,6 +134,7 @@ def parse_request(
     host: bytes | None = None
     length: bytes | None = None
     listed: list[bytes] = []
+    cookie_lines = 0
     lines = buffer[line_end + 2 : end].split(b"\r\n")
     if len(lines) > MAX_FIELDS:
         return None
@@ -142,6 +155,9 @@ def parse_request(
                 return None
             length = value.strip(b" \t")  # the pod's line is written from the number
         elif kind == _COOKIE:
+            cookie_lines += 1
+            if cookie_lines > MAX_COOKIE_HEADERS:
+                return None  # the full path refuses it (431), as for any lane
             if cookie_name not in value:
                 kept.append(line)
                 continue
@@ -200,6 +216,27 @@ def parse_request(
             head.prior_xff = []
         head.forwarded -= drop  # the edge then sets its own
     return head
+
+
+def origin_claims(head: RequestHead, trusted: bool) -> OriginClaims:
+    """What the head says about where it comes from (edge.origin); read only when asked."""
+    found: dict[bytes, str] = {}
+    for line in (*head.kept, *head.own_token):
+        name, _, value = line.partition(b":")
+        lower = name.lower()
+        if lower in _ORIGIN_NAMES and lower not in found:
+            found[lower] = value.strip(b" \t").decode("latin-1")
+    scheme, host = "http", head.host  # the fast lane serves plain HTTP only
+    if trusted:
+        scheme = first_value(found.get(b"x-forwarded-proto")) or scheme
+        host = first_value(found.get(b"x-forwarded-host")) or host
+    return OriginClaims(
+        scheme=scheme,
+        host=host,
+        origin=found.get(b"origin"),
+        fetch_site=found.get(b"sec-fetch-site"),
+        authorization=found.get(b"authorization"),
+    )
 
 
 def forwarded_lines(head: RequestHead, peer_xff: bytes) -> bytes:

@@ -38,6 +38,7 @@ from edge.fastlane.head import (
     RequestHead,
     forwarded_lines,
     header_kinds,
+    origin_claims,
     parse_request,
     upstream_head,
 )
@@ -52,6 +53,7 @@ from edge.fastlane.response import (
 from edge.fastlane.slow_heads import TOO_MANY, TOO_SLOW, HeadsUnderWay
 from edge.fastlane.upstream import Address, PodConnection, PodPool
 from edge.fastlane.websocket import is_handshake, open_websocket, upgrade_request
+from edge.origin import SAFE_METHODS
 from edge.request_id import well_formed
 from routes import Route
 
@@ -338,6 +340,13 @@ class BrowserConnection(asyncio.Protocol):
         route = lane.edge.forwardable(head.host, head.raw_path, head.cookies)
         if route is None:
             self._hand_over()
+            return
+        if (
+            (head.upgrade or head.method not in SAFE_METHODS)
+            and route.requires_session
+            and not lane.edge.permits_origin(origin_claims(head, self.trusted))
+        ):
+            self._hand_over()  # the full path answers the 403 (edge.errors)
             return
         if head.upgrade:
             if is_handshake(buffer, head, route):
@@ -672,7 +681,11 @@ class BrowserConnection(asyncio.Protocol):
                 return
             try:
                 head = parse_response(
-                    buffer, end, request.method == "HEAD", self.lane.cookie_name, self.close_after
+                    buffer,
+                    end,
+                    request.method == "HEAD",
+                    self.lane.settings.reserved_cookies,
+                    self.close_after,
                 )
             except Garbage as e:
                 self._fail(UpstreamProtocolError(f"invalid response from the server: {e}"))

@@ -4,7 +4,7 @@
 body is delimited (Content-Length, chunked, until close, or none) and returns
 the head the browser may see: the pod's own bytes when nothing needs removing
 (the common case, found by one regex scan over the head), else a rebuilt head
-without hop-by-hop headers and without a Set-Cookie of the session cookie.
+without hop-by-hop headers and without a Set-Cookie of podgate's own cookies.
 `ChunkedFraming` follows chunk framing to find where a chunked body ends while
 its bytes are relayed unchanged.
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from edge.errors import PLAIN_PAGES, ErrorPages, UpstreamError
 from edge.fastlane.head import FIELD_LINES
-from edge.headers import HOP_BY_HOP, sets_session_cookie
+from edge.headers import HOP_BY_HOP, sets_reserved_cookie
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -71,7 +71,7 @@ class Garbage(Exception):
 
 
 def parse_response(
-    data: bytes, end: int, head_request: bool, cookie_name: bytes, close_client: bool
+    data: bytes, end: int, head_request: bool, reserved_cookies: frozenset[str], close_client: bool
 ) -> ResponseHead:
     """The head in data[:end + 4]; raises Garbage. `close_client`: say Connection: close."""
     match = _HEAD.fullmatch(data, 0, end + 4)
@@ -97,7 +97,7 @@ def parse_response(
             codings.extend(t for t in (c.strip(b" \t").lower() for c in value.split(b",")) if t)
             te_lines.append(b"\r\n" + name + b":" + raw + b"\r\n")
         elif lower == b"set-cookie":
-            if sets_session_cookie(value.decode("latin-1"), cookie_name.decode("latin-1")):
+            if sets_reserved_cookie(value.decode("latin-1"), reserved_cookies):
                 cut.append(b"\r\n" + name + b":" + raw + b"\r\n")  # a pod may not touch it
         else:
             cut.append(b"\r\n" + name + b":" + raw + b"\r\n")
@@ -125,7 +125,7 @@ def parse_response(
             listed.discard(b"transfer-encoding")
         else:
             listed.add(b"transfer-encoding")
-        head = _rewrite(head, head.find(b"\r\n"), listed, cookie_name, close)
+        head = _rewrite(head, head.find(b"\r\n"), listed, reserved_cookies, close)
     elif cut or close or http10:
         head = _splice(head, cut, http10, close)
     else:
@@ -167,9 +167,9 @@ def _framing(
 
 
 def _rewrite(
-    head: bytes, line_end: int, drop: set[bytes], cookie_name: bytes, close: bool
+    head: bytes, line_end: int, drop: set[bytes], reserved_cookies: frozenset[str], close: bool
 ) -> bytes:
-    """The head without hop-by-hop lines or the session's Set-Cookie, as HTTP/1.1."""
+    """The head without hop-by-hop lines or a Set-Cookie of podgate's cookies, as HTTP/1.1."""
     lines = [b"HTTP/1.1" + head[8:line_end]]
     for line in head[line_end + 2 : -4].split(b"\r\n"):
         if not line:
@@ -178,10 +178,10 @@ def _rewrite(
         lower = name.lower()
         if lower in _DROP or lower in drop:
             continue
-        if lower == b"set-cookie" and sets_session_cookie(
-            value.decode("latin-1"), cookie_name.decode("latin-1")
+        if lower == b"set-cookie" and sets_reserved_cookie(
+            value.decode("latin-1"), reserved_cookies
         ):
-            continue  # a pod may not set or clear the podgate session
+            continue  # a pod may not set or clear podgate's cookies
         lines.append(line)
     if close:
         lines.append(b"Connection: close")

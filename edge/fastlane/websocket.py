@@ -81,9 +81,11 @@ def upgrade_request(pod_head: bytes) -> bytes:
     return b"\r\n".join(kept) + b"\r\n" + _UPGRADE_LINES + b"\r\n"
 
 
-def switch_head(head: PodResponseHead, cookie_name: str, request_id: str = "") -> bytes:
+def switch_head(
+    head: PodResponseHead, reserved_cookies: frozenset[str], request_id: str = ""
+) -> bytes:
     """The 101 head for the browser: the pod's headers as edge.headers lets them through."""
-    headers = client_response_headers(head.headers.items(), cookie_name)
+    headers = client_response_headers(head.headers.items(), reserved_cookies)
     if request_id:
         headers["X-Request-Id"] = request_id
     lines = [f"HTTP/1.1 101 {head.reason or 'Switching Protocols'}"]
@@ -123,7 +125,7 @@ async def open_websocket(
         return
     pod_transport = pod.transport
     browser_transport = browser.websocket_switched(head, route)
-    browser_transport.write(switch_head(answer, lane.settings.cookie_name, browser.request_id))
+    browser_transport.write(switch_head(answer, lane.settings.reserved_cookies, browser.request_id))
     if pod_transport is None:
         # The pod said its piece and left before the switch: pass it on, then close.
         browser_transport.write(pod.take_buffered())

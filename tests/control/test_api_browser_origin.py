@@ -52,10 +52,20 @@ async def test_cookie_calls_act_only_with_the_pages_xsrf_token(make_podgate: Mak
         body = await me.json()
         assert me.status == 200 and body["name"] == "ada" and body["kind"] == "user"
         assert "servers" in body["scopes"] and "admin:users" not in body["scopes"]
-        # The query form, for EventSource.
-        listed = await ada.get(f"/hub/api/users?_xsrf={token}")
+        listed = await ada.get("/hub/api/users", headers={"X-XSRFToken": token})
         assert listed.status == 200 and [u["name"] for u in await listed.json()] == ["ada"]
         assert (await ada.get("/hub/api/users")).status == 403
+        # The token in the query counts only for the progress stream an EventSource opens.
+        for accept in ("text/event-stream", "application/json"):
+            in_query = await ada.get(f"/hub/api/users?_xsrf={token}", headers={"Accept": accept})
+            assert in_query.status == 403, accept
+        async with ada.session.delete(ada.url(f"/hub/api/users/ada/server?_xsrf={token}")) as stop:
+            assert stop.status == 403
+        assert pg.control.spawner.status("ada").state == "running"
+        progress = f"/hub/api/users/ada/server/progress?_xsrf={token}"
+        assert (await ada.get(progress, headers={"Accept": "application/json"})).status == 403
+        stream = await ada.get(progress, headers={"Accept": "text/event-stream"})
+        assert stream.status == 200 and b'"ready": true' in await stream.read()
 
 
 async def test_a_users_token_is_not_good_for_another_user(make_podgate: MakePodgate) -> None:
@@ -130,7 +140,8 @@ async def test_the_pages_own_assets_and_stream_still_load(make_podgate: MakePodg
         await ada.post("/hub/api/users/ada/server", {}, headers={"X-XSRFToken": token})
         # EventSource: no custom header, the token in the query.
         stream = await ada.get(
-            f"/hub/api/users/ada/server/progress?_xsrf={token}", headers=POD_FETCH
+            f"/hub/api/users/ada/server/progress?_xsrf={token}",
+            headers={**POD_FETCH, "Accept": "text/event-stream"},
         )
         assert stream.status == 200 and b'"ready": true' in await stream.read()
 

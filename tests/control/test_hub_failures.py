@@ -8,7 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hub_kit import Browser, xsrf_of
+from hub_kit import EVENT_SOURCE, Browser, xsrf_of
 
 MakePodgate = Callable[..., Awaitable[Any]]
 
@@ -117,7 +117,7 @@ async def test_the_spawn_limit_answers_429_with_retry_after(make_podgate: MakePo
         posted = await bob.post("/hub/spawn", {"_xsrf": token}, allow_redirects=False)
         assert posted.status == 429 and "Retry-After" in posted.headers
         assert pg.control.spawner.status("bob").state == "stopped"
-        progress = await bob.get(await bob.progress_path("bob"))
+        progress = await bob.get(await bob.progress_path("bob"), headers=EVENT_SOURCE)
         assert progress.status == 400
         assert progress.headers["Content-Type"].startswith("application/json")
         json.loads(await progress.text())

@@ -261,9 +261,16 @@ def _attributes(set_cookie: str) -> set[str]:
     return {part.strip().lower() for part in set_cookie.split(";")[1:]}
 
 
-@pytest.mark.parametrize("proto", ["https", None])
-async def test_cookie_attributes(make_podgate: MakePodgate, proto: str | None) -> None:
-    pg = await make_podgate()
+@pytest.mark.parametrize(
+    ("proto", "trusted", "secure"),
+    [("https", True, True), ("https", False, False), (None, True, False)],
+    ids=["https from a trusted proxy", "https claimed by the client", "plain http"],
+)
+async def test_cookie_attributes(
+    make_podgate: MakePodgate, proto: str | None, trusted: bool, secure: bool
+) -> None:
+    # Only a trusted proxy's X-Forwarded-Proto marks the cookies Secure.
+    pg = await make_podgate({"edge": {"trusted_proxies": ["127.0.0.0/8"]}} if trusted else None)
     headers = {"X-Forwarded-Proto": proto} if proto else {}
     async with Browser(pg.public_url) as browser:
         page = await browser.get("/hub/login", headers=headers)
@@ -282,7 +289,7 @@ async def test_cookie_attributes(make_podgate: MakePodgate, proto: str | None) -
         session = _attributes(_set_cookie(login, "podgate-session"))
     assert {"httponly", "samesite=strict", "path=/hub/"} <= xsrf
     assert {"httponly", "samesite=lax", "path=/"} <= session
-    assert ("secure" in xsrf) == ("secure" in session) == (proto == "https")
+    assert ("secure" in xsrf) == ("secure" in session) == secure
 
 
 async def _fail_from(browser: Browser, name: str, client: str) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hub_kit import Browser
+from hub_kit import EVENT_SOURCE, Browser
 
 MakePodgate = Callable[..., Awaitable[Any]]
 
@@ -112,7 +112,9 @@ async def test_someone_elses_server_is_refused_everywhere(make_podgate: MakePodg
         spawn = await ada.get("/hub/spawn/bob", allow_redirects=False)
         assert spawn.status == 403
         assert "another user" in (await spawn.text()).lower()
-        progress = await ada.get(await ada.progress_path("bob"), allow_redirects=False)
+        progress = await ada.get(
+            await ada.progress_path("bob"), headers=EVENT_SOURCE, allow_redirects=False
+        )
         assert progress.status == 403
         pending = await ada.get("/hub/spawn-pending/bob", allow_redirects=False)
         assert pending.status == 403
@@ -191,7 +193,7 @@ async def test_progress_of_a_server_that_is_not_starting_is_a_400(
 ) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        response = await browser.get(await browser.progress_path("ada"))
+        response = await browser.get(await browser.progress_path("ada"), headers=EVENT_SOURCE)
         assert response.status == 400
         assert "no server" in json.loads(await response.text())["message"]
     async with Browser(pg.public_url) as stranger:
@@ -208,7 +210,7 @@ async def test_leaving_the_progress_page_mid_spawn_is_quiet(
         try:
             await browser.get("/hub/spawn/ada", allow_redirects=False)
             url = browser.url(await browser.progress_path("ada"))
-            async with browser.session.get(url) as stream:
+            async with browser.session.get(url, headers=EVENT_SOURCE) as stream:
                 assert stream.status == 200
                 first = await asyncio.wait_for(stream.content.readline(), 5)
                 assert first.startswith(b"data: ")
@@ -235,7 +237,7 @@ async def test_a_quiet_start_keeps_its_stream_across_keep_alives(
         try:
             await browser.get("/hub/spawn/ada", allow_redirects=False)
             url = browser.url(await browser.progress_path("ada"))
-            async with browser.session.get(url) as stream:
+            async with browser.session.get(url, headers=EVENT_SOURCE) as stream:
                 lines = []
                 while sum(1 for line in lines if line.startswith(b":")) < 3:
                     lines.append(await asyncio.wait_for(stream.content.readline(), 5))
@@ -272,7 +274,7 @@ async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_t
             assert spawn.status == 302
             assert spawn.headers["Location"].startswith("/hub/spawn-pending/ada")
             url = browser.url(await browser.progress_path("ada"))
-            async with browser.session.get(url) as stream:
+            async with browser.session.get(url, headers=EVENT_SOURCE) as stream:
                 messages = []
                 async with asyncio.timeout(10):
                     async for line in stream.content:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import aiohttp
+import pytest
 from yarl import URL
 
 from edge.settings import EdgeSettings, parse_networks
@@ -227,3 +228,20 @@ async def test_cleanup_closes_pooled_connections(make_edge, echo_upstream) -> No
     assert pool.idle_count() == 1
     await pool.close()
     assert pool.idle_count() == 0
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"], ids=["fast lane", "aiohttp lane"])
+async def test_set_cookie_of_any_podgate_cookie_is_dropped(
+    make_edge, echo_upstream, raw_http, version: str
+) -> None:
+    settings = EdgeSettings(control_enabled=False, hub_cookies=frozenset({"podgate-xsrf"}))
+    edge = await make_edge(table=api_table(echo_upstream.url), settings=settings)
+    request = (
+        f"GET /?set_cookie=podgate-session,podgate-xsrf,theirs {version}\r\n"
+        "Host: x\r\nConnection: close\r\n\r\n"
+    )
+    answer = await raw_http(edge.port, request.encode())
+    head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    assert head[0].split(b" ")[1] == b"200"
+    set_cookies = [line for line in head if line.lower().startswith(b"set-cookie:")]
+    assert len(set_cookies) == 1 and b"theirs=" in set_cookies[0]

@@ -212,3 +212,34 @@ def test_a_cookie_spelt_another_way_in_base64_does_not_authenticate() -> None:
             tried += 1
     assert tried == 3 * 63
     assert codec.verify(issued).user == "alice"
+
+
+def test_a_refused_value_costs_one_signature_check_however_often_it_comes() -> None:
+    c = codec()
+    foreign = codec("some-other-secret-0000").issue("alice")
+    assert [reason_of(c, foreign) for _ in range(50)] == ["bad_signature"] * 50
+    assert c.signature_checks == 1
+    assert [reason_of(c, "not a cookie") for _ in range(5)] == ["malformed"] * 5
+    assert c.signature_checks == 1  # refused by shape alone: no cryptography at all
+
+
+def test_refused_values_never_push_a_good_session_out_of_its_cache() -> None:
+    c = SessionCodec([SECRET], max_age_seconds=3600, cache_size=4, refused_cache_size=4)
+    good = c.issue("alice")
+    assert c.verify(good).user == "alice"
+    stranger = codec("some-other-secret-0000")
+    for n in range(20):
+        reason_of(c, stranger.issue(f"user{n}"))
+    checks = c.signature_checks
+    assert c.verify(good).user == "alice"
+    assert c.signature_checks == checks  # still cached
+
+
+def test_expired_value_stays_refused_without_another_check() -> None:
+    c = codec(max_age=1)
+    value = c.issue("alice")
+    time.sleep(2.1)  # itsdangerous timestamps have whole-second resolution
+    assert reason_of(c, value) == "expired"
+    checks = c.signature_checks
+    assert reason_of(c, value) == "expired"
+    assert c.signature_checks == checks

@@ -13,7 +13,9 @@ The edge adds `Authorization: token <pod token>` upstream, and Jupyter Server
 skips its XSRF check for token-authenticated requests, so a POST to
 /user/<name>/api/kernels works with no _xsrf cookie or header; and a
 WebSocket with the browser's Origin passes Jupyter's origin check because
-the edge keeps the public Host header.
+the edge keeps the public Host header. Since the pod's token skips those
+checks, the edge checks the Origin of changes and handshakes itself
+(edge.origin; tests/edge/test_origin_checks.py).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from hub_kit import COOKIE_SECRET, ECHO_SPAWNER, PASSWORD, Browser
+from hub_kit import COOKIE_SECRET, ECHO_SPAWNER, EVENT_SOURCE, PASSWORD, Browser
 from jupyter_kit import (
     KubeRest,
     KubesimProcess,
@@ -208,7 +208,7 @@ async def progress_to_ready(browser: Browser, user: str, tries: int = 5) -> list
     for _ in range(tries):
         path = await browser.progress_path(user)
         async with browser.session.get(
-            browser.url(path), timeout=aiohttp.ClientTimeout(total=30)
+            browser.url(path), headers=EVENT_SOURCE, timeout=aiohttp.ClientTimeout(total=30)
         ) as response:
             if response.status == 400 and NOT_SEEN_YET in await response.text():
                 await asyncio.sleep(0.2)
@@ -456,7 +456,7 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
             browser.base_url = replica.public
             path = await browser.progress_path("ada")
             async with browser.session.get(
-                browser.url(path), timeout=aiohttp.ClientTimeout(total=5)
+                browser.url(path), headers=EVENT_SOURCE, timeout=aiohttp.ClientTimeout(total=5)
             ) as response:
                 assert response.status == 200, (label, await response.text())
                 first = await asyncio.wait_for(response.content.readline(), 5)
@@ -465,7 +465,7 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
         browser.base_url = b.public
         path = await browser.progress_path("ada")
         async with browser.session.get(
-            browser.url(path), timeout=aiohttp.ClientTimeout(total=20)
+            browser.url(path), headers=EVENT_SOURCE, timeout=aiohttp.ClientTimeout(total=20)
         ) as response:
             assert response.status == 200
             await deployment.kube.set_faults({"reset": True})

@@ -75,6 +75,8 @@ routes:
         ("edge: {hub_body_timeout: 7200}", "edge.hub_body_timeout", "at most 3600"),
         ("edge: {incomplete_per_address: 0}", "edge.incomplete_per_address", "at least 1"),
         ("edge: {incomplete_per_address: 2.5}", "edge.incomplete_per_address", "integer"),
+        ("edge: {allowed_origins: [lab.example.org]}", "edge.allowed_origins[0]", "origin"),
+        ("edge: {allowed_origins: ['https://a.org/x']}", "edge.allowed_origins[0]", "origin"),
         ("cluster: {kind: sim, kubeconfig: k}", "cluster.kubeconfig", "kube"),
     ],
 )
@@ -114,3 +116,14 @@ def test_a_weak_secret_from_the_environment_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(None, environ={"PODGATE_COOKIE_SECRET": "short"})
     assert caught.value.key == "PODGATE_COOKIE_SECRET"
+
+
+def test_allowed_origins_reach_the_edge_in_one_spelling(tmp_path: Path) -> None:
+    from podgate.assembly import edge_settings
+
+    text = "edge: {allowed_origins: ['https://Lab.Example.org:443', 'http://10.0.0.9:8080']}"
+    config = load_config(write(tmp_path, text), environ={})
+    assert edge_settings(config).allowed_origins == {
+        "https://lab.example.org",
+        "http://10.0.0.9:8080",
+    }

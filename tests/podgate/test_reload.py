@@ -259,6 +259,15 @@ def test_restart_only_keys_keep_their_running_value_and_the_rest_applies() -> No
     assert plan.config.spawner.image == "kubesim/echo:2"
 
 
+def test_allowed_origins_need_a_restart() -> None:
+    # The edge is built once with its settings; a new list is named, not half applied.
+    running = podgate_config()
+    new = podgate_config({"edge": {"allowed_origins": ["https://lab.example.org"]}})
+    plan = plan_reload(running, new)
+    assert plan.needs_restart == ("edge.allowed_origins",)
+    assert plan.config.edge.allowed_origins == ()
+
+
 async def test_an_invalid_auth_reload_changes_nothing(make_podgate: Any, tmp_path: Path) -> None:
     pg = await make_podgate({"auth": {"kind": "password", "users": {"ada": HASHES["ada"]}}})
     hub = pg.control.hub

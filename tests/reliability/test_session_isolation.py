@@ -1,4 +1,4 @@
-"""A pod may never plant or read the podgate session, whatever shape its cookies take.
+"""A pod may never plant or read podgate's cookies, whatever shape its cookies take.
 
 A pod is user code. If it could make a browser send ``podgate-session=...``
 (cookie tossing), an admin opening that user's server, or any visitor, could
@@ -28,12 +28,17 @@ def sent_back_as(set_cookie: str) -> str:
     return f"{name}={value}" if name else value
 
 
+# The hub's CSRF cookie: a planted binding, with a token the pod's owner got for it, would
+# make the visitor's forms act as the planter chose (control.csrf's residual risk).
+XSRF_COOKIE = "podgate-xsrf"
 PLANTS: dict[str, str] = {
     "plain": f"{COOKIE_NAME}=planted; Path=/",
     "leading space": f"  {COOKIE_NAME}=planted; Path=/",
     "space before =": f"{COOKIE_NAME} =planted; Path=/",
     "nameless cookie": f"={COOKIE_NAME}=planted; Path=/",
     "nameless cookie with spaces": f" = {COOKIE_NAME}=planted; Path=/",
+    "CSRF cookie": f"{XSRF_COOKIE}=planted-binding-0123456789; Path=/hub/",
+    "nameless CSRF cookie": f"={XSRF_COOKIE}=planted-binding-0123456789; Path=/hub/",
 }
 KNOWN_BUGS: dict[str, str] = {}
 
@@ -58,7 +63,9 @@ async def test_pod_cannot_plant_a_session_cookie(name: str, gate: Gate) -> None:
         set_cookies = response.headers.getall("Set-Cookie", [])
     assert gate.alice.log.requests, "the pod was not reached"
     assert "theme=dark" in set_cookies  # the pod's own cookies still pass
-    planted = [c for c in set_cookies if sent_back_as(c).startswith(f"{COOKIE_NAME}=")]
+    planted = [
+        c for c in set_cookies if sent_back_as(c).startswith((f"{COOKIE_NAME}=", f"{XSRF_COOKIE}="))
+    ]
     assert not planted, planted
 
 
