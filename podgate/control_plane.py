@@ -28,6 +28,7 @@ from control.auth import (
     build_authenticator,
     build_throttle,
 )
+from control.auth.known_browsers import KnownBrowsers
 from control.csrf import CsrfTokens
 from control.culler import CullObserver, IdleCuller
 from control.errors import BadUserName
@@ -181,6 +182,7 @@ class ControlPlane:
             access=build_access(config.auth),
             throttle=build_throttle(config.auth),
             csrf=CsrfTokens(self.cookie_secret),
+            known_browsers=KnownBrowsers([self.cookie_secret]),
             spawner=self.spawner,
             progress=self.progress,
             profiles=config.spawner.profiles,

@@ -33,6 +33,8 @@ class CookieSettings:
     session_name: str = "podgate-session"
     session_max_age: float = 14 * 24 * 3600.0
     xsrf_name: str = "podgate-xsrf"
+    # Names the users who signed in from this browser before (control.auth.known_browsers).
+    known_browser_name: str = "podgate-known"
 
 
 def over_tls(request: web.Request) -> bool:

@@ -13,7 +13,7 @@ from control.pages import server_url as user_server_url
 from control.web.answers import html, redirect
 from control.web.context import hub_of
 from control.web.forms import checked_form, field, xsrf_token
-from control.web.identity import clear_session, set_session
+from control.web.identity import clear_session, over_tls, request_cookies, set_session
 from control.web.next_url import safe_next
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         return html(page, status, headers)
 
-    wait = hub.throttle.delay(username, address)
+    known = hub.known_browsers.users(request_cookies(request, hub.cookies.known_browser_name))
+    known_browser = hub.throttle.same_user(username, known)
+    wait = hub.throttle.delay(username, address, known_browser=known_browser)
     if wait > 0:
         observed("throttled")
         return again(429, throttled_message(wait), {"Retry-After": str(max(1, round(wait)))})
@@ -89,6 +91,15 @@ async def login(request: web.Request) -> web.StreamResponse:
     log.info("login %s from %s (%.0f ms)", user, address, (time.monotonic() - began) * 1000)
     response = redirect(_next_for(user, requested), 303)
     set_session(response, request, hub.sessions, hub.cookies, user)
+    response.set_cookie(
+        hub.cookies.known_browser_name,
+        hub.known_browsers.issue(user, known),
+        path="/hub/",  # only the login form reads it; never sent to a user's server
+        max_age=int(hub.known_browsers.max_age_seconds),
+        httponly=True,
+        samesite="Lax",
+        secure=over_tls(request),
+    )
     return response
 
 

@@ -322,3 +322,23 @@ async def test_behind_a_trusted_proxy_each_browser_is_throttled_on_its_own(
         assert await _login_from(ingress, "carol", "192.0.2.1") == 429
         # Another browser behind the same ingress signs in unhindered.
         assert await _login_from(ingress, "dave", "198.51.100.7") == 303
+
+
+async def test_guessing_a_users_password_elsewhere_does_not_lock_them_out_of_their_browser(
+    make_podgate: MakePodgate,
+) -> None:
+    # Issue 11, finding 7: five wrong passwords for carol from five addresses made
+    # carol's right password wait, from her own browser at a fresh address.
+    pg = await make_podgate({**THROTTLED, "edge": {"trusted_proxies": ["127.0.0.0/8"]}})
+    async with Browser(pg.public_url) as carol, Browser(pg.public_url) as guesser:
+        assert await _login_from(carol, "carol", "198.51.100.1") == 303
+        assert await _fail_from(guesser, "carol", "192.0.2.1") == 403
+        assert await _fail_from(guesser, "carol", "192.0.2.2") == 403
+        # The guesser is slowed, from a new address too (the name is counted) ...
+        assert await _login_from(guesser, "carol", "192.0.2.3") == 429
+        # ... but carol, signed out, at the browser she signed in from before, is not.
+        carol.session.cookie_jar.clear(lambda cookie: cookie.key == "podgate-session")
+        assert await _login_from(carol, "carol", "203.0.113.9") == 303
+    # A browser that never signed in as carol still waits (guessing from many places).
+    async with Browser(pg.public_url) as fresh:
+        assert await _login_from(fresh, "carol", "203.0.113.10") == 429
