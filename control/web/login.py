@@ -7,14 +7,15 @@ import time
 
 from aiohttp import web
 
-from control.errors import BadUserName
+from control.errors import BadUserName, ControlError
 from control.pages import INVALID_LOGIN, logged_out_page, login_page, throttled_message
 from control.pages import server_url as user_server_url
 from control.web.answers import html, redirect
-from control.web.context import hub_of
+from control.web.context import Hub, hub_of
 from control.web.forms import checked_form, field, xsrf_token
 from control.web.identity import clear_session, over_tls, request_cookies, set_session
 from control.web.next_url import safe_next
+from control.web.servers import pending_url
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,10 @@ async def login(request: web.Request) -> web.StreamResponse:
     hub.users.remember(user)
     observed("success")
     log.info("login %s from %s (%.0f ms)", user, address, (time.monotonic() - began) * 1000)
-    response = redirect(_next_for(user, requested), 303)
+    destination = _next_for(user, requested)
+    if await _start_on_the_way(hub, user, destination):
+        destination = pending_url(user, destination)
+    response = redirect(destination, 303)
     set_session(response, request, hub.sessions, hub.cookies, user)
     response.set_cookie(
         hub.cookies.known_browser_name,
@@ -101,6 +105,24 @@ async def login(request: web.Request) -> web.StreamResponse:
         secure=over_tls(request),
     )
     return response
+
+
+async def _start_on_the_way(hub: Hub, user: str, destination: str) -> bool:
+    """Start the user's server when signing in leads into it (a POST with the form token).
+
+    GET /hub/spawn only offers a Start button, so without this every sign-in
+    would stop there; with profiles to choose from, the user chooses there.
+    True when a start is under way; any refusal is left for the spawn page to explain.
+    """
+    if hub.profiles or not destination.startswith(user_server_url(user)):
+        return False
+    if hub.spawner.status(user).state != "stopped":
+        return False
+    try:
+        await hub.spawner.start(user)
+    except ControlError:
+        return False
+    return True
 
 
 async def logout_page(request: web.Request) -> web.StreamResponse:
