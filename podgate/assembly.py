@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from control.manifests import USER_PREFIX
+from control.web.identity import CookieSettings
 from edge.app import Edge, build_public_app, edge_of
 from edge.errors import PLAIN_LOOK
 from edge.ops import build_ops_app
@@ -32,10 +33,15 @@ from routes import RouteSource, RouteTable
 log = logging.getLogger("podgate")
 
 
+def hub_cookie_names(cookies: CookieSettings) -> frozenset[str]:
+    """The hub's cookies besides the session: a pod may set none of them."""
+    return frozenset({cookies.xsrf_name, cookies.known_browser_name})
+
+
 def edge_settings(config: Config) -> EdgeSettings:
     return EdgeSettings(
         cookie_name=config.session.cookie_name,
-        hub_cookies=frozenset({cookie_settings(config).xsrf_name}),
+        hub_cookies=hub_cookie_names(cookie_settings(config)),
         admin_access=config.edge.admin_access,
         admins=frozenset(config.auth.admins),
         control_enabled=config.control.enabled,

@@ -29,6 +29,7 @@ from control.auth import (
     build_authenticator,
     build_throttle,
 )
+from control.auth.known_browsers import KnownBrowsers
 from control.csrf import CsrfTokens
 from control.culler import CullObserver, IdleCuller
 from control.errors import BadUserName
@@ -225,6 +226,7 @@ class ControlPlane:
             access=access,
             throttle=build_throttle(config.auth),
             csrf=CsrfTokens(self.cookie_secret),
+            known_browsers=KnownBrowsers([self.cookie_secret]),
             spawner=self.spawner,
             progress=self.progress,
             profiles=config.spawner.profiles,

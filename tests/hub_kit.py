@@ -8,6 +8,7 @@ forms the way a person's browser does (CSRF field included).
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import time
@@ -33,6 +34,8 @@ ECHO_SPAWNER: dict[str, Any] = {
 }
 
 _XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
+_FORM_ACTION = re.compile(r'<form method="post" action="(/hub/spawn[^"]*)"')
+_NEXT = re.compile(r'name="next" value="([^"]*)"')
 
 
 def podgate_config(settings: Mapping[str, Any] | None = None) -> Config:
@@ -127,6 +130,23 @@ class Browser:
         token = await self.xsrf("/hub/login")
         form = {"username": user, "password": password, "_xsrf": token, "next": next_url}
         return await self.post("/hub/login", form, **kwargs)
+
+    async def press_start(self, page: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
+        """Press Start on the spawn page `page` shows: POST its form, as a person's click does."""
+        text = await page.text()
+        action = _FORM_ACTION.search(text)
+        assert page.url.path.startswith("/hub/spawn/") and action, f"no Start form: {page.url}"
+        next_value = _NEXT.search(text)
+        form = {
+            "_xsrf": xsrf_of(text),
+            "next": html.unescape(next_value.group(1)) if next_value else "",
+        }
+        return await self.post(html.unescape(action.group(1)), form, allow_redirects=False)
+
+    async def start(self, owner: str, next_url: str = "") -> aiohttp.ClientResponse:
+        """Open `owner`'s spawn page and press Start: the 303 towards the progress page."""
+        query = f"?next={quote(next_url, safe='')}" if next_url else ""
+        return await self.press_start(await self.get(f"/hub/spawn/{quote(owner, safe='@')}{query}"))
 
     async def progress_path(self, user: str) -> str:
         """The progress stream's path with this browser's form token, as the spawn page has it.

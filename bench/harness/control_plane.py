@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import math
 import os
@@ -119,20 +120,50 @@ def new_browser() -> aiohttp.ClientSession:
 
 
 async def _hop(browser: aiohttp.ClientSession, url: str, run: UserRun) -> str:
-    """GET `url` without following redirects, waiting out 429s; the next location or ''."""
+    """GET `url` without following redirects, waiting out 429s; the next location or ''.
+
+    A spawn page with a Start button (the sign-in could not start the server,
+    e.g. at the spawn limit) is answered as a person would: press Start.
+    """
     for _ in range(200):  # 200 refusals of Retry-After >= 1 s outlast any deadline
         async with browser.get(url, allow_redirects=False) as response:
-            await response.read()
+            page = await response.text()
             if response.status == 429:
                 run.refused_429 += 1
                 await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
                 continue
             if response.status in (301, 302, 303, 307):
                 return response.headers["Location"]
+            if response.status == 200 and "/hub/spawn/" in url and _START_FORM in page:
+                return await _press_start(browser, url, page, run)
             if response.status == 200:
                 return ""
             raise RuntimeError(f"GET {url}: {response.status}")
     raise RuntimeError(f"GET {url}: refused 200 times")
+
+
+_START_FORM = '<form method="post" action="/hub/spawn/'
+_NEXT = re.compile(r'name="next" value="([^"]*)"')
+
+
+async def _press_start(browser: aiohttp.ClientSession, url: str, page: str, run: UserRun) -> str:
+    """POST the spawn page's Start form (its token and next); the progress page's location."""
+    token, next_url = _XSRF.search(page), _NEXT.search(page)
+    if token is None:
+        raise RuntimeError(f"{url}: a Start form without its token")
+    form = {"_xsrf": token.group(1), "next": html.unescape(next_url.group(1)) if next_url else ""}
+    target = url.split("?", 1)[0]
+    for _ in range(200):
+        async with browser.post(target, data=form, allow_redirects=False) as response:
+            await response.read()
+            if response.status == 429:
+                run.refused_429 += 1
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            if response.status == 303:
+                return response.headers["Location"]
+            raise RuntimeError(f"POST {target}: {response.status}")
+    raise RuntimeError(f"POST {target}: refused 200 times")
 
 
 async def _follow_progress(browser: aiohttp.ClientSession, base: str, name: str) -> None:

@@ -1,7 +1,7 @@
 """Slowing down password guessing: failed logins counted per user name and per client address.
 
 Each failure is remembered twice, under the user name tried and under the
-client's address, for `window_seconds`. Once either key has `free_failures`
+client's address, for `window_seconds`. Once a key has `free_failures`
 failures in the window, the next try must wait 1 s after the last failure,
 then 2, 4, ... up to `max_delay_seconds`. `delay()` says how long is still
 left to wait; the web layer answers "too many failed logins, try again in N
@@ -9,6 +9,11 @@ seconds" without checking the password while it is above zero (or sleeps it
 off before checking). A success forgets only that user's failures from that
 address, so an attacker guessing elsewhere stays slowed, and an address that
 tried many names is not cleared by one right password.
+
+A browser the user signed in from before (control.auth.known_browsers) is
+not held back by the count under the user's name, only by its own
+address's: failing in someone's name from elsewhere slows the guesser, never
+the user at their own browser.
 
 IPv6 clients are counted per /64 (one host often holds a whole /64).
 Memory is bounded: at most `max_tracked` names and as many addresses, the
@@ -58,13 +63,23 @@ class LoginThrottle:
         self._by_user: OrderedDict[str, deque[_Failure]] = OrderedDict()
         self._by_address: OrderedDict[str, deque[_Failure]] = OrderedDict()
 
-    def delay(self, user: str, address: str) -> float:
-        """Seconds the next try for `user` from `address` must still wait (0: go ahead)."""
+    def delay(self, user: str, address: str, *, known_browser: bool = False) -> float:
+        """Seconds the next try for `user` from `address` must still wait (0: go ahead).
+
+        `known_browser`: the browser signed in as `user` before, so failures
+        in that name from elsewhere do not hold it back.
+        """
         now = self._clock()
-        return max(
-            self._wait(self._by_user, _user_key(user), now),
-            self._wait(self._by_address, _address_key(address), now),
-        )
+        by_address = self._wait(self._by_address, _address_key(address), now)
+        if known_browser:
+            return by_address
+        return max(self._wait(self._by_user, _user_key(user), now), by_address)
+
+    @staticmethod
+    def same_user(user: str, known: list[str]) -> bool:
+        """Whether the name tried is one of `known` (names as the throttle counts them)."""
+        key = _user_key(user)
+        return any(_user_key(name) == key for name in known)
 
     def failed(self, user: str, address: str) -> None:
         """Remember a failed login (wrong password, unknown user, not allowed)."""

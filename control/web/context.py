@@ -10,6 +10,7 @@ from aiohttp import web
 
 from control.api.tokens import ApiTokens
 from control.auth import Authenticator, LoginThrottle, UserAccess
+from control.auth.known_browsers import KnownBrowsers
 from control.csrf import CsrfTokens
 from control.progress import SpawnProgress
 from control.record_store import UserRecordStore
@@ -44,6 +45,7 @@ class Hub:
     access: UserAccess
     throttle: LoginThrottle
     csrf: CsrfTokens
+    known_browsers: KnownBrowsers
     spawner: Spawner
     progress: SpawnProgress
     profiles: tuple[Profile, ...] = ()

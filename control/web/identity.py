@@ -43,6 +43,8 @@ class CookieSettings:
     xsrf_name: str = "podgate-xsrf"
     # Proxies whose X-Forwarded-Proto says whether the browser used TLS (edge.trusted_proxies).
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # Names the users who signed in from this browser before (control.auth.known_browsers).
+    known_browser_name: str = "podgate-known"
 
 
 def over_tls(request: web.Request, trusted: Sequence[IPNetwork]) -> bool:

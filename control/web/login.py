@@ -8,14 +8,15 @@ import time
 
 from aiohttp import web
 
-from control.errors import BadUserName, KubeError
+from control.errors import BadUserName, ControlError, KubeError
 from control.pages import INVALID_LOGIN, logged_out_page, login_page, throttled_message
 from control.pages import server_url as user_server_url
 from control.web.answers import html, redirect
 from control.web.context import Hub, hub_of
 from control.web.forms import checked_form, field, xsrf_token
-from control.web.identity import clear_session, set_session
+from control.web.identity import clear_session, over_tls, request_cookies, set_session
 from control.web.next_url import safe_next
+from control.web.servers import pending_url
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         return html(page, status, headers)
 
-    wait = hub.throttle.delay(username, address)
+    known = hub.known_browsers.users(request_cookies(request, hub.cookies.known_browser_name))
+    known_browser = hub.throttle.same_user(username, known)
+    wait = hub.throttle.delay(username, address, known_browser=known_browser)
     if wait > 0:
         observed("throttled")
         return again(429, throttled_message(wait), {"Retry-After": str(max(1, round(wait)))})
@@ -95,8 +98,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     await _record_sign_in(hub, user)
     observed("success")
     log.info("login %s from %s (%.0f ms)", user, address, (time.monotonic() - began) * 1000)
-    response = redirect(_next_for(user, requested), 303)
+    destination = _next_for(user, requested)
+    if await _start_on_the_way(hub, user, destination):
+        destination = pending_url(user, destination)
+    response = redirect(destination, 303)
     set_session(response, request, hub.sessions, hub.cookies, user)
+    response.set_cookie(
+        hub.cookies.known_browser_name,
+        hub.known_browsers.issue(user, known),
+        path="/hub/",  # only the login form reads it; never sent to a user's server
+        max_age=int(hub.known_browsers.max_age_seconds),
+        httponly=True,
+        samesite="Lax",
+        secure=over_tls(request, hub.cookies.trusted_proxies),
+    )
     return response
 
 
@@ -115,6 +130,24 @@ async def _record_sign_in(hub: Hub, user: str) -> None:
             await records.signed_in(user)
     except (KubeError, TimeoutError) as e:  # the sign-in itself needs no record: let them in
         log.warning("login %s: their user record was not written: %r", user, e)
+
+
+async def _start_on_the_way(hub: Hub, user: str, destination: str) -> bool:
+    """Start the user's server when signing in leads into it (a POST with the form token).
+
+    GET /hub/spawn only offers a Start button, so without this every sign-in
+    would stop there; with profiles to choose from, the user chooses there.
+    True when a start is under way; any refusal is left for the spawn page to explain.
+    """
+    if hub.profiles or not destination.startswith(user_server_url(user)):
+        return False
+    if hub.spawner.status(user).state != "stopped":
+        return False
+    try:
+        await hub.spawner.start(user)
+    except ControlError:
+        return False
+    return True
 
 
 async def logout_page(request: web.Request) -> web.StreamResponse:

@@ -1,9 +1,11 @@
 """A user's server from the browser: home, start (with a profile), progress page, stop.
 
 GET /hub/spawn/<name> is where the edge sends a signed-in user whose server
-is not routed: it starts the server (or shows the profile form, or the
-failure of the last try) and then the progress page. Starting by a form
-and stopping are POSTs with the CSRF token.
+is not routed: it shows a Start button (or the profile form, or the failure
+of the last try with Retry), or the progress page of a start under way.
+Starting and stopping are POSTs with the CSRF token, so no other site can
+start servers by linking here; signing in (a POST with the token too)
+starts the user's own server when that is where they are headed.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _spawn_url(owner: str) -> str:
     return f"/hub/spawn/{quote(owner, safe='@')}"
 
 
-def _pending_url(owner: str, next_url: str) -> str:
+def pending_url(owner: str, next_url: str) -> str:
     url = f"/hub/spawn-pending/{quote(owner, safe='@')}"
     return f"{url}?next={quote(next_url, safe='')}" if next_url else url
 
@@ -95,7 +97,7 @@ async def spawn_page(request: web.Request) -> web.StreamResponse:
     if status.state == "running":
         return redirect(next_url or server_url(owner))
     if status.state == "starting":
-        return redirect(_pending_url(owner, next_url))
+        return redirect(pending_url(owner, next_url))
     # "stopping" falls through: the new start waits for the old pod to go, and the
     # progress page says so (sending the browser there to wait would only show the
     # old start's "ready" again).
@@ -104,17 +106,16 @@ async def spawn_page(request: web.Request) -> web.StreamResponse:
             owner, xsrf=xsrf, message=status.failure.message, next_url=next_url, viewer=viewer
         )
         return html(page, 503)
-    if hub.profiles:
-        return html(
-            spawn_form_page(
-                owner,
-                profiles=hub.profiles,
-                xsrf=xsrf,
-                next_url=next_url,
-                action=_spawn_url(owner),
-            )
+    # A GET never starts: a link or image on another site could otherwise do it.
+    return html(
+        spawn_form_page(
+            owner,
+            profiles=hub.profiles,
+            xsrf=xsrf,
+            next_url=next_url,
+            action=_spawn_url(owner),
         )
-    return await _start(request, hub, owner, None, next_url, xsrf)
+    )
 
 
 async def spawn(request: web.Request) -> web.StreamResponse:
@@ -132,9 +133,8 @@ async def _start(
     owner: str,
     profile: str | None,
     next_url: str,
-    xsrf: str | None = None,
 ) -> web.StreamResponse:
-    xsrf = xsrf or xsrf_token(request)
+    xsrf = xsrf_token(request)
     try:
         await hub.spawner.start(owner, profile)
     except BadProfile as e:
@@ -159,7 +159,7 @@ async def _start(
             owner, xsrf=xsrf, message=e.message, next_url=next_url, viewer=hub.user(request)
         )
         return html(page, 503)
-    return redirect(_pending_url(owner, next_url), 303 if request.method == "POST" else 302)
+    return redirect(pending_url(owner, next_url), 303)
 
 
 async def pending(request: web.Request) -> web.StreamResponse:

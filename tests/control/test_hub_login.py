@@ -56,18 +56,32 @@ async def test_right_password_lands_on_next(make_podgate: MakePodgate) -> None:
         assert "ada" in await home.text()
 
 
-async def test_login_with_no_next_goes_to_the_users_server_then_to_its_spawn(
+async def test_login_with_no_next_starts_the_users_server_and_follows_its_progress(
     make_podgate: MakePodgate,
 ) -> None:
     pg = await make_podgate()
     async with Browser(pg.public_url) as browser:
         response = await browser.login("ada", allow_redirects=False)
         assert response.status == 303
+        # Signing in (a POST with the form token) starts the server it leads into.
+        assert response.headers["Location"] == "/hub/spawn-pending/ada?next=%2Fuser%2Fada%2F"
+        events = await browser.progress("ada", seconds=15)
+        assert events[-1].get("ready") is True, events
+
+
+async def test_login_to_a_stopped_server_with_profiles_leads_to_the_choice(
+    make_podgate: MakePodgate,
+) -> None:
+    profiles = [{"slug": "small", "display_name": "Small"}, {"slug": "big", "display_name": "Big"}]
+    pg = await make_podgate({"spawner": {"profiles": profiles}})
+    async with Browser(pg.public_url) as browser:
+        response = await browser.login("ada", allow_redirects=False)
         assert response.headers["Location"] == "/user/ada/"
-        # Nothing runs yet: the edge hands the signed-in user to the spawn page.
+        # Nothing runs yet: the edge hands the signed-in user to the spawn page to choose.
         edge = await browser.get("/user/ada/", allow_redirects=False)
         assert edge.status == 302
         assert edge.headers["Location"].startswith("/hub/spawn/ada")
+        assert pg.control.spawner.status("ada").state == "stopped"
 
 
 async def test_a_next_to_another_site_is_not_followed(make_podgate: MakePodgate) -> None:
@@ -77,7 +91,8 @@ async def test_a_next_to_another_site_is_not_followed(make_podgate: MakePodgate)
             "ada", next_url="//evil.example/steal", allow_redirects=False
         )
     assert response.status == 303
-    assert response.headers["Location"] == "/user/ada/"
+    assert response.headers["Location"].endswith("next=%2Fuser%2Fada%2F")
+    assert "evil" not in response.headers["Location"]
 
 
 async def test_wrong_password_is_403_with_the_message_and_the_name_kept(
@@ -122,7 +137,8 @@ async def test_password_authenticator_with_real_hashes(make_podgate: MakePodgate
     pg = await make_podgate({"auth": {"kind": "password", "users": users, "password": None}})
     async with Browser(pg.public_url) as browser:
         good = await browser.login("ADA", "ada's secret", allow_redirects=False)
-        assert good.status == 303 and good.headers["Location"] == "/user/ada/"
+        assert good.status == 303
+        assert good.headers["Location"].startswith("/hub/spawn-pending/ada")
     async with Browser(pg.public_url) as browser:
         good = await browser.login("bob", "bob's secret", allow_redirects=False)
         assert good.status == 303
@@ -329,3 +345,23 @@ async def test_behind_a_trusted_proxy_each_browser_is_throttled_on_its_own(
         assert await _login_from(ingress, "carol", "192.0.2.1") == 429
         # Another browser behind the same ingress signs in unhindered.
         assert await _login_from(ingress, "dave", "198.51.100.7") == 303
+
+
+async def test_guessing_a_users_password_elsewhere_does_not_lock_them_out_of_their_browser(
+    make_podgate: MakePodgate,
+) -> None:
+    # Issue 11, finding 7: five wrong passwords for carol from five addresses made
+    # carol's right password wait, from her own browser at a fresh address.
+    pg = await make_podgate({**THROTTLED, "edge": {"trusted_proxies": ["127.0.0.0/8"]}})
+    async with Browser(pg.public_url) as carol, Browser(pg.public_url) as guesser:
+        assert await _login_from(carol, "carol", "198.51.100.1") == 303
+        assert await _fail_from(guesser, "carol", "192.0.2.1") == 403
+        assert await _fail_from(guesser, "carol", "192.0.2.2") == 403
+        # The guesser is slowed, from a new address too (the name is counted) ...
+        assert await _login_from(guesser, "carol", "192.0.2.3") == 429
+        # ... but carol, signed out, at the browser she signed in from before, is not.
+        carol.session.cookie_jar.clear(lambda cookie: cookie.key == "podgate-session")
+        assert await _login_from(carol, "carol", "203.0.113.9") == 303
+    # A browser that never signed in as carol still waits (guessing from many places).
+    async with Browser(pg.public_url) as fresh:
+        assert await _login_from(fresh, "carol", "203.0.113.10") == 429

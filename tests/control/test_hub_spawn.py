@@ -56,9 +56,13 @@ async def test_opening_the_server_goes_through_spawn_to_the_pod(make_podgate: Ma
         assert await _home_state(browser) == "stopped"
         landing = await browser.get("/user/ada/tree/notes.ipynb")
         assert landing.status == 200
-        assert landing.url.path == "/hub/spawn-pending/ada"
+        assert landing.url.path == "/hub/spawn/ada"
         assert landing.url.query["next"] == "/user/ada/tree/notes.ipynb"
-        assert "spawn" in (await landing.text()).lower()
+        started = await browser.press_start(landing)
+        pending = await browser.get(started.headers["Location"])
+        assert pending.url.path == "/hub/spawn-pending/ada"
+        assert pending.url.query["next"] == "/user/ada/tree/notes.ipynb"
+        assert "spawn" in (await pending.text()).lower()
 
         events = await browser.progress("ada", seconds=15)
         assert events, "no progress events"
@@ -88,7 +92,7 @@ async def _routed(browser: Browser, user: str) -> bool:
 async def test_a_websocket_through_the_server_echoes(make_podgate: MakePodgate) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        await browser.get("/hub/spawn/ada")
+        await browser.start("ada")
         await browser.progress("ada", seconds=15)
         await _until(lambda: _routed(browser, "ada"))
         async with browser.session.ws_connect(
@@ -103,7 +107,7 @@ async def test_a_websocket_through_the_server_echoes(make_podgate: MakePodgate) 
 async def test_someone_elses_server_is_refused_everywhere(make_podgate: MakePodgate) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "bob") as bob:
-        await bob.get("/hub/spawn/bob")
+        await bob.start("bob")
         await bob.progress("bob", seconds=15)
         await _until(lambda: _routed(bob, "bob"))
     async with await _signed_in(pg, "ada") as ada:
@@ -128,8 +132,8 @@ async def test_someone_elses_server_is_refused_everywhere(make_podgate: MakePodg
 async def test_an_admin_may_start_someone_elses_server(make_podgate: MakePodgate) -> None:
     pg = await make_podgate({"auth": {"admins": ["root"]}})
     async with await _signed_in(pg, "root") as admin:
-        start = await admin.get("/hub/spawn/bob", allow_redirects=False)
-        assert start.status == 302
+        start = await admin.start("bob")
+        assert start.status == 303
         assert start.headers["Location"].startswith("/hub/spawn-pending/bob")
         events = await admin.progress("bob", seconds=15)
         assert events[-1].get("ready") is True
@@ -145,7 +149,7 @@ async def test_stop_removes_the_route_and_the_next_visit_spawns_again(
 ) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        await browser.get("/hub/spawn/ada")
+        await browser.start("ada")
         await browser.progress("ada", seconds=15)
         await _until(lambda: _routed(browser, "ada"))
         token = await browser.xsrf("/hub/home")
@@ -177,8 +181,8 @@ async def test_home_shows_starting_while_the_pod_is_not_ready(make_podgate: Make
     async with await _signed_in(pg, "ada") as browser:
         pg.cluster.kubelet.set_paused(True)
         try:
-            start = await browser.get("/hub/spawn/ada", allow_redirects=False)
-            assert start.status == 302
+            start = await browser.start("ada")
+            assert start.status == 303
             assert await _home_state(browser) == "starting"
             pending = await browser.get("/hub/spawn-pending/ada")
             assert pending.status == 200
@@ -208,7 +212,7 @@ async def test_leaving_the_progress_page_mid_spawn_is_quiet(
     async with await _signed_in(pg, "ada") as browser:
         pg.cluster.kubelet.set_paused(True)
         try:
-            await browser.get("/hub/spawn/ada", allow_redirects=False)
+            await browser.start("ada")
             url = browser.url(await browser.progress_path("ada"))
             async with browser.session.get(url, headers=EVENT_SOURCE) as stream:
                 assert stream.status == 200
@@ -235,7 +239,7 @@ async def test_a_quiet_start_keeps_its_stream_across_keep_alives(
     async with await _signed_in(pg, "ada") as browser:
         pg.cluster.kubelet.set_paused(True)
         try:
-            await browser.get("/hub/spawn/ada", allow_redirects=False)
+            await browser.start("ada")
             url = browser.url(await browser.progress_path("ada"))
             async with browser.session.get(url, headers=EVENT_SOURCE) as stream:
                 lines = []
@@ -258,7 +262,7 @@ async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_t
     says it waits for the old pod, and a new pod runs once the old one is gone."""
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        await browser.get("/hub/spawn/ada", allow_redirects=False)
+        await browser.start("ada")
         first = await browser.progress("ada")
         assert first[-1].get("ready") is True
         old = await pg.control.kube.get("pods", "podgate", "jupyter-ada")
@@ -269,9 +273,9 @@ async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_t
             assert stopped.status == 303
             await _until(lambda: _state_is(browser, "stopping"))
             began = time.monotonic()
-            spawn = await browser.get("/hub/spawn/ada", allow_redirects=False)
+            spawn = await browser.start("ada")
             assert time.monotonic() - began < 2.0, "the spawn page waited for the old pod"
-            assert spawn.status == 302
+            assert spawn.status == 303
             assert spawn.headers["Location"].startswith("/hub/spawn-pending/ada")
             url = browser.url(await browser.progress_path("ada"))
             async with browser.session.get(url, headers=EVENT_SOURCE) as stream:
@@ -291,3 +295,33 @@ async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_t
         assert "ready" in messages[-1].lower(), messages
         new = await pg.control.kube.get("pods", "podgate", "jupyter-ada")
         assert new["metadata"]["uid"] != old["metadata"]["uid"]
+
+
+async def test_a_get_never_starts_a_server_and_start_is_a_post_with_the_form_token(
+    make_podgate: MakePodgate,
+) -> None:
+    # Issue 11, finding 8: GET /hub/spawn started servers, so any site could
+    # start them with a link or an image.
+    pg = await make_podgate({"auth": {"admins": ["root"]}})
+    spawner = pg.control.spawner
+    async with await _signed_in(pg, "ada") as ada, await _signed_in(pg, "root") as admin:
+        for browser, path, user in (
+            (ada, "/hub/spawn", "ada"),
+            (ada, "/hub/spawn/ada?next=/user/ada/lab", "ada"),
+            (admin, "/hub/spawn/bob", "bob"),
+        ):
+            page = await browser.get(path, allow_redirects=False)
+            assert page.status == 200, path
+            assert '<form method="post"' in await page.text()
+            assert spawner.status(user).state == "stopped", path
+        # A POST without the form token (another site's form) starts nothing either.
+        forged = await ada.post("/hub/spawn", {"next": ""}, allow_redirects=False)
+        assert forged.status == 403
+        assert spawner.status("ada").state == "stopped"
+        # Pressing Start does.
+        page = await ada.get("/hub/spawn/ada?next=/user/ada/lab")
+        started = await ada.press_start(page)
+        assert started.status == 303
+        assert started.headers["Location"].startswith("/hub/spawn-pending/ada")
+        events = await ada.progress("ada", seconds=15)
+        assert events[-1].get("ready") is True, events

@@ -149,3 +149,21 @@ def test_built_from_the_auth_settings(clock: Clock) -> None:
     assert throttle.delay("ada", "10.0.0.1") == 3
     clock.now += 61
     assert throttle.delay("ada", "10.0.0.1") == 0
+
+
+def test_a_known_browser_skips_the_count_by_name_but_not_by_address(
+    throttle: LoginThrottle,
+) -> None:
+    for i in range(4):
+        throttle.failed("carol", f"192.0.2.{i}")
+    assert throttle.delay("carol", "203.0.113.1") == 2
+    assert throttle.delay("carol", "203.0.113.1", known_browser=True) == 0
+    for _ in range(4):
+        throttle.failed("ada", "203.0.113.2")
+    assert throttle.delay("carol", "203.0.113.2", known_browser=True) == 2
+
+
+def test_the_known_name_is_compared_as_the_user_it_names() -> None:
+    assert LoginThrottle.same_user("Carol", ["carol", "ada"])
+    assert not LoginThrottle.same_user("carol2", ["carol"])
+    assert not LoginThrottle.same_user("carol", [])

@@ -330,14 +330,16 @@ async def test_two_starts_at_once_make_one_pod_and_a_stop_unroutes_on_both(
     try:
         for tab in tabs:
             assert (await tab.login("zed", next_url="/hub/home")).status == 200
-        # Two tabs open the spawn page at the same moment: one connection per replica.
+        # Two tabs show the spawn page, then press Start at the same moment: one
+        # connection per replica.
+        pages = [await tab.get("/hub/spawn/zed", allow_redirects=False) for tab in tabs]
         first = len(deployment.balancer.picks)
-        pages = await asyncio.gather(
-            *(tab.get("/hub/spawn/zed", allow_redirects=False) for tab in tabs)
+        started = await asyncio.gather(
+            *(tab.press_start(page) for tab, page in zip(tabs, pages, strict=True))
         )
         assert sorted(deployment.balancer.picks[first:]) == [0, 1]
-        for page in pages:
-            assert page.status in (200, 302), (page.status, await page.text())
+        for answer in started:
+            assert answer.status == 303, (answer.status, await answer.text())
         await progress_to_ready(tabs[0], "zed")
         assert await user_pods(deployment.kube) == {"zed": "jupyter-zed"}
         await routed_by_both(tabs[1], "zed")
@@ -442,8 +444,8 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
     browser = FreshConnectionBrowser(a.public)
     try:
         assert (await browser.login("ada", next_url="/hub/home")).status == 200
-        page = await browser.get("/hub/spawn/ada", allow_redirects=False)
-        assert page.status in (200, 302), page.status
+        page = await browser.start("ada")
+        assert page.status == 303, page.status
 
         async def pending_at_b() -> bool:
             status, _ = await deployment.kube.call(

@@ -16,8 +16,9 @@ After the restart (the same config, the same address): /readyz only after
 the relist, the running users routed again with their old cookies and their
 pods untouched; each interrupted user has at most one pod and at most one
 claim named for them, and no claim belongs to nobody. Once the kubelet runs
-again each of the five opens /hub/spawn/<name> and reaches a running server,
-in the very pod made before the kill where there was one.
+again each of the five opens /hub/spawn/<name> (pressing Start where nothing
+runs) and reaches a running server, in the very pod made before the kill
+where there was one.
 """
 
 from __future__ import annotations
@@ -130,10 +131,10 @@ async def creates_refused(kube: KubeRest) -> int:
 
 
 async def start_without_waiting(browser: Browser, user: str) -> asyncio.Task[Any]:
-    """Sign in, then open the spawn page in the background (it answers once the pod exists)."""
-    signed_in = await browser.login(user, allow_redirects=False)
+    """Sign in, then press Start in the background (it answers once the pod exists)."""
+    signed_in = await browser.login(user, next_url="/hub/home", allow_redirects=False)
     assert signed_in.status == 303, signed_in.status
-    return asyncio.create_task(browser.get(f"/hub/spawn/{user}"), name=f"spawn-{user}")
+    return asyncio.create_task(browser.start(user), name=f"spawn-{user}")
 
 
 async def reaches_own_pod(browser: Browser, user: str) -> bool:
@@ -223,8 +224,8 @@ async def test_sigkill_mid_spawn_leaves_no_duplicate_pod_nor_orphan_claim_and_ev
         # The kubelet runs again: every interrupted user gets a running server.
         await kube.set_faults({"kubelet_paused": False})
         for user in (CLAIM_MADE, *NOTHING_MADE):
-            page = await browsers[user].get(f"/hub/spawn/{user}?next=%2Fuser%2F{user}%2F")
-            assert page.status == 200, (user, page.status, await page.text())
+            page = await browsers[user].start(user, next_url=f"/user/{user}/")
+            assert page.status == 303, (user, page.status, await page.text())
             following[user] = asyncio.create_task(browsers[user].progress(user, 20))
             spawning.append(following[user])
         for user in INTERRUPTED:
