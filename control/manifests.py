@@ -22,12 +22,8 @@ PROFILE_ANNOTATION = "podgate.io/profile"
 PROFILE_LABEL = "podgate.io/profile"
 
 # The selector the pod informer watches: every user pod carries these.
-BASE_LABELS = {
-    "app.kubernetes.io/name": "podgate",
-    "app.kubernetes.io/component": "singleuser-server",
-    "app.kubernetes.io/managed-by": "podgate",
-}
-POD_SELECTOR = ",".join(f"{key}={value}" for key, value in BASE_LABELS.items())
+BASE_LABELS = names.owned_labels("singleuser-server")
+POD_SELECTOR = names.label_selector(BASE_LABELS)
 
 # Characters a user name may hold that stay readable in a URL path; the rest
 # (non-ASCII letters) are percent-encoded, which routes.normalise_path decodes

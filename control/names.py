@@ -27,6 +27,20 @@ USER_ANNOTATION = "podgate.io/username"
 USER_LABEL = "podgate.io/user"
 
 
+def owned_labels(component: str) -> dict[str, str]:
+    """The labels of every object podgate makes for its users; `component` tells them apart."""
+    return {
+        "app.kubernetes.io/name": "podgate",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "podgate",
+    }
+
+
+def label_selector(labels: dict[str, str]) -> str:
+    """A label selector matching exactly these labels (`a=b,c=d`)."""
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
 def normalise_username(raw: str) -> str:
     """The canonical form of a typed user name, or BadUserName saying what is wrong.
 

@@ -21,12 +21,8 @@ from control import names
 Object = dict[str, Any]
 
 # The selector the record informer watches; user pods carry a different component.
-RECORD_LABELS = {
-    "app.kubernetes.io/name": "podgate",
-    "app.kubernetes.io/component": "user-record",
-    "app.kubernetes.io/managed-by": "podgate",
-}
-RECORD_SELECTOR = ",".join(f"{key}={value}" for key, value in RECORD_LABELS.items())
+RECORD_LABELS = names.owned_labels("user-record")
+RECORD_SELECTOR = names.label_selector(RECORD_LABELS)
 
 # Keys of the ConfigMap's data (epoch seconds as decimal strings, as ConfigMap data are text).
 NOT_BEFORE = "sessions-not-before"

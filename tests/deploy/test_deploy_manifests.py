@@ -201,6 +201,15 @@ async def pods_selected(kubeconfig: Path, namespace: str, match_labels: dict[str
     return {p["metadata"]["name"] for p in json.loads(out)["items"]}
 
 
+async def apply_rendered(kubeconfig: Path, objects: list[Obj], tmp_path: Path) -> Config:
+    """Apply the rendered objects to kubesim in their namespace; the config they carry."""
+    config = config_of(objects, tmp_path)
+    await kubectl(kubeconfig, "create", "namespace", config.spawner.namespace)
+    manifest = yaml.safe_dump_all(objects)
+    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    return config
+
+
 async def test_applied_objects_line_up(
     rendered: tuple[str, list[Obj]],
     cluster: tuple[SimCluster, Path],
@@ -208,11 +217,9 @@ async def test_applied_objects_line_up(
 ) -> None:
     _name, objects = rendered
     _sim, kubeconfig = cluster
-    config = config_of(objects, tmp_path)
+    config = await apply_rendered(kubeconfig, objects, tmp_path)
     ns = config.spawner.namespace
-    await kubectl(kubeconfig, "create", "namespace", ns)
     manifest = yaml.safe_dump_all(objects)
-    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
     stored = json.loads(
         await kubectl(kubeconfig, "get", "-n", ns, "-o", "json", "-f", "-", stdin=manifest)
     )
@@ -364,12 +371,9 @@ async def test_ops_port_admits_monitoring_and_never_user_pods(
 ) -> None:
     _name, objects = rendered
     _sim, kubeconfig = cluster
-    config = config_of(objects, tmp_path)
+    config = await apply_rendered(kubeconfig, objects, tmp_path)
     ns = config.spawner.namespace
-    await kubectl(kubeconfig, "create", "namespace", ns)
     await kubectl(kubeconfig, "create", "namespace", "monitoring")
-    manifest = yaml.safe_dump_all(objects)
-    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
     template = one(objects, "Deployment")["spec"]["template"]
 
     def pod(name: str, labels: dict[str, str], spec: Obj | None = None) -> str:

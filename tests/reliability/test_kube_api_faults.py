@@ -169,7 +169,8 @@ class Outcome:
 async def attempt(world: Observed, user: str, seconds: float = 30.0) -> Outcome:
     """Sign in as `user`, press Start (or Retry) and follow the start to the end."""
     async with Browser(world.pg.public_url) as browser:
-        assert (await browser.login(user, allow_redirects=False)).status == 303
+        home = "/hub/home"  # signed in only: the start is the Start button's
+        assert (await browser.login(user, next_url=home, allow_redirects=False)).status == 303
         token = await browser.xsrf("/hub/home")
         response = await browser.post(f"/hub/spawn/{user}", {"_xsrf": token})
         if response.status != 200:  # the start was refused at once: an error page
@@ -185,7 +186,8 @@ async def sign_in(world: Observed, *users: str) -> None:
     afterwards meet the server's pod, not the record a first sign-in makes."""
     for user in users:
         async with Browser(world.pg.public_url) as browser:
-            assert (await browser.login(user, allow_redirects=False)).status == 303
+            signed_in = await browser.login(user, next_url="/hub/home", allow_redirects=False)
+            assert signed_in.status == 303
 
 
 async def wait_for(condition: Any, seconds: float) -> bool:
