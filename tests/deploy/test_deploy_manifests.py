@@ -212,7 +212,7 @@ async def test_applied_objects_line_up(
     ns = config.spawner.namespace
     await kubectl(kubeconfig, "create", "namespace", ns)
     manifest = yaml.safe_dump_all(objects)
-    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    await kubectl(kubeconfig, "apply", "-f", "-", stdin=manifest)
     stored = json.loads(
         await kubectl(kubeconfig, "get", "-n", ns, "-o", "json", "-f", "-", stdin=manifest)
     )
@@ -232,9 +232,7 @@ async def test_applied_objects_line_up(
     }
     user_pod = pod_manifest("alice", config.spawner, config.spawner.profile(None), "t" * 32)
     for pod in (podgate_pod, user_pod):
-        await kubectl(
-            kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=json.dumps(pod)
-        )
+        await kubectl(kubeconfig, "create", "-n", ns, "-f", "-", stdin=json.dumps(pod))
     podgate_only, users_only = {"podgate-replica"}, {user_pod["metadata"]["name"]}
 
     async def picks(match_labels: dict[str, str]) -> set[str]:
@@ -369,7 +367,7 @@ async def test_ops_port_admits_monitoring_and_never_user_pods(
     await kubectl(kubeconfig, "create", "namespace", ns)
     await kubectl(kubeconfig, "create", "namespace", "monitoring")
     manifest = yaml.safe_dump_all(objects)
-    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    await kubectl(kubeconfig, "apply", "-f", "-", stdin=manifest)
     template = one(objects, "Deployment")["spec"]["template"]
 
     def pod(name: str, labels: dict[str, str], spec: Obj | None = None) -> str:
@@ -383,19 +381,13 @@ async def test_ops_port_admits_monitoring_and_never_user_pods(
         )
 
     user_pod = pod_manifest("mallory", config.spawner, config.spawner.profile(None), "t" * 32)
-    await kubectl(
-        kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=json.dumps(user_pod)
-    )
+    await kubectl(kubeconfig, "create", "-n", ns, "-f", "-", stdin=json.dumps(user_pod))
     replica = pod("podgate-replica", template["metadata"]["labels"], template["spec"])
-    await kubectl(kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=replica)
+    await kubectl(kubeconfig, "create", "-n", ns, "-f", "-", stdin=replica)
     prometheus = pod("prometheus-0", {"app.kubernetes.io/name": "prometheus"})
-    await kubectl(
-        kubeconfig, "create", "--validate=false", "-n", "monitoring", "-f", "-", stdin=prometheus
-    )
+    await kubectl(kubeconfig, "create", "-n", "monitoring", "-f", "-", stdin=prometheus)
     other = pod("grafana-0", {"app.kubernetes.io/name": "grafana"})
-    await kubectl(
-        kubeconfig, "create", "--validate=false", "-n", "monitoring", "-f", "-", stdin=other
-    )
+    await kubectl(kubeconfig, "create", "-n", "monitoring", "-f", "-", stdin=other)
 
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     podgate = (ns, "podgate-replica")

@@ -1,0 +1,72 @@
+"""kubesim's recorded OpenAPI documents against the real server they came from.
+
+The recording (kubesim/openapi_data, made by record_openapi.py) must be the
+pinned release's, byte for byte, and kubectl must meet the same refusal of an
+unknown field on both servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from realkube_kit import RealKube, run_kubectl, version_of
+
+from kubesim import openapi
+from kubesim.cluster import SimCluster
+
+BAD_POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typo"},
+    "spec": {"containers": [{"name": "main", "imagee": "python:3.11"}]},
+}  # fmt: skip
+
+
+@pytest.fixture
+async def kubesim_kubeconfig(tmp_path: Path) -> AsyncIterator[Path]:
+    """An API-only kubesim with TLS (kubectl sends tokens only over https)."""
+    cluster = SimCluster("127.0.0.1", 0, tls=True, kubelet=None)
+    await cluster.start()
+    try:
+        cluster.write_kubeconfig(tmp_path / "kubeconfig")
+        yield tmp_path / "kubeconfig"
+    finally:
+        await cluster.stop()
+
+
+def test_recording_is_the_pinned_release(realkube: RealKube) -> None:
+    assert (openapi.DATA / "VERSION").read_text().strip() == version_of(realkube)
+    status, body = realkube.get("/openapi/v3")
+    assert status == 200
+    paths = json.loads(body)["paths"]
+    recorded = openapi.v3_documents()
+    assert recorded, "nothing recorded"
+    for group_version, (data, _) in recorded.items():
+        status, live = realkube.get(paths[group_version]["serverRelativeURL"])
+        assert status == 200
+        assert live == data, f"{group_version} changed: run tests/realkube/record_openapi.py"
+    status, live_v2 = realkube.get("/openapi/v2", accept="application/json")
+    assert status == 200
+    recorded_v2 = json.loads(gzip.decompress((openapi.DATA / "v2.json.gz").read_bytes()))
+    assert (
+        recorded_v2["definitions"]["io.k8s.api.core.v1.Pod"]
+        == (json.loads(live_v2)["definitions"]["io.k8s.api.core.v1.Pod"])
+    )
+
+
+async def test_unknown_field_refused_alike(realkube: RealKube, kubesim_kubeconfig: Path) -> None:
+    answers = []
+    for kubeconfig in (realkube.kubeconfig, kubesim_kubeconfig):
+        # In a thread: the in-process kubesim must keep answering meanwhile.
+        args = ("create", "-n", "default", "-f", "-")
+        code, out = await asyncio.to_thread(
+            run_kubectl, kubeconfig, *args, stdin=json.dumps(BAD_POD), ok=False
+        )
+        assert code == 1, out
+        answers.append(out.strip())
+    real, sim = answers
+    assert 'strict decoding error: unknown field "spec.containers[0].imagee"' in real
+    assert sim == real
