@@ -116,7 +116,7 @@ class RealKube:
 
 
 def start_realkube(binary: Path, state: Path) -> RealKube:
-    """`realkube all` on a free loopback port, returned once /readyz says ok."""
+    """`realkube all` on a free loopback port, returned once it is ready for pods."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with open(state / "realkube.log", "wb") as log:
@@ -139,11 +139,19 @@ def start_realkube(binary: Path, state: Path) -> RealKube:
 
 
 def _ready(kube: RealKube) -> bool:
+    """/readyz says ok and `default` has its ServiceAccount.
+
+    The controller-manager makes that account; until then the ServiceAccount
+    admission plugin refuses every pod in the namespace.
+    """
     try:
         status, body = kube.get("/readyz")
+        if status != 200 or body.strip() != b"ok":
+            return False
+        status, _ = kube.get("/api/v1/namespaces/default/serviceaccounts/default")
     except OSError:
         return False
-    return status == 200 and body.strip() == b"ok"
+    return status == 200
 
 
 def run_kubectl(kubeconfig: Path, *args: str, stdin: str = "", ok: bool = True) -> tuple[int, str]:

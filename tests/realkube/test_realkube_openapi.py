@@ -23,6 +23,14 @@ BAD_POD = {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "typo"},
     "spec": {"containers": [{"name": "main", "imagee": "python:3.11"}]},
 }  # fmt: skip
+GOOD_POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "applied"},
+    "spec": {"containers": [{"name": "main", "image": "python:3.11"}]},
+}  # fmt: skip
+BAD_UPDATE = {
+    **GOOD_POD,
+    "spec": {"bar": 2, "containers": [{"name": "main", "image": "python:3.11", "foo": 1}]},
+}
 
 
 @pytest.fixture
@@ -69,4 +77,25 @@ async def test_unknown_field_refused_alike(realkube: RealKube, kubesim_kubeconfi
         answers.append(out.strip())
     real, sim = answers
     assert 'strict decoding error: unknown field "spec.containers[0].imagee"' in real
+    assert sim == real
+
+
+async def test_unknown_field_in_an_applied_change_refused_alike(
+    realkube: RealKube, kubesim_kubeconfig: Path
+) -> None:
+    """kubectl apply to an existing pod: a strategic merge patch, checked after merging."""
+    answers = []
+    for kubeconfig in (realkube.kubeconfig, kubesim_kubeconfig):
+        apply = ("apply", "-n", "default", "-f", "-")
+        await asyncio.to_thread(run_kubectl, kubeconfig, *apply, stdin=json.dumps(GOOD_POD))
+        code, out = await asyncio.to_thread(
+            run_kubectl, kubeconfig, *apply, stdin=json.dumps(BAD_UPDATE), ok=False
+        )
+        assert code == 1, out
+        assert out.startswith("The request is invalid: patch: Invalid value: "), out
+        # The quoted patch differs: the real server quotes it after merging consumed
+        # its directives. The verdict must not.
+        answers.append(out.rpartition("strict decoding error: ")[2].strip())
+    real, sim = answers
+    assert real == 'unknown field "spec.bar", unknown field "spec.containers[0].foo"'
     assert sim == real
