@@ -15,15 +15,21 @@ Obj = dict[str, Any]
 Schemas = dict[str, Obj]  # components.schemas of one OpenAPI v3 document
 
 
-def unknown_fields(body: Any, schema: Obj, schemas: Schemas, *, sort: bool = False) -> list[str]:
+def unknown_fields(
+    body: Any, schema: Obj, schemas: Schemas, *, sort: bool = False, drop: bool = False
+) -> list[str]:
     """The dotted paths of fields the schema does not know, depth first in body order.
 
     sort=True walks keys sorted, as the real server meets them in a patched
-    object (a Go map, re-encoded with sorted keys).
+    object (a Go map, re-encoded with sorted keys). drop=True also removes
+    them from body, as the real server's decoder drops them.
     """
-    found: list[str] = []
+    found: list[tuple[str, Obj, str]] = []
     _walk(body, schema, schemas, "", found, sort)
-    return found
+    if drop:
+        for _, parent, key in found:
+            parent.pop(key, None)
+    return [path for path, _, _ in found]
 
 
 def _resolve(schema: Obj, schemas: Schemas) -> Obj:
@@ -64,8 +70,9 @@ def go_format(value: Any) -> str:
 
 
 def _walk(
-    value: Any, schema: Obj, schemas: Schemas, path: str, found: list[str], sort: bool
-) -> None:
+    value: Any, schema: Obj, schemas: Schemas, path: str, found: list[tuple[str, Obj, str]],
+    sort: bool,
+) -> None:  # fmt: skip
     schema = _resolve(schema, schemas)
     if isinstance(value, dict):
         properties = schema.get("properties")
@@ -83,7 +90,7 @@ def _walk(
             elif isinstance(extra, dict):
                 _walk(item, extra, schemas, child, found, sort)
             elif closed:
-                found.append(child)
+                found.append((child, value, key))
     elif isinstance(value, list):
         items = schema.get("items")
         if isinstance(items, dict):

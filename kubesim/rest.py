@@ -12,14 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from kubesim import fieldcheck, openapi, verbs
+from kubesim import fieldvalidation, verbs
 from kubesim.context import API_CONTEXT, ApiContext
+from kubesim.fieldvalidation import mode_of
 from kubesim.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from kubesim.podmetrics import API_VERSION as METRICS_API_VERSION
 from kubesim.podmetrics import pod_metrics
@@ -48,62 +48,6 @@ class Target:
     namespace: str | None  # None: across all namespaces; "" for cluster-scoped kinds
     name: str | None
     subresource: str = ""
-
-
-_FIELD_VALIDATION = ("", "Ignore", "Warn", "Strict")
-
-
-def strict_fields(request: web.Request) -> bool:
-    """fieldValidation=Strict (kubectl's default once the OpenAPI documents offer it)?
-
-    Warn, the default without the parameter, and Ignore accept unknown fields
-    silently here (a real server adds a Warning header for Warn).
-    """
-    mode = request.query.get("fieldValidation", "")
-    if mode not in _FIELD_VALIDATION:
-        raise bad_request(
-            f'fieldValidation must be one of "Ignore", "Warn" or "Strict", got "{mode}"'
-        )
-    return mode == "Strict"
-
-
-def _unknown(rt: ResourceType, obj: Any, *, sort: bool = False) -> list[str]:
-    found = openapi.schema_for(rt.group, rt.version, rt.kind)
-    if found is None or not isinstance(obj, dict):
-        return []
-    return fieldcheck.unknown_fields(obj, *found, sort=sort)
-
-
-def check_body_fields(request: web.Request, rt: ResourceType, body: Any) -> None:
-    """A created or replaced object naming a field its schema lacks: 400, as the decoder says."""
-    if strict_fields(request) and (unknown := _unknown(rt, body)):
-        raise bad_request(
-            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-            + fieldcheck.decoding_error(unknown)
-        )
-
-
-def patch_field_check(rt: ResourceType, content_type: str, document: Any) -> Callable[[Any], None]:
-    """The check of a patched object: 422 on field "patch", quoting it as the real server does."""
-
-    def check(patched: Any) -> None:
-        unknown = _unknown(rt, patched, sort=True)
-        if not unknown:
-            return
-        quoted = (
-            fieldcheck.go_format(document)
-            if content_type == STRATEGIC_MERGE_PATCH
-            else json.dumps(patched, separators=(",", ":"))
-        )
-        message = f"Invalid value: {json.dumps(quoted)}: {fieldcheck.decoding_error(unknown)}"
-        raise ApiError(
-            422,
-            "Invalid",
-            f' "" is invalid: patch: {message}',
-            {"causes": [{"reason": "FieldValueInvalid", "message": message, "field": "patch"}]},
-        )
-
-    return check
 
 
 def dumps(obj: Any) -> bytes:
@@ -244,21 +188,22 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
         raise method_not_allowed()
     if verb == "update":
         body = await read_json(request)
-        check_body_fields(request, target.rt, body)
+        unknown = fieldvalidation.check_body(mode_of(request, verb), target.rt, body)
         entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
-        return json_body(entry.full_json())
+        return fieldvalidation.warn(json_body(entry.full_json()), unknown)
     if verb == "patch":
         content_type = request.content_type
         if content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH):
             raise unsupported_media_type(content_type)
         document = await read_json(request)
-        check = None
-        if strict_fields(request):
-            check = patch_field_check(target.rt, content_type, document)
+        warnings: list[str] = []
+        check = fieldvalidation.patch_check(
+            mode_of(request, verb), target.rt, content_type, document, warnings
+        )
         entry = verbs.patch(
             ctx.store, target.rt, ns, name, content_type, document, target.subresource, check
         )
-        return json_body(entry.full_json())
+        return fieldvalidation.warn(json_body(entry.full_json()), warnings)
     return await _delete(request, ctx, target, ns, name)
 
 
@@ -360,13 +305,13 @@ async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.S
 
 async def _create(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
     body = await read_json(request)
-    check_body_fields(request, target.rt, body)
+    unknown = fieldvalidation.check_body(mode_of(request, "create"), target.rt, body)
     dry_run = request.query.get("dryRun")
     if dry_run not in (None, "", "All"):
         raise bad_request(f"invalid dryRun {dry_run!r}")
     assert target.namespace is not None
     obj = verbs.create(ctx.store, target.rt, target.namespace, body, dry_run == "All")
-    return json_body(dumps(obj), status=201)
+    return fieldvalidation.warn(json_body(dumps(obj), status=201), unknown)
 
 
 async def _delete_options(request: web.Request) -> Obj:

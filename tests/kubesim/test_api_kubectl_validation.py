@@ -112,3 +112,40 @@ async def test_openapi_documents_as_the_real_server_serves_them(make_cluster: An
         assert all(p.startswith(("/api/v1/", "/apis/")) for p in v2["paths"])
     async with aiohttp.ClientSession(cluster.url) as anonymous, anonymous.get("/openapi/v3") as a:
         assert a.status == 401
+
+
+async def test_warn_and_ignore_accept_unknown_fields(make_cluster: Any) -> None:
+    cluster: SimCluster = await make_cluster(kubelet=None)
+    auth = {"Authorization": f"Bearer {cluster.token}"}
+    url = "/api/v1/namespaces/default/configmaps"
+    async with aiohttp.ClientSession(cluster.url, headers=auth) as http:
+        # No parameter means Warn: accepted, one Warning per unknown field.
+        body = {"metadata": {"name": "a"}, "data": {"k": "v"}, "foo": 1, "bar": {"x": 1}}
+        async with http.post(url, json=body) as answer:
+            assert answer.status == 201
+            assert answer.headers.getall("Warning") == [
+                '299 - "unknown field \\"foo\\""',
+                '299 - "unknown field \\"bar\\""',
+            ]
+        patch = {"baz": 2}
+        headers = {"Content-Type": "application/merge-patch+json"}
+        async with http.patch(f"{url}/a", data=json.dumps(patch), headers=headers) as answer:
+            assert answer.status == 200
+            # Only the new one: create dropped the others, as the real decoder does.
+            assert answer.headers.getall("Warning") == ['299 - "unknown field \\"baz\\""']
+            stored = await answer.json()
+        assert "foo" not in stored and "baz" not in stored and stored["data"] == {"k": "v"}
+        body["metadata"]["name"] = "b"
+        async with http.post(url, json=body, params={"fieldValidation": "Ignore"}) as answer:
+            assert answer.status == 201 and "Warning" not in answer.headers
+        async with http.post(url, json=body, params={"fieldValidation": "Bogus"}) as answer:
+            assert answer.status == 422
+            status = await answer.json()
+        assert status["details"]["kind"] == "CreateOptions"
+        assert status["details"]["causes"][0]["field"] == "fieldValidation"
+
+
+async def test_kubectl_validate_warn_prints_the_warning(kubectl: Kubectl, tmp_path: Path) -> None:
+    _, out, err = await kubectl("create", "--validate=warn", "-f", str(tmp_path / "bad.yaml"))
+    assert "pod/web created" in out
+    assert 'Warning: unknown field "spec.containers[0].imagee"' in err

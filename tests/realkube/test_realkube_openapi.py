@@ -10,9 +10,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import ssl
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from realkube_kit import RealKube, run_kubectl, version_of
 
@@ -34,15 +38,33 @@ BAD_UPDATE = {
 
 
 @pytest.fixture
-async def kubesim_kubeconfig(tmp_path: Path) -> AsyncIterator[Path]:
+async def kubesim() -> AsyncIterator[SimCluster]:
     """An API-only kubesim with TLS (kubectl sends tokens only over https)."""
     cluster = SimCluster("127.0.0.1", 0, tls=True, kubelet=None)
     await cluster.start()
     try:
-        cluster.write_kubeconfig(tmp_path / "kubeconfig")
-        yield tmp_path / "kubeconfig"
+        yield cluster
     finally:
         await cluster.stop()
+
+
+@pytest.fixture
+def kubesim_kubeconfig(kubesim: SimCluster, tmp_path: Path) -> Path:
+    kubesim.write_kubeconfig(tmp_path / "kubeconfig")
+    return tmp_path / "kubeconfig"
+
+
+async def post(
+    url: str, token: str, ca_file: str, path: str, body: object
+) -> tuple[int, list[str], dict[str, Any]]:
+    """POST as the admin: status, Warning headers, the answer."""
+    context = ssl.create_default_context(cafile=ca_file)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession(url, headers=headers) as http,
+        http.post(path, json=body, ssl=context) as answer,
+    ):
+        return answer.status, answer.headers.getall("Warning", []), await answer.json()
 
 
 def test_recording_is_the_pinned_release(realkube: RealKube) -> None:
@@ -98,4 +120,24 @@ async def test_unknown_field_in_an_applied_change_refused_alike(
         answers.append(out.rpartition("strict decoding error: ")[2].strip())
     real, sim = answers
     assert real == 'unknown field "spec.bar", unknown field "spec.containers[0].foo"'
+    assert sim == real
+
+
+async def test_unknown_fields_warned_and_dropped_alike(
+    realkube: RealKube, kubesim: SimCluster
+) -> None:
+    """No fieldValidation (Warn): accepted, one warning per field, the field not stored."""
+    name = f"warned-{uuid.uuid4().hex[:6]}"
+    body = {"metadata": {"name": name}, "data": {"k": "v"}, "foo": 1, "bar": {"x": 1}}
+    path = "/api/v1/namespaces/default/configmaps"
+    answers = []
+    for url, token, ca in (
+        (realkube.url, realkube.token, str(realkube.ca_file)),
+        (kubesim.url, kubesim.token, str(kubesim.ca_file)),
+    ):
+        status, warnings, stored = await post(url, token, ca, path, body)
+        answers.append((status, warnings, {k: stored.get(k) for k in ("foo", "bar", "data")}))
+    real, sim = answers
+    assert real == (201, ['299 - "unknown field \\"foo\\""', '299 - "unknown field \\"bar\\""'],
+                    {"foo": None, "bar": None, "data": {"k": "v"}})  # fmt: skip
     assert sim == real
