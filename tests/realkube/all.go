@@ -90,7 +90,11 @@ func runAll(args []string) error {
 	}()
 	etcdURL := etcd.Clients[0].Addr().String()
 
-	go func() { errs <- wrap("kube-apiserver", runAPIServer(ctx, state, *port, etcdURL)) }()
+	apiserverDone := make(chan struct{})
+	go func() {
+		defer close(apiserverDone)
+		errs <- wrap("kube-apiserver", runAPIServer(ctx, state, *port, etcdURL))
+	}()
 	admin, err := state.writeKubeconfig("admin", *port)
 	if err != nil {
 		return err
@@ -112,6 +116,11 @@ func runAll(args []string) error {
 
 	select {
 	case <-ctx.Done():
+		// The apiserver drains first; etcd (closed by the defer) must outlive it.
+		select {
+		case <-apiserverDone:
+		case <-time.After(20 * time.Second):
+		}
 		return nil
 	case err := <-errs:
 		return err
