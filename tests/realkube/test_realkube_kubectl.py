@@ -125,5 +125,16 @@ def test_deleting_a_namespace_finishes(realkube: RealKube) -> None:
 
 
 def test_control_plane_stays_under_two_gib(realkube: RealKube) -> None:
+    """After holding a few MiB of objects, the whole control plane peaked under 2 GiB."""
+    ns = namespace(realkube)
+    items = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"load-{i}"},
+         "data": {"blob": "x" * 16384}}
+        for i in range(200)
+    ]  # fmt: skip
+    kubectl(realkube, "create", "-n", ns, "-f", "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))  # fmt: skip
+    _, out = kubectl(realkube, "get", "configmaps", "-n", ns, "-o", "name")
+    assert len([line for line in out.split() if line.startswith("configmap/load-")]) == 200
     assert realkube.process.poll() is None
     assert realkube.peak_rss_bytes() < 2 * 1024**3
