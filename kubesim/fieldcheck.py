@@ -3,8 +3,8 @@
 kubectl sends `fieldValidation=Strict` once the OpenAPI documents say the
 server supports it, and a real server then refuses a body naming a field its
 schema lacks. This walks a body along the recorded OpenAPI v3 schema and
-returns the paths of such fields (`spec.containers[0].imagee`). Pure: schemas
-and a body in, paths out; it never decides what to answer.
+returns the paths of such fields (`spec.containers[0].imagee`), removing them
+from the body only when asked. No I/O; it never decides what to answer.
 """
 
 from __future__ import annotations
