@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim import discovery, rest
+from kubesim import discovery, openapi, rest
 from kubesim.context import API_CONTEXT, IDENTITY, ApiContext
 from kubesim.status import ApiError, method_not_allowed, unauthorized, unknown_resource
 
@@ -133,6 +133,9 @@ def build_app(context: ApiContext) -> web.Application:
         r.add_get(path, _api_v1)
     for path in ("/apis", "/apis/"):
         r.add_get(path, _apis)
+    r.add_get("/openapi/v2", openapi.serve_v2)
+    r.add_get("/openapi/v3", openapi.serve_v3_root)
+    r.add_get("/openapi/v3/{group_version:.+}", openapi.serve_v3)
     r.add_route("*", "/kubesim/faults", _faults)
     r.add_route("*", "/api/v1/namespaces/{namespace}/{resource}", rest.core_namespaced)
     r.add_route("*", "/api/v1/namespaces/{namespace}/{resource}/{name}", rest.core_namespaced)

@@ -17,8 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim import verbs
+from kubesim import fieldvalidation, verbs
 from kubesim.context import API_CONTEXT, ApiContext
+from kubesim.fieldvalidation import mode_of
 from kubesim.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from kubesim.podmetrics import API_VERSION as METRICS_API_VERSION
 from kubesim.podmetrics import pod_metrics
@@ -187,17 +188,22 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
         raise method_not_allowed()
     if verb == "update":
         body = await read_json(request)
+        unknown = fieldvalidation.check_body(mode_of(request, verb), target.rt, body)
         entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
-        return json_body(entry.full_json())
+        return fieldvalidation.warn(json_body(entry.full_json()), unknown)
     if verb == "patch":
         content_type = request.content_type
         if content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH):
             raise unsupported_media_type(content_type)
         document = await read_json(request)
-        entry = verbs.patch(
-            ctx.store, target.rt, ns, name, content_type, document, target.subresource
+        warnings: list[str] = []
+        check = fieldvalidation.patch_check(
+            mode_of(request, verb), target.rt, content_type, document, warnings
         )
-        return json_body(entry.full_json())
+        entry = verbs.patch(
+            ctx.store, target.rt, ns, name, content_type, document, target.subresource, check
+        )
+        return fieldvalidation.warn(json_body(entry.full_json()), warnings)
     return await _delete(request, ctx, target, ns, name)
 
 
@@ -299,12 +305,13 @@ async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.S
 
 async def _create(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
     body = await read_json(request)
+    unknown = fieldvalidation.check_body(mode_of(request, "create"), target.rt, body)
     dry_run = request.query.get("dryRun")
     if dry_run not in (None, "", "All"):
         raise bad_request(f"invalid dryRun {dry_run!r}")
     assert target.namespace is not None
     obj = verbs.create(ctx.store, target.rt, target.namespace, body, dry_run == "All")
-    return json_body(dumps(obj), status=201)
+    return fieldvalidation.warn(json_body(dumps(obj), status=201), unknown)
 
 
 async def _delete_options(request: web.Request) -> Obj:

@@ -10,6 +10,7 @@ graceful pod deletion. Never does I/O and never serialises anything.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -173,13 +174,17 @@ def patch(
     content_type: str,
     document: Any,
     subresource: str,
+    check: Callable[[Any], None] | None = None,
 ) -> Entry:
+    """check, when given, sees the patched object before anything else does."""
     old = _existing(store, rt, namespace, name)
     if isinstance(document, dict):
         given = (document.get("metadata") or {}).get("resourceVersion")
         if given and given != old.obj["metadata"]["resourceVersion"]:
             raise conflict(rt.resource, name, rt.group)
     patched = apply_patch(content_type, old.copy(), document)
+    if check is not None:
+        check(patched)
     if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
         raise bad_request("the patch removed the object's metadata")
     if patched["metadata"].get("name") != name:

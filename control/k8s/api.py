@@ -76,10 +76,14 @@ class KubeApi:
 
     # -- the protocol ----------------------------------------------------------
 
-    async def create(self, resource: str, namespace: str, body: Object) -> Object:
-        return await self._call(
-            "create", resource, "POST", resource_path(resource, namespace), body=body
-        )
+    async def create(
+        self, resource: str, namespace: str, body: Object, *, name: str = "", subresource: str = ""
+    ) -> Object:
+        """POST to the collection, or to one object's subresource (serviceaccounts/NAME/token)."""
+        path = resource_path(resource, namespace, name)
+        if subresource:
+            path = f"{path}/{subresource}"
+        return await self._call("create", resource, "POST", path, body=body)
 
     async def get(self, resource: str, namespace: str, name: str) -> Object:
         return await self._call("get", resource, "GET", resource_path(resource, namespace, name))

@@ -206,7 +206,7 @@ async def apply_rendered(kubeconfig: Path, objects: list[Obj], tmp_path: Path) -
     config = config_of(objects, tmp_path)
     await kubectl(kubeconfig, "create", "namespace", config.spawner.namespace)
     manifest = yaml.safe_dump_all(objects)
-    await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    await kubectl(kubeconfig, "apply", "-f", "-", stdin=manifest)
     return config
 
 
@@ -239,9 +239,7 @@ async def test_applied_objects_line_up(
     }
     user_pod = pod_manifest("alice", config.spawner, config.spawner.profile(None), "t" * 32)
     for pod in (podgate_pod, user_pod):
-        await kubectl(
-            kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=json.dumps(pod)
-        )
+        await kubectl(kubeconfig, "create", "-n", ns, "-f", "-", stdin=json.dumps(pod))
     podgate_only, users_only = {"podgate-replica"}, {user_pod["metadata"]["name"]}
 
     async def picks(match_labels: dict[str, str]) -> set[str]:
@@ -387,19 +385,13 @@ async def test_ops_port_admits_monitoring_and_never_user_pods(
         )
 
     user_pod = pod_manifest("mallory", config.spawner, config.spawner.profile(None), "t" * 32)
-    await kubectl(
-        kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=json.dumps(user_pod)
-    )
+    await kubectl(kubeconfig, "create", "-n", ns, "-f", "-", stdin=json.dumps(user_pod))
     replica = pod("podgate-replica", template["metadata"]["labels"], template["spec"])
-    await kubectl(kubeconfig, "create", "--validate=false", "-n", ns, "-f", "-", stdin=replica)
+    await kubectl(kubeconfig, "create", "-n", ns, "-f", "-", stdin=replica)
     prometheus = pod("prometheus-0", {"app.kubernetes.io/name": "prometheus"})
-    await kubectl(
-        kubeconfig, "create", "--validate=false", "-n", "monitoring", "-f", "-", stdin=prometheus
-    )
+    await kubectl(kubeconfig, "create", "-n", "monitoring", "-f", "-", stdin=prometheus)
     other = pod("grafana-0", {"app.kubernetes.io/name": "grafana"})
-    await kubectl(
-        kubeconfig, "create", "--validate=false", "-n", "monitoring", "-f", "-", stdin=other
-    )
+    await kubectl(kubeconfig, "create", "-n", "monitoring", "-f", "-", stdin=other)
 
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     podgate = (ns, "podgate-replica")

@@ -64,7 +64,7 @@ async def kubectl_for(cluster: SimCluster, tmp_path: Path) -> Kubectl:
 async def test_kubectl_against_the_api_server_alone(make_cluster: Any, tmp_path: Path) -> None:
     cluster = await make_cluster(kubelet=None, tls=True)
     kubectl = await kubectl_for(cluster, tmp_path)
-    _, out, _ = await kubectl("apply", "-f", str(tmp_path / "pod.yaml"), "--validate=false")
+    _, out, _ = await kubectl("apply", "-f", str(tmp_path / "pod.yaml"))
     assert "pod/web created" in out
     _, out, _ = await kubectl("get", "pods")
     header, row = out.splitlines()
@@ -100,22 +100,18 @@ async def test_kubectl_errors_reach_the_user(make_cluster: Any, tmp_path: Path) 
     (tmp_path / "bad.yaml").write_text(
         POD_YAML.replace("name: web\n  labels", "name: Web_1\n  labels")
     )
-    code, _, err = await kubectl(
-        "apply", "-f", str(tmp_path / "bad.yaml"), "--validate=false", ok=False
-    )
+    code, _, err = await kubectl("apply", "-f", str(tmp_path / "bad.yaml"), ok=False)
     assert code == 1 and "is invalid" in err and "metadata.name" in err
     cluster.write_kubeconfig(tmp_path / "viewer", read_only=True)
     viewer = Kubectl(tmp_path / "viewer", tmp_path / "cache")
-    code, _, err = await viewer(
-        "apply", "-f", str(tmp_path / "pod.yaml"), "--validate=false", ok=False
-    )
+    code, _, err = await viewer("apply", "-f", str(tmp_path / "pod.yaml"), ok=False)
     assert code == 1 and "forbidden" in err
 
 
 async def test_kubectl_with_the_simulated_kubelet(make_cluster: Any, tmp_path: Path) -> None:
     cluster = await make_cluster(tls=True)
     kubectl = await kubectl_for(cluster, tmp_path)
-    await kubectl("apply", "-f", str(tmp_path / "pod.yaml"), "--validate=false")
+    await kubectl("apply", "-f", str(tmp_path / "pod.yaml"))
     await kubectl("wait", "--for=condition=Ready", "pod/web", "--timeout=20s")
     _, out, _ = await kubectl("get", "pods", "-o", "wide")
     assert out.splitlines()[1].split()[:3] == ["web", "1/1", "Running"]
