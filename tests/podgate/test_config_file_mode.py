@@ -7,12 +7,11 @@ starts in a moment) and podgate.secret_files.exposure on the same files.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from banner_kit import stderr_until_banner
 
 from podgate.secret_files import exposure
 
@@ -22,25 +21,9 @@ PROXY_ONLY = "listen: 127.0.0.1:0\nops_listen: 127.0.0.1:0\ncontrol: {enabled: f
 
 def podgate_stderr(config: Path) -> str:
     """Start `podgate run --config`, wait for its banner, stop it; what it logged."""
-    process = subprocess.Popen(
-        [*PODGATE, "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ},
+    return stderr_until_banner(
+        [*PODGATE, "run", "--config", str(config)], env=os.environ, timeout=30
     )
-    try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()  # bounded: the wait below kills a stuck start
-        assert banner.startswith("podgate: public "), banner
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
-    assert process.returncode == 0, stderr
-    return stderr
 
 
 SECRETS = {

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from banner_kit import stderr_until_banner
 
 NOBODY = 65534
 CONFIG = (
@@ -46,28 +45,11 @@ def podgate_log(prefix: list[str], home: Path) -> str:
     config = home / "podgate.yaml"
     config.write_text(CONFIG)
     config.chmod(0o644)
-    process = subprocess.Popen(
+    return stderr_until_banner(
         [*prefix, sys.executable, "-m", "podgate.cli", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
         cwd=home,
         env={**os.environ, "HOME": str(home)},
     )
-    try:
-        assert process.stdout is not None
-        banner = process.stdout.readline()
-        if not banner.startswith("podgate: public "):
-            process.kill()
-            raise AssertionError(f"no banner: {banner!r}; {process.communicate(timeout=10)[1]}")
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
-    assert process.returncode == 0, stderr
-    return stderr
 
 
 def notices(log: str) -> list[str]:
