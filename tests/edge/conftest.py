@@ -417,3 +417,17 @@ async def read_response(
         if name.lower() == b"content-length":
             return status, head, await reader.readexactly(int(value))
     return status, head, await reader.read()
+
+
+async def exchange(port: int, data: bytes) -> tuple[int, bytes]:
+    """One request on a fresh connection: its status and body (bounded)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        async with asyncio.timeout(5):
+            status, _, body = await read_response(reader)
+        return status, body
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

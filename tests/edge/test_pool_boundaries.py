@@ -9,14 +9,11 @@ answer. A clean exchange is reused, so the rule costs no keep-alive.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import pytest
 
 from edge.settings import EdgeSettings
 from routes import RouteSource, RouteTable
-from tests.edge.conftest import read_response
+from tests.edge.conftest import exchange
 
 PROXY_ONLY = EdgeSettings(control_enabled=False)
 # The request line's version picks the lane: HTTP/1.0 is handed over to aiohttp.
@@ -32,16 +29,7 @@ def api_table(url: str) -> RouteTable:
 
 async def fetch(port: int, path: bytes, version: bytes) -> tuple[int, bytes]:
     """One request on a fresh browser connection: (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"GET " + path + b" " + version + b"\r\nHost: x\r\n\r\n")
-        async with asyncio.timeout(5):
-            status, _, body = await read_response(reader)
-        return status, body
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+    return await exchange(port, b"GET " + path + b" " + version + b"\r\nHost: x\r\n\r\n")
 
 
 @pytest.mark.parametrize("lane", list(LANES))

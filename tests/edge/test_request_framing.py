@@ -10,8 +10,6 @@ close tokens, keep working.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 
@@ -19,7 +17,7 @@ import pytest
 
 from edge.settings import EdgeSettings
 from routes import RouteSource, RouteTable
-from tests.edge.conftest import read_response
+from tests.edge.conftest import exchange
 
 PROXY_ONLY = EdgeSettings(control_enabled=False)
 
@@ -40,20 +38,6 @@ def hiding(connection: bytes) -> bytes:
         b"POST /first HTTP/1.1\r\nHost: x\r\nConnection: " + connection + b"\r\n"
         b"Content-Length: %d\r\n\r\n" % len(SMUGGLED)
     ) + SMUGGLED
-
-
-async def exchange(port: int, data: bytes) -> tuple[int, bytes]:
-    """One request on a fresh connection: its status and body (bounded)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        async with asyncio.timeout(5):
-            status, _, body = await read_response(reader)
-        return status, body
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
 
 
 @pytest.mark.parametrize(
