@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""bench/spawn_storm.py: N users log in and spawn at once against kubesim (issue 4).
+"""bench/spawn_storm.py: N users log in and spawn at once (issue 4; issue 13 part 6).
 
 Runs the storm of `harness/control_plane.py` one or more times and prints
 a markdown table of the figures (medians over the repetitions): time until
 all are routed, podgate's CPU seconds per spawn, per-user time to routed,
 429 refusals, and the running users' p99 idle and during the storm.
 
+The cluster is kubesim (default), or a real kube-apiserver with the real
+controller-manager and scheduler and kubesim's kubelet as its node agent
+(--server realkube; tests/realkube/build makes it, a no-op once cached), or
+both, one after the other in the same run, side by side in one table.
+
   bench/spawn_storm.py --users 200
+  bench/spawn_storm.py --users 1000 --server both
   bench/spawn_storm.py --users 1000 --repeat 3
   bench/spawn_storm.py --users 1000 --profile py-spy   # folded stacks of podgate
 
@@ -41,6 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--idle-seconds", type=float, default=10.0, help="idle p99 window [10]")
     p.add_argument("--deadline", type=float, default=180.0, help="a storm stops after [180] s")
     p.add_argument("--repeat", type=int, default=1, help="storms, medians reported [1]")
+    p.add_argument(
+        "--server",
+        choices=("kubesim", "realkube", "both"),
+        default="kubesim",
+        help="the cluster's API server [%(default)s]",
+    )
     p.add_argument("--proxy-cpus", default=None, help="taskset CPU list for podgate [none]")
     p.add_argument(
         "--start-rate",
@@ -71,7 +83,13 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def table(results: list[SpawnStormResult]) -> str:
-    """Markdown: one column per storm, then the median."""
+    """Markdown: one column per storm, then the median, per server side by side."""
+    servers = list(dict.fromkeys(r.server for r in results))
+    groups = [[r for r in results if r.server == server] for server in servers]
+    head: list[str] = []
+    for server, group in zip(servers, groups, strict=True):
+        named = f"{server} " if len(servers) > 1 else ""
+        head += [f"{named}storm {i + 1}" for i in range(len(group))] + [f"{named}median"]
     rows: list[tuple[str, Callable[[SpawnStormResult], float | None], str]] = [
         ("users routed", lambda r: r.routed, ",.0f"),
         ("users not routed", lambda r: r.failed, ",.0f"),
@@ -80,22 +98,24 @@ def table(results: list[SpawnStormResult]) -> str:
         ("per user, first request to routed: p99 (s) ↓", lambda r: r.routed_p99_seconds, ".1f"),
         ("429 refusals (retried after Retry-After)", lambda r: r.refused_429, ",.0f"),
         ("podgate CPU ms per spawn ↓", _cpu_ms, ".1f"),
-        ("kubesim CPU seconds during the storm", lambda r: r.kubesim_cpu_seconds, ".1f"),
+        ("cluster CPU seconds during the storm", lambda r: r.cluster_cpu_seconds, ".1f"),
         ("running users: p99 idle (ms)", lambda r: r.idle_p99_ms, ".2f"),
         ("running users: p99 during the storm (ms)", lambda r: r.storm_p99_ms, ".2f"),
         ("storm p99 ÷ idle p99 ↓", lambda r: r.p99_ratio, ".2f"),
         ("probe samples idle / storm", None, ""),  # type: ignore[list-item]
     ]
-    head = [f"storm {i + 1}" for i in range(len(results))] + ["median"]
     lines = [
         "| figure | " + " | ".join(head) + " |",
         "| --- |" + " ---: |" * len(head),
     ]
     for label, pick, spec in rows:
-        if pick is None:
-            cells = [f"{r.idle_samples:,} / {r.storm_samples:,}" for r in results] + [""]
-        else:
-            cells = [_fmt(pick(r), spec) for r in results] + [_fmt(_median(results, pick), spec)]
+        cells = []
+        for group in groups:
+            if pick is None:
+                cells += [f"{r.idle_samples:,} / {r.storm_samples:,}" for r in group] + [""]
+            else:
+                cells += [_fmt(pick(r), spec) for r in group]
+                cells.append(_fmt(_median(group, pick), spec))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -105,7 +125,13 @@ def _cpu_ms(r: SpawnStormResult) -> float | None:
 
 
 def goals(results: list[SpawnStormResult]) -> str:
-    """The issue's goals against the medians (stated for 1,000 users)."""
+    """The issue's goals against the medians (stated for 1,000 users), per server."""
+    servers = list(dict.fromkeys(r.server for r in results))
+    if len(servers) > 1:
+        return "\n\n".join(
+            f"{server}:\n\n" + goals([r for r in results if r.server == server])
+            for server in servers
+        )
     seconds = _median(results, lambda r: r.seconds_until_all_routed)
     ratio = _median(results, lambda r: r.p99_ratio)
     routed = "—" if seconds is None else f"{seconds:.1f} s {'met' if seconds <= 60 else 'NOT met'}"
@@ -139,12 +165,15 @@ def _profiler(workdir: Path, which: str | None) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = []
+    servers = ("kubesim", "realkube") if args.server == "both" else (args.server,)
+    runs = [(server, i) for server in servers for i in range(args.repeat)]
     with tempfile.TemporaryDirectory(prefix="podgate-storm-") as tmp:
         workdir = args.workdir or Path(tmp)
-        for i in range(args.repeat):
-            run_dir = workdir / f"storm-{i + 1}"
+        for server, i in runs:
+            run_dir = workdir / f"{server}-storm-{i + 1}"
             run_dir.mkdir(parents=True, exist_ok=True)
-            print(f"[storm {i + 1}/{args.repeat}] {args.users} users ...", file=sys.stderr)
+            tag = f"[{server} storm {i + 1}/{args.repeat}]"
+            print(f"{tag} {args.users} users ...", file=sys.stderr)
             result = spawn_storm(
                 args.users,
                 workdir=run_dir,
@@ -154,15 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 deadline=args.deadline,
                 podgate_wrapper=_profiler(run_dir, args.profile),
                 start_rate=args.start_rate,
+                server=server,
             )
-            print(f"[storm {i + 1}/{args.repeat}] {result.note}", file=sys.stderr)
+            print(f"{tag} {result.note}", file=sys.stderr)
             results.append(result)
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"### Spawn storm, {args.users:,} users, {when}\n")
     print(table(results) + "\n")
     print(goals(results) + "\n")
-    for i, r in enumerate(results):
-        print(f"- storm {i + 1}: {r.note}")
+    for (server, i), r in zip(runs, results, strict=True):
+        print(f"- {server} storm {i + 1}: {r.note}")
         for failure in r.failures[:5]:
             print(f"  - {failure}")
     return 0 if all(r.failed == 0 and r.seconds_until_all_routed for r in results) else 1

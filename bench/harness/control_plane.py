@@ -6,8 +6,11 @@ requests to users who were already running, during the storm against idle.
 
 Four processes, so that each figure belongs to one of them:
 
-- kubesim, alone (`podgate sim --plain-http`), serving every pod from its
-  shared-process echo mode (each pod on its own loopback address);
+- the cluster: kubesim, alone (`podgate sim --plain-http`), serving every
+  pod from its shared-process echo mode (each pod on its own loopback
+  address); or, with server="realkube", a real kube-apiserver with the real
+  controller-manager and scheduler and kubesim's kubelet as the node agent
+  (bench/harness/real_cluster.py) serving the same echo pods;
 - podgate (`podgate run`, cluster kind kube): its /proc CPU is the control
   plane and the edge and nothing else;
 - the storm client (`python -m bench.harness.control_plane storm`): N
@@ -45,6 +48,7 @@ import aiohttp
 
 from bench.harness import procs
 from bench.harness.peers import default_podgate_cmd
+from bench.harness.real_cluster import RealCluster, start_real_cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "bench-storm-password"
@@ -77,8 +81,10 @@ class SpawnStormResult:
     storm_p99_ms: float | None = None
     idle_samples: int = 0
     storm_samples: int = 0
-    kubesim_cpu_seconds: float | None = None
+    # The cluster's processes: kubesim, or realkube and the node agent.
+    cluster_cpu_seconds: float | None = None
     failures: tuple[str, ...] = ()
+    server: str = "kubesim"
 
     @property
     def p99_ratio(self) -> float | None:
@@ -368,7 +374,7 @@ def podgate_storm_config(
         "auth": {"kind": "dummy", "password": PASSWORD},
         "session": {"cookie_secrets": [COOKIE_SECRET]},
         "spawner": {
-            "namespace": "default",  # exists on kubesim from the start
+            "namespace": "default",  # exists on every cluster from the start
             "image": "kubesim/echo",
             "jupyter_args": False,
             "readiness_path": None,
@@ -468,7 +474,7 @@ async def _end(proc: asyncio.subprocess.Process) -> None:
 async def _measure(
     base: str,
     podgate: procs.Managed,
-    kubesim: procs.Managed,
+    cluster_pids: Sequence[int],
     users: int,
     running: int,
     idle_seconds: float,
@@ -495,12 +501,12 @@ async def _measure(
         idle_from = time.monotonic()
         await asyncio.sleep(idle_seconds)
         idle_to = time.monotonic()
-        cpu0, sim_cpu0 = procs.cpu_seconds(podgate.pid), procs.cpu_seconds(kubesim.pid)
+        cpu0, sim_cpu0 = procs.cpu_seconds(podgate.pid), _cpu_of(cluster_pids)
         storm = await _worker(
             "storm", base, "--users", str(users), "--deadline", str(deadline), cpus=load_cpus
         )
         report = await _json_line(storm, deadline + 60)
-        cpu1, sim_cpu1 = procs.cpu_seconds(podgate.pid), procs.cpu_seconds(kubesim.pid)
+        cpu1, sim_cpu1 = procs.cpu_seconds(podgate.pid), _cpu_of(cluster_pids)
         probe.send_signal(signal.SIGTERM)
         samples = (await _json_line(probe, 30))["samples"]
     finally:
@@ -540,7 +546,7 @@ async def _measure(
         storm_p99_ms=percentile(during, 99),
         idle_samples=len(idle),
         storm_samples=len(during),
-        kubesim_cpu_seconds=sim_cpu1 - sim_cpu0,
+        cluster_cpu_seconds=sim_cpu1 - sim_cpu0,
         failures=tuple(errors[:20]),
     )
     return replace(result, note="; ".join([summary(result), *notes]))
@@ -575,9 +581,13 @@ def spawn_storm(
     podgate_cmd: list[str] | None = None,
     podgate_wrapper: Sequence[str] = (),
     start_rate: float | None = None,
+    server: str = "kubesim",
 ) -> SpawnStormResult:
-    """Start kubesim and podgate, run one storm of `users`, stop both; never raises for a
-    storm that went wrong (the result's note says what happened).
+    """Start the cluster and podgate, run one storm of `users`, stop both; never raises
+    for a storm that went wrong (the result's note says what happened).
+
+    server is "kubesim" (kubesim alone) or "realkube" (a real kube-apiserver,
+    controller-manager and scheduler, and kubesim's kubelet as its node agent).
 
     proxy_cpus pins podgate (taskset), as bench/run pins the proxies;
     podgate_wrapper is put before podgate's command (e.g. a profiler).
@@ -585,16 +595,18 @@ def spawn_storm(
     procs.raise_open_files_limit()
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = podgate_cmd or default_podgate_cmd()
-    started: list[procs.Managed] = []
+    started: list[procs.Managed | RealCluster] = []
     try:
-        kubesim = _start_kubesim(workdir, cmd, other_cpus(proxy_cpus))
-        started.append(kubesim)
+        if server == "realkube":
+            real = start_real_cluster(workdir, cmd, other_cpus(proxy_cpus), _ENV)
+            started.append(real)
+            kubeconfig, cluster_pids = real.kubeconfig, real.pids
+        else:
+            kubesim = _start_kubesim(workdir, cmd, other_cpus(proxy_cpus))
+            started.append(kubesim)
+            kubeconfig, cluster_pids = kubesim.extra["kubeconfig"], (kubesim.pid,)
         podgate, base = _start_podgate(
-            workdir,
-            [*podgate_wrapper, *cmd],
-            proxy_cpus,
-            kubesim.extra["kubeconfig"],
-            start_rate,
+            workdir, [*podgate_wrapper, *cmd], proxy_cpus, kubeconfig, start_rate
         )
         started.append(podgate)
         target = _wrapped_child(podgate) if podgate_wrapper else podgate
@@ -604,7 +616,7 @@ def spawn_storm(
                 ops_url,
                 base,
                 target,
-                kubesim,
+                cluster_pids,
                 users,
                 running,
                 idle_seconds,
@@ -617,12 +629,16 @@ def spawn_storm(
             # Stop podgate first: the profiler writes its report when its child ends.
             target.stop(grace=15)
             podgate.stop(grace=60)
-        return result
+        return replace(result, server=server)
     except (TimeoutError, RuntimeError, OSError, KeyError, ValueError) as e:
-        return SpawnStormResult(users, None, None, note=f"storm not run: {e}"[:500])
+        note = f"storm not run: {e}"[:500]
+        return SpawnStormResult(users, None, None, note=note, server=server)
     finally:
-        for proc in reversed(started):
-            proc.stop(grace=15)
+        for started_one in reversed(started):
+            if isinstance(started_one, RealCluster):
+                started_one.stop()
+            else:
+                started_one.stop(grace=15)
 
 
 def _wrapped_child(wrapper: procs.Managed) -> procs.Managed:
@@ -668,7 +684,7 @@ async def _ready_then_measure(
     ops_url: str,
     base: str,
     podgate: procs.Managed,
-    kubesim: procs.Managed,
+    cluster_pids: Sequence[int],
     users: int,
     running: int,
     idle_seconds: float,
@@ -678,8 +694,12 @@ async def _ready_then_measure(
 ) -> SpawnStormResult:
     await _wait_ready(ops_url, 30)
     return await _measure(
-        base, podgate, kubesim, users, running, idle_seconds, deadline, workdir, load_cpus
+        base, podgate, cluster_pids, users, running, idle_seconds, deadline, workdir, load_cpus
     )
+
+
+def _cpu_of(pids: Sequence[int]) -> float:
+    return sum(procs.cpu_seconds(pid) for pid in pids)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,17 @@ def test_table_and_goals_print_medians_and_verdicts() -> None:
     assert "2.0 ms idle, 5.0 ms during the storm (2.5x)" in line
 
 
+def test_table_puts_the_servers_side_by_side() -> None:
+    sim = SpawnStormResult(200, 5.0, 0.004, "", routed=200, server="kubesim")
+    real = SpawnStormResult(200, 9.0, 0.005, "", routed=200, server="realkube")
+    text = cli.table([sim, sim, real, real])
+    head = "| figure | kubesim storm 1 | kubesim storm 2 | kubesim median | realkube storm 1 |"
+    assert text.splitlines()[0].startswith(head)
+    assert "| seconds until all routed ↓ | 5.0 | 5.0 | 5.0 | 9.0 | 9.0 | 9.0 |" in text
+    verdicts = cli.goals([sim, real])
+    assert verdicts.index("kubesim:") < verdicts.index("realkube:")
+
+
 @pytest.mark.parametrize(
     ("values", "q", "expected"),
     [([], 99, None), ([5.0], 99, 5.0), (list(range(1, 101)), 99, 99), ([3, 1, 2], 50, 2)],
