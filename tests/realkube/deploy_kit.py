@@ -184,3 +184,17 @@ def overlay_in(kustomization: str, namespace: str, directory: Path) -> Path:
         yaml.safe_dump({"namespace": namespace, "resources": [base]})
     )
     return directory
+
+
+def granted_list(kube: RealKube, subject: str, namespace: str) -> set[tuple[str, str]]:
+    """(resource, verb) the authorizer lists for `subject` in `namespace` (`can-i --list`).
+
+    Resource rules only, unnamed: the table's rows "RESOURCE  []  []  [VERBS]".
+    """
+    _, out = run_kubectl(kube.kubeconfig, "auth", "can-i", "--list", "-n", namespace,
+                         "--as", subject)  # fmt: skip
+    grants = set()
+    for resource, verbs in re.findall(r"^(\S+)\s+\[\]\s+\[\]\s+\[([^\]]*)\]\s*$", out, re.M):
+        grants.update((resource, verb) for verb in verbs.split())
+    assert grants, f"no resource rules parsed from:\n{out}"
+    return grants

@@ -29,6 +29,7 @@ import yaml
 from deploy_kit import (
     account_token,
     can_i,
+    granted_list,
     kube_calls,
     one,
     overlay_in,
@@ -265,6 +266,15 @@ REFUSED = [
 def test_the_role_gives_podgate_what_it_needs(realkube: RealKube, deployed: Deployed) -> None:
     for verb, resource in NEEDED:
         assert can_i(realkube, deployed.subject, verb, resource, deployed.ns), (verb, resource)
+
+
+def test_the_role_is_all_it_gets(realkube: RealKube, deployed: Deployed) -> None:
+    """What the authorizer lists for podgate's account, less what any account of the
+    namespace gets (its `default` account), is exactly the Role of deploy/."""
+    anyone = granted_list(realkube, f"system:serviceaccount:{deployed.ns}:default", deployed.ns)
+    podgate = granted_list(realkube, deployed.subject, deployed.ns)
+    metrics = {("pods.metrics.k8s.io", "list")}  # the example's metrics-usage component
+    assert podgate - anyone == {(r, v) for v, r in NEEDED} | metrics
 
 
 @pytest.mark.parametrize(("verb", "resource"), REFUSED)
