@@ -63,7 +63,6 @@ class Deployed:
 
     namespaces: dict[str, str]
     outputs: dict[str, str]
-    work: Path
 
     @property
     def ns(self) -> str:
@@ -97,7 +96,7 @@ def deployed(realkube: RealKube, tmp_path_factory: pytest.TempPathFactory) -> It
     for kustomization, namespace in namespaces.items():
         overlay = overlay_in(kustomization, namespace, work / namespace)
         outputs[kustomization] = kubectl(realkube, "apply", "-k", str(overlay))[1]
-    yield Deployed(namespaces, outputs, work)
+    yield Deployed(namespaces, outputs)
     for namespace in namespaces.values():  # what the namespace holds goes with it
         kubectl(realkube, "delete", "namespace", namespace, "--wait=false", ok=False)
 
@@ -111,7 +110,7 @@ def example_config(deployed: Deployed, tmp_path: Path, kustomization: str = EXAM
     users.write_text("# none\n")
     tokens.write_text("[]\n")
     raw["auth"]["users_file"], raw["api_tokens_file"] = str(users), str(tokens)
-    path = tmp_path / "example-config.yaml"
+    path = tmp_path / f"{kustomization.rsplit('/', 1)[-1]}-config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(path, {"PODGATE_COOKIE_SECRET": "x" * 32})
 
