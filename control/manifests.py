@@ -113,6 +113,18 @@ def _env(user: str, settings: SpawnerSettings, profile: Profile | None, token: s
     return env
 
 
+def _pod_security(settings: SpawnerSettings, profile: Profile | None) -> dict[str, Any]:
+    """The pod's securityContext: admitted where Pod Security "restricted" is enforced."""
+    uid = profile.run_as_user if profile is not None else None
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid if uid is not None else settings.run_as_user,
+        "runAsGroup": settings.run_as_group,
+        "fsGroup": settings.fs_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def pod_manifest(
     user: str, settings: SpawnerSettings, profile: Profile | None, token: str
 ) -> Object:
@@ -132,13 +144,8 @@ def pod_manifest(
         "env": _env(user, settings, profile, token),
         "ports": [{"name": "notebook", "containerPort": settings.port, "protocol": "TCP"}],
         "resources": _resources(resources),
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": settings.run_as_user,
-            "runAsGroup": settings.run_as_group,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        # Pod Security "restricted" asks these of every container.
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if cmd:
         container["command"] = list(cmd)
@@ -164,7 +171,7 @@ def pod_manifest(
         # shows), a server the user shut down cleanly stays stopped.
         "restartPolicy": "OnFailure",
         "terminationGracePeriodSeconds": settings.stop_grace_seconds,
-        "securityContext": {"fsGroup": settings.fs_group},
+        "securityContext": _pod_security(settings, profile),
         "automountServiceAccountToken": settings.service_account is not None,
     }
     if settings.service_account is not None:

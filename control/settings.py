@@ -17,6 +17,17 @@ _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[munkM
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
+def _check_run_as_user(uid: int) -> None:
+    """User pods never run as root: the namespace enforces Pod Security "restricted"."""
+    if uid == 0:
+        raise ValueError(
+            "run_as_user: 0 is root; user pods run as a non-root user"
+            " (Pod Security 'restricted' refuses root), e.g. 1000"
+        )
+    if uid < 0:
+        raise ValueError(f"run_as_user: {uid} is not a user id (a positive number, e.g. 1000)")
+
+
 @dataclass(frozen=True)
 class Resources:
     """CPU and memory requests and limits of the user container (Kubernetes quantities)."""
@@ -68,10 +79,13 @@ class Profile:
     tolerations: tuple[dict[str, Any], ...] | None = None
     env: dict[str, str] = field(default_factory=dict)
     extra_labels: dict[str, str] = field(default_factory=dict)
+    run_as_user: int | None = None  # None: the spawner's run_as_user
 
     def __post_init__(self) -> None:
         if not _SLUG.match(self.slug):
             raise ValueError(f"slug: {self.slug!r} must be a DNS label (a-z, 0-9, -)")
+        if self.run_as_user is not None:
+            _check_run_as_user(self.run_as_user)
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,10 @@ class SpawnerSettings:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port: {self.port} is not a TCP port")
+        _check_run_as_user(self.run_as_user)
+        for name in ("run_as_group", "fs_group"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is not a group id")
         if self.start_timeout <= 0:
             raise ValueError("start_timeout: must be positive")
         if self.stop_grace_seconds < 0:

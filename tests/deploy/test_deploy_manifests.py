@@ -110,8 +110,12 @@ def test_everything_lives_in_the_spawner_namespace(
     """podgate's Role is namespaced: user pods must go where the Role is."""
     _name, objects = rendered
     config = config_of(objects, tmp_path)
-    namespaces = {o["metadata"].get("namespace") for o in objects}
+    namespaces = {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"}
     assert namespaces == {config.spawner.namespace}
+    # The namespace comes with the manifests, Pod Security "restricted" enforced.
+    labels = one(objects, "Namespace", config.spawner.namespace)["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
     assert config.cluster.kind == "kube" and config.cluster.kubeconfig is None
     assert config.auth.kind == "password" and config.log_format == "json"
 

@@ -78,6 +78,12 @@ routes:
         ("edge: {allowed_origins: [lab.example.org]}", "edge.allowed_origins[0]", "origin"),
         ("edge: {allowed_origins: ['https://a.org/x']}", "edge.allowed_origins[0]", "origin"),
         ("cluster: {kind: sim, kubeconfig: k}", "cluster.kubeconfig", "kube"),
+        ("spawner: {run_as_user: 0}", "spawner", "run_as_user: 0 is root"),
+        (
+            "spawner: {profiles: [{slug: x, display_name: X, run_as_user: 0}]}",
+            "spawner.profiles[0]",
+            "run_as_user: 0 is root",
+        ),
     ],
 )
 def test_bad_values_name_their_key(tmp_path: Path, text: str, key: str, words: str) -> None:
