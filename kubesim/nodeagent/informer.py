@@ -45,7 +45,7 @@ class Informer:
         self.synced = asyncio.Event()
         self.relists = 0  # how often a 410 or a broken stream made it list again
         self._callbacks: list[Callback] = []
-        self._version = ""
+        self.version = ""  # the resourceVersion the next watch resumes from
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
         self._callbacks.append(callback)
@@ -55,7 +55,7 @@ class Informer:
         """One list into the cache; raises ApiError (the first one tells the agent's caller)."""
         page = await self._client.request("GET", self.path, query=dict(self._query))
         fresh = {key_of(item): item for item in page.get("items") or []}
-        self._version = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        self.version = str((page.get("metadata") or {}).get("resourceVersion") or "")
         for key in [k for k in self.cache if k not in fresh]:
             self._emit("DELETED", self.cache.pop(key))
         for key, item in fresh.items():
@@ -87,12 +87,12 @@ class Informer:
                     await asyncio.sleep(RETRY_SECONDS)
 
     async def _watch(self) -> None:
-        query = {**self._query, "resourceVersion": self._version}
+        query = {**self._query, "resourceVersion": self.version}
         async for event in self._client.watch(self.path, query):
             kind, obj = str(event.get("type")), event.get("object") or {}
             version = _version(obj)
             if version:
-                self._version = version
+                self.version = version
             if kind == "BOOKMARK":
                 continue
             key = key_of(obj)

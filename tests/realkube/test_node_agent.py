@@ -235,6 +235,27 @@ def test_missing_image_is_err_image_pull_then_back_off(realkube: RealKube, agent
     assert "ErrImagePull" in out and 'Failed to pull image "kubesim-test/no-such-program:1"' in out
 
 
+def test_over_its_memory_limit_a_container_is_oom_killed(
+    realkube: RealKube, agent: AgentRun
+) -> None:
+    ns = new_namespace(realkube)
+    hog = (
+        "import time; b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(60)"
+    )
+    container = {"image": "x", "command": [PY, "-c", hog],
+                 "resources": {"limits": {"memory": "100Mi"}}}  # fmt: skip
+    apply(realkube, ns, pod_manifest("hog", container, restartPolicy="Never"))
+    pod = eventually(
+        lambda: (p := get(realkube, "pod", "hog", ns)) and p["status"].get("phase") == "Failed"
+        and p,
+        "the pod to fail",
+    )  # fmt: skip
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["reason"], terminated["exitCode"]) == ("OOMKilled", 137)
+    _, table = kubectl(realkube, "get", "pod", "hog", "-n", ns)
+    assert "OOMKilled" in table
+
+
 def test_graceful_delete_stops_the_process_and_removes_the_pod(
     realkube: RealKube, agent: AgentRun, workdir: Path
 ) -> None:
