@@ -140,6 +140,10 @@ def _node_agent(args: argparse.Namespace) -> int:
         print("podgate: --node-only needs --kubeconfig FILE (the API server to join)",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.plain_http:
+        print("podgate: --plain-http does not go with --node-only (no API server is served)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     from kubesim.nodeagent.run import run
 
     return run(args.kubeconfig, args.context, args.node_name, args.data_dir)

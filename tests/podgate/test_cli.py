@@ -68,6 +68,7 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
         (["--node-only"], "podgate: --node-only needs --kubeconfig FILE"),
         (["--context", "x"], "podgate: --context only goes with --node-only"),
         (["--data-dir", "d"], "podgate: --data-dir only goes with --node-only"),
+        (["--node-only", "--kubeconfig", "k", "--plain-http"], "podgate: --plain-http does not go"),
     ],
 )
 def test_sim_node_only_flags_go_together(args: list[str], message: str) -> None:
