@@ -396,6 +396,7 @@ async def test_node_agent_in_process_pauses_and_resumes(
             await asyncio.sleep(0.3)
 
     await node_agent.start()
+    ns = ""
     try:
         assert node_agent.nodes == [node] and node_agent.version == version_of(realkube)
         ns = await asyncio.to_thread(new_namespace, realkube)
@@ -411,6 +412,10 @@ async def test_node_agent_in_process_pauses_and_resumes(
         node_agent.set_paused(False)  # paused, nothing ran; now it does
         await until(ready, "the pod to be Ready after unpausing")
     finally:
+        if ns:  # while the agent runs, so its pod's deletion finishes and the namespace goes
+            await asyncio.to_thread(
+                kubectl, realkube, "delete", "namespace", ns, "--timeout=60s", ok=False
+            )
         await node_agent.stop()
         await asyncio.to_thread(
             kubectl, realkube, "delete", "node", node, "--ignore-not-found", "--wait=false"
