@@ -52,7 +52,31 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--kubeconfig",
         metavar="FILE",
-        help="write a kubeconfig for it here (default: none written; the URL is printed)",
+        help="write a kubeconfig for it here (default: none written; the URL is printed); "
+        "with --node-only, the kubeconfig of the API server to join",
+    )
+    sim.add_argument(
+        "--node-only",
+        action="store_true",
+        help="no API server: run kubesim's kubelet as a node of the real API server "
+        "named by --kubeconfig (default: off)",
+    )
+    sim.add_argument(
+        "--context",
+        metavar="NAME",
+        help="with --node-only, the kubeconfig context to use (default: its current-context)",
+    )
+    sim.add_argument(
+        "--node-name",
+        default="kubesim-node",
+        metavar="NAME",
+        help="with --node-only, the name of the Node to register (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="with --node-only, where pods' files and provisioned volumes live "
+        "(default: a temporary directory removed at exit)",
     )
     # kubectl sends a bearer token only over TLS, so HTTPS is the default.
     sim.add_argument(
@@ -100,9 +124,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
+    if args.node_only:
+        return _node_agent(args)
+    for flag, value in (("--context", args.context), ("--data-dir", args.data_dir)):
+        if value is not None:
+            print(f"podgate: {flag} only goes with --node-only", file=sys.stderr)
+            return 2
     from kubesim.standalone import run
 
     return run(args.listen, args.kubeconfig, tls=not args.plain_http)
+
+
+def _node_agent(args: argparse.Namespace) -> int:
+    if not args.kubeconfig:
+        print("podgate: --node-only needs --kubeconfig FILE (the API server to join)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if args.plain_http:
+        print("podgate: --plain-http does not go with --node-only (no API server is served)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    from kubesim.nodeagent.run import run
+
+    return run(args.kubeconfig, args.context, args.node_name, args.data_dir)
 
 
 def _hash_password(args: argparse.Namespace) -> int:

@@ -62,6 +62,21 @@ def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--node-only"], "podgate: --node-only needs --kubeconfig FILE"),
+        (["--context", "x"], "podgate: --context only goes with --node-only"),
+        (["--data-dir", "d"], "podgate: --data-dir only goes with --node-only"),
+        (["--node-only", "--kubeconfig", "k", "--plain-http"], "podgate: --plain-http does not go"),
+    ],
+)
+def test_sim_node_only_flags_go_together(args: list[str], message: str) -> None:
+    result = run_podgate("sim", *args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(message) and "Traceback" not in result.stderr
+
+
 def test_no_command_prints_help() -> None:
     result = run_podgate()
     assert result.returncode == 2
