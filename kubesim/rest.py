@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim import fieldvalidation, verbs
+from kubesim import apply, fieldvalidation, verbs
 from kubesim.context import API_CONTEXT, ApiContext
 from kubesim.fieldvalidation import mode_of
 from kubesim.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
@@ -73,10 +73,16 @@ def int_param(request: web.Request, name: str) -> int | None:
         raise bad_request(f"{name} must be an integer, not {text!r}") from e
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request, kind: str = "") -> Any:
+    """The decoded body; kind, when given, words the error as the real decoder does."""
     try:
         return await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        if kind:
+            raise bad_request(
+                f"the object provided is unrecognized (must be of type {kind}): "
+                f"couldn't get version/kind; json parse error: {e}"
+            ) from e
         raise bad_request(f"the request body is not valid JSON: {e}") from e
 
 
@@ -187,10 +193,12 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
     if target.subresource == "log":
         raise method_not_allowed()
     if verb == "update":
-        body = await read_json(request)
+        body = await read_json(request, target.rt.kind)
         unknown = fieldvalidation.check_body(mode_of(request, verb), target.rt, body)
         entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
         return fieldvalidation.warn(json_body(entry.full_json()), unknown)
+    if verb == "patch" and request.content_type == apply.APPLY_PATCH:
+        return await _apply(request, ctx, target, ns, name)
     if verb == "patch":
         content_type = request.content_type
         if content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH):
@@ -210,6 +218,11 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
 # --- verbs --------------------------------------------------------------------
 
 
+def _core_kind(target: Target) -> str:
+    """The kind whose field labels a selector may use ("" for kinds served generically)."""
+    return target.rt.kind if target.rt.group == "" else ""
+
+
 def _encode_continue(rv: int, namespace: str, name: str) -> str:
     raw = dumps({"rv": rv, "start": [namespace, name]})
     return base64.urlsafe_b64encode(raw).decode()
@@ -220,7 +233,7 @@ def _decode_continue(token: str, compacted_rv: int) -> tuple[int, tuple[str, str
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         rv, (namespace, name) = int(data["rv"]), data["start"]
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
-        raise bad_request(f"invalid continue token {token!r}") from e
+        raise bad_request(f"invalid continue token: continue key is not valid: {e}") from e
     if rv < compacted_rv:
         raise expired(
             "The provided continue parameter is too old to display a consistent list result. "
@@ -232,11 +245,9 @@ def _decode_continue(token: str, compacted_rv: int) -> tuple[int, tuple[str, str
 def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
     store = ctx.store
     predicate = selector_predicate(
-        request.query.get("labelSelector"), request.query.get("fieldSelector")
+        request.query.get("labelSelector"), request.query.get("fieldSelector"), _core_kind(target)
     )
-    limit = int_param(request, "limit")
-    if limit is not None and limit < 0:
-        raise bad_request("limit must not be negative")
+    limit = int_param(request, "limit")  # zero or negative: no limit, as the real server
     _check_version_match(request, store.resource_version, store.compacted_rv)
     list_rv = store.resource_version
     after: tuple[str, str] | None = None
@@ -251,7 +262,7 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
             continue
         if not predicate(entry.obj):
             continue
-        if limit and len(items) >= limit:
+        if limit and limit > 0 and len(items) >= limit:
             remaining += 1
             continue
         items.append(entry)
@@ -293,7 +304,9 @@ async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.S
         api_version=target.rt.api_version,
         namespace=target.namespace or None if target.rt.namespaced else None,
         predicate=selector_predicate(
-            request.query.get("labelSelector"), request.query.get("fieldSelector")
+            request.query.get("labelSelector"),
+            request.query.get("fieldSelector"),
+            _core_kind(target),
         ),
         resource_version=resume,
         timeout_seconds=float(timeout) if timeout and timeout > 0 else None,
@@ -303,8 +316,21 @@ async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.S
     return await stream_watch(request, ctx.store, ctx.hub, watch)
 
 
+async def _apply(
+    request: web.Request, ctx: ApiContext, target: Target, namespace: str, name: str
+) -> web.Response:
+    manager = request.query.get("fieldManager", "")
+    if not manager:
+        raise apply.field_manager_required()
+    config = apply.parse(await request.read())
+    entry, created = verbs.server_side_apply(
+        ctx.store, target.rt, namespace, name, config, manager, flag(request, "force")
+    )
+    return json_body(entry.full_json(), status=201 if created else 200)
+
+
 async def _create(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, target.rt.kind)
     unknown = fieldvalidation.check_body(mode_of(request, "create"), target.rt, body)
     dry_run = request.query.get("dryRun")
     if dry_run not in (None, "", "All"):
@@ -336,13 +362,17 @@ async def _delete(
     preconditions = options.get("preconditions") or {}
     if current is not None and preconditions:
         meta = current.obj["metadata"]
-        for field in ("uid", "resourceVersion"):
+        for field, shown, why in (
+            ("uid", "UID", "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", "modified"),
+        ):
             if preconditions.get(field) and preconditions[field] != meta.get(field):
                 raise ApiError(
                     409, "Conflict",
-                    f"Precondition failed: {field}: {preconditions[field]}, "
-                    f"object {field}: {meta.get(field)}",
-                    {"name": name, "kind": target.rt.resource},
+                    f'Operation cannot be fulfilled on {target.rt.kind} "{name}": the {shown} '
+                    f"in the precondition ({preconditions[field]}) does not match the {shown} "
+                    f"in record ({meta.get(field)}). The object might have been {why}",
+                    {"name": name, "kind": target.rt.kind},
                 )  # fmt: skip
     entry, _gone = verbs.delete(ctx.store, target.rt, namespace, name, grace)
     if target.rt.delete_returns_object:
@@ -353,7 +383,7 @@ async def _delete(
 
 def _delete_collection(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
     predicate = selector_predicate(
-        request.query.get("labelSelector"), request.query.get("fieldSelector")
+        request.query.get("labelSelector"), request.query.get("fieldSelector"), _core_kind(target)
     )
     grace = int_param(request, "gracePeriodSeconds")
     assert target.namespace is not None
@@ -361,8 +391,8 @@ def _delete_collection(request: web.Request, ctx: ApiContext, target: Target) ->
     for entry in list(ctx.store.entries(target.rt.key, target.namespace)):
         if predicate(entry.obj):
             name = entry.obj["metadata"]["name"]
-            gone, _ = verbs.delete(ctx.store, target.rt, target.namespace, name, grace)
-            deleted.append(gone.item_json())
+            verbs.delete(ctx.store, target.rt, target.namespace, name, grace)
+            deleted.append(entry.item_json())  # as it was: the real list is of the objects found
     head = dumps({"kind": target.rt.kind + "List", "apiVersion": target.rt.api_version,
                   "metadata": {"resourceVersion": str(ctx.store.resource_version)}})  # fmt: skip
     return json_body(head[:-1] + b',"items":[' + b",".join(deleted) + b"]}")

@@ -37,9 +37,10 @@ class ApiError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
+        if self.reason:  # an internal error has none
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -138,11 +139,9 @@ def invalid(kind: str, name: str, causes: list[Obj], group: str = "") -> ApiErro
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(
-        415,
-        "UnsupportedMediaType",
-        f'the body of the request was in an unknown format: "{content_type}"',
-    )
+    # The real server names neither the type it got nor those it takes.
+    del content_type
+    return ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type", {})
 
 
 def method_not_allowed() -> ApiError:
