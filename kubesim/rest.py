@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,8 +164,7 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
     ctx = request.app[API_CONTEXT]
     verb = _verb(request, target)
     await ctx.admit(request, verb, target.rt, target.namespace)
-    if verb != "create" and request.query.get("dryRun"):
-        raise bad_request(f"kubesim does not support dryRun for {verb}")
+    dry_run = _dry_run(request, verb)
     if target.subresource == "log" and target.rt.kind != "Pod":
         raise unknown_resource()
     if target.subresource not in ("", "log") and not (
@@ -175,8 +177,46 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
         return _list(request, ctx, target)
     if verb == "create":
         return await _create(request, ctx, target)
+    # Only the synchronous verb calls run inside the dry run: no other request's
+    # commit can fall into it.
+    dry: Callable[[], AbstractContextManager[None]] = (
+        ctx.store.dry_run if dry_run else contextlib.nullcontext
+    )
     if verb == "deletecollection":
-        return _delete_collection(request, ctx, target)
+        with dry():
+            return _delete_collection(request, ctx, target)
+    return await _one_object(request, ctx, target, verb, dry)
+
+
+_OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions",
+                 "delete": "DeleteOptions", "deletecollection": "DeleteOptions"}  # fmt: skip
+
+
+def _dry_run(request: web.Request, verb: str) -> bool:
+    """dryRun=All for any write; another value is the real 422 on the verb's options."""
+    given = request.query.getall("dryRun", [])
+    if not given or verb not in _OPTIONS_KIND:
+        return False
+    if given == ["All"]:
+        return True
+    shown = "[" + ",".join(json.dumps(v) for v in given) + "]"
+    message = f'Unsupported value: {shown}: supported values: "All"'
+    kind = _OPTIONS_KIND[verb]
+    raise ApiError(
+        422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: dryRun: {message}',
+        {"group": "meta.k8s.io", "kind": kind,
+         "causes": [{"reason": "FieldValueNotSupported", "message": message, "field": "dryRun"}]},
+    )  # fmt: skip
+
+
+async def _one_object(
+    request: web.Request,
+    ctx: ApiContext,
+    target: Target,
+    verb: str,
+    dry: Callable[[], AbstractContextManager[None]],
+) -> web.StreamResponse:
+    """get, update, patch, delete of one named object."""
     assert target.name is not None and target.namespace is not None
     ns, name = target.namespace, target.name
     if verb == "get":
@@ -195,10 +235,11 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
     if verb == "update":
         body = await read_json(request, target.rt.kind)
         unknown = fieldvalidation.check_body(mode_of(request, verb), target.rt, body)
-        entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
+        with dry():
+            entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
         return fieldvalidation.warn(json_body(entry.full_json()), unknown)
     if verb == "patch" and request.content_type == apply.APPLY_PATCH:
-        return await _apply(request, ctx, target, ns, name)
+        return await _apply(request, ctx, target, ns, name, dry)
     if verb == "patch":
         content_type = request.content_type
         if content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH):
@@ -208,11 +249,12 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
         check = fieldvalidation.patch_check(
             mode_of(request, verb), target.rt, content_type, document, warnings
         )
-        entry = verbs.patch(
-            ctx.store, target.rt, ns, name, content_type, document, target.subresource, check
-        )
+        with dry():
+            entry = verbs.patch(
+                ctx.store, target.rt, ns, name, content_type, document, target.subresource, check
+            )
         return fieldvalidation.warn(json_body(entry.full_json()), warnings)
-    return await _delete(request, ctx, target, ns, name)
+    return await _delete(request, ctx, target, ns, name, dry)
 
 
 # --- verbs --------------------------------------------------------------------
@@ -248,15 +290,15 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
         request.query.get("labelSelector"), request.query.get("fieldSelector"), _core_kind(target)
     )
     limit = int_param(request, "limit")  # zero or negative: no limit, as the real server
-    _check_version_match(request, store.resource_version, store.compacted_rv)
-    list_rv = store.resource_version
+    list_rv = _version_match(request, store.resource_version, store.compacted_rv)
     after: tuple[str, str] | None = None
     if token := request.query.get("continue"):
         list_rv, after = _decode_continue(token, store.compacted_rv)
     items: list[Entry] = []
     last: Entry | None = None
     remaining = 0
-    for entry in store.entries(target.rt.key, target.namespace):
+    # An older version (a later page, an exact version) lists the state then.
+    for entry in store.entries_at(target.rt.key, target.namespace, list_rv):
         meta = entry.obj["metadata"]
         if after is not None and (meta.get("namespace", ""), meta["name"]) <= after:
             continue
@@ -271,7 +313,8 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
     if remaining and last is not None:
         meta = last.obj["metadata"]
         list_meta["continue"] = _encode_continue(list_rv, meta.get("namespace", ""), meta["name"])
-        list_meta["remainingItemCount"] = remaining
+        if not request.query.get("labelSelector") and not request.query.get("fieldSelector"):
+            list_meta["remainingItemCount"] = remaining  # the real server counts only then
     if wants_table(request.headers.get("Accept", "")):
         include = request.query.get("includeObject", "PartialObjectMetadata")
         return json_body(dumps(table(target.rt.kind, [e.obj for e in items], list_meta, include)))
@@ -281,18 +324,27 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
     return json_body(head[:-1] + b',"items":[' + b",".join(e.item_json() for e in items) + b"]}")
 
 
-def _check_version_match(request: web.Request, current: int, compacted: int) -> None:
+def _version_match(request: web.Request, current: int, compacted: int) -> int:
+    """The version a list shows: the current one, or the exact one asked for."""
     match = request.query.get("resourceVersionMatch")
     if not match:
-        return
+        return current
     if match not in ("NotOlderThan", "Exact"):
         raise bad_request(f"invalid resourceVersionMatch {match!r}")
     rv = request.query.get("resourceVersion", "")
     if not rv.isdigit():
         raise bad_request("resourceVersionMatch needs a resourceVersion")
-    # Only the current state is kept: an exact older version cannot be served.
-    if match == "Exact" and int(rv) != current:
+    if match == "NotOlderThan":
+        return current
+    if int(rv) < compacted:
         raise expired(f"too old resource version: {rv} ({compacted + 1})")
+    if int(rv) > current:
+        raise ApiError(
+            504, "Timeout", f"Too large resource version: {rv}, current: {current}",
+            {"causes": [{"reason": "ResourceVersionTooLarge",
+                         "message": "Too large resource version"}], "retryAfterSeconds": 1},
+        )  # fmt: skip
+    return int(rv)
 
 
 async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.StreamResponse:
@@ -317,15 +369,21 @@ async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.S
 
 
 async def _apply(
-    request: web.Request, ctx: ApiContext, target: Target, namespace: str, name: str
+    request: web.Request,
+    ctx: ApiContext,
+    target: Target,
+    namespace: str,
+    name: str,
+    dry: Callable[[], AbstractContextManager[None]],
 ) -> web.Response:
     manager = request.query.get("fieldManager", "")
     if not manager:
         raise apply.field_manager_required()
     config = apply.parse(await request.read())
-    entry, created = verbs.server_side_apply(
-        ctx.store, target.rt, namespace, name, config, manager, flag(request, "force")
-    )
+    with dry():
+        entry, created = verbs.server_side_apply(
+            ctx.store, target.rt, namespace, name, config, manager, flag(request, "force")
+        )
     return json_body(entry.full_json(), status=201 if created else 200)
 
 
@@ -352,7 +410,12 @@ async def _delete_options(request: web.Request) -> Obj:
 
 
 async def _delete(
-    request: web.Request, ctx: ApiContext, target: Target, namespace: str, name: str
+    request: web.Request,
+    ctx: ApiContext,
+    target: Target,
+    namespace: str,
+    name: str,
+    dry: Callable[[], AbstractContextManager[None]],
 ) -> web.Response:
     options = await _delete_options(request)
     grace = int_param(request, "gracePeriodSeconds")
@@ -374,7 +437,8 @@ async def _delete(
                     f"in record ({meta.get(field)}). The object might have been {why}",
                     {"name": name, "kind": target.rt.kind},
                 )  # fmt: skip
-    entry, _gone = verbs.delete(ctx.store, target.rt, namespace, name, grace)
+    with dry():
+        entry, _gone = verbs.delete(ctx.store, target.rt, namespace, name, grace)
     if target.rt.delete_returns_object:
         return json_body(entry.full_json())
     meta = entry.obj["metadata"]

@@ -274,9 +274,7 @@ def server_side_apply(
         )
     if store.entry(rt.key, namespace, name) is None:
         created = create(store, rt, namespace, apply.new_object(config, manager), dry_run=False)
-        entry = store.entry(rt.key, namespace, name)
-        assert entry is not None and entry.obj is created
-        return entry, True
+        return Entry(created), True
     old = _existing(store, rt, namespace, name)
     patched = _check_identity(rt, namespace, apply.apply(old.copy(), config, manager, force))
     return _commit_update(store, rt, namespace, old, patched, ""), False

@@ -421,9 +421,16 @@ async def test_dry_run_create_stores_nothing(api_cluster: SimCluster, core_api: 
     with pytest.raises(ApiException) as e:
         await core_api.create_namespaced_pod("default", pod("ghost"), dry_run="All")
     assert e.value.status == 409
+    # Dry runs of the other writes answer as the real ones would and change nothing.
+    await core_api.patch_namespaced_pod(
+        "ghost", "default", {"metadata": {"labels": {"dry": "yes"}}}, dry_run="All"
+    )
+    await core_api.delete_namespaced_pod("ghost", "default", dry_run="All")
+    kept = await core_api.read_namespaced_pod("ghost", "default")
+    assert "dry" not in (kept.metadata.labels or {})
     with pytest.raises(ApiException) as e:
-        await core_api.delete_namespaced_pod("ghost", "default", dry_run="All")
-    assert e.value.status == 400  # kubesim refuses dry runs of anything but create
+        await core_api.delete_namespaced_pod("ghost", "default", dry_run="Some")
+    assert e.value.status == 422
 
 
 async def test_generate_name(core_api: Any) -> None:

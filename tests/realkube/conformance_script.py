@@ -337,6 +337,63 @@ async def _paging(r: Recorder) -> None:
     )
     await r.call("list: limit larger than the list", "GET", pods, query={"limit": "50"})
     await r.call("list: a negative limit", "GET", pods, query={"limit": "-1"})
+    await _snapshots(r)
+
+
+async def _snapshots(r: Recorder) -> None:
+    """Later pages and exact versions show the list as it was, not as it is."""
+    cms = r.path("configmaps")
+    for name in ("p-1", "p-2", "p-3"):
+        await r.api.call(
+            "", "POST", cms, body={"metadata": {"name": name, "labels": {"page": "1"}}}
+        )
+    query = {"labelSelector": "page=1"}
+    first = await r.call("snapshot: first page", "GET", cms, query={**query, "limit": "2"})
+    then = first.body["metadata"]["resourceVersion"]
+    await r.api.call("", "POST", cms, body={"metadata": {"name": "p-9", "labels": {"page": "1"}}})
+    await r.api.call("", "DELETE", r.path("configmaps", "p-3"))
+    await r.api.call(
+        "", "PATCH", r.path("configmaps", "p-2"), body={"data": {"new": "1"}}, content_type=MERGE
+    )
+    token = first.body["metadata"]["continue"]
+    await r.call(
+        "snapshot: next page", "GET", cms, query={**query, "limit": "2", "continue": token}
+    )
+    exact = {**query, "resourceVersion": then, "resourceVersionMatch": "Exact"}
+    await r.call("snapshot: exact resourceVersion", "GET", cms, query=exact)
+    await r.call(
+        "snapshot: exact resourceVersion, paged", "GET", cms, query={**exact, "limit": "1"}
+    )
+    newer = {**query, "resourceVersion": then, "resourceVersionMatch": "NotOlderThan"}
+    await r.call("snapshot: not older than", "GET", cms, query=newer)
+    await r.call("snapshot: now", "GET", cms, query=query)
+    await _dry_runs(r)
+
+
+async def _dry_runs(r: Recorder) -> None:
+    p1 = r.path("configmaps", "p-1")
+    dry = {"dryRun": "All"}
+    await r.call(
+        "dry run: patch", "PATCH", p1, query=dry, body={"data": {"x": "1"}}, content_type=MERGE
+    )
+    current = (await r.api.call("", "GET", p1)).body
+    await r.call("dry run: update", "PUT", p1, query=dry, body={**current, "data": {"y": "2"}})
+    await r.call("dry run: delete", "DELETE", p1, query=dry)
+    await r.call("dry run: nothing changed", "GET", p1)
+    await r.call(
+        "dry run: an unknown value",
+        "PATCH",
+        p1,
+        query={"dryRun": "Some"},
+        body={"data": {"x": "1"}},
+        content_type=MERGE,
+    )
+    await r.call(
+        "deletecollection: the pages",
+        "DELETE",
+        r.path("configmaps"),
+        query={"labelSelector": "page=1"},
+    )
 
 
 async def _watches(r: Recorder) -> None:
