@@ -392,13 +392,15 @@ def _delete_pod(store: Store, namespace: str, old: Entry, grace: int | None) -> 
     phase = (old.obj.get("status") or {}).get("phase")
     # As the real pod strategy: unscheduled or finished pods have nothing to stop.
     if grace <= 0 or not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-        # The object removed carries the deletion stamp, as the real one does.
-        gone = old.copy()
-        gone["metadata"]["deletionTimestamp"] = now_rfc3339()
-        gone["metadata"]["deletionGracePeriodSeconds"] = 0
+        # As the real registry: first an update to grace 0 (a MODIFIED), then the
+        # removal of that object (DELETED).
+        stamped = old.copy()
+        stamped["metadata"]["deletionTimestamp"] = now_rfc3339()
+        stamped["metadata"]["deletionGracePeriodSeconds"] = 0
         if not meta.get("deletionTimestamp"):  # a new generation once, when deletion starts
-            gone["metadata"]["generation"] = int(meta.get("generation") or 1) + 1
-        return store.commit("pods", gone, "DELETED", old), True
+            stamped["metadata"]["generation"] = int(meta.get("generation") or 1) + 1
+        modified = store.commit("pods", stamped, "MODIFIED", old)
+        return store.commit("pods", modified.copy(), "DELETED", modified), True
     current = meta.get("deletionGracePeriodSeconds")
     if current is not None and grace >= current:
         return old, False  # already terminating at least as fast

@@ -486,6 +486,7 @@ async def _invalid(r: Recorder) -> None:
 
 async def _deletion(r: Recorder) -> None:
     pods = r.path("pods")
+    since = (await r.api.call("", "GET", pods)).body["metadata"]["resourceVersion"]
     await r.call(
         "delete: create a scheduled pod",
         "POST",
@@ -510,6 +511,11 @@ async def _deletion(r: Recorder) -> None:
     )
     await r.call("delete: gone", "GET", r.path("pods", "graceful"))
     await r.call("delete: an unscheduled pod goes at once", "DELETE", r.path("pods", "db-1"))
+    await r.watch(
+        "delete: both deletions as a watch sees them",
+        pods,
+        {"resourceVersion": since, "labelSelector": "app in (grace,db)", "timeoutSeconds": "1"},
+    )
     await r.call("delete: missing", "DELETE", r.path("pods", "nobody"))
     await r.call(
         "delete: with a stale uid precondition",
