@@ -416,7 +416,8 @@ async def _watches(r: Recorder) -> None:
         {"resourceVersion": rv, "labelSelector": "w=1", "timeoutSeconds": "1"},
     )
     # The real server sends a bookmark only past the last event it sent: a change
-    # the selector hides moves the version on while the watch is open.
+    # the selector hides moves the version on while the watch is open, well
+    # before the bookmark it sends 2 s ahead of the watch's end.
     bookmarks = asyncio.create_task(
         r.watch(
             "watch: bookmarks",
@@ -424,7 +425,7 @@ async def _watches(r: Recorder) -> None:
             {
                 "resourceVersion": rv,
                 "labelSelector": "w=1",
-                "timeoutSeconds": "3",
+                "timeoutSeconds": "5",
                 "allowWatchBookmarks": "true",
             },
         )
