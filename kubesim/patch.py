@@ -91,12 +91,29 @@ def strategic_merge(target: Any, patch: Any, field: str = "", parent: str = "") 
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$"):
-            continue  # $retainKeys, $setElementOrder: ordering hints we can ignore
+            continue  # directives: $setElementOrder below; $retainKeys ignored
         if value is None:
             result.pop(key, None)
         else:
             result[key] = strategic_merge(result.get(key), value, key, field)
+    for key, order in patch.items():
+        name = key.removeprefix("$setElementOrder/")
+        if name != key and isinstance(result.get(name), list) and isinstance(order, list):
+            result[name] = _in_order(result[name], order, merge_key(name, field))
     return result
+
+
+def _in_order(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
+    """kubectl's $setElementOrder: the listed elements in its order, then the rest."""
+    if not key:
+        return items
+    wanted = [o.get(key) for o in order if isinstance(o, dict)]
+    listed = {v: i for i, v in enumerate(wanted)}
+    first = sorted(
+        (i for i in items if isinstance(i, dict) and i.get(key) in listed),
+        key=lambda i: listed[i.get(key)],
+    )
+    return first + [i for i in items if not (isinstance(i, dict) and i.get(key) in listed)]
 
 
 def _merge_list(target: list[Any], patch: list[Any], field: str, key: str | None) -> list[Any]:

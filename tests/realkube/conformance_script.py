@@ -562,6 +562,22 @@ async def _other_kinds(r: Recorder) -> None:
         content_type=STRATEGIC,
         body={"spec": {"ports": [{"port": 443, "name": "https"}]}},
     )
+    # What kubectl apply sends: the order of the whole list beside the change.
+    order = [{"port": 80}, {"port": 8080}, {"port": 443}]
+    await r.call(
+        "service: strategic merge with $setElementOrder",
+        "PATCH",
+        r.path("services", "web"),
+        content_type=STRATEGIC,
+        body={"spec": {"$setElementOrder/ports": order, "ports": [{"port": 8080, "name": "alt"}]}},
+    )
+    await r.call(
+        "service: strategic merge $patch delete",
+        "PATCH",
+        r.path("services", "web"),
+        content_type=STRATEGIC,
+        body={"spec": {"ports": [{"port": 8080, "$patch": "delete"}]}},
+    )
     await r.call("service: delete", "DELETE", r.path("services", "web"))
     claim = {
         "metadata": {"name": "home"},
