@@ -442,7 +442,8 @@ async def _delete(
     if target.rt.delete_returns_object:
         return json_body(entry.full_json())
     meta = entry.obj["metadata"]
-    return json_body(dumps(success_status(target.rt.kind, name, meta.get("uid", ""))))
+    status = success_status(target.rt.resource, name, meta.get("uid", ""), target.rt.group)
+    return json_body(dumps(status))
 
 
 def _delete_collection(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:

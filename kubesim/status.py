@@ -46,9 +46,12 @@ class ApiError(Exception):
         return body
 
 
-def success_status(kind: str, name: str, uid: str, group: str = "") -> Obj:
-    """The body a delete answers with for kinds that do not echo the object."""
-    details: Obj = {"name": name, "kind": kind_plural_hint(kind), "uid": uid}
+def success_status(resource: str, name: str, uid: str, group: str = "") -> Obj:
+    """The body a delete answers with for kinds that do not echo the object.
+
+    The real server names the resource (plural, lower case) in details.kind.
+    """
+    details: Obj = {"name": name, "kind": resource, "uid": uid}
     if group:
         details["group"] = group
     return {
@@ -58,13 +61,6 @@ def success_status(kind: str, name: str, uid: str, group: str = "") -> Obj:
         "status": "Success",
         "details": details,
     }
-
-
-def kind_plural_hint(kind: str) -> str:
-    # The real server puts the resource (plural, lower case) in details.kind
-    # of a Success status; kind names here are simple enough to derive it.
-    lower = kind.lower()
-    return lower + ("es" if lower.endswith("s") else "s")
 
 
 def _qualified(resource: str, group: str) -> str:

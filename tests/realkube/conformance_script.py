@@ -606,4 +606,21 @@ async def _other_kinds(r: Recorder) -> None:
         r.path("events"),
         body={"metadata": {"name": "ev-2"}, "reason": "x"},
     )
+    await _group_kinds(r)
     await r.call("namespace: delete", "DELETE", f"/api/v1/namespaces/{r.ns}")
+
+
+async def _group_kinds(r: Recorder) -> None:
+    """A kind outside the core group: Status details name its group."""
+    roles = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{r.ns}/roles"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}  # fmt: skip
+    await r.call("role: create", "POST", roles, body=role)
+    await r.call("role: create again", "POST", roles, body=role)
+    await r.call("role: get missing", "GET", f"{roles}/nobody")
+    await r.call("role: list", "GET", roles)
+    await r.call("role: delete", "DELETE", f"{roles}/reader")
+    await r.call("role: delete missing", "DELETE", f"{roles}/reader")
+    deployments = f"/apis/apps/v1/namespaces/{r.ns}/deployments"
+    await r.call("deployment: get missing", "GET", f"{deployments}/nobody")
