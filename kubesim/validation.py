@@ -184,7 +184,7 @@ def _resource_causes(where: str, resources: Any) -> list[Cause]:
         if limit is not None and request > limit:
             causes.append(
                 _bad_value(
-                    f"{where}.requests[{resource}]",
+                    f"{where}.requests",  # the real field names no resource here
                     resources["requests"][resource],
                     f"must be less than or equal to {resource} limit of "
                     f"{resources['limits'][resource]}",

@@ -483,6 +483,15 @@ async def _invalid(r: Recorder) -> None:
         body={"metadata": {"name": "x"}},
     )
     await r.call("invalid: not JSON", "POST", pods, body="{not json")
+    # One resource each: the real server walks a Go map, so with two the causes'
+    # order would vary from run to run.
+    for step, resources in (
+        ("invalid: a request above its limit", {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+        ("invalid: a negative request", {"requests": {"memory": "-1Gi"}}),
+    ):
+        body = pod("resources", {})
+        body["spec"]["containers"][0]["resources"] = resources
+        await r.call(step, "POST", pods, body=body)
 
 
 async def _deletion(r: Recorder) -> None:
@@ -613,9 +622,9 @@ async def _other_kinds(r: Recorder) -> None:
 async def _group_kinds(r: Recorder) -> None:
     """A kind outside the core group: Status details name its group."""
     roles = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{r.ns}/roles"
+    rule = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "reader"},
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}  # fmt: skip
+            "metadata": {"name": "reader"}, "rules": [rule]}  # fmt: skip
     await r.call("role: create", "POST", roles, body=role)
     await r.call("role: create again", "POST", roles, body=role)
     await r.call("role: get missing", "GET", f"{roles}/nobody")
