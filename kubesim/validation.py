@@ -205,6 +205,28 @@ def _event_causes(event: Obj) -> list[Cause]:
     return []
 
 
+def malformed_quantity(rt: ResourceType, obj: Any) -> str | None:
+    """What the real decoder says of a pod's first resource that is no quantity, if any.
+
+    The real server refuses such a pod while decoding, before validating it.
+    """
+    if not (rt.group == "" and rt.kind == "Pod" and isinstance(obj, dict)):
+        return None
+    spec = obj.get("spec")
+    for list_name in ("initContainers", "containers"):
+        containers = spec.get(list_name) if isinstance(spec, dict) else None
+        for container in containers if isinstance(containers, list) else []:
+            resources = container.get("resources") if isinstance(container, dict) else None
+            for part in ("limits", "requests"):
+                given = resources.get(part) if isinstance(resources, dict) else None
+                for value in given.values() if isinstance(given, dict) else []:
+                    try:
+                        parse_quantity(value)
+                    except InvalidQuantity as e:
+                        return str(e)
+    return None
+
+
 def validate(rt: ResourceType, obj: Obj) -> None:
     """Raise 422 Invalid listing every bad field of `obj`."""
     meta = obj.get("metadata") or {}

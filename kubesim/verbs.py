@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import secrets
 import uuid
 from collections.abc import Callable
@@ -20,9 +21,9 @@ from typing import Any
 from kubesim import apply
 from kubesim.patch import apply_patch
 from kubesim.resources import CORE, ResourceType
-from kubesim.status import already_exists, bad_request, conflict, invalid, not_found
+from kubesim.status import ApiError, already_exists, bad_request, conflict, invalid, not_found
 from kubesim.store import Entry, Store, deep_copy, now_rfc3339
-from kubesim.validation import validate
+from kubesim.validation import malformed_quantity, validate
 
 Obj = dict[str, Any]
 
@@ -183,8 +184,28 @@ def _qos_class(spec: Obj) -> str:
     return "Burstable" if requests_seen else "BestEffort"
 
 
+def _decodable(rt: ResourceType, obj: Obj) -> None:
+    """A body the real decoder refuses (a malformed quantity) is a 400."""
+    if (problem := malformed_quantity(rt, obj)) is not None:
+        raise bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {problem}'
+        )
+
+
+def _patched_decodable(rt: ResourceType, patched: Obj) -> None:
+    """After a patch the real server reports the same as a 422 on field `patch`."""
+    if (problem := malformed_quantity(rt, patched)) is not None:
+        quoted = json.dumps(patched, separators=(",", ":"))
+        message = f"Invalid value: {json.dumps(quoted)}: {problem}"
+        raise ApiError(
+            422, "Invalid", f' "" is invalid: patch: {message}',
+            {"causes": [{"reason": "FieldValueInvalid", "message": message, "field": "patch"}]},
+        )  # fmt: skip
+
+
 def create(store: Store, rt: ResourceType, namespace: str, body: Any, dry_run: bool) -> Obj:
     obj = _check_identity(rt, namespace, body)
+    _decodable(rt, obj)
     if _is_core(rt, "Secret"):
         _encode_string_data(obj)
     meta = obj["metadata"]
@@ -223,6 +244,7 @@ def replace(
             f"the name of the object ({obj['metadata'].get('name')}) does not match the name "
             f"on the URL ({name})"
         )
+    _decodable(rt, obj)
     old = _existing(store, rt, namespace, name)
     given = obj["metadata"].get("resourceVersion")
     if given and given != old.obj["metadata"]["resourceVersion"]:
@@ -253,6 +275,7 @@ def patch(
         raise bad_request("the patch removed the object's metadata")
     if patched["metadata"].get("name") != name:
         raise bad_request("a patch may not change metadata.name")
+    _patched_decodable(rt, patched)
     patched = _check_identity(rt, namespace, patched)
     return _commit_update(store, rt, namespace, old, patched, subresource)
 

@@ -25,6 +25,7 @@ VOLATILE = {
     "lastTimestamp", "eventTime",
 }  # fmt: skip
 _NUMBER = re.compile(r"\d+")
+_QUOTED_OBJECT = re.compile(r'Invalid value: "\{.*\}": ')
 _UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -44,6 +45,8 @@ def normalise(value: Any, key: str = "") -> Any:
     if key == "message" and isinstance(value, str):
         # Messages quote uids (preconditions); a pod update's quotes Go's struct diff.
         value = _UID.sub("<uid>", value).split("\n@@")[0]
+        # A patch refused after merging quotes the whole patched object.
+        value = _QUOTED_OBJECT.sub("Invalid value: <the patched object>: ", value)
         for marker in MESSAGE_CUTS:
             if marker in value:
                 value = value.split(marker)[0] + marker + "…"

@@ -218,6 +218,14 @@ async def _patches(r: Recorder) -> None:
         "patch: unknown content type", "PATCH", web1, content_type="text/plain", body="labels: x"
     )
     await r.call(
+        "json patch: a malformed quantity",
+        "PATCH",
+        web1,
+        content_type=JSON_PATCH,
+        body=[{"op": "replace", "path": "/spec/containers/0/resources",
+               "value": {"requests": {"cpu": "1 core"}}}],
+    )  # fmt: skip
+    await r.call(
         "patch: missing object",
         "PATCH",
         r.path("pods", "nobody"),
@@ -488,6 +496,7 @@ async def _invalid(r: Recorder) -> None:
     for step, resources in (
         ("invalid: a request above its limit", {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
         ("invalid: a negative request", {"requests": {"memory": "-1Gi"}}),
+        ("invalid: a malformed quantity", {"requests": {"cpu": "1 core"}}),
     ):
         body = pod("resources", {})
         body["spec"]["containers"][0]["resources"] = resources
