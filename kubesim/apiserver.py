@@ -114,6 +114,8 @@ async def _faults(request: web.Request) -> web.Response:
         actions = ctx.faults.update(await rest.read_json(request))
         if actions["drop_watches"]:
             ctx.hub.drop_all()
+        if actions["compact"]:
+            ctx.store.compact()
         if actions["pause_changed"] and ctx.set_kubelet_paused is not None:
             ctx.set_kubelet_paused(ctx.faults.kubelet_paused)
     return _json(ctx.faults.as_json())

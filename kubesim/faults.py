@@ -7,6 +7,7 @@ GET shows the current settings, PUT/POST changes them with a JSON body:
      "errors": {"create": {"code": 429, "rate": 1.0, "count": 2, "retry_after": 1}},
      "drop_watches": true,          # an action: close every open watch now
      "expire_next_watch": true,     # the next watch resume gets ERROR 410
+     "compact": true,               # an action: forget all history (etcd compaction)
      "kubelet_paused": true,
      "reset": true}                 # back to no faults (applied first)
 
@@ -92,7 +93,7 @@ class Faults:
         if not isinstance(body, dict):
             raise bad_request("fault settings must be a JSON object")
         unknown = set(body) - {"latency_ms", "errors", "drop_watches", "expire_next_watch",
-                               "kubelet_paused", "reset"}  # fmt: skip
+                               "kubelet_paused", "reset", "compact"}  # fmt: skip
         if unknown:
             raise bad_request(f"unknown fault settings: {sorted(unknown)}")
         if body.get("reset"):
@@ -117,6 +118,7 @@ class Faults:
         if "kubelet_paused" in body:
             self.kubelet_paused = bool(body["kubelet_paused"])
         return {"drop_watches": bool(body.get("drop_watches")),
+                "compact": bool(body.get("compact")),
                 "pause_changed": "kubelet_paused" in body or bool(body.get("reset"))}  # fmt: skip
 
 

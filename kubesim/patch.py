@@ -33,9 +33,20 @@ _MERGE_KEYS: dict[str, str] = {
     "containerStatuses": "name",
     "ownerReferences": "uid",
     "imagePullSecrets": "name",
-    "tolerations": "key",
     "finalizers": "",  # a set of strings: union
 }
+# The same list name under another parent merges by another key.
+_PARENT_MERGE_KEYS: dict[tuple[str, str], str] = {
+    ("spec", "ports"): "port",  # Service ports; container ports are by containerPort
+}
+
+# The real server's answer to any JSON patch it cannot apply (a failed test,
+# a missing path): the details are in its log, not in the Status.
+_JSON_PATCH_FAILED = "the server rejected our request due to an error in our request"
+
+
+def _json_patch_failed() -> ApiError:
+    return ApiError(422, "Invalid", _JSON_PATCH_FAILED, {})
 
 
 def apply_patch(content_type: str, current: Obj, patch: Any) -> Obj:
@@ -64,9 +75,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
+def merge_key(field: str, parent: str) -> str | None:
+    """The key a list named `field` (under `parent`) merges by; "" a set; None atomic."""
+    return _PARENT_MERGE_KEYS.get((parent, field), _MERGE_KEYS.get(field))
+
+
+def strategic_merge(target: Any, patch: Any, field: str = "", parent: str = "") -> Any:
     if isinstance(patch, list):
-        return _merge_list(target if isinstance(target, list) else [], patch, field)
+        key = merge_key(field, parent)
+        return _merge_list(target if isinstance(target, list) else [], patch, field, key)
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":
@@ -74,42 +91,57 @@ def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if key.startswith("$"):
-            continue  # $retainKeys, $setElementOrder: ordering hints we can ignore
+            continue  # directives: $setElementOrder below; $retainKeys ignored
         if value is None:
             result.pop(key, None)
         else:
-            result[key] = strategic_merge(result.get(key), value, key)
+            result[key] = strategic_merge(result.get(key), value, key, field)
+    for key, order in patch.items():
+        name = key.removeprefix("$setElementOrder/")
+        if name != key and isinstance(result.get(name), list) and isinstance(order, list):
+            result[name] = _in_order(result[name], order, merge_key(name, field))
     return result
 
 
-def _merge_list(target: list[Any], patch: list[Any], field: str) -> list[Any]:
-    if field not in _MERGE_KEYS:
+def _in_order(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
+    """kubectl's $setElementOrder: the listed elements in its order, then the rest."""
+    if not key:
+        return items
+    wanted = [o.get(key) for o in order if isinstance(o, dict)]
+    listed = {v: i for i, v in enumerate(wanted)}
+    first = sorted(
+        (i for i in items if isinstance(i, dict) and i.get(key) in listed),
+        key=lambda i: listed[i.get(key)],
+    )
+    return first + [i for i in items if not (isinstance(i, dict) and i.get(key) in listed)]
+
+
+def _merge_list(target: list[Any], patch: list[Any], field: str, key: str | None) -> list[Any]:
+    """Merge by key: the patch's elements first, in its order, then the others kept."""
+    if key is None:
         return copy.deepcopy(patch)
-    key = _MERGE_KEYS[field]
     if not key:
         merged_set = list(target)
         merged_set.extend(v for v in patch if v not in merged_set)
         return merged_set
-    merged = list(target)
+    remaining = list(target)
+    first: list[Any] = []
     for item in patch:
         if not isinstance(item, dict) or key not in item:
             raise bad_request(f"strategic merge: every element of {field} needs {key!r}")
         index = next(
             (
                 i
-                for i, old in enumerate(merged)
+                for i, old in enumerate(remaining)
                 if isinstance(old, dict) and old.get(key) == item[key]
             ),
             None,
         )
+        old = remaining.pop(index) if index is not None else None
         if item.get("$patch") == "delete":
-            if index is not None:
-                merged.pop(index)
-        elif index is None:
-            merged.append(copy.deepcopy(item))
-        else:
-            merged[index] = strategic_merge(merged[index], item, "")
-    return merged
+            continue
+        first.append(copy.deepcopy(item) if old is None else strategic_merge(old, item, ""))
+    return first + remaining
 
 
 def json_patch(doc: Obj, operations: list[Any]) -> Obj:
@@ -135,12 +167,7 @@ def json_patch(doc: Obj, operations: list[Any]) -> Obj:
             result = _add(result, path, value)
         elif kind == "test":
             if _get(result, path) != _value(op):
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f"the server rejected our request due to an error in our request: "
-                    f"test failed at {op['path']}",
-                )
+                raise _json_patch_failed()
         else:
             raise bad_request(f"unknown json patch operation {kind!r}")
     return result
@@ -171,9 +198,7 @@ def _child(node: Any, part: str) -> Any:
             return node[int(part)]
         return node[part]
     except (KeyError, IndexError, ValueError, TypeError) as e:
-        raise ApiError(
-            422, "Invalid", f"the server rejected our request: path element {part!r} missing"
-        ) from e
+        raise _json_patch_failed() from e
 
 
 def _get(doc: Any, path: list[str]) -> Any:
@@ -194,7 +219,7 @@ def _add(doc: Any, path: list[str], value: Any) -> Any:
     elif isinstance(parent, dict):
         parent[last] = value
     else:
-        raise ApiError(422, "Invalid", f"the server rejected our request: cannot add at {last!r}")
+        raise _json_patch_failed()
     return doc
 
 
@@ -207,10 +232,10 @@ def _remove(doc: Any, path: list[str]) -> tuple[Any, Any]:
         return doc, parent.pop(_index(last, len(parent)))
     if isinstance(parent, dict) and last in parent:
         return doc, parent.pop(last)
-    raise ApiError(422, "Invalid", f"the server rejected our request: no value at {last!r}")
+    raise _json_patch_failed()
 
 
 def _index(text: str, size: int) -> int:
     if not text.isdigit() or int(text) >= size:
-        raise ApiError(422, "Invalid", f"the server rejected our request: bad index {text!r}")
+        raise _json_patch_failed()
     return int(text)

@@ -47,7 +47,7 @@ CORE: dict[str, ResourceType] = {
     for rt in (
         ResourceType("", "v1", "namespaces", "Namespace", namespaced=False,
                      verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
-                     short_names=("ns",), has_status=True),
+                     short_names=("ns",), has_status=True, delete_returns_object=True),
         ResourceType("", "v1", "pods", "Pod", short_names=("po",), has_status=True,
                      delete_returns_object=True),
         ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim",

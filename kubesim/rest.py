@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from kubesim import fieldvalidation, verbs
+from kubesim import apply, fieldvalidation, verbs
 from kubesim.context import API_CONTEXT, ApiContext
 from kubesim.fieldvalidation import mode_of
 from kubesim.patch import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
@@ -73,10 +76,16 @@ def int_param(request: web.Request, name: str) -> int | None:
         raise bad_request(f"{name} must be an integer, not {text!r}") from e
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request, kind: str = "") -> Any:
+    """The decoded body; kind, when given, words the error as the real decoder does."""
     try:
         return await request.json(loads=json.loads)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        if kind:
+            raise bad_request(
+                f"the object provided is unrecognized (must be of type {kind}): "
+                f"couldn't get version/kind; json parse error: {e}"
+            ) from e
         raise bad_request(f"the request body is not valid JSON: {e}") from e
 
 
@@ -155,8 +164,7 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
     ctx = request.app[API_CONTEXT]
     verb = _verb(request, target)
     await ctx.admit(request, verb, target.rt, target.namespace)
-    if verb != "create" and request.query.get("dryRun"):
-        raise bad_request(f"kubesim does not support dryRun for {verb}")
+    dry_run = _dry_run(request, verb)
     if target.subresource == "log" and target.rt.kind != "Pod":
         raise unknown_resource()
     if target.subresource not in ("", "log") and not (
@@ -169,8 +177,46 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
         return _list(request, ctx, target)
     if verb == "create":
         return await _create(request, ctx, target)
+    # Only the synchronous verb calls run inside the dry run: no other request's
+    # commit can fall into it.
+    dry: Callable[[], AbstractContextManager[None]] = (
+        ctx.store.dry_run if dry_run else contextlib.nullcontext
+    )
     if verb == "deletecollection":
-        return _delete_collection(request, ctx, target)
+        with dry():
+            return _delete_collection(request, ctx, target)
+    return await _one_object(request, ctx, target, verb, dry)
+
+
+_OPTIONS_KIND = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions",
+                 "delete": "DeleteOptions", "deletecollection": "DeleteOptions"}  # fmt: skip
+
+
+def _dry_run(request: web.Request, verb: str) -> bool:
+    """dryRun=All for any write; another value is the real 422 on the verb's options."""
+    given = request.query.getall("dryRun", [])
+    if not given or verb not in _OPTIONS_KIND:
+        return False
+    if given == ["All"]:
+        return True
+    shown = "[" + ",".join(json.dumps(v) for v in given) + "]"
+    message = f'Unsupported value: {shown}: supported values: "All"'
+    kind = _OPTIONS_KIND[verb]
+    raise ApiError(
+        422, "Invalid", f'{kind}.meta.k8s.io "" is invalid: dryRun: {message}',
+        {"group": "meta.k8s.io", "kind": kind,
+         "causes": [{"reason": "FieldValueNotSupported", "message": message, "field": "dryRun"}]},
+    )  # fmt: skip
+
+
+async def _one_object(
+    request: web.Request,
+    ctx: ApiContext,
+    target: Target,
+    verb: str,
+    dry: Callable[[], AbstractContextManager[None]],
+) -> web.StreamResponse:
+    """get, update, patch, delete of one named object."""
     assert target.name is not None and target.namespace is not None
     ns, name = target.namespace, target.name
     if verb == "get":
@@ -187,10 +233,13 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
     if target.subresource == "log":
         raise method_not_allowed()
     if verb == "update":
-        body = await read_json(request)
+        body = await read_json(request, target.rt.kind)
         unknown = fieldvalidation.check_body(mode_of(request, verb), target.rt, body)
-        entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
+        with dry():
+            entry = verbs.replace(ctx.store, target.rt, ns, name, body, target.subresource)
         return fieldvalidation.warn(json_body(entry.full_json()), unknown)
+    if verb == "patch" and request.content_type == apply.APPLY_PATCH:
+        return await _apply(request, ctx, target, ns, name, dry)
     if verb == "patch":
         content_type = request.content_type
         if content_type not in (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH):
@@ -200,14 +249,20 @@ async def serve(request: web.Request, target: Target) -> web.StreamResponse:
         check = fieldvalidation.patch_check(
             mode_of(request, verb), target.rt, content_type, document, warnings
         )
-        entry = verbs.patch(
-            ctx.store, target.rt, ns, name, content_type, document, target.subresource, check
-        )
+        with dry():
+            entry = verbs.patch(
+                ctx.store, target.rt, ns, name, content_type, document, target.subresource, check
+            )
         return fieldvalidation.warn(json_body(entry.full_json()), warnings)
-    return await _delete(request, ctx, target, ns, name)
+    return await _delete(request, ctx, target, ns, name, dry)
 
 
 # --- verbs --------------------------------------------------------------------
+
+
+def _core_kind(target: Target) -> str:
+    """The kind whose field labels a selector may use ("" for kinds served generically)."""
+    return target.rt.kind if target.rt.group == "" else ""
 
 
 def _encode_continue(rv: int, namespace: str, name: str) -> str:
@@ -220,7 +275,7 @@ def _decode_continue(token: str, compacted_rv: int) -> tuple[int, tuple[str, str
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
         rv, (namespace, name) = int(data["rv"]), data["start"]
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
-        raise bad_request(f"invalid continue token {token!r}") from e
+        raise bad_request(f"invalid continue token: continue key is not valid: {e}") from e
     if rv < compacted_rv:
         raise expired(
             "The provided continue parameter is too old to display a consistent list result. "
@@ -232,26 +287,24 @@ def _decode_continue(token: str, compacted_rv: int) -> tuple[int, tuple[str, str
 def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
     store = ctx.store
     predicate = selector_predicate(
-        request.query.get("labelSelector"), request.query.get("fieldSelector")
+        request.query.get("labelSelector"), request.query.get("fieldSelector"), _core_kind(target)
     )
-    limit = int_param(request, "limit")
-    if limit is not None and limit < 0:
-        raise bad_request("limit must not be negative")
-    _check_version_match(request, store.resource_version, store.compacted_rv)
-    list_rv = store.resource_version
+    limit = int_param(request, "limit")  # zero or negative: no limit, as the real server
+    list_rv = _version_match(request, store.resource_version, store.compacted_rv)
     after: tuple[str, str] | None = None
     if token := request.query.get("continue"):
         list_rv, after = _decode_continue(token, store.compacted_rv)
     items: list[Entry] = []
     last: Entry | None = None
     remaining = 0
-    for entry in store.entries(target.rt.key, target.namespace):
+    # An older version (a later page, an exact version) lists the state then.
+    for entry in store.entries_at(target.rt.key, target.namespace, list_rv):
         meta = entry.obj["metadata"]
         if after is not None and (meta.get("namespace", ""), meta["name"]) <= after:
             continue
         if not predicate(entry.obj):
             continue
-        if limit and len(items) >= limit:
+        if limit and limit > 0 and len(items) >= limit:
             remaining += 1
             continue
         items.append(entry)
@@ -260,7 +313,8 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
     if remaining and last is not None:
         meta = last.obj["metadata"]
         list_meta["continue"] = _encode_continue(list_rv, meta.get("namespace", ""), meta["name"])
-        list_meta["remainingItemCount"] = remaining
+        if not request.query.get("labelSelector") and not request.query.get("fieldSelector"):
+            list_meta["remainingItemCount"] = remaining  # the real server counts only then
     if wants_table(request.headers.get("Accept", "")):
         include = request.query.get("includeObject", "PartialObjectMetadata")
         return json_body(dumps(table(target.rt.kind, [e.obj for e in items], list_meta, include)))
@@ -270,18 +324,27 @@ def _list(request: web.Request, ctx: ApiContext, target: Target) -> web.Response
     return json_body(head[:-1] + b',"items":[' + b",".join(e.item_json() for e in items) + b"]}")
 
 
-def _check_version_match(request: web.Request, current: int, compacted: int) -> None:
+def _version_match(request: web.Request, current: int, compacted: int) -> int:
+    """The version a list shows: the current one, or the exact one asked for."""
     match = request.query.get("resourceVersionMatch")
     if not match:
-        return
+        return current
     if match not in ("NotOlderThan", "Exact"):
         raise bad_request(f"invalid resourceVersionMatch {match!r}")
     rv = request.query.get("resourceVersion", "")
     if not rv.isdigit():
         raise bad_request("resourceVersionMatch needs a resourceVersion")
-    # Only the current state is kept: an exact older version cannot be served.
-    if match == "Exact" and int(rv) != current:
+    if match == "NotOlderThan":
+        return current
+    if int(rv) < compacted:
         raise expired(f"too old resource version: {rv} ({compacted + 1})")
+    if int(rv) > current:
+        raise ApiError(
+            504, "Timeout", f"Too large resource version: {rv}, current: {current}",
+            {"causes": [{"reason": "ResourceVersionTooLarge",
+                         "message": "Too large resource version"}], "retryAfterSeconds": 1},
+        )  # fmt: skip
+    return int(rv)
 
 
 async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.StreamResponse:
@@ -293,7 +356,9 @@ async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.S
         api_version=target.rt.api_version,
         namespace=target.namespace or None if target.rt.namespaced else None,
         predicate=selector_predicate(
-            request.query.get("labelSelector"), request.query.get("fieldSelector")
+            request.query.get("labelSelector"),
+            request.query.get("fieldSelector"),
+            _core_kind(target),
         ),
         resource_version=resume,
         timeout_seconds=float(timeout) if timeout and timeout > 0 else None,
@@ -303,8 +368,27 @@ async def _watch(request: web.Request, ctx: ApiContext, target: Target) -> web.S
     return await stream_watch(request, ctx.store, ctx.hub, watch)
 
 
+async def _apply(
+    request: web.Request,
+    ctx: ApiContext,
+    target: Target,
+    namespace: str,
+    name: str,
+    dry: Callable[[], AbstractContextManager[None]],
+) -> web.Response:
+    manager = request.query.get("fieldManager", "")
+    if not manager:
+        raise apply.field_manager_required()
+    config = apply.parse(await request.read())
+    with dry():
+        entry, created = verbs.server_side_apply(
+            ctx.store, target.rt, namespace, name, config, manager, flag(request, "force")
+        )
+    return json_body(entry.full_json(), status=201 if created else 200)
+
+
 async def _create(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, target.rt.kind)
     unknown = fieldvalidation.check_body(mode_of(request, "create"), target.rt, body)
     dry_run = request.query.get("dryRun")
     if dry_run not in (None, "", "All"):
@@ -326,7 +410,12 @@ async def _delete_options(request: web.Request) -> Obj:
 
 
 async def _delete(
-    request: web.Request, ctx: ApiContext, target: Target, namespace: str, name: str
+    request: web.Request,
+    ctx: ApiContext,
+    target: Target,
+    namespace: str,
+    name: str,
+    dry: Callable[[], AbstractContextManager[None]],
 ) -> web.Response:
     options = await _delete_options(request)
     grace = int_param(request, "gracePeriodSeconds")
@@ -336,24 +425,30 @@ async def _delete(
     preconditions = options.get("preconditions") or {}
     if current is not None and preconditions:
         meta = current.obj["metadata"]
-        for field in ("uid", "resourceVersion"):
+        for field, shown, why in (
+            ("uid", "UID", "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", "modified"),
+        ):
             if preconditions.get(field) and preconditions[field] != meta.get(field):
                 raise ApiError(
                     409, "Conflict",
-                    f"Precondition failed: {field}: {preconditions[field]}, "
-                    f"object {field}: {meta.get(field)}",
-                    {"name": name, "kind": target.rt.resource},
+                    f'Operation cannot be fulfilled on {target.rt.kind} "{name}": the {shown} '
+                    f"in the precondition ({preconditions[field]}) does not match the {shown} "
+                    f"in record ({meta.get(field)}). The object might have been {why}",
+                    {"name": name, "kind": target.rt.kind},
                 )  # fmt: skip
-    entry, _gone = verbs.delete(ctx.store, target.rt, namespace, name, grace)
+    with dry():
+        entry, _gone = verbs.delete(ctx.store, target.rt, namespace, name, grace)
     if target.rt.delete_returns_object:
         return json_body(entry.full_json())
     meta = entry.obj["metadata"]
-    return json_body(dumps(success_status(target.rt.kind, name, meta.get("uid", ""))))
+    status = success_status(target.rt.resource, name, meta.get("uid", ""), target.rt.group)
+    return json_body(dumps(status))
 
 
 def _delete_collection(request: web.Request, ctx: ApiContext, target: Target) -> web.Response:
     predicate = selector_predicate(
-        request.query.get("labelSelector"), request.query.get("fieldSelector")
+        request.query.get("labelSelector"), request.query.get("fieldSelector"), _core_kind(target)
     )
     grace = int_param(request, "gracePeriodSeconds")
     assert target.namespace is not None
@@ -361,8 +456,8 @@ def _delete_collection(request: web.Request, ctx: ApiContext, target: Target) ->
     for entry in list(ctx.store.entries(target.rt.key, target.namespace)):
         if predicate(entry.obj):
             name = entry.obj["metadata"]["name"]
-            gone, _ = verbs.delete(ctx.store, target.rt, target.namespace, name, grace)
-            deleted.append(gone.item_json())
+            verbs.delete(ctx.store, target.rt, target.namespace, name, grace)
+            deleted.append(entry.item_json())  # as it was: the real list is of the objects found
     head = dumps({"kind": target.rt.kind + "List", "apiVersion": target.rt.api_version,
                   "metadata": {"resourceVersion": str(ctx.store.resource_version)}})  # fmt: skip
     return json_body(head[:-1] + b',"items":[' + b",".join(deleted) + b"]}")

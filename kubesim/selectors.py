@@ -1,9 +1,9 @@
 """Label and field selectors, parsed once per request and matched per object.
 
 Parsing raises `ApiError` 400 on malformed input; matching is pure and cheap.
-Field selectors are evaluated as dotted paths into the object (so
-`involvedObject.name`, `status.phase`, `spec.nodeName` all work); this is
-more permissive than a real API server, which rejects unknown field labels.
+Field selectors are evaluated as dotted paths into the object; for the
+core kinds only the field labels the real API server supports are accepted
+(any other is its 400 `field label not supported`).
 Never mutates the objects it looks at.
 """
 
@@ -24,6 +24,28 @@ _VALUE = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
 _SET_RE = re.compile(rf"^\s*({_KEY})\s+(in|notin)\s*\(([^)]*)\)\s*$")
 _CMP_RE = re.compile(rf"^\s*({_KEY})\s*(==|!=|=)\s*({_VALUE})\s*$")
 _EXISTS_RE = re.compile(rf"^\s*(!?)\s*({_KEY})\s*$")
+_SET_NO_PARENS_RE = re.compile(rf"^\s*{_KEY}\s+(?:in|notin)\s+([^(\s][^\s]*)")
+
+_COMMON_FIELDS = ("metadata.name", "metadata.namespace")
+# The field labels the real API server supports per core kind (others: common only).
+_FIELD_LABELS: dict[str, tuple[str, ...]] = {
+    "Pod": (
+        "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+        "spec.hostNetwork", "status.phase", "status.podIP", "status.podIPs",
+        "status.nominatedNodeName",
+    ),
+    "Event": (
+        "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+        "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+        "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
+    ),
+    "Secret": ("type",),
+    "Namespace": ("status.phase",),
+    "PersistentVolumeClaim": (),
+    "Service": (),
+    "ConfigMap": (),
+    "ServiceAccount": (),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,8 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
         elif m := _EXISTS_RE.match(term):
             op = "!" if m.group(1) else "exists"
             requirements.append(Requirement(m.group(2), op, frozenset()))
+        elif m := _SET_NO_PARENS_RE.match(term):
+            raise bad_request(f"unable to parse requirement: found '{m.group(1)}' expected: '('")
         else:
             raise bad_request(f"unable to parse requirement: invalid label selector {term!r}")
     return requirements
@@ -108,14 +132,30 @@ def parse_field_selector(text: str | None) -> list[FieldTerm]:
                 terms.append(FieldTerm(tuple(field.strip().split(".")), equal, value.strip()))
                 break
         else:
-            raise bad_request(f"invalid field selector: {term!r}: expected an operator")
+            raise bad_request(f"invalid selector: '{text}'; can't understand '{term}'")
     return terms
 
 
-def selector_predicate(label_selector: str | None, field_selector: str | None) -> Predicate:
-    """One predicate for both selectors; an empty selector matches all."""
+def _check_field_labels(kind: str, terms: list[FieldTerm]) -> None:
+    if kind not in _FIELD_LABELS:
+        return  # kinds kubesim stores generically: any dotted path
+    allowed = _COMMON_FIELDS + _FIELD_LABELS[kind]
+    for term in terms:
+        label = ".".join(term.path)
+        if label not in allowed:
+            raise bad_request(f"field label not supported: {label}")
+
+
+def selector_predicate(
+    label_selector: str | None, field_selector: str | None, kind: str = ""
+) -> Predicate:
+    """One predicate for both selectors; an empty selector matches all.
+
+    kind, when a core kind, limits field selectors to the labels it supports.
+    """
     labels = parse_label_selector(label_selector)
     fields = parse_field_selector(field_selector)
+    _check_field_labels(kind, fields)
     if not labels and not fields:
         return _match_all
 

@@ -37,17 +37,21 @@ class ApiError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
+        if self.reason:  # an internal error has none
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         return body
 
 
-def success_status(kind: str, name: str, uid: str, group: str = "") -> Obj:
-    """The body a delete answers with for kinds that do not echo the object."""
-    details: Obj = {"name": name, "kind": kind_plural_hint(kind), "uid": uid}
+def success_status(resource: str, name: str, uid: str, group: str = "") -> Obj:
+    """The body a delete answers with for kinds that do not echo the object.
+
+    The real server names the resource (plural, lower case) in details.kind.
+    """
+    details: Obj = {"name": name, "kind": resource, "uid": uid}
     if group:
         details["group"] = group
     return {
@@ -57,13 +61,6 @@ def success_status(kind: str, name: str, uid: str, group: str = "") -> Obj:
         "status": "Success",
         "details": details,
     }
-
-
-def kind_plural_hint(kind: str) -> str:
-    # The real server puts the resource (plural, lower case) in details.kind
-    # of a Success status; kind names here are simple enough to derive it.
-    lower = kind.lower()
-    return lower + ("es" if lower.endswith("s") else "s")
 
 
 def _qualified(resource: str, group: str) -> str:
@@ -138,11 +135,9 @@ def invalid(kind: str, name: str, causes: list[Obj], group: str = "") -> ApiErro
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(
-        415,
-        "UnsupportedMediaType",
-        f'the body of the request was in an unknown format: "{content_type}"',
-    )
+    # The real server names neither the type it got nor those it takes.
+    del content_type
+    return ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type", {})
 
 
 def method_not_allowed() -> ApiError:

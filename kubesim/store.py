@@ -19,6 +19,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -114,6 +115,7 @@ class Store:
         self._sorted: dict[str, list[tuple[str, str]]] = {}
         self._callbacks: dict[str, list[ChangeCallback]] = {}
         self._listeners: list[Callable[[Change], None]] = []
+        self._dry_run = False
 
     # --- versions and history -------------------------------------------
 
@@ -165,6 +167,27 @@ class Store:
             if entry is not None:
                 yield entry
 
+    def entries_at(self, key: str, namespace: str | None, rv: int) -> list[Entry]:
+        """The entries as they were at version `rv` (callers check `compacted_rv` first).
+
+        Undoes, newest first, the changes after `rv` that history still holds.
+        """
+        if rv >= self._rv:
+            return list(self.entries(key, namespace))
+        state = {
+            (e.obj["metadata"].get("namespace", ""), e.obj["metadata"]["name"]): e
+            for e in self.entries(key, namespace)
+        }
+        for change in reversed(self.changes_since(rv, key)):
+            if namespace is not None and change.namespace != namespace:
+                continue
+            name = (change.namespace, change.entry.obj["metadata"]["name"])
+            if change.old is None:
+                state.pop(name, None)
+            else:
+                state[name] = change.old
+        return [state[k] for k in sorted(state)]
+
     def kind_of(self, key: str) -> str | None:
         """The kind stored under `key`, if any object is (for kinds served generically)."""
         for names in self._objects.get(key, {}).values():
@@ -179,8 +202,23 @@ class Store:
 
     # --- commits ----------------------------------------------------------
 
+    @contextmanager
+    def dry_run(self) -> Iterator[None]:
+        """Within: commits answer what they would store, and store nothing (dryRun=All)."""
+        self._dry_run = True
+        try:
+            yield
+        finally:
+            self._dry_run = False
+
     def commit(self, key: str, obj: Obj, change_type: str, old: Entry | None) -> Entry:
         """Store `obj` (taking ownership of it) with the next resourceVersion."""
+        if self._dry_run:
+            # The real dry run keeps the version the object had.
+            previous = old.obj["metadata"].get("resourceVersion") if old else None
+            if previous:
+                obj["metadata"]["resourceVersion"] = previous
+            return Entry(obj)
         self._rv += 1
         meta = obj["metadata"]
         meta["resourceVersion"] = str(self._rv)

@@ -9,6 +9,7 @@ takes an object, raises `ApiError` or returns; never changes the object.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -34,9 +35,10 @@ def _required(field: str, detail: str = "") -> Cause:
 
 
 def _bad_value(field: str, value: Any, detail: str) -> Cause:
+    # Go quotes the value (%q for strings): JSON's quoting is the same for these.
     return {
         "reason": "FieldValueInvalid",
-        "message": f"Invalid value: {value!r}: {detail}",
+        "message": f"Invalid value: {json.dumps(value)}: {detail}",
         "field": field,
     }
 
@@ -54,7 +56,8 @@ def name_causes(kind: str, name: Any) -> list[Cause]:
                     name,
                     "a lowercase RFC 1123 label must consist of lower case alphanumeric "
                     "characters or '-', and must start and end with an alphanumeric "
-                    "character (e.g. 'my-name',  or '123-abc')",
+                    "character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+                    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
                 )
             ]
     elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
@@ -64,7 +67,8 @@ def name_causes(kind: str, name: Any) -> list[Cause]:
                 name,
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
                 "characters, '-' or '.', and must start and end with an alphanumeric "
-                "character (e.g. 'example.com')",
+                "character (e.g. 'example.com', regex used for validation is "
+                "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
             )
         ]
     return []
@@ -75,15 +79,16 @@ def _label_causes(meta: Obj) -> list[Cause]:
     labels = meta.get("labels") or {}
     if not isinstance(labels, dict):
         return [_bad_value("metadata.labels", labels, "must be a map of strings")]
-    for key, value in labels.items():
+    for value in labels.values():
         if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
             causes.append(
                 _bad_value(
-                    f"metadata.labels: {key}",
+                    "metadata.labels",
                     value,
                     "a valid label must be an empty string or consist of alphanumeric "
                     "characters, '-', '_' or '.', and must start and end with an "
-                    "alphanumeric character",
+                    "alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', "
+                    "regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
                 )
             )
     return causes
@@ -179,7 +184,7 @@ def _resource_causes(where: str, resources: Any) -> list[Cause]:
         if limit is not None and request > limit:
             causes.append(
                 _bad_value(
-                    f"{where}.requests[{resource}]",
+                    f"{where}.requests",  # the real field names no resource here
                     resources["requests"][resource],
                     f"must be less than or equal to {resource} limit of "
                     f"{resources['limits'][resource]}",
@@ -188,13 +193,47 @@ def _resource_causes(where: str, resources: Any) -> list[Cause]:
     return causes
 
 
+def _event_causes(event: Obj) -> list[Cause]:
+    """The event must name an object of its own namespace (a missing one has none)."""
+    involved = event.get("involvedObject")
+    if not isinstance(involved, dict):
+        involved = {}
+    namespace = (event.get("metadata") or {}).get("namespace")
+    given = involved.get("namespace") or ""
+    if namespace and given != namespace:
+        return [_bad_value("involvedObject.namespace", given, "does not match event.namespace")]
+    return []
+
+
+def malformed_quantity(rt: ResourceType, obj: Any) -> str | None:
+    """What the real decoder says of a pod's first resource that is no quantity, if any.
+
+    The real server refuses such a pod while decoding, before validating it.
+    """
+    if not (rt.group == "" and rt.kind == "Pod" and isinstance(obj, dict)):
+        return None
+    spec = obj.get("spec")
+    for list_name in ("initContainers", "containers"):
+        containers = spec.get(list_name) if isinstance(spec, dict) else None
+        for container in containers if isinstance(containers, list) else []:
+            resources = container.get("resources") if isinstance(container, dict) else None
+            for part in ("limits", "requests"):
+                given = resources.get(part) if isinstance(resources, dict) else None
+                for value in given.values() if isinstance(given, dict) else []:
+                    try:
+                        parse_quantity(value)
+                    except InvalidQuantity as e:
+                        return str(e)
+    return None
+
+
 def validate(rt: ResourceType, obj: Obj) -> None:
     """Raise 422 Invalid listing every bad field of `obj`."""
     meta = obj.get("metadata") or {}
     causes = name_causes(rt.kind, meta.get("name")) + _label_causes(meta)
     if rt.group == "" and rt.kind == "Pod":
         causes += _pod_causes(obj.get("spec"))
-    if rt.group == "" and rt.kind == "Event" and not isinstance(obj.get("involvedObject"), dict):
-        causes.append(_required("involvedObject"))
+    if rt.group == "" and rt.kind == "Event":
+        causes += _event_causes(obj)
     if causes:
         raise invalid(rt.kind, str(meta.get("name") or ""), causes, rt.group)

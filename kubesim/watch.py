@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesim.status import bad_request, expired
+from kubesim.status import ApiError, expired
 from kubesim.store import Change, Store
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,12 @@ def parse_resource_version(text: str) -> int | None:
     if text in ("", "0"):
         return None
     if not text.isdigit():
-        raise bad_request(f"invalid resource version {text!r}")
+        # The real server's answer, a 500 without a reason, quoting Go's parser.
+        raise ApiError(
+            500, "",
+            f'resourceVersion: Invalid value: "{text}": strconv.ParseUint: parsing "{text}": '
+            "invalid syntax",
+        )  # fmt: skip
     return int(text)
 
 

@@ -99,15 +99,18 @@ async def test_changes_reach_listeners_in_order(
     await api.create("pods", NS, pod("jupyter-ada"))
     await api.patch("pods", NS, "jupyter-ada", {"metadata": {"labels": {"ready": "yes"}}})
     await api.delete("pods", NS, "jupyter-ada")
-    await until(lambda: len(seen) == 3)
+    await until(lambda: len(seen) == 4)
+    # An unscheduled pod's deletion, as on the real server: stamped, then removed.
     assert seen == [
         ("ADDED", "jupyter-ada"),
+        ("MODIFIED", "jupyter-ada"),
         ("MODIFIED", "jupyter-ada"),
         ("DELETED", "jupyter-ada"),
     ]
     assert olds[0] is None
     assert olds[1]["metadata"]["labels"] == {"app": "podgate"}  # MODIFIED carries the old object
     assert olds[2]["metadata"]["labels"]["ready"] == "yes"
+    assert olds[3]["metadata"]["deletionGracePeriodSeconds"] == 0
     assert informer.cache == {}
 
 

@@ -123,3 +123,40 @@ async def test_kubectl_with_the_simulated_kubelet(make_cluster: Any, tmp_path: P
     assert out.splitlines()[1].split()[0] == "web"
     _, out, _ = await kubectl("delete", "pod", "web", "--grace-period=1", "--timeout=20s")
     assert 'pod "web" deleted' in out
+
+
+CONFIG_YAML = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  mode: {mode}
+"""
+
+
+async def test_kubectl_server_side_apply(make_cluster: Any, tmp_path: Path) -> None:
+    """kubectl apply --server-side: ownership per field manager, conflicts, force."""
+    cluster = await make_cluster(kubelet=None, tls=True)
+    kubectl = await kubectl_for(cluster, tmp_path)
+    for mode in ("fast", "slow"):
+        (tmp_path / f"{mode}.yaml").write_text(CONFIG_YAML.format(mode=mode))
+    _, out, _ = await kubectl("apply", "--server-side", "-f", str(tmp_path / "fast.yaml"))
+    assert "configmap/settings serverside-applied" in out
+    code, _, err = await kubectl(
+        "apply", "--server-side", "--field-manager=other", "-f", str(tmp_path / "slow.yaml"),
+        ok=False,
+    )  # fmt: skip
+    assert code == 1
+    assert 'conflict with "kubectl"' in err and ".data.mode" in err
+    await kubectl(
+        "apply", "--server-side", "--field-manager=other", "--force-conflicts",
+        "-f", str(tmp_path / "slow.yaml"),
+    )  # fmt: skip
+    _, out, _ = await kubectl("get", "configmap", "settings", "-o", "jsonpath={.data.mode}")
+    assert out == "slow"
+    _, out, _ = await kubectl(
+        "get", "configmap", "settings", "--show-managed-fields", "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    )  # fmt: skip
+    assert out.split() == ["other"]  # forced: the field changed hands

@@ -159,16 +159,21 @@ async def test_each_pod_answers_on_its_own_address_reused_after_deletion(
 
 
 async def test_requests_that_are_not_quantities_are_refused(sim: Any) -> None:
+    # As the real server: refused while decoding, a 400 before any validation.
     with pytest.raises(ApiException) as refused:
         await sim.create("greedy", sleeper(cpu="lots"))
-    assert refused.value.status == 422
+    assert refused.value.status == 400
+    status = json.loads(refused.value.body)
+    assert status["reason"] == "BadRequest"
+    assert status["message"].startswith('Pod in version "v1" cannot be handled as a Pod: ')
+    assert "quantities must match the regular expression" in status["message"]
     await sim.create("modest", sleeper(cpu="100m"))
     await sim.until("modest", is_ready, within=5)
 
 
 async def test_each_bad_resource_is_named_in_the_refusal(sim: Any) -> None:
     resources = {
-        "requests": {"cpu": "lots", "memory": "2Gi"},
+        "requests": {"cpu": "-1", "memory": "2Gi"},
         "limits": {"memory": "1Gi", "nvidia.com/gpu": "-1"},
     }
     with pytest.raises(ApiException) as refused:
@@ -178,16 +183,15 @@ async def test_each_bad_resource_is_named_in_the_refusal(sim: Any) -> None:
     assert status["reason"] == "Invalid"
     causes = {c["field"]: c["message"] for c in status["details"]["causes"]}
     where = "spec.containers[0].resources"
+    # A request above its limit is reported on `requests`, as the real server does.
     assert set(causes) == {
         f"{where}.requests[cpu]",
         f"{where}.limits[nvidia.com/gpu]",
-        f"{where}.requests[memory]",
+        f"{where}.requests",
     }
-    assert "quantities must match the regular expression" in causes[f"{where}.requests[cpu]"]
+    assert "must be greater than or equal to 0" in causes[f"{where}.requests[cpu]"]
     assert "must be greater than or equal to 0" in causes[f"{where}.limits[nvidia.com/gpu]"]
-    assert (
-        "must be less than or equal to memory limit of 1Gi" in causes[f"{where}.requests[memory]"]
-    )
+    assert "must be less than or equal to memory limit of 1Gi" in causes[f"{where}.requests"]
     # Nothing was stored, and a PATCH cannot slip a bad quantity in either.
     assert (await sim.core.list_namespaced_pod("default")).items == []
     await sim.create("modest", sleeper(cpu="100m"))
@@ -196,7 +200,9 @@ async def test_each_bad_resource_is_named_in_the_refusal(sim: Any) -> None:
             "modest", "default", [{"op": "replace", "path": "/spec/containers/0/resources",
                                    "value": {"requests": {"cpu": "1 core"}}}],
         )  # fmt: skip
+    # After a patch the real server reports it on field `patch`.
     assert patched.value.status == 422
+    assert json.loads(patched.value.body)["details"]["causes"][0]["field"] == "patch"
 
 
 async def test_a_pod_the_scheduler_cannot_read_waits_and_the_others_run(sim: Any) -> None:
