@@ -61,6 +61,11 @@ class KubeletConfig:
     # Run each pod as an unprivileged Unix user of its own (kubesim.kubelet.users);
     # None: whenever the kubelet runs as root, the only way it can.
     isolate_pods: bool | None = None
+    # Place pending pods on the nodes (setting spec.nodeName) and bind claims at
+    # once, as kubesim's own cluster needs. False on a real API server, whose
+    # kube-scheduler binds pods and PV controller binds claims: the kubelet then
+    # only runs the pods already bound to one of its nodes.
+    schedules: bool = True
 
     def isolates(self) -> bool:
         return runs_as_root() if self.isolate_pods is None else self.isolate_pods

@@ -117,11 +117,12 @@ class SimKubelet:
             users=PodUsers(salt=str(data_dir.resolve())) if isolate else None,
         )
         self._unsubscribe.append(store.subscribe("pods", self._on_pod))
-        self._unsubscribe.append(store.subscribe("persistentvolumeclaims", self._on_claim))
         for pod in store.list("pods"):
             self._on_pod("ADDED", pod)
-        for claim in store.list("persistentvolumeclaims"):
-            self._on_claim("ADDED", claim)
+        if self.config.schedules:  # else the API server's PV controller binds claims
+            self._unsubscribe.append(store.subscribe("persistentvolumeclaims", self._on_claim))
+            for claim in store.list("persistentvolumeclaims"):
+                self._on_claim("ADDED", claim)
         self._loop_task = asyncio.create_task(self._schedule_loop(), name="kubesim-scheduler")
         self._loop_task.add_done_callback(self._task_done)  # logged if it ever fails
 
@@ -241,6 +242,8 @@ class SimKubelet:
             phase = (pod.get("status") or {}).get("phase")
             if phase in ("Succeeded", "Failed") or self._services is None:
                 return  # finished before this kubelet started: nothing to run
+            if not self.config.schedules and not self._bound_here(pod):
+                return  # another scheduler places it; only pods bound to our nodes run here
             worker = PodWorker(pod, self._services)
             self._workers[uid] = worker
             self._by_name[(worker.namespace, worker.name)] = worker
@@ -279,11 +282,17 @@ class SimKubelet:
                     log.exception("could not schedule pod %s/%s", worker.namespace, worker.name)
                 await asyncio.sleep(0)  # let a thousand placements share the loop
 
+    def _bound_here(self, pod: Obj) -> bool:
+        return (pod.get("spec") or {}).get("nodeName") in self._scheduler.node_names()
+
     def _try_place(self, worker: PodWorker) -> None:
         assert self._services is not None
         if worker.uid not in self._pending or worker.deleting.is_set():
             return
         spec = worker.pod.get("spec") or {}
+        if not self.config.schedules:
+            self._run_bound(worker, str(spec.get("nodeName")))
+            return
         try:
             self._check_claims(worker)
             requests = pod_requests(spec)
@@ -310,6 +319,19 @@ class SimKubelet:
             f"Successfully assigned {worker.namespace}/{worker.name} to {node}",
             component=SCHEDULER,
         )
+        worker.start(node, address)
+
+    def _run_bound(self, worker: PodWorker, node: str) -> None:
+        """A pod the API server's scheduler bound to one of our nodes: give it an address, run it.
+
+        Capacity is the real scheduler's business (it read the Node's allocatable).
+        """
+        try:
+            address = self._addresses.allocate()
+        except AddressesExhausted as e:
+            log.warning("pod %s/%s waits: %s", worker.namespace, worker.name, e)
+            return  # stays pending: tried again when an address is released
+        del self._pending[worker.uid]
         worker.start(node, address)
 
     def _unschedulable(self, worker: PodWorker, message: str) -> None:

@@ -20,6 +20,10 @@ import aiohttp
 
 from kubesim.kubelet.users import PodUser
 
+# What a real kubelet of the pinned release (tests/realkube/go.mod) sends as
+# User-Agent; servers that log or filter probes see the same string.
+PROBE_USER_AGENT = "kube-probe/1.37"
+
 Obj = dict[str, Any]
 
 
@@ -83,7 +87,7 @@ async def _http(
     path = get.get("path") or "/"
     url = f"{str(get.get('scheme') or 'HTTP').lower()}://{host}:{port}{path}"
     headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
-    headers.setdefault("User-Agent", "kube-probe/1.30")
+    headers.setdefault("User-Agent", PROBE_USER_AGENT)
     try:
         async with session.get(
             url,
