@@ -14,15 +14,15 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kube_servers import (
     PodgateCluster,
     RealServer,
-    delete_cluster_object,
+    delete_cluster_objects,
     ensure_namespace,
     reset_namespace,
+    until_schedulable,
 )
 from realkube.realkube_kit import RealKube, build_realkube, start_realkube
 
@@ -95,8 +95,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 SERVERS = ("kubesim", "realkube")
 # Namespaces the suites use; each realkube test starts with them empty.
 REAL_NAMESPACES = ("default", "podgate")
-# What the node agent registers (kubesim/nodeagent); removed after each test, so the
-# shared control plane is left as it came (tests/realkube expects no nodes).
+# What the node agent registers (kubesim/nodeagent); removed after each module.
 AGENT_NODE = "kubesim-node"
 AGENT_STORAGE_CLASS = "kubesim-local"
 
@@ -138,11 +137,35 @@ def realkube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealKube]:
         kube.stop()
 
 
+@pytest.fixture(scope="module")
+def real_node(realkube: RealKube) -> Iterator[str]:
+    """The agent's Node, kept from test to test of a module, removed after it.
+
+    A new Node carries the not-ready taint until the node lifecycle
+    controller sees it Ready (seconds): once per module, not per test. At
+    the end the Node, the volumes left and the StorageClass are deleted, so
+    the shared control plane is left as it came (tests/realkube expects no
+    nodes).
+    """
+    yield AGENT_NODE
+    delete_cluster_objects(
+        realkube.url,
+        realkube.token,
+        realkube.ca_file,
+        [
+            f"/api/v1/nodes/{AGENT_NODE}",
+            "/api/v1/persistentvolumes",
+            f"/apis/storage.k8s.io/v1/storageclasses/{AGENT_STORAGE_CLASS}",
+        ],
+    )
+
+
 @pytest.fixture
-async def real_server(realkube: RealKube) -> AsyncIterator[RealServer]:
+async def real_server(realkube: RealKube, real_node: str) -> AsyncIterator[RealServer]:
     """The session's real API server, its namespaces emptied, with a node agent running pods.
 
-    The agent registers its Node and StorageClass; both are deleted afterwards.
+    The agent is the test's own (its pods' processes and echo servers live on
+    the test's event loop); the Node it registers is the module's (real_node).
     """
     from kubesim.nodeagent import NodeAgent
 
@@ -155,6 +178,7 @@ async def real_server(realkube: RealKube) -> AsyncIterator[RealServer]:
         await agent.start()
         server.agent = agent
         try:
+            await until_schedulable(rest, real_node)
             yield server
         finally:
             try:
@@ -162,19 +186,6 @@ async def real_server(realkube: RealKube) -> AsyncIterator[RealServer]:
                     await reset_namespace(rest, namespace)
             finally:
                 await agent.stop()
-                await delete_cluster_object(rest, f"/api/v1/nodes/{AGENT_NODE}")
-                await _delete_volumes(rest)
-                await delete_cluster_object(
-                    rest, f"/apis/storage.k8s.io/v1/storageclasses/{AGENT_STORAGE_CLASS}"
-                )
-
-
-async def _delete_volumes(rest: Any) -> None:
-    """PersistentVolumes the agent provisioned and did not reclaim before it stopped."""
-    status, body = await rest.call("GET", "/api/v1/persistentvolumes")
-    assert status == 200, body
-    for volume in body["items"]:
-        await delete_cluster_object(rest, f"/api/v1/persistentvolumes/{volume['metadata']['name']}")
 
 
 @pytest.fixture

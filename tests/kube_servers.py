@@ -13,9 +13,12 @@ either server.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import ssl
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,11 +191,59 @@ async def reset_namespace(rest: KubeRest, namespace: str, seconds: float = RESET
             await asyncio.sleep(0.1)
 
 
-async def delete_cluster_object(rest: KubeRest, path: str, seconds: float = RESET_SECONDS) -> None:
-    """Delete a cluster-scoped object (a Node, a StorageClass, a PV) and wait until it is gone."""
-    status, body = await rest.call("DELETE", path, gracePeriodSeconds="0")
-    assert status in (200, 202, 404), (path, body)
+async def until_schedulable(rest: KubeRest, node: str, seconds: float = 60.0) -> None:
+    """Wait (bounded) until `node` is Ready and carries no NoSchedule or NoExecute taint.
+
+    A Node is created with the not-ready taint (the TaintNodesByCondition
+    admission plugin); the node lifecycle controller lifts it once it sees
+    the node Ready, on its next pass.
+    """
     deadline = time.monotonic() + seconds
-    while (await rest.call("GET", path))[0] != 404:
-        assert time.monotonic() < deadline, f"{path} not gone"
-        await asyncio.sleep(0.1)
+    while True:
+        status, body = await rest.call("GET", f"/api/v1/nodes/{node}")
+        if status == 200:
+            taints = [
+                t for t in body["spec"].get("taints") or () if t["effect"] != "PreferNoSchedule"
+            ]
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in body.get("status", {}).get("conditions") or ()
+            )
+            if ready and not taints:
+                return
+        assert time.monotonic() < deadline, f"node {node} not schedulable: {status} {body}"
+        await asyncio.sleep(0.2)
+
+
+def delete_cluster_objects(
+    url: str, token: str, ca_file: Path, paths: list[str], seconds: float = RESET_SECONDS
+) -> None:
+    """Delete cluster-scoped objects (or whole collections) and wait until they are gone.
+
+    Synchronous (urllib), for module and session teardown outside any event loop.
+    """
+    context = ssl.create_default_context(cafile=str(ca_file))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
+
+    def call(method: str, path: str) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            url + path, method=method, headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with opener.open(request, timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    deadline = time.monotonic() + seconds
+    for path in paths:
+        status, body = call("DELETE", path)
+        assert status in (200, 202, 404), (path, body)
+        while True:
+            status, body = call("GET", path)
+            if status == 404 or (status == 200 and body.get("items") == []):
+                break
+            assert time.monotonic() < deadline, f"{path} not gone: {body}"
+            time.sleep(0.2)
