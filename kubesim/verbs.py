@@ -229,6 +229,13 @@ def _delete_pod(store: Store, namespace: str, old: Entry, grace: int | None) -> 
     phase = (old.obj.get("status") or {}).get("phase")
     # As the real pod strategy: unscheduled or finished pods have nothing to stop.
     if grace <= 0 or not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+        # As the real registry, a pod going at once is still deleted gracefully with
+        # grace 0: first marked (watchers see MODIFIED with deletionTimestamp now and
+        # deletionGracePeriodSeconds 0), then removed (DELETED, the marked object).
+        marked = old.copy()
+        marked["metadata"]["deletionTimestamp"] = _now_seconds()
+        marked["metadata"]["deletionGracePeriodSeconds"] = 0
+        store.commit("pods", marked, "MODIFIED", old)
         return store.delete("pods", namespace, meta["name"]), True
     current = meta.get("deletionGracePeriodSeconds")
     if current is not None and grace >= current:
@@ -238,6 +245,10 @@ def _delete_pod(store: Store, namespace: str, old: Entry, grace: int | None) -> 
     obj["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
     obj["metadata"]["deletionGracePeriodSeconds"] = grace
     return store.commit("pods", obj, "MODIFIED", old), False
+
+
+def _now_seconds() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _empty_namespace(store: Store, namespace: str) -> None:

@@ -192,9 +192,11 @@ async def test_watch_yields_changes_in_order(api: KubeApi) -> None:
     await api.create("pods", NS, pod("jupyter-ada"))
     await api.patch("pods", NS, "jupyter-ada", {"metadata": {"labels": {"x": "1"}}})
     await api.delete("pods", NS, "jupyter-ada")
-    events = await collect(api, version, until=3, timeout_seconds=5)
-    assert [e.type for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+    events = await collect(api, version, until=4, timeout_seconds=5)
+    # Unscheduled, the pod goes at once: marked deleting, then removed (as the real server).
+    assert [e.type for e in events] == ["ADDED", "MODIFIED", "MODIFIED", "DELETED"]
     assert events[1].object["metadata"]["labels"] == {"x": "1"}
+    assert events[2].object["metadata"]["deletionGracePeriodSeconds"] == 0
 
 
 async def test_watch_yields_bookmarks_and_ends_cleanly(api: KubeApi, calls: Calls) -> None:

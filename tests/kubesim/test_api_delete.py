@@ -64,12 +64,15 @@ async def test_watch_sees_terminating_then_deleted(core_api: Any) -> None:
     async with asyncio.timeout(5):
         async for event in stream:
             events.append(event)
-            if len(events) == 2:
+            if len(events) == 3:
                 break
     await w.close()
-    assert [e["type"] for e in events] == ["MODIFIED", "DELETED"]
+    # As the real server: grace 0 shortens the deletion (MODIFIED), then removes the pod.
+    assert [e["type"] for e in events] == ["MODIFIED", "MODIFIED", "DELETED"]
     assert events[0]["object"].metadata.deletion_grace_period_seconds == 10
-    assert events[1]["object"].metadata.name == "carol"
+    assert events[1]["object"].metadata.deletion_grace_period_seconds == 0
+    assert events[2]["object"].metadata.name == "carol"
+    assert events[2]["object"].metadata.deletion_grace_period_seconds == 0
 
 
 async def test_delete_preconditions_and_missing_objects(core_api: Any) -> None:
