@@ -1,6 +1,9 @@
-"""Shared fixtures for control-plane tests: a started kubesim cluster and our client on it.
+"""Shared fixtures for control-plane tests: a started cluster and our client on it.
 
-Every fixture stops what it starts. Tests reach the cluster only over HTTP,
+`cluster` is a kubesim SimCluster, or for a `both_servers` test's realkube
+variant the session's real API server (kube_servers.RealServer) with a node
+agent; both offer url, token, kubeconfig() and write_kubeconfig(). Every
+fixture stops what it starts. Tests reach the cluster only over HTTP,
 through control.k8s (the real kubernetes_asyncio client), never its internals.
 """
 
@@ -11,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from kube_servers import RealServer
 
 from control.k8s import KubeApi, connect_kube
 from kubesim.cluster import SimCluster
@@ -45,13 +49,23 @@ async def make_cluster() -> AsyncIterator[ClusterFactory]:
 
 
 @pytest.fixture
-async def cluster(make_cluster: ClusterFactory) -> SimCluster:
-    """A started cluster with the "podgate" namespace and kubesim's own kubelet."""
+async def sim_cluster(make_cluster: ClusterFactory) -> SimCluster:
+    """A started kubesim with the "podgate" namespace and kubesim's own kubelet."""
     return await make_cluster(kubelet="sim")
 
 
 @pytest.fixture
-async def kube(cluster: SimCluster) -> AsyncIterator[KubeApi]:
+def cluster(request: pytest.FixtureRequest, kube_server: str) -> SimCluster | RealServer:
+    """kubesim (sim_cluster), or the real API server (real_server) for a realkube variant.
+
+    Sync on purpose: an async fixture cannot ask for other async fixtures by name.
+    """
+    name = "real_server" if kube_server == "realkube" else "sim_cluster"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def kube(cluster: SimCluster | RealServer) -> AsyncIterator[KubeApi]:
     """Our KubeApi connected to `cluster` (namespace "podgate"); closed after the test."""
     api = await connect_kube(kubeconfig=cluster.kubeconfig(NAMESPACE), request_timeout=5.0)
     yield api

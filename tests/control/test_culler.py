@@ -1,7 +1,8 @@
 """The built-in idle culler: stops idle (or too old) servers only, and survives API faults.
 
 Real podgates with echo pods; traffic is signed-in browsers' requests and
-WebSockets through the edge. Rounds every 0.2 s, timeouts of seconds.
+WebSockets through the edge. Rounds every 0.2 s, timeouts of seconds. On both
+API servers, but for the tests that inject API latency and errors (kubesim_only).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from typing import Any
 import aiohttp
 import pytest
 from hub_kit import Browser, podgate_config
+from kube_servers import PodgateCluster
 
 from podgate.assembly import Podgate
 from podgate.schema import ConfigError
 
 MakePodgate = Callable[..., Awaitable[Podgate]]
 FaultSetter = Callable[..., Awaitable[dict[str, Any]]]
+
+pytestmark = pytest.mark.both_servers
 
 TIMEOUT = 3.0  # idle seconds before a cull; the edge bumps WebSocket activity once a second
 
@@ -133,11 +137,11 @@ async def test_admins_can_be_left_out(make_podgate: MakePodgate) -> None:
 
 
 async def test_a_starting_server_is_never_culled(
-    make_podgate: MakePodgate, set_faults: FaultSetter
+    make_podgate: MakePodgate, podgate_cluster: PodgateCluster
 ) -> None:
     pg = await make_podgate(_culler(timeout=0.3))
-    assert pg.cluster is not None and pg.control is not None and pg.control.spawner is not None
-    await set_faults(pg.cluster, {"kubelet_paused": True})
+    assert pg.control is not None and pg.control.spawner is not None
+    podgate_cluster.set_paused(pg, True)
     try:
         await pg.control.spawner.start("ada")
         await asyncio.sleep(1.5)  # five times the timeout, seven rounds
@@ -146,10 +150,11 @@ async def test_a_starting_server_is_never_culled(
         pod = await pg.control.kube.get("pods", "podgate", "jupyter-ada")
         assert not pod["metadata"].get("deletionTimestamp")
     finally:
-        await set_faults(pg.cluster, {"reset": True})
+        podgate_cluster.set_paused(pg, False)
         await pg.control.spawner.stop("ada")
 
 
+@pytest.mark.kubesim_only
 async def test_stops_run_at_most_concurrency_at_a_time(
     make_podgate: MakePodgate, set_faults: FaultSetter
 ) -> None:
@@ -175,6 +180,7 @@ async def test_stops_run_at_most_concurrency_at_a_time(
         await _close(browsers)
 
 
+@pytest.mark.kubesim_only
 async def test_api_faults_stop_nothing_wrongly_and_the_culler_carries_on(
     make_podgate: MakePodgate, set_faults: FaultSetter
 ) -> None:

@@ -1,5 +1,6 @@
 """Starting, using and stopping a server through a real podgate, as a signed-in person does.
 
+Each test runs against kubesim and against the real API server (both_servers).
 The pods are kubesim's shared-process echo servers: they answer HTTP with
 JSON describing what they received, echo WebSocket messages, and refuse
 anything without their pod token.
@@ -17,8 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 from hub_kit import EVENT_SOURCE, Browser
+from kube_servers import PodgateCluster
 
 MakePodgate = Callable[..., Awaitable[Any]]
+
+pytestmark = pytest.mark.both_servers
 
 
 async def _signed_in(pg: Any, user: str) -> Browser:
@@ -146,6 +150,7 @@ async def test_an_admin_may_start_someone_elses_server(make_podgate: MakePodgate
 
 async def test_stop_removes_the_route_and_the_next_visit_spawns_again(
     make_podgate: MakePodgate,
+    podgate_cluster: PodgateCluster,
 ) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
@@ -153,14 +158,14 @@ async def test_stop_removes_the_route_and_the_next_visit_spawns_again(
         await browser.progress("ada", seconds=15)
         await _until(lambda: _routed(browser, "ada"))
         token = await browser.xsrf("/hub/home")
-        pg.cluster.kubelet.set_paused(True)  # the pod is deleting, not gone yet
+        podgate_cluster.set_paused(pg, True)  # the pod is deleting, not gone yet
         try:
             stopped = await browser.post("/hub/stop", {"_xsrf": token}, allow_redirects=False)
             assert stopped.status == 303
             assert stopped.headers["Location"] == "/hub/home"
             await _until(lambda: _state_is(browser, "stopping"), seconds=5)
         finally:
-            pg.cluster.kubelet.set_paused(False)
+            podgate_cluster.set_paused(pg, False)
 
         async def route_gone() -> bool:
             response = await browser.get("/user/ada/", allow_redirects=False)
@@ -176,10 +181,12 @@ async def _state_is(browser: Browser, state: str) -> bool:
     return await _home_state(browser) == state
 
 
-async def test_home_shows_starting_while_the_pod_is_not_ready(make_podgate: MakePodgate) -> None:
+async def test_home_shows_starting_while_the_pod_is_not_ready(
+    make_podgate: MakePodgate, podgate_cluster: PodgateCluster
+) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        pg.cluster.kubelet.set_paused(True)
+        podgate_cluster.set_paused(pg, True)
         try:
             start = await browser.start("ada")
             assert start.status == 303
@@ -187,7 +194,7 @@ async def test_home_shows_starting_while_the_pod_is_not_ready(make_podgate: Make
             pending = await browser.get("/hub/spawn-pending/ada")
             assert pending.status == 200
         finally:
-            pg.cluster.kubelet.set_paused(False)
+            podgate_cluster.set_paused(pg, False)
         await browser.progress("ada", seconds=15)
         await _until(lambda: _state_is(browser, "running"))
 
@@ -206,11 +213,11 @@ async def test_progress_of_a_server_that_is_not_starting_is_a_400(
 
 
 async def test_leaving_the_progress_page_mid_spawn_is_quiet(
-    make_podgate: MakePodgate, caplog: pytest.LogCaptureFixture
+    make_podgate: MakePodgate, podgate_cluster: PodgateCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        pg.cluster.kubelet.set_paused(True)
+        podgate_cluster.set_paused(pg, True)
         try:
             await browser.start("ada")
             url = browser.url(await browser.progress_path("ada"))
@@ -221,7 +228,7 @@ async def test_leaving_the_progress_page_mid_spawn_is_quiet(
             # The browser went away; the spawn goes on and nothing is logged as an error.
             await asyncio.sleep(0.2)
         finally:
-            pg.cluster.kubelet.set_paused(False)
+            podgate_cluster.set_paused(pg, False)
         events = await browser.progress("ada", seconds=15)
         assert events[-1].get("ready") is True
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -229,7 +236,7 @@ async def test_leaving_the_progress_page_mid_spawn_is_quiet(
 
 
 async def test_a_quiet_start_keeps_its_stream_across_keep_alives(
-    make_podgate: MakePodgate, monkeypatch: pytest.MonkeyPatch
+    make_podgate: MakePodgate, podgate_cluster: PodgateCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A start with nothing to say for a while (a long image pull) keeps its stream open."""
     from control.web import progress_stream
@@ -237,7 +244,7 @@ async def test_a_quiet_start_keeps_its_stream_across_keep_alives(
     monkeypatch.setattr(progress_stream, "KEEPALIVE_SECONDS", 0.2)
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
-        pg.cluster.kubelet.set_paused(True)
+        podgate_cluster.set_paused(pg, True)
         try:
             await browser.start("ada")
             url = browser.url(await browser.progress_path("ada"))
@@ -245,18 +252,19 @@ async def test_a_quiet_start_keeps_its_stream_across_keep_alives(
                 lines = []
                 while sum(1 for line in lines if line.startswith(b":")) < 3:
                     lines.append(await asyncio.wait_for(stream.content.readline(), 5))
-                pg.cluster.kubelet.set_paused(False)
+                podgate_cluster.set_paused(pg, False)
                 async with asyncio.timeout(15):
                     async for line in stream.content:
                         lines.append(line)
         finally:
-            pg.cluster.kubelet.set_paused(False)
+            podgate_cluster.set_paused(pg, False)
     events = [json.loads(line[6:]) for line in lines if line.startswith(b"data: ")]
     assert events[-1].get("ready") is True, events
 
 
 async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_the_page(
     make_podgate: MakePodgate,
+    podgate_cluster: PodgateCluster,
 ) -> None:
     """Stop, then open the server again at once: the spawn page answers promptly, progress
     says it waits for the old pod, and a new pod runs once the old one is gone."""
@@ -266,7 +274,7 @@ async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_t
         first = await browser.progress("ada")
         assert first[-1].get("ready") is True
         old = await pg.control.kube.get("pods", "podgate", "jupyter-ada")
-        pg.cluster.kubelet.set_paused(True)  # the old pod stays terminating
+        podgate_cluster.set_paused(pg, True)  # the old pod stays terminating
         try:
             token = await browser.xsrf("/hub/home")
             stopped = await browser.post("/hub/stop", {"_xsrf": token}, allow_redirects=False)
@@ -286,11 +294,11 @@ async def test_coming_back_while_the_old_pod_stops_starts_anew_without_holding_t
                             event = json.loads(line[6:])
                             messages.append(event["message"])
                             if "previous server" in event["message"]:
-                                pg.cluster.kubelet.set_paused(False)
+                                podgate_cluster.set_paused(pg, False)
                             if event.get("ready") or event.get("failed"):
                                 break
         finally:
-            pg.cluster.kubelet.set_paused(False)
+            podgate_cluster.set_paused(pg, False)
         assert any("previous server" in m for m in messages), messages
         assert "ready" in messages[-1].lower(), messages
         new = await pg.control.kube.get("pods", "podgate", "jupyter-ada")

@@ -1,4 +1,5 @@
-"""Spawner on kubesim: a start is routed and reported, stop removes the route, restart adopts."""
+"""Spawner on both API servers: a start is routed and reported, stop removes the route,
+restart adopts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from control.errors import BadProfile, NotFound
 from control.kube import Kube
 from control.settings import Profile, Storage
 from tests.control.test_spawner_support import NAMESPACE, echo_settings, spawner_stack, until
+
+pytestmark = pytest.mark.both_servers
 
 
 async def test_echo_start_is_ready_routed_and_reported(kube: Kube) -> None:

@@ -1,4 +1,8 @@
-"""Spawner failure paths on kubesim: each ends with the reason in words and no pod left over."""
+"""Spawner failure paths: each ends with the reason in words and no pod left over.
+
+The terminal failures and the start timeout run on both API servers; the API
+faults need kubesim's fault hooks (kubesim_only).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import sys
 
 import pytest
+from kube_servers import RealServer, pause_nodes
 
 from control.errors import NotFound, SpawnFailed, SpawnLimitReached
 from control.kube import Kube
@@ -13,6 +18,11 @@ from control.settings import Resources
 from kubesim.cluster import SimCluster
 from tests.control.conftest import FaultSetter
 from tests.control.test_spawner_support import NAMESPACE, echo_settings, spawner_stack, until
+
+pytestmark = pytest.mark.both_servers
+
+# Touches every page of 200 MiB (bytes, not a lazily zeroed bytearray), then waits.
+HUNGRY = "import time; hoard = b'x' * (200 * 2**20); time.sleep(60)"
 
 
 async def gone(kube: Kube, name: str) -> bool:
@@ -38,8 +48,18 @@ async def gone(kube: Kube, name: str) -> bool:
             "exit code 4",
         ),
         ({"resources": Resources(cpu_request="5000")}, "unschedulable", "no node has room"),
+        (
+            {
+                "image": "python:3",
+                "cmd": (sys.executable, "-c", HUNGRY),
+                "readiness_path": "api",
+                "resources": Resources(memory_request="64Mi", memory_limit="64Mi"),
+            },
+            "out_of_memory",
+            "ran out of memory",
+        ),
     ],
-    ids=["bad-image", "crash-loop", "unschedulable"],
+    ids=["bad-image", "crash-loop", "unschedulable", "oom"],
 )
 async def test_terminal_failure_is_told_in_words_and_the_pod_deleted(
     kube: Kube, changes: dict[str, object], reason: str, words: str
@@ -91,10 +111,10 @@ async def test_two_replicas_starting_one_user_make_one_pod(kube: Kube) -> None:
 
 
 async def test_concurrent_spawn_limit_refuses_without_pile_up(
-    kube: Kube, cluster: SimCluster, set_faults: FaultSetter
+    kube: Kube, cluster: SimCluster | RealServer
 ) -> None:
     async with spawner_stack(kube, echo_settings(concurrent_spawn_limit=2)) as stack:
-        await set_faults(cluster, {"kubelet_paused": True})  # starts stay under way
+        pause_nodes(cluster, True)  # starts stay under way
         try:
             await stack.spawner.start("ada")
             await stack.spawner.start("bob")
@@ -108,13 +128,14 @@ async def test_concurrent_spawn_limit_refuses_without_pile_up(
             pods = (await kube.list("pods", NAMESPACE)).items
             assert sorted(p["metadata"]["name"] for p in pods) == ["jupyter-ada", "jupyter-bob"]
         finally:
-            await set_faults(cluster, {"kubelet_paused": False})
+            pause_nodes(cluster, False)
         for user in ("ada", "bob"):
             assert (await stack.spawner.wait(user, 10)).state == "running"
         await stack.spawner.start("cat")  # room again
         assert (await stack.spawner.wait("cat", 10)).state == "running"
 
 
+@pytest.mark.kubesim_only
 async def test_api_error_on_create_fails_then_a_retry_succeeds(
     kube: Kube, cluster: SimCluster, set_faults: FaultSetter
 ) -> None:
@@ -134,6 +155,7 @@ async def test_api_error_on_create_fails_then_a_retry_succeeds(
         assert (await stack.spawner.wait("ada", 10)).state == "running"
 
 
+@pytest.mark.kubesim_only
 async def test_api_faults_while_running_never_delete_the_pod(
     kube: Kube, cluster: SimCluster, set_faults: FaultSetter
 ) -> None:

@@ -1,7 +1,8 @@
 """Two podgate replicas on one cluster behave as one: shared sessions, one pod per user.
 
-Both run the real assembly against the same kubesim (cluster kind kube, a
-kubeconfig file); they share nothing but the cookie secret and Kubernetes.
+Both run the real assembly against the same cluster (kind kube, a kubeconfig
+file): kubesim, and the real API server (both_servers); they share nothing
+but the cookie secret and Kubernetes.
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from hub_kit import Browser
+from kube_servers import RealServer
 
 from control.manifests import POD_SELECTOR
 from kubesim.cluster import SimCluster
 
+pytestmark = pytest.mark.both_servers
 
-async def _replicas(make_podgate, cluster: SimCluster, tmp_path: Path):  # type: ignore[no-untyped-def]
+
+async def _replicas(make_podgate, cluster: SimCluster | RealServer, tmp_path: Path):  # type: ignore[no-untyped-def]
     kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace="podgate")
     settings = {"cluster": {"kind": "kube", "kubeconfig": str(kubeconfig)}}
     return await make_podgate(settings), await make_podgate(settings)
@@ -31,7 +36,7 @@ async def _until_routed(browser: Browser, path: str, seconds: float = 15.0) -> d
 
 
 async def test_both_replicas_starting_one_user_make_one_pod(
-    make_podgate, cluster: SimCluster, kube, tmp_path: Path
+    make_podgate, cluster: SimCluster | RealServer, kube, tmp_path: Path
 ) -> None:
     first, second = await _replicas(make_podgate, cluster, tmp_path)
     async with Browser(first.public_url) as one, Browser(second.public_url) as two:
@@ -50,7 +55,7 @@ async def test_both_replicas_starting_one_user_make_one_pod(
 
 
 async def test_a_session_from_one_replica_is_good_at_the_other(
-    make_podgate, cluster: SimCluster, tmp_path: Path
+    make_podgate, cluster: SimCluster | RealServer, tmp_path: Path
 ) -> None:
     first, second = await _replicas(make_podgate, cluster, tmp_path)
     async with Browser(first.public_url) as browser:

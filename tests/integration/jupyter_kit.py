@@ -2,8 +2,8 @@
 
 `start_podgate_process` runs `python -m podgate.cli run` with a YAML config
 and reads the URLs from its banner; `start_kubesim_process` runs `podgate
-sim` alone and reads its kubeconfig; `KubeRest` talks to that kubesim over
-plain HTTP with its bearer token (the same REST a kubectl would use); the
+sim` alone and reads its kubeconfig; `KubeRest` (from tests/kube_servers.py)
+talks to either API server with its bearer token (the REST a kubectl uses); the
 /proc helpers find a process's children and what is left of them after it
 exits; `run_code` speaks the Jupyter messaging protocol (v5, JSON over the
 default WebSocket protocol) to a kernel.
@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 import aiohttp
 import yaml
+from kube_servers import KubeRest as KubeRest  # re-exported: tests import it from here
 
 BANNER = re.compile(r"podgate: public (http://\S+)  ops (http://\S+)")
 KUBESIM_BANNER = re.compile(r"kubesim listening on (https?://\S+)")
@@ -197,46 +198,30 @@ async def start_kubesim_process(
     return sim
 
 
-# -- the Kubernetes API, as a script would call it ---------------------------------------
+# -- the cluster the processes run against ----------------------------------------------
 
 
-class KubeRest:
-    """Plain REST calls to a kubesim with its token; answers are (status, JSON body)."""
+@dataclass(frozen=True)
+class ClusterAccess:
+    """How a test and podgate processes reach the cluster."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self._session = aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=aiohttp.ClientTimeout(total=10),
-        )
+    url: str
+    kubeconfig: Path  # admin, namespace "podgate": what podgate's `cluster.kubeconfig` names
+    token: str
+    ca_file: Path | None = None  # None: plain HTTP (kubesim)
+    agent: Any = None  # the real server's node agent; None on kubesim
 
-    async def close(self) -> None:
-        await self._session.close()
+    @property
+    def real(self) -> bool:
+        return self.agent is not None
 
-    async def call(
-        self, method: str, path: str, body: Any = None, **params: str
-    ) -> tuple[int, dict[str, Any]]:
-        async with self._session.request(
-            method, self.url + path, json=body, params=params or None
-        ) as response:
-            return response.status, await response.json(content_type=None)
 
-    async def log(self, namespace: str, pod: str) -> tuple[int, str]:
-        """(status, text) of the pod's log."""
-        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
-        async with self._session.get(self.url + path) as response:
-            return response.status, await response.text()
-
-    async def pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        status, body = await self.call(
-            "GET", f"/api/v1/namespaces/{namespace}/pods", labelSelector=label_selector
-        )
-        assert status == 200, body
-        return list(body["items"])
-
-    async def set_faults(self, faults: Mapping[str, Any]) -> None:
-        status, body = await self.call("PUT", "/kubesim/faults", dict(faults))
-        assert status == 200, body
+async def pause_kubelet(cluster: ClusterAccess, kube: KubeRest, paused: bool) -> None:
+    """Hold (or let go) the kubelet: pods stay as they are, new ones stay pending."""
+    if cluster.agent is not None:
+        cluster.agent.set_paused(paused)
+    else:
+        await kube.set_faults({"kubelet_paused": paused})
 
 
 # -- processes on this machine, from /proc -----------------------------------------------

@@ -3,7 +3,8 @@
 Three users' echo servers run; one of them keeps sending requests through
 the edge. The culler runs as its own process with a short timeout and an
 API token holding only the scopes it needs, and it stops exactly the two
-idle servers: the active one is left running. Bounded to ~30 s.
+idle servers: the active one is left running. Bounded to ~30 s. On both API
+servers (both_servers).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from hub_kit import Browser
 pytest.importorskip("jupyterhub_idle_culler", reason="pip install jupyterhub-idle-culler")
 
 MakePodgate = Callable[..., Awaitable[Any]]
+
+pytestmark = pytest.mark.both_servers
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 CULLER_TOKEN = "test-culler-token-0123456789"

@@ -1,7 +1,8 @@
 """Two podgate replicas behind a round-robin TCP balancer behave as one podgate.
 
-kubesim runs alone as a process (the cluster); two podgate processes run
-against it with `cluster: {kind: kube}`, the same config and cookie secret,
+The cluster is kubesim running alone as a process, or the real API server
+with a node agent (both_servers); two podgate processes run against it with
+`cluster: {kind: kube}`, the same config and cookie secret,
 echo pods, an API token, an admin, and the built-in culler enabled in both.
 A small TCP balancer (tests/integration/tcp_balancer.py) stands in for the
 Service: each new connection goes to the next replica. The browsers open a
@@ -36,10 +37,11 @@ import aiohttp
 import pytest
 from hub_kit import COOKIE_SECRET, ECHO_SPAWNER, EVENT_SOURCE, PASSWORD, Browser
 from jupyter_kit import (
+    ClusterAccess,
     KubeRest,
-    KubesimProcess,
     PodgateProcess,
     eventually,
+    pause_kubelet,
     start_podgate_process,
 )
 from tcp_balancer import Backend, RoundRobinBalancer
@@ -52,6 +54,8 @@ NAMESPACE = "podgate"
 ADMIN = "root"
 API_TOKEN = "test-replicas-api-token-0123456789"
 USERS = tuple(f"user{i}" for i in range(10))
+
+pytestmark = pytest.mark.both_servers
 
 
 class FreshConnectionBrowser(Browser):
@@ -72,6 +76,7 @@ class Deployment:
     replicas: tuple[PodgateProcess, PodgateProcess]
     balancer: RoundRobinBalancer
     kube: KubeRest
+    cluster: ClusterAccess
 
     @property
     def url(self) -> str:
@@ -102,13 +107,13 @@ def replica_config(kubeconfig: Path, cull_timeout: float) -> dict[str, Any]:
 
 @pytest.fixture
 async def deploy(
-    tmp_path: Path, kubesim: KubesimProcess, kube: KubeRest
+    tmp_path: Path, cluster: ClusterAccess, kube: KubeRest
 ) -> AsyncIterator[MakeDeployment]:
     """Two ready replicas and the balancer in front; all stopped at the end."""
     async with AsyncExitStack() as stack:
 
         async def make(cull_timeout: float) -> Deployment:
-            config = replica_config(kubesim.kubeconfig, cull_timeout)
+            config = replica_config(cluster.kubeconfig, cull_timeout)
             started: list[PodgateProcess] = []
 
             async def end_all() -> None:
@@ -121,7 +126,7 @@ async def deploy(
             balancer = RoundRobinBalancer([Backend.of_url(r.public) for r in started])
             await balancer.start()
             stack.push_async_callback(balancer.close)
-            return Deployment((started[0], started[1]), balancer, kube)
+            return Deployment((started[0], started[1]), balancer, kube, cluster)
 
         yield make
 
@@ -440,7 +445,7 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
     deployment = await deploy(3600)
     a, b = deployment.replicas
     # Pods stay starting (as a real image pull would keep them) while the kubelet is paused.
-    await deployment.kube.set_faults({"kubelet_paused": True})
+    await pause_kubelet(deployment.cluster, deployment.kube, True)
     browser = FreshConnectionBrowser(a.public)
     try:
         assert (await browser.login("ada", next_url="/hub/home")).status == 200
@@ -470,7 +475,7 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
             browser.url(path), headers=EVENT_SOURCE, timeout=aiohttp.ClientTimeout(total=20)
         ) as response:
             assert response.status == 200
-            await deployment.kube.set_faults({"reset": True})
+            await pause_kubelet(deployment.cluster, deployment.kube, False)
             events = [
                 json.loads(line[6:])
                 async for line in response.content
@@ -479,7 +484,7 @@ async def test_the_progress_stream_at_the_other_replica_follows_a_starting_serve
         assert events[-1].get("ready") is True, events
         assert events[-1]["url"] == "/user/ada/"
     finally:
-        await deployment.kube.set_faults({"reset": True})
+        await pause_kubelet(deployment.cluster, deployment.kube, False)
         await browser.close()
 
 

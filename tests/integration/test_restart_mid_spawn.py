@@ -1,8 +1,9 @@
 """Killing podgate while servers are starting leaves no duplicate pod and no orphan claim.
 
-kubesim runs alone as a process (the cluster that outlives the ingress pod);
-podgate runs against it as a process with `cluster: {kind: kube}`, a fixed
-cookie secret, echo pods and storage, so each user gets a PersistentVolumeClaim.
+The cluster that outlives the ingress pod is kubesim running alone as a
+process, or the real API server with a node agent (both_servers); podgate
+runs against it as a process with `cluster: {kind: kube}`, a fixed cookie
+secret, echo pods and storage, so each user gets a PersistentVolumeClaim.
 Three users run and keep clicking; five more start at once and podgate is
 SIGKILLed while those starts are in flight, each caught at a different step
 (the kubelet is paused and the API refuses creates with 429s, so the steps
@@ -33,13 +34,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from hub_kit import Browser
 from jupyter_kit import (
+    ClusterAccess,
     KubeRest,
     KubesimProcess,
     PodgateProcess,
     eventually,
     free_port,
+    pause_kubelet,
     start_podgate_process,
 )
 from test_restart_recovery import (
@@ -65,6 +69,8 @@ CLAIMS_PATH = f"/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims"
 # so these starts are still under way (not failed) when podgate dies.
 REFUSED_CREATES = 100
 REFUSE_CREATES = {"errors": {"create": {"code": 429, "count": REFUSED_CREATES, "retry_after": 10}}}
+
+pytestmark = pytest.mark.both_servers
 
 
 def mid_spawn_config(kubeconfig: Path, port: int) -> dict[str, Any]:
@@ -142,6 +148,7 @@ async def reaches_own_pod(browser: Browser, user: str) -> bool:
     return response.status == 200 and (await response.json())["pod"] == pod_name(user)
 
 
+@pytest.mark.kubesim_only
 async def test_sigkill_mid_spawn_leaves_no_duplicate_pod_nor_orphan_claim_and_every_start_ends(
     tmp_path: Path, kubesim: KubesimProcess, kube: KubeRest
 ) -> None:
@@ -271,16 +278,15 @@ async def image_pull_failing(kube: KubeRest, user: str) -> bool:
 
 
 async def test_a_start_that_fails_for_good_after_the_restart_is_told_as_a_failure(
-    tmp_path: Path, kubesim: KubesimProcess, kube: KubeRest
+    tmp_path: Path, cluster: ClusterAccess, kube: KubeRest
 ) -> None:
-    sim = kubesim
-    config = mid_spawn_config(sim.kubeconfig, free_port())
+    config = mid_spawn_config(cluster.kubeconfig, free_port())
     config["spawner"]["image"] = BROKEN_IMAGE
     first = await start_podgate_process(config, tmp_path, name="podgate-first")
     second: PodgateProcess | None = None
     browser = Browser(first.public)
     try:
-        await kube.set_faults({"kubelet_paused": True})
+        await pause_kubelet(cluster, kube, True)
         pending = await browser.login("ada")  # the pod is made, not pulled yet
         assert pending.status == 200 and "/hub/spawn-pending/" in pending.url.path
         assert set(await user_pods(kube)) == {"ada"}
@@ -288,7 +294,7 @@ async def test_a_start_that_fails_for_good_after_the_restart_is_told_as_a_failur
 
         second = await start_podgate_process(config, tmp_path, name="podgate-second")
         await readiness_until_ready(second.ops, 30)
-        await kube.set_faults({"kubelet_paused": False})
+        await pause_kubelet(cluster, kube, False)
         await eventually(lambda: image_pull_failing(kube, "ada"), 10, "the pull fails")
 
         # What ada sees: the failure in words, as without a restart.

@@ -72,6 +72,7 @@ async def test_watch_sees_terminating_then_deleted(core_api: Any) -> None:
     assert events[0]["object"].metadata.deletion_grace_period_seconds == 10
     assert events[1]["object"].metadata.deletion_grace_period_seconds == 0
     assert events[2]["object"].metadata.name == "carol"
+    assert events[2]["object"].metadata.deletion_grace_period_seconds == 0
 
 
 async def test_delete_preconditions_and_missing_objects(core_api: Any) -> None:
