@@ -95,3 +95,5 @@ def add_api_routes(app: web.Application, hub: Hub) -> None:
         app[HUB_KEY] = hub
     for method, path, handler in ROUTES:
         app.router.add_route(method, API + path, answering_errors(handler))
+    # jupyterhub-singleuser checks the version at JUPYTERHUB_API_URL itself, with no slash.
+    app.router.add_route("GET", API, answering_errors(version))
