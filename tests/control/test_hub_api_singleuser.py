@@ -129,6 +129,9 @@ async def test_version_header_is_one_singleuser_accepts(make_podgate: MakePodgat
     # jupyterhub-singleuser warns unless the major version matches its own (6.x).
     assert headers["X-JupyterHub-Version"] == body["version"]
     assert headers["X-JupyterHub-Version"].split(".")[0] == "6"
+    # The server asks at JUPYTERHUB_API_URL as it is, with no slash.
+    status, body, headers = await _call(f"{pg.public_url}/hub/api")
+    assert status == 200 and headers["X-JupyterHub-Version"] == body["version"]
 
 
 async def test_server_token_identifies_its_owner_with_the_server_role(
