@@ -84,6 +84,9 @@ def token_model(request: web.Request, hub: Hub) -> dict[str, Any] | None:
     owner = client_owner(grant.client_id)
     if owner is None or not _still_admitted(hub, grant.user, grant.issued):
         raise ApiError(403, "This token was revoked: sign in again")
+    if grant.user != owner and not (hub.admin_access and hub.access.is_admin(grant.user)):
+        # Issued to an admin under edge.admin_access, which is off (or they are no admin) now.
+        raise ApiError(403, f"{grant.user} may no longer use the server of {owner}")
     return _model(hub, grant.user, oauth_scopes(grant.user, owner))
 
 

@@ -398,3 +398,28 @@ async def test_hub_api_off_leaves_pods_as_they_were(make_podgate: MakePodgate) -
         await browser.login("carol", allow_redirects=False)
         response = await browser.get(_authorize_path("carol"), allow_redirects=False)
         assert response.status == 400  # no hub-API server: no OAuth client
+
+
+@pytest.mark.parametrize("admin_access", [True, False])
+async def test_admins_pass_only_with_admin_access(
+    make_podgate: MakePodgate, admin_access: bool
+) -> None:
+    pg = await make_podgate(
+        {**SETTINGS, "auth": {"admins": ["root"]}, "edge": {"admin_access": admin_access}}
+    )
+    secret = await _server_token(pg, "alice")
+    async with Browser(pg.public_url) as root:
+        await root.login("root", allow_redirects=False)
+        response = await root.get(_authorize_path("alice"), allow_redirects=False)
+        if not admin_access:
+            assert response.status == 403
+            return
+        assert response.status == 302
+        code = parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
+    api = f"{pg.public_url}/hub/api"
+    _, answer, _ = await _call(f"{api}/oauth2/token", "POST", form=_exchange("alice", code, secret))
+    status, model, _ = await _call(f"{api}/user", token=answer["access_token"])
+    # The admin is themselves, with access to alice's server only.
+    assert status == 200 and model["name"] == "root", model
+    assert "access:servers!server=alice/" in model["scopes"]
+    assert "read:users:name!user=root" in model["scopes"]
