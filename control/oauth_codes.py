@@ -98,9 +98,11 @@ class SpentCodes:
         raise Conflict(409, "Conflict", f"the record of {user!r} kept changing; try again")
 
     async def _reread(self, user: str, name: str) -> None:
-        try:
-            obj = await self._kube.get("configmaps", self._namespace, name)
-        except NotFound:
+        # A list by name, not a get: podgate's Role grants configmaps list, not get.
+        found = await self._kube.list(
+            "configmaps", self._namespace, field_selector=f"metadata.name={name}"
+        )
+        if not found.items:
             self._records.pop(user, None)
             return
-        self.observe("MODIFIED", obj, None)
+        self.observe("MODIFIED", found.items[0], None)
