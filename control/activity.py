@@ -193,6 +193,25 @@ class ActivityTracker:
         self._written[user] = max(self._written.get(user, 0.0), when)
         return None
 
+    async def report(self, user: str, when: float) -> None:
+        """Activity a server reported itself (jupyterhub-singleuser's POST to the hub API).
+
+        Counted like the edge's traffic and written to the pod annotation at
+        once (a server reports every few minutes at most), so the culler and
+        every replica see it now. NotFound: the server is gone, nothing to
+        record it on; KubeError otherwise (the caller answers 503).
+        """
+        pod = self._pod(user)
+        if pod is None:
+            raise NotFound(404, "NotFound", f"{user!r} has no server to record activity on")
+        self._traffic[user] = max(self._traffic.get(user, 0.0), when)
+        noted = max(pod_activity(pod) or 0.0, self._written.get(user, 0.0))
+        if when - noted < PRECISION:
+            return
+        error = await self._write(asyncio.Semaphore(1), user, str(pod["metadata"]["name"]), when)
+        if error is not None:
+            raise error
+
     # -- the task ----------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -22,6 +22,7 @@ from control.web.answers import control_errors
 from control.web.body_arrival import BodyArrival, BodyLimits
 from control.web.context import HUB_KEY, Hub
 from control.web.forms import xsrf_binding
+from control.web.oauth import add_oauth_routes
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -55,6 +56,7 @@ def build_hub(hub: Hub, body_limits: BodyLimits | None = None) -> web.Applicatio
     router.add_post("/hub/stop", servers.stop)
     router.add_post("/hub/stop/{name}", servers.stop)
     add_api_routes(app, hub)  # /hub/api, the progress stream included
+    add_oauth_routes(app)  # jupyterhub-singleuser's OAuth flow: public port only
     add_admin_routes(app)  # /hub/admin
     add_static_routes(app)
     app.on_shutdown.append(_end_progress_streams)

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from control import names
 from control.kube import Object
 from control.settings import Profile, Resources, SpawnerSettings
+from control.singleuser_env import singleuser_env
 
 CONTAINER_NAME = "notebook"
 VOLUME_NAME = "home"
@@ -104,10 +105,15 @@ def _env(user: str, settings: SpawnerSettings, profile: Profile | None, token: s
         # Last, so no configured env can change whose pod this is or its token.
         "PODGATE_USER": user,
         "PODGATE_BASE_URL": url,
-        TOKEN_ENV: token,
-        # jupyter_server's token: only the edge, which adds it upstream, knows it.
-        "JUPYTER_TOKEN": token,
     }
+    if settings.uses_hub_api(profile) and settings.hub_url is not None:
+        # jupyterhub-singleuser asks the hub who a visitor is (OAuth for browsers), so
+        # the edge adds no token upstream: without TOKEN_ENV the route carries none.
+        values.update(singleuser_env(user, url, token, settings.hub_url, settings.port))
+    else:
+        values[TOKEN_ENV] = token
+        # jupyter_server's token: only the edge, which adds it upstream, knows it.
+        values["JUPYTER_TOKEN"] = token
     env: list[Any] = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     env.extend({"name": key, "value": value} for key, value in values.items() if key != "POD_IP")
     return env

@@ -80,6 +80,9 @@ class Profile:
     env: dict[str, str] = field(default_factory=dict)
     extra_labels: dict[str, str] = field(default_factory=dict)
     run_as_user: int | None = None  # None: the spawner's run_as_user
+    # None: the spawner's hub_api; true/false: this profile's servers are (not)
+    # jupyterhub-singleuser servers talking to podgate's hub API.
+    hub_api: bool | None = None
 
     def __post_init__(self) -> None:
         if not _SLUG.match(self.slug):
@@ -123,6 +126,12 @@ class SpawnerSettings:
     # Pod creates a second at most (None: no pacing): a storm of sign-ins becomes a
     # steady stream instead of a burst on the event loop the proxy shares.
     start_rate: float | None = None
+    # Pods get the JUPYTERHUB_* environment and API token KubeSpawner gives, so an
+    # image whose command is jupyterhub-singleuser works unchanged (control.singleuser).
+    hub_api: bool = False
+    # How pods reach podgate's PUBLIC listener ("http://podgate.podgate.svc:8000"),
+    # never the ops port; required when hub_api is on here or in a profile.
+    hub_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -144,6 +153,19 @@ class SpawnerSettings:
             raise ValueError("profiles: two profiles share a slug")
         if sum(p.default for p in self.profiles) > 1:
             raise ValueError("profiles: at most one profile is the default")
+        if self.hub_url is not None:
+            _check_hub_url(self.hub_url)
+        elif self.hub_api or any(p.hub_api for p in self.profiles):
+            raise ValueError(
+                "hub_url: required when hub_api is on (the address pods reach podgate's "
+                "public port at, e.g. http://podgate.podgate.svc:8000)"
+            )
+
+    def uses_hub_api(self, profile: Profile | None) -> bool:
+        """Whether a pod started with `profile` runs against podgate's hub API."""
+        if profile is not None and profile.hub_api is not None:
+            return profile.hub_api
+        return self.hub_api
 
     def profile(self, slug: str | None) -> Profile | None:
         """The profile `slug` names, the default one for None; None when there are none.
@@ -160,6 +182,16 @@ class SpawnerSettings:
             if profile.slug == slug:
                 return profile
         raise KeyError(slug)
+
+
+def _check_hub_url(url: str) -> None:
+    """An http(s) origin with nothing after it: the pod appends /hub/api itself."""
+    match = re.fullmatch(r"(https?)://([^/?#@\s]+)/?", url)
+    if match is None:
+        raise ValueError(
+            f"hub_url: {url!r} must be http(s)://HOST[:PORT] with no path, query or user "
+            "(podgate's public service as pods reach it)"
+        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -165,6 +166,21 @@ class Config:
             raise ConfigError("reload_poll_seconds", "must be between 0 and 3600")
         if not 0 <= self.shutdown_grace_seconds <= 3600:
             raise ConfigError("shutdown_grace_seconds", "must be between 0 and 3600")
+        self._check_hub_url()
+
+    def _check_hub_url(self) -> None:
+        """Pods must reach the hub API on the public port: the ops port is never theirs."""
+        hub_url = self.spawner.hub_url
+        if hub_url is None:
+            return
+        port = urlsplit(hub_url).port
+        ops, public = self.ops_address[1], self.listen_address[1]
+        if port is not None and port == ops and port != public:
+            raise ConfigError(
+                "spawner.hub_url",
+                f"{hub_url!r} points at the ops port ({ops}); pods must use the public "
+                f"listener (port {public}, or the Service in front of it)",
+            )
 
     @property
     def listen_address(self) -> tuple[str, int]:

@@ -37,11 +37,15 @@ from control.hub import build_hub
 from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
 from control.manifests import POD_SELECTOR, pod_user
+from control.oauth_codes import SpentCodes
+from control.oauth_grants import OAuthGrants
 from control.progress import SpawnProgress
 from control.record_store import UserRecordStore
 from control.route_sync import PodRoutes
 from control.session_gate import SessionGate
 from control.settings import AuthSettings
+from control.singleuser_hub import SingleuserHub
+from control.singleuser_tokens import ServerTokens
 from control.spawner import Spawner
 from control.user_records import RECORD_SELECTOR
 from control.users import UserDirectory
@@ -130,6 +134,7 @@ class ControlPlane:
     culler: IdleCuller | None = None
     on_cull: CullObserver | None = None  # metrics: once per culled server, with the reason
     hub: Hub | None = None
+    singleuser: SingleuserHub | None = None  # the hub side of jupyterhub-singleuser pods
 
     def server_users(self) -> list[str]:
         """Users who have a pod now, as the pod watch sees it."""
@@ -187,6 +192,12 @@ class ControlPlane:
             restart_seconds=RELIST_SECONDS,
         )
         self.records.add_listener(self.record_store.observe)
+        # Always on (cheap): a reload may turn spawner.hub_api on for new pods, and pods
+        # started with it keep their tokens after it is turned off.
+        server_tokens = ServerTokens()
+        self.pods.add_listener(server_tokens.observe)
+        spent_codes = SpentCodes(self.kube, namespace)
+        self.records.add_listener(spent_codes.observe)
         self.spawner = Spawner(
             self.kube,
             config.spawner,
@@ -203,6 +214,12 @@ class ControlPlane:
             namespace=namespace,
             pod_name_prefix=config.spawner.pod_name_prefix,
             interval=config.culler.activity_every,
+        )
+        self.singleuser = SingleuserHub(
+            server_tokens,
+            OAuthGrants(config.session.cookie_secrets or (self.cookie_secret,)),
+            spent_codes,
+            self.activity.report,
         )
         await self.pods.start()
         await self.events.start()
@@ -242,6 +259,7 @@ class ControlPlane:
         hub.activity = self.activity
         hub.admin_access = config.edge.admin_access
         hub.api_tokens = api_tokens(config)
+        hub.singleuser = self.singleuser
         self.hub = hub
         if config.culler.enabled:
             self.culler = IdleCuller(

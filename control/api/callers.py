@@ -93,7 +93,7 @@ def require(caller: Caller, scopes: Iterable[str], user: str | None = None) -> N
         )
 
 
-def _presented_token(request: web.Request) -> str | None:
+def presented_token(request: web.Request) -> str | None:
     """The token of an `Authorization: token …` / `Bearer …` header, "" for another scheme."""
     header = request.headers.get("Authorization")
     if header is None:
@@ -113,7 +113,7 @@ def caller_of(
     only for reading that changes nothing. `event_stream=True` (the progress
     stream only) also takes the token from `?_xsrf=` when an EventSource asks.
     """
-    token = _presented_token(request)
+    token = presented_token(request)
     if token is not None:
         owner = hub.api_tokens.owner(token)
         if owner is None:

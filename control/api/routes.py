@@ -16,7 +16,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from control.api import servers, users
+from control.api import servers, singleuser, users
 from control.api.callers import ApiError
 from control.errors import BadProfile, BadUserName, KubeError, SpawnFailed, SpawnLimitReached
 from control.web import progress_stream
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 API = "/hub/api"
 # The JupyterHub release whose REST API this one follows; clients check it (the idle
 # culler uses the `state` filter from 1.3 on).
-JUPYTERHUB_API_VERSION = "5.2.1"
+JUPYTERHUB_API_VERSION = "6.1.1"
 
 ApiHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,7 +56,11 @@ def answering_errors(handler: ApiHandler) -> ApiHandler:
 
 
 async def version(request: web.Request) -> web.Response:
-    return web.json_response({"version": JUPYTERHUB_API_VERSION})
+    # jupyterhub-singleuser reads the header at start and warns unless the major matches.
+    return web.json_response(
+        {"version": JUPYTERHUB_API_VERSION},
+        headers={"X-JupyterHub-Version": JUPYTERHUB_API_VERSION},
+    )
 
 
 def openapi_text() -> str:
@@ -78,6 +82,7 @@ ROUTES: tuple[tuple[str, str, ApiHandler], ...] = (
     ("POST", "/users/{name}", users.create_user),
     ("DELETE", "/users/{name}", users.delete_user),
     ("DELETE", "/users/{name}/sessions", users.sign_out_everywhere),
+    ("POST", "/users/{name}/activity", singleuser.post_activity),
     ("POST", "/users/{name}/server", servers.start_server),
     ("DELETE", "/users/{name}/server", servers.stop_server),
     ("GET", "/users/{name}/server/progress", progress_stream.progress),
@@ -90,3 +95,5 @@ def add_api_routes(app: web.Application, hub: Hub) -> None:
         app[HUB_KEY] = hub
     for method, path, handler in ROUTES:
         app.router.add_route(method, API + path, answering_errors(handler))
+    # jupyterhub-singleuser checks the version at JUPYTERHUB_API_URL itself, with no slash.
+    app.router.add_route("GET", API, answering_errors(version))

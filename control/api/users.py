@@ -27,6 +27,7 @@ from control.api.bodies import empty_answer, json_answer, json_body
 from control.api.callers import ApiError, Caller, caller_of, require
 from control.api.models import ACTIVE_STATES, user_model
 from control.api.servers import STOP_WAIT_SECONDS, stopped_within
+from control.api.singleuser import token_model
 from control.auth import PasswordAuthenticator
 from control.errors import BadUserName
 from control.manifests import pod_user
@@ -131,6 +132,10 @@ async def get_user(request: web.Request) -> web.Response:
 
 async def who_am_i(request: web.Request) -> web.Response:
     hub = hub_of(request)
+    # A jupyterhub-singleuser server asking who its visitor (or itself) is.
+    server_model = token_model(request, hub)
+    if server_model is not None:
+        return json_answer(server_model)
     caller = caller_of(request, hub)
     if caller.kind == "service":
         model: dict[str, Any] = {

@@ -16,6 +16,7 @@ from control.progress import SpawnProgress
 from control.record_store import UserRecordStore
 from control.session_gate import SessionGate
 from control.settings import Profile
+from control.singleuser_hub import SingleuserHub
 from control.spawner import Spawner
 from control.users import UserDirectory
 from control.web.identity import (
@@ -64,6 +65,8 @@ class Hub:
     # The edge's admin_access: may admins open other users' servers? (for links only;
     # the edge decides access itself)
     admin_access: bool = False
+    # The hub side of jupyterhub-singleuser (spawner.hub_api); None: no such pods.
+    singleuser: SingleuserHub | None = None
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed

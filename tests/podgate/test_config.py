@@ -84,6 +84,13 @@ routes:
             "spawner.profiles[0]",
             "run_as_user: 0 is root",
         ),
+        ("spawner: {hub_api: true}", "spawner", "hub_url: required"),
+        ("spawner: {hub_api: true, hub_url: 'http://p:8000/x'}", "spawner", "no path"),
+        (
+            "ops_listen: '127.0.0.1:8081'\nspawner: {hub_api: true, hub_url: 'http://p:8081'}",
+            "spawner.hub_url",
+            "ops port",
+        ),
     ],
 )
 def test_bad_values_name_their_key(tmp_path: Path, text: str, key: str, words: str) -> None:

@@ -1,0 +1,226 @@
+"""The stock `jupyterhub-singleuser` as a pod's command: podgate is the hub it expects.
+
+podgate runs with `spawner.hub_api` on and its embedded kubesim, whose
+kubelet runs the real `jupyterhub-singleuser` of the installed jupyterhub
+package as the pod's process (no stand-in). The server checks the hub's
+version, asks podgate who each visitor is, runs the OAuth flow for browsers
+and reports its activity. The test then checks what a person sees:
+- signed in to podgate, they open /user/<name>/lab and get JupyterLab
+  after the OAuth round trip (authorize, oauth_callback), and a kernel runs
+  1+1 over its WebSocket through the edge, with the server's own cookie;
+- the same in headless Chromium: JupyterLab's shell renders;
+- another signed-in user is refused, at the hub's authorize step too;
+- the activity the server posts lands in the pod annotation the culler and
+  jupyterhub-idle-culler read (the edge's own writer is held off, so only
+  the server can have written it).
+Every wait is bounded; podgate is stopped at the end, and its pods with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+from chromium_kit import chromium, devtools
+from hub_kit import PASSWORD, Browser, xsrf_of
+from jupyter_kit import eventually, free_port, run_code
+
+from control import names
+from control.activity import ACTIVITY_ANNOTATION, parse_activity
+
+pytest.importorskip("jupyterhub", reason="the stock jupyterhub-singleuser runs in the pod")
+pytest.importorskip("jupyterlab", reason="the pod serves JupyterLab")
+pytest.importorskip("ipykernel", reason="running 1+1 needs ipykernel")
+
+MakePodgate = Callable[..., Awaitable[Any]]
+
+SINGLEUSER = Path(sys.executable).parent / "jupyterhub-singleuser"
+ADMIN = "admin-token-0123456789"
+START_SECONDS = 120.0  # a real JupyterLab on a busy 2-core machine
+
+
+@pytest.fixture(autouse=True)
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """The whole exchange is normal traffic: podgate logs nothing at ERROR."""
+    caplog.set_level(logging.INFO)
+    yield
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+def settings(port: int) -> dict[str, Any]:
+    return {
+        "listen": f"127.0.0.1:{port}",
+        "api_tokens": [{"name": "ops", "token": ADMIN, "scopes": ["admin"]}],
+        # The edge's activity writer waits an hour: an annotation can only come from the server.
+        "culler": {"activity_every": 3600},
+        "spawner": {
+            "image": "quay.io/jupyterhub/k8s-singleuser-sample:4.0.0",
+            "cmd": [str(SINGLEUSER)],
+            "jupyter_args": True,
+            "readiness_path": "api",
+            "hub_api": True,
+            "hub_url": f"http://127.0.0.1:{port}",
+            "env": {"JUPYTERHUB_ACTIVITY_INTERVAL": "2"},
+        },
+    }
+
+
+async def sign_in_and_start(browser: Browser, user: str) -> list[dict[str, Any]]:
+    """Open the lab, sign in, follow the spawn progress to its end."""
+    first = await browser.get(f"/user/{user}/lab")
+    assert first.url.path == "/hub/login", first.url
+    form = {
+        "username": user,
+        "password": PASSWORD,
+        "_xsrf": xsrf_of(await first.text()),
+        "next": f"/user/{user}/lab",
+    }
+    signed_in = await browser.post("/hub/login", form)
+    assert signed_in.url.path == f"/hub/spawn-pending/{user}", await signed_in.text()
+    return await browser.progress(user, START_SECONDS)
+
+
+def cookie(browser: Browser, name: str) -> str:
+    for morsel in browser.session.cookie_jar:
+        if morsel.key == name:
+            return morsel.value
+    raise AssertionError(f"no {name} cookie; have {[m.key for m in browser.session.cookie_jar]}")
+
+
+async def open_lab_through_oauth(browser: Browser, user: str) -> str:
+    """GET the lab: the server sends the browser through the hub's OAuth and back."""
+    lab = await browser.get(f"/user/{user}/lab")
+    assert lab.status == 200, await lab.text()
+    assert lab.url.path == f"/user/{user}/lab"
+    hops = [r.url.path for r in lab.history]
+    assert "/hub/api/oauth2/authorize" in hops, hops
+    assert f"/user/{user}/oauth_callback" in hops, hops
+    return await lab.text()
+
+
+async def run_one_plus_one(browser: Browser, user: str) -> str:
+    """A kernel through the edge with the server's cookie (and Jupyter's XSRF check)."""
+    xsrf = cookie(browser, "_xsrf")
+    created = await browser.session.post(
+        browser.url(f"/user/{user}/api/kernels"),
+        json={"name": "python3"},
+        headers={"X-XSRFToken": xsrf},
+    )
+    assert created.status == 201, await created.text()
+    kernel = (await created.json())["id"]
+    session = uuid.uuid4().hex
+    async with browser.session.ws_connect(
+        browser.url(f"/user/{user}/api/kernels/{kernel}/channels?session_id={session}"),
+        origin=browser.base_url,
+        timeout=aiohttp.ClientWSTimeout(ws_close=5),
+    ) as ws:
+        return await run_code(ws, "1+1", session, seconds=60)
+
+
+async def lab_in_chromium(port: int, public: str, user: str, shots: Path) -> list[str]:
+    """Sign in to podgate in Chromium, open the lab; JupyterLab's shell must render.
+
+    Returns the names of the cookies the browser holds for the server's path.
+    """
+    async with devtools(port) as tools:
+        await tools.call("Network.enable")
+        await tools.call("Page.navigate", url=f"{public}/hub/login?next=/user/{user}/lab")
+        assert await tools.wait_for("!!document.querySelector('#username')", 30)
+        await tools.evaluate(
+            f"document.querySelector('#username').value = {json.dumps(user)};"
+            f"document.querySelector('#password').value = {json.dumps(PASSWORD)};"
+            "document.querySelector('#username').form.submit(); true"
+        )
+        landed = await tools.wait_for(
+            f"location.pathname === '/user/{user}/lab' && "
+            "!!document.querySelector('.jp-LabShell') && "
+            "!document.querySelector('#jupyterlab-splash') && location.href",
+            START_SECONDS,
+        )
+        await tools.screenshot(shots / "lab.png")
+        assert landed, await tools.evaluate("location.href + ' ' + document.title")
+        jar = await tools.call("Network.getCookies", urls=[f"{public}/user/{user}/"])
+        return [c["name"] for c in jar["cookies"]]
+
+
+async def pod_log(cluster: Any, pod: str) -> str:
+    """The pod's log through the Kubernetes API, as `kubectl logs` reads it."""
+    ca = cluster.ca_file
+    tls = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
+    headers = {"Authorization": f"Bearer {cluster.token}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.get(f"{cluster.url}/api/v1/namespaces/podgate/pods/{pod}/log", ssl=tls) as got,
+    ):
+        assert got.status == 200, got.status
+        return await got.text()
+
+
+async def test_stock_singleuser_server_runs_against_podgate(
+    make_podgate: MakePodgate, tmp_path: Path
+) -> None:
+    assert SINGLEUSER.exists(), f"no {SINGLEUSER}: install the jupyterhub package"
+    port = free_port()
+    pg = await make_podgate(settings(port))
+    public = pg.public_url
+    async with Browser(public) as ada, Browser(public) as grace:
+        events = await sign_in_and_start(ada, "ada")
+        assert events[-1].get("ready") is True, events
+        # The server started: it reached the hub API (version check) and is Ready.
+        page = await open_lab_through_oauth(ada, "ada")
+        assert "jupyter-config-data" in page and "JupyterLab" in page
+        cookie(ada, "jupyterhub-user-ada")  # the server's own login, from the OAuth flow
+        assert await run_one_plus_one(ada, "ada") == "2"
+
+        # Another signed-in user: the edge keeps them from the server, and the hub
+        # would not authorize them for it either.
+        await grace.login("grace", allow_redirects=False)
+        other = await grace.get("/user/ada/lab", allow_redirects=False)
+        assert other.status != 200 and "jupyterhub-user-ada" not in str(other.headers)
+        query = {
+            "client_id": "jupyterhub-user-ada",
+            "redirect_uri": "/user/ada/oauth_callback",
+            "response_type": "code",
+            "state": "x",
+        }
+        refused = await grace.get(
+            "/hub/api/oauth2/authorize?" + urlencode(query), allow_redirects=False
+        )
+        assert refused.status == 403 and "Location" not in refused.headers
+        assert "may not use the server of ada" in await refused.text()
+
+        # The activity the server reported is in the pod's annotation.
+        before = time.time() - 60
+        pod_name = names.pod_name("ada")
+
+        async def reported() -> bool:
+            pod = await pg.control.kube.get("pods", "podgate", pod_name)
+            annotations = pod["metadata"].get("annotations") or {}
+            when = parse_activity(annotations.get(ACTIVITY_ANNOTATION))
+            return when is not None and when >= before
+
+        await eventually(reported, 30, "the server's activity in the pod annotation", every=0.5)
+
+    # What the server itself said: it found the hub's version acceptable (no warning),
+    # signed ada in through OAuth, and had no trouble reporting activity.
+    log = await pod_log(pg.cluster, pod_name)
+    assert "Starting jupyterhub single-user server" in log, log[-3000:]
+    assert "Logged-in user ada" in log, log[-3000:]
+    for trouble in ("!= jupyterhub-singleuser version", "no version header", "Error notifying Hub"):
+        assert trouble not in log, log[-3000:]
+
+    # The same in a real browser, with a cookie jar of its own: a second OAuth round trip.
+    async with chromium(tmp_path) as port_of_devtools:
+        jar = await lab_in_chromium(port_of_devtools, public, "ada", tmp_path)
+    assert "jupyterhub-user-ada" in jar, jar
