@@ -1,7 +1,7 @@
 """The admin panel in a real browser: sign in, see a running server, stop it, watch it go.
 
 Headless Chromium (Debian's, driven over the DevTools protocol with this
-team's small driver from test_pages_browser) against a real podgate with
+team's small driver, tests/chromium_kit.py) against a real podgate with
 echo pods: the admin signs in through the login form, opens /hub/admin,
 stops bob's server through the confirmation page, and the listing follows
 the servers by itself (admin.js) without the page being reloaded.
@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium_kit import DevTools, devtools
 from hub_kit import PASSWORD, Browser
-from test_pages_browser import DevTools, browser, devtools  # noqa: F401 - browser is a fixture
+from test_pages_browser import browser  # noqa: F401 - a fixture
 
 MakePodgate = Callable[..., Awaitable[Any]]
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from chromium_kit import DevTools, devtools
 from hub_kit import PASSWORD, Browser
-from test_pages_browser import DevTools, browser, devtools  # noqa: F401 - browser is a fixture
+from test_pages_browser import browser  # noqa: F401 - a fixture
 
 MakePodgate = Callable[..., Awaitable[Any]]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "layout"
