@@ -33,6 +33,20 @@ def test_small_storm_routes_every_user_and_reports_figures(tmp_path: Path) -> No
     assert (tmp_path / "podgate-storm.log").exists()
 
 
+def test_small_storm_on_the_real_api_server_routes_every_user(tmp_path: Path) -> None:
+    # The real kube-apiserver, controller-manager and scheduler place and track the
+    # pods; only the kubelet (the node agent) is kubesim's.
+    result = spawn_storm(
+        8, workdir=tmp_path, proxy_cpus=None, running=2, idle_seconds=0.5, server="realkube"
+    )
+    assert result.server == "realkube"
+    assert "8 users: all routed in" in result.note, result
+    assert (result.routed, result.failed, result.running_users) == (8, 0, 2)
+    assert result.cluster_cpu_seconds is not None and result.cluster_cpu_seconds > 0
+    agent_log = (tmp_path / "node-agent.log").read_text()
+    assert "Traceback" not in agent_log, agent_log[-2000:]
+
+
 def test_storm_past_its_deadline_reports_what_it_got(tmp_path: Path) -> None:
     result = spawn_storm(
         5, workdir=tmp_path, proxy_cpus=None, running=1, idle_seconds=0.2, deadline=0.01
