@@ -43,11 +43,15 @@ def helm_binary() -> Path:
 
 
 def run_helm(
-    helm: Path, *args: str, ok: bool = True, env: dict[str, str] | None = None
+    helm: Path, *args: str, ok: bool = True, home: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """helm with its config, cache and data under `home` (none: helm's own defaults)."""
+    env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
+    if home is not None:
+        env |= {f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CONFIG", "CACHE", "DATA")}
     done = subprocess.run(
         [str(helm), *args], capture_output=True, text=True, timeout=HELM_SECONDS, check=False,
-        env={**os.environ, **(env or {})},
+        env=env,
     )  # fmt: skip
     if ok:
         assert done.returncode == 0, f"helm {' '.join(args)}: {done.stderr}"
