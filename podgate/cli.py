@@ -1,4 +1,5 @@
-"""The `podgate` console script: run the ingress, run the simulator, hash a password.
+"""The `podgate` console script: run the ingress, run the simulator, hash a password,
+import a Zero to JupyterHub values file.
 
 Argument parsing and process exit codes only; everything else is called.
 """

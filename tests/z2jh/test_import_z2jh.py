@@ -279,3 +279,38 @@ def test_root_is_never_carried_over() -> None:
     result = translate(parse("singleuser: {uid: 0}\n", "v.yaml"))
     assert "run_as_user" not in result.config["spawner"]
     assert any(x.key == "singleuser.uid" and x.status == "changed" for x in result.report.lines)
+
+
+def line_of(result: Any, key: str) -> Any:
+    [line] = [x for x in result.report.lines if x.key == key]
+    return line
+
+
+def test_an_authenticator_podgate_lacks_is_said() -> None:
+    text = (
+        "hub:\n  config:\n"
+        "    JupyterHub: {authenticator_class: ldapauthenticator.LDAPAuthenticator}\n"
+        "    LDAPAuthenticator: {server_address: ldap.example.org}\n"
+    )
+    result = translate(parse(text, "v.yaml"))
+    line = line_of(result, "hub.config.JupyterHub.authenticator_class")
+    assert line.status == "none" and "ldapauthenticator.LDAPAuthenticator" in line.text
+    assert line_of(result, "hub.config.LDAPAuthenticator.server_address").status == "none"
+    assert result.config["auth"]["kind"] == "password"
+
+
+def test_the_issuer_is_derived_for_keycloak_only() -> None:
+    """Keycloak's documented endpoint layout names its issuer; any other provider's
+    endpoints are said to need the issuer by hand, never guessed."""
+    keycloak = translate(parse((HERE / "values/keycloak-profiles.yaml").read_text(), "k"))
+    authorize = yaml.safe_load((HERE / "values/keycloak-profiles.yaml").read_text())["hub"][
+        "config"]["GenericOAuthenticator"]["authorize_url"]  # fmt: skip
+    assert authorize.startswith(keycloak.config["auth"]["oidc"]["issuer"] + "/protocol/")
+    dex = (
+        "hub:\n  config:\n    JupyterHub: {authenticator_class: generic-oauth}\n"
+        "    GenericOAuthenticator: {authorize_url: 'https://dex.example.org/auth'}\n"
+    )
+    result = translate(parse(dex, "v.yaml"))
+    assert "issuer" not in result.config["auth"]["oidc"]
+    line = line_of(result, "hub.config.GenericOAuthenticator.authorize_url")
+    assert line.status == "none" and "auth.oidc.issuer by hand" in line.text
