@@ -209,12 +209,17 @@ def _hash_password(args: argparse.Namespace) -> int:
 
 
 def _import_z2jh(args: argparse.Namespace) -> int:
+    import re
     from pathlib import Path
 
     import yaml
 
     from control.z2jh import Z2JHError, chart_values, parse, translate
 
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", args.namespace):
+        print(f"podgate: import-z2jh: --namespace {args.namespace!r} is not a namespace name "
+              "(a DNS label: a-z, 0-9, -)", file=sys.stderr)  # fmt: skip
+        return 2
     try:
         text = Path(args.values).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -314,3 +314,8 @@ def test_the_issuer_is_derived_for_keycloak_only() -> None:
     assert "issuer" not in result.config["auth"]["oidc"]
     line = line_of(result, "hub.config.GenericOAuthenticator.authorize_url")
     assert line.status == "none" and "auth.oidc.issuer by hand" in line.text
+
+
+def test_a_bad_namespace_is_said() -> None:
+    done = run(str(HERE / "values/gitlab.yaml"), "--namespace", "Not_A_Name")
+    assert done.returncode == 2 and "is not a namespace name" in done.stderr
