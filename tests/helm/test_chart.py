@@ -60,8 +60,9 @@ def secret_meaning(obj: Obj) -> dict[str, Any]:
     return {k: v.strip() if k == "cookie-secret" else yaml.safe_load(v) for k, v in files.items()}
 
 
-def test_lint(helm: Path) -> None:
-    done = run_helm(helm, "lint", "--strict", str(CHART))
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda p: p.name if p else "defaults")
+def test_lint(helm: Path, values: Path | None) -> None:
+    done = run_helm(helm, "lint", "--strict", str(CHART), *(["-f", str(values)] if values else []))
     assert "0 chart(s) failed" in done.stdout, done.stdout
 
 
