@@ -121,6 +121,9 @@ class SpawnerSettings:
     extra_annotations: dict[str, str] = field(default_factory=dict)
     pod_name_prefix: str = "jupyter-"
     start_timeout: float = 300.0  # seconds from create to Ready before giving up
+    # A pod no node has room for: "fail" says so at once; "wait" leaves it to the
+    # start timeout, for clusters whose autoscaler adds nodes on demand.
+    unschedulable: Literal["fail", "wait"] = "fail"
     stop_grace_seconds: int = 30  # SIGTERM to SIGKILL when stopping
     concurrent_spawn_limit: int = 100  # JupyterHub's default; beyond it: 429
     # Pod creates a second at most (None: no pacing): a storm of sign-ins becomes a
