@@ -84,6 +84,12 @@ def translate_singleuser(
             spawner[target] = su.pop(key)
             report.carried(f"singleuser.{key}", f"spawner.{target}: {spawner[target]}")
         su.pop(key, None)
+    spawner["unschedulable"] = "wait"
+    report.changed(
+        "(scheduling)",
+        "spawner.unschedulable: wait; KubeSpawner waits for a node to have room "
+        "(a cluster autoscaler may add one) until the start timeout, so podgate does too",
+    )
     if su.get("uid") is not None:
         uid = su.pop("uid")
         if uid == 0:
