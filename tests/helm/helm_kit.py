@@ -70,15 +70,6 @@ def template(
     return [doc for doc in yaml.safe_load_all(run_helm(helm, *args).stdout) if doc]
 
 
-def kustomize(kustomization: str) -> list[Obj]:
-    done = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / kustomization)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-
-
 def normalized(obj: Obj) -> Obj:
     """`obj` without what differs between the two tools by construction."""
     obj = json.loads(GENERATED_NAME.sub(r"\1", json.dumps(obj)))

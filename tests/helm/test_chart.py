@@ -17,7 +17,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from helm_kit import CHART, ROOT, by_key, kustomize, run_helm, template
+from deploy_kit import render
+from helm_kit import CHART, ROOT, by_key, run_helm, template
 
 from podgate.config import Config, load_config
 
@@ -76,7 +77,7 @@ def test_the_chart_renders_what_kustomize_renders(
 ) -> None:
     namespace, values, sets = PAIRS[kustomization]
     charted = by_key(template(helm, namespace, values, sets))
-    kustomized = by_key(kustomize(kustomization))
+    kustomized = by_key(render(kustomization))
     assert sorted(charted) == sorted(kustomized)
     for key, want in kustomized.items():
         got = charted[key]
@@ -93,7 +94,7 @@ def test_the_comparison_sees_a_difference(helm: Path, tmp_path: Path) -> None:
     """The check above can fail: one value changed on the chart's side is caught."""
     namespace, values, sets = PAIRS["deploy"]
     charted = by_key(template(helm, namespace, values, [*sets, "podgate.replicas=3"]))
-    kustomized = by_key(kustomize("deploy"))
+    kustomized = by_key(render("deploy"))
     assert charted[("Deployment", "podgate")] != kustomized[("Deployment", "podgate")]
     charted = by_key(template(helm, namespace, values, [*sets, "cull.timeout=60"]))
     key = ("ConfigMap", "podgate-config")
