@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from control import names
 from control.errors import AlreadyExists, NotFound
@@ -79,9 +80,7 @@ class UserRecordStore:
     def _apply(self, record: UserRecord) -> None:
         known = self._records.get(record.user)
         if known is not None and known.not_before > record.not_before:
-            record = UserRecord(
-                record.user, known.not_before, record.created, record.last_login, record.removed
-            )
+            record = replace(record, not_before=known.not_before)
         if known is None or known.removed != record.removed:
             self._users = None
         self._records[record.user] = record
@@ -89,13 +88,34 @@ class UserRecordStore:
             self._not_before[record.user] = record.not_before
             if self.on_sign_out is not None:
                 self.on_sign_out(record.user)
+        elif known is not None and known.groups != record.groups and self.on_sign_out:
+            self.on_sign_out(record.user)  # left an allowed group: their sessions may end
 
     # -- writing -------------------------------------------------------------------
 
-    async def signed_in(self, user: str) -> None:
-        """`user` signed in or was created: make or update their record (KubeError if not)."""
+    def groups(self, user: str) -> frozenset[str]:
+        """The groups the identity provider last said `user` is in (none without a record)."""
+        record = self._records.get(user)
+        return record.groups if record is not None else frozenset()
+
+    async def signed_in(self, user: str, *, data: dict[str, str | None] | None = None) -> None:
+        """`user` signed in or was created: make or update their record (KubeError if not).
+
+        `data`: more record data to write with it (groups_data of an identity provider).
+        """
         now = self._clock()
-        await self._write(user, signed_in_patch(now), record_manifest(user, now=now))
+        patch, new = signed_in_patch(now), record_manifest(user, now=now)
+        if data:
+            patch["data"].update(data)
+            new["data"].update({k: v for k, v in data.items() if v is not None})
+        await self._write(user, patch, new)
+
+    async def groups_read(self, user: str, data: dict[str, str | None]) -> None:
+        """The provider was asked again (a refresh): write what it said (KubeError if not)."""
+        now = self._clock()
+        new = record_manifest(user, now=now, signed_in=False)
+        new["data"].update({k: v for k, v in data.items() if v is not None})
+        await self._write(user, {"data": dict(data)}, new)
 
     async def created(self, user: str) -> None:
         """`user` was created through the API: make their record, or list them again."""
