@@ -39,6 +39,24 @@ CLIENT_SECRET = "podgate-test-client-secret-0123456789"
 PASSWORD = "provider password"
 
 
+def oidc_settings(provider: TestProvider, port: int, **oidc: Any) -> dict[str, Any]:
+    return {
+        "listen": f"127.0.0.1:{port}",
+        "auth": {
+            "kind": "oidc",
+            "oidc": {
+                "issuer": provider.issuer,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "scopes": ["openid", "profile", "groups"],
+                "allowed_groups": ["lab"],
+                "admin_groups": ["lab-admins"],
+                **oidc,
+            },
+        },
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -114,6 +132,7 @@ class TestProvider:
         path = self.workdir / "provider.json"
         path.write_text(json.dumps(config))
         self.log = self.workdir / "provider.log"
+        seen = self.log.stat().st_size if self.log.exists() else 0  # a restart appends
         with self.log.open("ab") as log:
             self.process = await asyncio.create_subprocess_exec(
                 "node",
@@ -124,7 +143,7 @@ class TestProvider:
                 start_new_session=True,
             )
         deadline = time.monotonic() + 30
-        while f"ready {self.issuer}" not in self.log.read_text(errors="replace"):
+        while f"ready {self.issuer}" not in self.log.read_text(errors="replace")[seen:]:
             assert self.process.returncode is None, f"provider exited: {self.log.read_text()}"
             assert time.monotonic() < deadline, "the provider did not start in 30 s"
             await asyncio.sleep(0.05)

@@ -21,9 +21,9 @@ import pytest
 from hub_kit import Browser
 from provider_kit import (
     CLIENT_ID,
-    CLIENT_SECRET,
     TestProvider,
     free_port,
+    oidc_settings,
     start_provider,
     user,
     walk_to_callback,
@@ -38,24 +38,6 @@ USERS = {
     "bob": user("bob", ["visitors"]),
     "root": user("root", ["lab-admins"]),
 }
-
-
-def oidc_settings(provider: TestProvider, port: int, **oidc: Any) -> dict[str, Any]:
-    return {
-        "listen": f"127.0.0.1:{port}",
-        "auth": {
-            "kind": "oidc",
-            "oidc": {
-                "issuer": provider.issuer,
-                "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "scopes": ["openid", "profile", "groups"],
-                "allowed_groups": ["lab"],
-                "admin_groups": ["lab-admins"],
-                **oidc,
-            },
-        },
-    }
 
 
 @dataclass
@@ -321,3 +303,16 @@ async def test_a_restart_mid_sign_in_does_not_lose_the_attempt(setup: Setup) -> 
         landed = await browser.session.get(url, allow_redirects=False)
         assert landed.status == 302, await landed.text()
         assert (await browser.get("/hub/home", allow_redirects=False)).status == 200
+
+
+async def test_groups_only_in_userinfo_are_read_from_there(setup: Setup) -> None:
+    # A provider that keeps the id_token minimal (oidc-provider's default): the
+    # groups claim comes from the userinfo endpoint.
+    setup.provider.conform_id_token_claims = True
+    await setup.provider.restart()
+    pg = await setup.podgate()
+    async with Browser(pg.public_url) as browser:
+        url = await _callback_url(setup, browser, "root")
+        landed = await browser.session.get(url, allow_redirects=False)
+        assert landed.status == 302, await landed.text()
+        assert (await browser.get("/hub/admin", allow_redirects=False)).status == 200
