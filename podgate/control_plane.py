@@ -36,6 +36,7 @@ from control.auth.oidc import OidcLogin
 from control.csrf import CsrfTokens
 from control.culler import CullObserver, IdleCuller
 from control.errors import BadUserName
+from control.group_refresh import GroupRefresh
 from control.hub import build_hub
 from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
@@ -138,6 +139,7 @@ class ControlPlane:
     on_cull: CullObserver | None = None  # metrics: once per culled server, with the reason
     hub: Hub | None = None
     singleuser: SingleuserHub | None = None  # the hub side of jupyterhub-singleuser pods
+    groups: GroupRefresh | None = None  # identity-provider groups re-read (auth.kind oidc)
 
     def server_users(self) -> list[str]:
         """Users who have a pod now, as the pod watch sees it."""
@@ -266,6 +268,14 @@ class ControlPlane:
         hub.singleuser = self.singleuser
         hub.redirect_login = authenticator if isinstance(authenticator, OidcLogin) else None
         self.hub = hub
+        # Always there (idle without an identity provider): a reload may switch to one.
+        self.groups = GroupRefresh(
+            self.record_store,
+            lambda: hub.redirect_login,
+            lambda: hub.access,
+            session_max_age=config.session.max_age_seconds,
+        )
+        await self.groups.start()
         if config.culler.enabled:
             self.culler = IdleCuller(
                 self.spawner,
@@ -328,7 +338,7 @@ class ControlPlane:
 
     async def stop(self) -> None:
         """Stop watching and close the client; every pod stays as it is."""
-        for task in (self.culler, self.activity):
+        for task in (self.groups, self.culler, self.activity):
             if task is not None:
                 await task.stop()
         if self.spawner is not None:

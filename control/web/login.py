@@ -197,7 +197,9 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if user is not None and hub.records is not None:
         try:
             async with asyncio.timeout(SIGN_OUT_RECORD_SECONDS):
-                await hub.records.sign_out_everywhere(user)
+                await hub.records.sign_out_everywhere(
+                    user, forget_refresh=hub.redirect_login is not None
+                )
         except (KubeError, TimeoutError) as e:
             # The browser's cookie is gone all the same; a copy of it would still work.
             log.warning("logout %s: other sessions not ended, the record failed: %s", user, e)
