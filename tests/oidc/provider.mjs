@@ -7,6 +7,11 @@
 // client metadata...], "keys": [private JWKs], "users_file": "users.json",
 // "conform_id_token_claims": false}. users.json maps a login to {"password", "claims"}
 // and is read again at every look-up, so a test can change a user's groups mid-run.
+// With "github": true it also plays GitHub (the only fake part, and only of GitHub's REST
+// API): its OAuth endpoints sit at GitHub's paths (/login/oauth/authorize and
+// /login/oauth/access_token, still oidc-provider's own), and /api/v3/user, /user/orgs and
+// /user/teams answer for the account whose access token oidc-provider itself issued,
+// from the account's "github" entry ({login, email, orgs: [...], teams: [[org, slug]]}).
 // Prints "ready ISSUER" once it listens. Its pages load nothing from elsewhere (the
 // default development pages would fetch web fonts), so a browser stays on loopback.
 import { readFileSync } from 'node:fs';
@@ -41,11 +46,12 @@ const provider = new Provider(config.issuer, {
   cookies: { keys: ['podgate-test-provider-cookie-key'] },
   claims: {
     openid: ['sub'],
-    profile: ['preferred_username', 'name'],
-    email: ['email', 'email_verified'],
+    profile: ['preferred_username', 'name', 'nickname'],
+    email: ['email', 'email_verified', 'hd'],
     groups: ['groups'],
   },
-  scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'groups', 'read:user', 'user:email', 'read:org'],
+  routes: config.github ? { authorization: '/login/oauth/authorize', token: '/login/oauth/access_token' } : undefined,
   conformIdTokenClaims: Boolean(config.conform_id_token_claims),
   features: {
     devInteractions: { enabled: false },
@@ -124,6 +130,29 @@ provider.use(async (ctx, next) => {
     return undefined;
   }
   return next();
+});
+
+// GitHub's REST API, for the github preset: who the (real) access token belongs to.
+provider.use(async (ctx, next) => {
+  const match = /^\/api\/v3(\/user(?:\/orgs|\/teams)?)$/.exec(ctx.path);
+  if (!config.github || !match) return next();
+  const bearer = /^Bearer (.+)$/.exec(ctx.get('authorization') || '');
+  const token = bearer && await provider.AccessToken.find(bearer[1]);
+  const account = token && users()[token.accountId];
+  if (!account) {
+    ctx.status = 401;
+    ctx.body = { message: 'Bad credentials' };
+    return undefined;
+  }
+  const github = account.github || {};
+  if (match[1] === '/user') {
+    ctx.body = { login: github.login, id: 1, email: github.email || null };
+  } else if (match[1] === '/user/orgs') {
+    ctx.body = (github.orgs || []).map((login) => ({ login }));
+  } else {
+    ctx.body = (github.teams || []).map(([org, slug]) => ({ slug, organization: { login: org } }));
+  }
+  return undefined;
 });
 
 const server = http.createServer(provider.callback());

@@ -93,6 +93,7 @@ class TestProvider:
     keys: list[RSAKey] = field(default_factory=lambda: [new_key("key-1")])
     post_logout_redirect_uris: list[str] = field(default_factory=list)
     conform_id_token_claims: bool = False
+    github: bool = False  # also play GitHub's REST API (provider.mjs)
     process: asyncio.subprocess.Process | None = None
     log: Path = field(init=False)
 
@@ -118,6 +119,7 @@ class TestProvider:
             "users_file": str(self.workdir / "users.json"),
             "keys": [k.as_dict(private=True) for k in self.keys],
             "conform_id_token_claims": self.conform_id_token_claims,
+            "github": self.github,
             "clients": [
                 {
                     "client_id": CLIENT_ID,
@@ -126,6 +128,10 @@ class TestProvider:
                     "post_logout_redirect_uris": self.post_logout_redirect_uris,
                     "grant_types": ["authorization_code", "refresh_token"],
                     "response_types": ["code"],
+                    # GitHub's clients send their secret in the form body.
+                    "token_endpoint_auth_method": (
+                        "client_secret_post" if self.github else "client_secret_basic"
+                    ),
                 }
             ],
         }
