@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from control.auth.access import UserAccess
-from control.auth.build import build_access, client_secret
+from control.auth.build import build_access, build_redirect_login, client_secret
 from control.auth.oidc_state import Attempts
 from control.auth.sealed import Sealer
 from control.session_gate import SessionGate
 from control.settings import AuthSettings, OidcSettings
+from podgate.config import Config
+from podgate.schema import build
+from podgate.welcome import welcome_text
 
 SECRET = "a-cookie-secret-0123456789"
 
@@ -107,3 +110,23 @@ def test_without_any_list_everyone_the_provider_vouches_for_is_allowed() -> None
     access = UserAccess(admin_groups=["lab-admins"], groups_of=lambda _: frozenset())
     assert access.is_allowed("anyone") and not access.is_admin("anyone")
     assert SessionGate(access).admits("anyone", time.time())
+
+
+def test_the_start_banner_says_where_to_sign_in_and_who_is_admin() -> None:
+    config = build(
+        Config,
+        {
+            "auth": {
+                "kind": "oidc",
+                "oidc": {
+                    "issuer": "https://sso.example.org/realms/lab",
+                    "client_id": "lab",
+                    "admin_groups": ["lab-admins"],
+                },
+            }
+        },
+    )
+    login = build_redirect_login(config.auth, [SECRET], {})
+    text = welcome_text(config, "http://127.0.0.1:8000", "http://127.0.0.1:8081", login)
+    assert "Sign in with sso.example.org" in text
+    assert "members of lab-admins (auth.oidc.admin_groups)" in text
