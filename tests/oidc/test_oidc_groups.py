@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from hub_kit import Browser
+from hub_kit import Browser, podgate_config
 from provider_kit import (
     TestProvider,
     free_port,
@@ -28,6 +28,7 @@ from provider_kit import (
 )
 
 from kubesim.cluster import SimCluster
+from podgate.reload import apply_config
 
 USERS = {"ada": user("ada", ["lab"]), "root": user("root", ["lab", "lab-admins"])}
 
@@ -214,3 +215,38 @@ async def test_logout_without_end_session_stays_at_podgate(
         out = await browser.post("/hub/logout", {"_xsrf": token}, allow_redirects=False)
         assert out.headers["Location"] == "/hub/logout"
         assert await status_at(browser, first.public_url, "/hub/home") == 302
+
+
+async def test_a_reload_that_drops_the_users_group_ends_their_session_at_once(
+    make_podgate: Any, idp: tuple[TestProvider, int], shared: dict[str, Any]
+) -> None:
+    provider, port = idp
+    first, _ = await replicas(make_podgate, idp, shared, refresh_seconds=0)
+    running = first.control.hub.redirect_login
+    async with Browser(first.public_url) as browser:
+        await sign_in(browser, provider, port, "ada")
+        assert await status_at(browser, first.public_url, "/hub/home") == 200
+        # Another allowed group: applied at once, a new login built for the new settings.
+        new = podgate_config(
+            {
+                **oidc_settings(provider, port, allowed_groups=["other"], refresh_seconds=0),
+                **shared,
+                "listen": first.config.listen,
+            }
+        )
+        plan = apply_config(first, new)
+        assert "auth.oidc.allowed_groups" in plan.applied
+        assert first.control.hub.redirect_login is not running
+        assert await status_at(browser, first.public_url, "/hub/home") == 302
+        # Reloaded back: the recorded groups let the same cookie in again.
+        apply_config(
+            first,
+            podgate_config(
+                {
+                    **oidc_settings(provider, port, refresh_seconds=0, redirect_url=None),
+                    **shared,
+                    "listen": first.config.listen,
+                }
+            ),
+        )
+        assert await status_at(browser, first.public_url, "/hub/home") == 200
