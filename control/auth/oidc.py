@@ -115,7 +115,7 @@ class OidcSource:
                 tokens.id_token, nonce=None, access_token=tokens.access_token
             )
         claims = await self._with_userinfo(claims, tokens.access_token)
-        identity = self._identity({"sub": claims.get("sub"), **claims}, tokens)
+        identity = self._identity(claims, tokens)
         if identity.groups_overage:
             raise SignInFailed("groups_overage", GROUPS_OVERAGE)
         return identity.groups, tokens.refresh_token or refresh_token
