@@ -30,6 +30,11 @@ from control.web.servers import pending_url
 
 log = logging.getLogger(__name__)
 
+GROUPS_UNRECORDED = (
+    "You are allowed in, but podgate could not record your groups just now (its "
+    "cluster is not answering). Try again in a moment."
+)
+
 START = OAUTH_START
 CALLBACK = "/hub/oauth_callback"
 
@@ -88,11 +93,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
         signed = await login.finish(request.query, values, redirect_uri(request, hub, login))
         if not hub.access.is_allowed(signed.user, signed.groups):
             raise SignInFailed("not_allowed", NOT_ALLOWED)
+        response = await _signed_in(request, hub, login, signed)
     except SignInFailed as e:
         _observed(hub, "failure", began)
         response = _failed(login, e)
     else:
-        response = await _signed_in(request, hub, login, signed)
         _observed(hub, "success", began)
         log.info(
             "login %s from %s at %s (%.0f ms)",
@@ -114,6 +119,10 @@ async def _signed_in(
     if signed.refresh_token and login.settings.refresh_seconds > 0:
         refresh = login.sealer.seal(signed.refresh_token)
     await record_sign_in(hub, signed.user, groups_data(signed.groups, time.time(), refresh))
+    if not hub.access.is_allowed(signed.user):
+        # Allowed by groups that could not be written to the record: every request would
+        # bounce back to the login page, so say what happened instead.
+        raise SignInFailed("groups_unrecorded", GROUPS_UNRECORDED, 503)
     destination = next_for(signed.user, signed.next_url)
     if await start_on_the_way(hub, signed.user, destination):
         destination = pending_url(signed.user, destination)

@@ -316,3 +316,22 @@ async def test_groups_only_in_userinfo_are_read_from_there(setup: Setup) -> None
         landed = await browser.session.get(url, allow_redirects=False)
         assert landed.status == 302, await landed.text()
         assert (await browser.get("/hub/admin", allow_redirects=False)).status == 200
+
+
+async def test_groups_that_cannot_be_recorded_are_said_so(setup: Setup) -> None:
+    pg = await setup.podgate()
+    async with Browser(pg.public_url) as browser:
+        url = await _callback_url(setup, browser, "ada")
+        faults = {"errors": {"patch": {"code": 503}, "create": {"code": 503}}}
+        async with aiohttp.ClientSession() as api:
+            put = await api.put(
+                f"{pg.cluster.url}/kubesim/faults",
+                json=faults,
+                headers={"Authorization": f"Bearer {pg.cluster.token}"},
+                ssl=False if pg.cluster.tls else None,
+            )
+            assert put.status == 200, await put.text()
+        refused = await browser.session.get(url, allow_redirects=False)
+        page = await refused.text()
+        assert refused.status == 503
+        assert "could not record your groups" in page and 'id="try-again"' in page
