@@ -8,7 +8,8 @@ groups matter, GET <api>/user/orgs and /user/teams: a user's groups are
 their organisations ("lab") and teams ("lab:admins", org:team-slug), so
 allowed_organizations / allowed_groups / admin_groups take either form.
 Only the first 100 organisations and teams are read. Every call is bounded
-by `timeout`; failures are SignInFailed, as for OpenID providers.
+by `timeout`; failures are SignInFailed, as for OpenID providers. (authlib's
+token requests ask for JSON, which GitHub then answers with.)
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from control.auth.oidc_state import Attempt
 from control.auth.presets import ProviderProfile
 from control.auth.sign_in_errors import provider_down, provider_refused, provider_slow
 
-_ACCEPT = {"Accept": "application/json"}
 _API = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
 
@@ -90,7 +90,6 @@ class GitHubSource:
                         grant_type="authorization_code",
                         code=code,
                         code_verifier=attempt.code_verifier,
-                        headers=_ACCEPT,
                     )
                 )
 
@@ -161,7 +160,6 @@ class GitHubSource:
                     await client.refresh_token(
                         f"{self.web}/login/oauth/access_token",
                         refresh_token=refresh_token,
-                        headers=_ACCEPT,
                     )
                 )
 
