@@ -246,11 +246,14 @@ class OidcSettings:
     end_session: bool = False  # logout also ends the provider's session (RP-initiated)
     refresh_seconds: float = 600.0  # groups re-read with the refresh token; 0: never
     tenant: str | None = None  # azuread: the directory (tenant) id or domain
-    hosted_domain: tuple[str, ...] = ()  # google: the Workspace domain(s) (the hd claim)
+    # google: the Workspace domain(s) (the hd claim); one name or a list
+    hosted_domain: tuple[str, ...] | str = ()
     allowed_organizations: tuple[str, ...] = ()  # github: orgs (org or org:team); gitlab: groups
     api_url: str | None = None  # github: https://api.github.com or GitHub Enterprise's
 
     def __post_init__(self) -> None:
+        if isinstance(self.hosted_domain, str):  # as OAuthenticator also takes it
+            object.__setattr__(self, "hosted_domain", (self.hosted_domain,))
         if self.issuer is not None:
             _check_url("issuer", self.issuer)
         for key in ("redirect_url", "logout_redirect", "api_url"):

@@ -80,6 +80,9 @@ def test_google_asks_for_the_hosted_domain_and_signs_in_by_email() -> None:
     assert profile.issuer == "https://accounts.google.com"
     assert profile.authorize_params == {"hd": "example.org"}
     assert profile.username_claim == "email" and profile.groups_claim is None
+    # One domain may be given as a plain string, as OAuthenticator takes it.
+    one = OidcSettings(preset="google", client_id="x", hosted_domain="example.org")  # type: ignore[arg-type]
+    assert one.hosted_domain == ("example.org",)
 
 
 def test_azuread_builds_the_tenant_issuer_and_asks_for_a_refresh_token() -> None:
