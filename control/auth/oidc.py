@@ -211,13 +211,12 @@ class OidcLogin:
         attempt = self.attempts.find(cookie_values, state) if state else None
         if attempt is None:
             raise SignInFailed("state", EXPIRED_ATTEMPT, 400)
-        if "error" in query:  # the person declined, or the provider refused
-            raise provider_refused(query["error"][:100], query.get("error_description", "")[:300])
-        code = query.get("code", "")
-        if not code:
-            raise provider_refused("no_code", "the provider sent no authorization code")
-        identity = await self.source.identify(code, redirect_uri, attempt)
-        user = self._admitted(identity)
+        try:
+            identity = await self._identify(query, redirect_uri, attempt)
+            user = self._admitted(identity)
+        except SignInFailed as e:
+            e.next_url = attempt.next_url
+            raise
         tokens = identity.tokens
         return SignedIn(
             user=user,
@@ -226,6 +225,16 @@ class OidcLogin:
             refresh_token=tokens.refresh_token if tokens else None,
             id_token=tokens.id_token if tokens else None,
         )
+
+    async def _identify(
+        self, query: Mapping[str, str], redirect_uri: str, attempt: Attempt
+    ) -> Identity:
+        if "error" in query:  # the person declined, or the provider refused
+            raise provider_refused(query["error"][:100], query.get("error_description", "")[:300])
+        code = query.get("code", "")
+        if not code:
+            raise provider_refused("no_code", "the provider sent no authorization code")
+        return await self.source.identify(code, redirect_uri, attempt)
 
     def _admitted(self, identity: Identity) -> str:
         """The normalised user name, once the provider-side rules hold."""

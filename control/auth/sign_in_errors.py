@@ -16,6 +16,7 @@ class SignInFailed(Exception):
         self.reason = reason
         self.message = message
         self.status = status
+        self.next_url = ""  # where the attempt was going: "Try again" keeps it
 
 
 # The messages shown, one per kind of failure.

@@ -91,12 +91,16 @@ async def callback(request: web.Request) -> web.StreamResponse:
     values = request_cookies(request, hub.cookies.sign_in_attempt_name)
     try:
         signed = await login.finish(request.query, values, redirect_uri(request, hub, login))
-        if not hub.access.is_allowed(signed.user, signed.groups):
-            raise SignInFailed("not_allowed", NOT_ALLOWED)
-        response = await _signed_in(request, hub, login, signed)
+        try:
+            if not hub.access.is_allowed(signed.user, signed.groups):
+                raise SignInFailed("not_allowed", NOT_ALLOWED)
+            response = await _signed_in(request, hub, login, signed)
+        except SignInFailed as e:
+            e.next_url = signed.next_url
+            raise
     except SignInFailed as e:
         _observed(hub, "failure", began)
-        response = _failed(login, e)
+        response = _failed(login, e, e.next_url)
     else:
         _observed(hub, "success", began)
         log.info(

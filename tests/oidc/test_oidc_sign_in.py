@@ -224,13 +224,16 @@ async def test_a_code_used_twice_is_refused_by_the_provider(setup: Setup) -> Non
 async def test_declining_at_the_provider_says_so(setup: Setup) -> None:
     pg = await setup.podgate()
     async with Browser(pg.public_url) as browser:
-        location = await _start(browser)
+        started = await browser.get("/hub/oauth_login?next=/hub/home", allow_redirects=False)
+        location = started.headers["Location"]
         state = parse_qs(urlsplit(location).query)["state"][0]
         error = {"error": "access_denied", "error_description": "the user said no", "state": state}
         refused = await browser.session.get(f"{setup.callback}?{urlencode(error)}")
         page = await refused.text()
         assert refused.status == 403
         assert "access_denied" in page and "the user said no" in page
+        # "Try again" starts over towards where the attempt was going.
+        assert 'href="/hub/oauth_login?next=/hub/home"' in page
 
 
 async def test_a_provider_that_is_down_gets_a_clear_page(setup: Setup) -> None:
