@@ -11,6 +11,7 @@ from aiohttp import web
 from control.api.tokens import ApiTokens
 from control.auth import Authenticator, LoginThrottle, UserAccess
 from control.auth.known_browsers import KnownBrowsers
+from control.auth.oidc import OidcLogin
 from control.csrf import CsrfTokens
 from control.progress import SpawnProgress
 from control.record_store import UserRecordStore
@@ -67,6 +68,8 @@ class Hub:
     admin_access: bool = False
     # The hub side of jupyterhub-singleuser (spawner.hub_api); None: no such pods.
     singleuser: SingleuserHub | None = None
+    # auth.kind oidc: sign-in at the identity provider instead of a password form.
+    redirect_login: OidcLogin | None = None
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed
