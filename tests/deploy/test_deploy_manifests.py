@@ -312,7 +312,11 @@ async def test_applied_objects_line_up(
         for item in volumes["secrets"]["secret"]["items"]
     }
     raw = yaml.safe_load(one(objects, "ConfigMap", "podgate-config")["data"]["config.yaml"])
-    assert {raw["auth"]["users_file"], raw["api_tokens_file"]} <= mounted
+    # Every secret file the config names (users, API tokens, an OIDC client secret).
+    named = {raw["api_tokens_file"], raw["auth"].get("users_file")}
+    named.add((raw["auth"].get("oidc") or {}).get("client_secret_file"))
+    assert named - {None} <= mounted
+    assert len(named - {None}) >= 2
     for binding in (o for o in stored_objects if o["kind"] == "RoleBinding"):
         assert ("Role", binding["roleRef"]["name"]) in names
         for subject in binding["subjects"]:
