@@ -79,7 +79,10 @@ _NO_COUNTERPART = {
 _KEYCLOAK = re.compile(
     r"^(https?://.+/realms/[^/]+)/protocol/openid-connect/(auth|token|userinfo)$"
 )
-OIDC_NOTE = "needs a podgate with the oidc authenticator (auth.kind: oidc)"
+OIDC_NOTE = (
+    "podgate's oidc authenticator (auth.kind: oidc); its callback is /hub/oauth_callback "
+    "as OAuthenticator's, so the provider's registration carries over"
+)
 
 
 def translate_auth(config: dict[str, Any], report: Report) -> tuple[dict[str, Any], dict[str, Any]]:

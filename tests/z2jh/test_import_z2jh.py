@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 
-from control.settings import AuthSettings
 from control.z2jh import parse, translate
 from podgate.config import load_config
 
@@ -84,14 +83,9 @@ def paths(data: Any, at: str = "") -> set[str]:
 
 
 def loadable(config: dict[str, Any], tmp_path: Path) -> Any:
-    """The config as podgate loads it. Until podgate has the oidc authenticator an oidc
-    auth is checked for its shape and swapped for a password one; the rest loads as is."""
-    if config["auth"]["kind"] == "oidc" and "oidc" not in AuthSettings.__dataclass_fields__:
-        oidc = config["auth"]["oidc"]
-        assert set(oidc) <= OIDC_KEYS, set(oidc) - OIDC_KEYS
-        assert oidc["preset"] in {"generic", "github", "azuread", "google", "gitlab"}
-        auth = {k: v for k, v in config["auth"].items() if k not in ("kind", "oidc")}
-        config = {**config, "auth": {**auth, "kind": "password", "users_file": "u.yaml"}}
+    """The config as podgate loads it (an oidc auth included)."""
+    if config["auth"]["kind"] == "oidc":
+        assert set(config["auth"]["oidc"]) <= OIDC_KEYS, set(config["auth"]["oidc"]) - OIDC_KEYS
     path = tmp_path / "loadable.yaml"
     path.write_text(yaml.safe_dump(config))
     return load_config(path, {})
@@ -217,9 +211,9 @@ def test_the_report_goes_to_stdout_with_o_and_to_stderr_without(tmp_path: Path) 
     assert last.endswith("without a counterpart") and "carried over" in last
 
 
-def test_oidc_output_says_it_needs_oidc() -> None:
+def test_oidc_output_names_the_authenticator_and_hides_the_secret() -> None:
     done = run(str(HERE / "values/github-resources.yaml"))
-    assert "needs a podgate with the oidc authenticator" in done.stderr
+    assert "podgate's oidc authenticator (auth.kind: oidc)" in done.stderr
     assert "client_secret: (hidden)" in done.stderr
     assert "0a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d" not in done.stderr
 
