@@ -55,6 +55,11 @@ def build_hub(hub: Hub, body_limits: BodyLimits | None = None) -> web.Applicatio
     router.add_get("/hub/spawn-pending/{name}", servers.pending)
     router.add_post("/hub/stop", servers.stop)
     router.add_post("/hub/stop/{name}", servers.stop)
+    # Named servers (spawner.named_server_limit_per_user), JupyterHub's paths.
+    router.add_get("/hub/spawn/{name}/{server}", servers.spawn_page)
+    router.add_post("/hub/spawn/{name}/{server}", servers.spawn)
+    router.add_get("/hub/spawn-pending/{name}/{server}", servers.pending)
+    router.add_post("/hub/stop/{name}/{server}", servers.stop)
     add_api_routes(app, hub)  # /hub/api, the progress stream included
     add_oauth_routes(app)  # jupyterhub-singleuser's OAuth flow: public port only
     add_admin_routes(app)  # /hub/admin

@@ -8,6 +8,11 @@ room, exited) or the start timeout deletes the pod and records the reason in
 words. Pod names are deterministic, so a second start of the same user,
 here or in another replica, meets a 409 and joins the start under way.
 
+Every server is named by its key (control.names.server_key): the user name
+for their default server, "user/server" for a named one. The `user`
+parameters below are such keys, so a default server is handled exactly as
+before named servers existed.
+
 Kubernetes is the source of truth: status() reads the informer's cache, so a
 restarted podgate reports running servers as running without touching them.
 It never deletes a pod because an API call failed, and close() (shutdown)
@@ -41,7 +46,7 @@ from control.errors import (
 )
 from control.informer import Informer
 from control.kube import Kube, Object
-from control.manifests import pod_manifest, pod_profile, pod_user, pvc_manifest, server_url
+from control.manifests import pod_key, pod_manifest, pod_profile, pvc_manifest, server_url
 from control.pacing import StartPacer
 from control.pod_state import (
     event_detail,
@@ -274,10 +279,24 @@ class Spawner:
                     await run.finished.wait()
         return self.status(user)
 
+    def running_servers(self) -> list[str]:
+        """Keys of the servers (default and named) whose pod is Ready, as the informer sees it."""
+        keys = (pod_key(pod) for pod in self.pods.cache.values() if is_ready(pod))
+        return sorted(key for key in keys if key is not None)
+
     def running_users(self) -> list[str]:
-        """Users whose pod is Ready, as the informer sees it now."""
-        users = (pod_user(pod) for pod in self.pods.cache.values() if is_ready(pod))
-        return sorted(user for user in users if user is not None)
+        """Users with at least one server whose pod is Ready, as the informer sees it now."""
+        return sorted({names.split_key(key)[0] for key in self.running_servers()})
+
+    def servers_of(self, user: str) -> list[str]:
+        """Names of `user`'s named servers that have a pod or a start under way here."""
+        found = set()
+        for key in [*map(pod_key, self.pods.cache.values()), *self._starts]:
+            if key is not None:
+                owner, server = names.split_key(key)
+                if owner == user and server:
+                    found.add(server)
+        return sorted(found)
 
     async def close(self) -> None:
         """Cancel the starts under way; the pods stay (a restart or another replica adopts them)."""
@@ -416,7 +435,7 @@ class Spawner:
             return None
         except KubeError as e:
             raise _api_failure("read", e) from e
-        if pod_user(pod) != run.user:
+        if pod_key(pod) != run.user:
             raise SpawnFailed("error", f"the pod name {run.pod_name} is taken by someone else")
         return pod
 
@@ -504,7 +523,7 @@ class Spawner:
         await changed.wait()
 
     def _on_pod(self, event_type: str, pod: Object, old: Object | None) -> None:
-        user = pod_user(pod)
+        user = pod_key(pod)
         if user is not None and (changed := self._pod_changes.pop(user, None)) is not None:
             changed.set()
         run = self._starts.get(user) if user is not None else None
@@ -559,7 +578,7 @@ class Spawner:
 
     def _pod(self, user: str) -> Object | None:
         pod = self.pods.cache.get(names.pod_name(user, self.settings.pod_name_prefix))
-        return pod if pod is not None and pod_user(pod) == user else None
+        return pod if pod is not None and pod_key(pod) == user else None
 
     def _settle(self, future: asyncio.Future[None], error: SpawnFailed | None = None) -> None:
         if future.done():

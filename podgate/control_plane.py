@@ -344,7 +344,7 @@ def control_sources(plane: ControlPlane, hub: Hub) -> ControlSources:
 
     watches = {"pods": plane.pods, "events": plane.events, "user-records": plane.records}
     return ControlSources(
-        running_servers=lambda: len(spawner.running_users()),
+        running_servers=lambda: len(spawner.running_servers()),
         total_users=lambda: len(hub.users),
         active_users=active_users,
         watches={name: w for name, w in watches.items() if w is not None},

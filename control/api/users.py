@@ -30,8 +30,8 @@ from control.api.servers import STOP_WAIT_SECONDS, stopped_within
 from control.api.singleuser import token_model
 from control.auth import PasswordAuthenticator
 from control.errors import BadUserName
-from control.manifests import pod_user
-from control.names import normalise_username
+from control.manifests import pod_key
+from control.names import normalise_username, split_key
 from control.stop_cause import StopCause
 from control.web.context import Hub, hub_of
 
@@ -51,9 +51,10 @@ def _pagination(request: web.Request) -> tuple[int, int]:
 
 
 def active_users(hub: Hub) -> list[str]:
-    """Users with a server starting, running or stopping, sorted (from the pod watch)."""
-    users = {user for user in map(pod_user, hub.spawner.pods.cache.values()) if user}
-    return sorted(u for u in users if hub.spawner.status(u).state in ACTIVE_STATES)
+    """Users with a server (default or named) starting, running or stopping, sorted."""
+    keys = {key for key in map(pod_key, hub.spawner.pods.cache.values()) if key}
+    active = (split_key(k)[0] for k in keys if hub.spawner.status(k).state in ACTIVE_STATES)
+    return sorted(set(active))
 
 
 def _selection(hub: Hub, caller: Caller, state: str | None) -> tuple[Iterable[str], int]:
