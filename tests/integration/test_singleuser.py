@@ -224,3 +224,59 @@ async def test_stock_singleuser_server_runs_against_podgate(
     async with chromium(tmp_path) as port_of_devtools:
         jar = await lab_in_chromium(port_of_devtools, public, "ada", tmp_path)
     assert "jupyterhub-user-ada" in jar, jar
+
+
+def hub_links(page: str) -> tuple[str, str]:
+    """Where JupyterLab's File menu leads: Hub Control Panel and Log Out.
+
+    Its hub extension builds both from the page config jupyterhub-singleuser
+    writes (hubHost + hubPrefix + "home" / "logout").
+    """
+    start = page.index('id="jupyter-config-data"')
+    body = page[page.index(">", start) + 1 : page.index("</script>", start)]
+    config = json.loads(body)
+    base = config["hubHost"] + config["hubPrefix"]
+    return base + "home", base + "logout"
+
+
+async def test_a_named_singleuser_server_signs_its_owner_in_through_oauth(
+    make_podgate: MakePodgate,
+) -> None:
+    port = free_port()
+    config = settings(port)
+    config["spawner"]["named_server_limit_per_user"] = 1
+    pg = await make_podgate(config)
+    async with Browser(pg.public_url) as ada:
+        # Signed in towards the home page, so only the named server starts.
+        assert (await ada.login("ada", next_url="/hub/home")).status == 200
+        home = await (await ada.get("/hub/home")).text()
+        started = await ada.post(
+            "/hub/spawn/ada", {"_xsrf": xsrf_of(home), "server_name": "gpu"}, allow_redirects=False
+        )
+        assert started.headers["Location"].startswith("/hub/spawn-pending/ada/gpu"), started
+        token = xsrf_of(home)
+        async with ada.session.get(
+            ada.url(f"/hub/api/users/ada/servers/gpu/progress?_xsrf={token}"),
+            headers={"Accept": "text/event-stream"},
+            timeout=aiohttp.ClientTimeout(total=START_SECONDS),
+        ) as stream:
+            assert stream.status == 200, await stream.text()
+            events = [
+                json.loads(line[6:]) async for line in stream.content if line[:6] == b"data: "
+            ]
+        assert events[-1].get("ready") is True, events
+        assert pg.control.spawner.status("ada").state == "stopped"  # only the named server
+        page = await open_lab_through_oauth(ada, "ada/gpu")
+        assert "JupyterLab" in page
+        # The server's own OAuth client and cookie, as JupyterHub names them.
+        cookie(ada, "jupyterhub-user-ada-gpu")
+        assert await run_one_plus_one(ada, "ada/gpu") == "2"
+        # JupyterLab's File → Hub Control Panel and Log Out lead to podgate's pages.
+        control_panel, log_out = hub_links(page)
+        assert (control_panel, log_out) == ("/hub/home", "/hub/logout")
+        shown = await ada.get(control_panel)
+        assert shown.status == 200 and 'data-server="gpu"' in await shown.text()
+    log = await pod_log(pg.cluster, names.pod_name("ada/gpu"))
+    assert "Logged-in user ada" in log, log[-3000:]
+    for trouble in ("!= jupyterhub-singleuser version", "no version header", "Error notifying Hub"):
+        assert trouble not in log, log[-3000:]
