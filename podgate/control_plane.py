@@ -48,6 +48,7 @@ from control.singleuser_hub import SingleuserHub
 from control.singleuser_tokens import ServerTokens
 from control.spawner import Spawner
 from control.user_records import RECORD_SELECTOR
+from control.user_tokens import UserTokens
 from control.users import UserDirectory
 from control.web.body_arrival import BodyLimits
 from control.web.context import Hub
@@ -135,6 +136,7 @@ class ControlPlane:
     on_cull: CullObserver | None = None  # metrics: once per culled server, with the reason
     hub: Hub | None = None
     singleuser: SingleuserHub | None = None  # the hub side of jupyterhub-singleuser pods
+    user_tokens: UserTokens | None = None  # personal API tokens, from the user records
 
     def server_users(self) -> list[str]:
         """Users who have a pod now, as the pod watch sees it."""
@@ -198,6 +200,8 @@ class ControlPlane:
         self.pods.add_listener(server_tokens.observe)
         spent_codes = SpentCodes(self.kube, namespace)
         self.records.add_listener(spent_codes.observe)
+        self.user_tokens = UserTokens(self.kube, namespace)
+        self.records.add_listener(self.user_tokens.observe)
         self.spawner = Spawner(
             self.kube,
             config.spawner,
@@ -260,6 +264,7 @@ class ControlPlane:
         hub.admin_access = config.edge.admin_access
         hub.api_tokens = api_tokens(config)
         hub.singleuser = self.singleuser
+        hub.user_tokens = self.user_tokens
         self.hub = hub
         if config.culler.enabled:
             self.culler = IdleCuller(

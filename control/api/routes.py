@@ -16,7 +16,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from control.api import servers, singleuser, users
+from control.api import servers, singleuser, user_tokens, users
 from control.api.callers import ApiError
 from control.errors import (
     BadProfile,
@@ -96,6 +96,10 @@ ROUTES: tuple[tuple[str, str, ApiHandler], ...] = (
     ("POST", "/users/{name}/servers/{server}", servers.start_named_server),
     ("DELETE", "/users/{name}/servers/{server}", servers.stop_named_server),
     ("GET", "/users/{name}/servers/{server}/progress", progress_stream.progress),
+    ("GET", "/users/{name}/tokens", user_tokens.list_tokens),
+    ("POST", "/users/{name}/tokens", user_tokens.create_token),
+    ("GET", "/users/{name}/tokens/{token_id}", user_tokens.get_token),
+    ("DELETE", "/users/{name}/tokens/{token_id}", user_tokens.revoke_token),
 )
 
 

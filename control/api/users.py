@@ -151,6 +151,11 @@ async def who_am_i(request: web.Request) -> web.Response:
             caller.name, "user", caller.scopes | {"read:users", "read:servers"}, caller.only
         )
         model = user_model(hub, own, caller.name)
+    if caller.token_id is not None:
+        # A personal token: its scopes filtered to its user, as JupyterHub lists them.
+        model["scopes"] = caller.listed_scopes()
+        model["token_id"] = caller.token_id
+        return json_answer(model)
     model["scopes"] = sorted(caller.scopes)
     return json_answer(model)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,6 +19,7 @@ from control.session_gate import SessionGate
 from control.settings import Profile
 from control.singleuser_hub import SingleuserHub
 from control.spawner import Spawner
+from control.user_tokens import UserTokens
 from control.users import UserDirectory
 from control.web.identity import (
     CookieSettings,
@@ -67,6 +69,9 @@ class Hub:
     admin_access: bool = False
     # The hub side of jupyterhub-singleuser (spawner.hub_api); None: no such pods.
     singleuser: SingleuserHub | None = None
+    # Personal API tokens, as every replica sees them (None: not wired, none accepted).
+    user_tokens: UserTokens | None = None
+    clock: Callable[[], float] = field(default=time.time)
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed
