@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from control.activity import ActivityTracker
+from control.api.callers import ApiError, personal_caller
 from control.api.routes import add_api_routes
 from control.api.tokens import ApiTokens, read_tokens_file
 from control.auth import (
@@ -137,6 +138,16 @@ class ControlPlane:
     hub: Hub | None = None
     singleuser: SingleuserHub | None = None  # the hub side of jupyterhub-singleuser pods
     user_tokens: UserTokens | None = None  # personal API tokens, from the user records
+
+    def token_user(self, token: str) -> str | None:
+        """The edge's question: whom a personal API token lets use servers (None: nobody)."""
+        if self.hub is None:
+            return None
+        try:
+            caller = personal_caller(self.hub, token)
+        except ApiError:
+            return None  # expired, or its user may no longer sign in
+        return caller.name if caller is not None and caller.may("access:servers") else None
 
     def server_users(self) -> list[str]:
         """Users who have a pod now, as the pod watch sees it."""

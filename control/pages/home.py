@@ -92,6 +92,8 @@ def home_page(
         + (notice(reason) if state == "failed" and reason else "")
         + f'<div class="actions">{"".join(actions)}</div>'
         + (_named_section(user, xsrf, named, named_limit) if named is not None else "")
+        + '<p class="home-tokens"><a href="/hub/token">API tokens</a>'
+        '<span class="quiet"> — for scripts and tools acting as you</span></p>'
         + (
             '<p class="home-admin"><a href="/hub/admin">Admin panel</a>'
             '<span class="quiet"> — every user\'s server</span></p>'

@@ -34,6 +34,11 @@ from control.web.forms import checked_form, field, xsrf_token
 from control.web.next_url import safe_next
 
 
+def signed_in_viewer(request: web.Request) -> str:
+    """The signed-in user of a hub page, or a redirect to the login page is raised."""
+    return _viewer(request)
+
+
 def _viewer(request: web.Request) -> str:
     """The signed-in user, or a redirect to the login page is raised."""
     user = hub_of(request).user(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +198,117 @@ async def test_a_token_made_at_one_replica_works_and_ends_at_the_other(
     assert status == 204
     assert await answer_at(two) == 403
     await until(one, 403)
+
+
+async def test_a_token_with_access_opens_its_users_server_at_the_edge(make_podgate: Any) -> None:
+    pg = await make_podgate(SETTINGS)
+    api = pg.public_url + "/hub/api"
+    for user in ("yan", "zoe"):
+        status, _ = await _call(api, f"/users/{user}", "POST", token=ADMIN)
+        assert status == 201
+        status, _ = await _call(api, f"/users/{user}/server", "POST", token=ADMIN)
+        assert status in (201, 202)
+    tokens = {}
+    for scopes in (["access:servers"], ["read:users"]):
+        status, made = await _call(
+            api, "/users/yan/tokens", "POST", token=ADMIN, body={"scopes": scopes}
+        )
+        assert status == 201, made
+        tokens[scopes[0]] = made["token"]
+    spawner = pg.control.spawner
+    for _ in range(300):
+        if all(spawner.status(u).state == "running" for u in ("yan", "zoe")):
+            break
+        await asyncio.sleep(0.05)
+
+    async def through_edge(path: str, scheme: str, token: str) -> aiohttp.ClientResponse:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                pg.public_url + path,
+                headers={"Authorization": f"{scheme} {token}"},
+                allow_redirects=False,
+            ) as response,
+        ):
+            await response.read()
+            return response
+
+    for scheme in ("token", "Bearer"):
+        response = await through_edge("/user/yan/api/status", scheme, tokens["access:servers"])
+        assert response.status == 200
+    # The pod saw its own token, never the personal one.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            pg.public_url + "/user/yan/echo",
+            headers={"Authorization": f"token {tokens['access:servers']}"},
+        ) as response,
+    ):
+        echoed = await response.json()
+    assert tokens["access:servers"] not in json.dumps(echoed["headers"])
+    # Another user's server: refused; a token without access:servers: sent to sign in.
+    response = await through_edge("/user/zoe/api/status", "token", tokens["access:servers"])
+    assert response.status == 403
+    response = await through_edge("/user/yan/api/status", "token", tokens["read:users"])
+    assert response.status == 302 and response.headers["Location"].startswith("/hub/login")
+    response = await through_edge("/user/yan/api/status", "token", "not-a-token-at-all")
+    assert response.status == 302
+
+
+async def test_the_token_page_makes_lists_and_revokes(make_podgate: Any) -> None:
+    pg = await make_podgate(SETTINGS)
+    browser, _ = await _signed_in(pg, "ana")
+    try:
+        home = await (await browser.get("/hub/home")).text()
+        assert 'href="/hub/token"' in home
+        page = await browser.get("/hub/token")
+        text = await page.text()
+        assert page.status == 200 and page.headers["Cache-Control"] == "no-store"
+        assert 'value="servers"' in text and 'value="admin"' not in text
+        form = aiohttp.FormData()
+        for key, value in [
+            ("_xsrf", xsrf_of(text)),
+            ("note", "notebook sync"),
+            ("expires_in", "3600"),
+            ("scopes", "read:users"),
+            ("scopes", "access:servers"),
+        ]:
+            form.add_field(key, value)
+        async with browser.session.post(browser.url("/hub/token"), data=form) as made:
+            shown = await made.text()
+            assert made.status == 201, shown
+        secret = re.search(r'<code id="new-token">([0-9a-f]+)</code>', shown)
+        assert secret is not None
+        status, me = await _call(pg.public_url + "/hub/api", "/user", token=secret.group(1))
+        assert status == 200 and me["name"] == "ana"
+        assert sorted(me["scopes"]) == sorted(
+            f"{s}!user=ana"
+            for s in ("access:servers", "read:users", "read:users:name", "read:users:activity")
+        )
+        listed = await (await browser.get("/hub/token")).text()
+        row = re.search(r'<tr data-token="(a[0-9a-f]+)">.*?</tr>', listed)
+        assert row is not None and "notebook sync" in row.group(0)
+        assert secret.group(1) not in listed  # the secret is shown once only
+        # A scope she does not hold, an expiry not offered, no scope: refused in words.
+        for fields, status, words in [
+            ([("expires_in", "3600"), ("scopes", "admin")], 403, "not held by User ana"),
+            ([("expires_in", "17"), ("scopes", "servers")], 400, "expiry from the list"),
+            ([("expires_in", "")], 400, "at least one scope"),
+        ]:
+            bad = aiohttp.FormData()
+            bad.add_field("_xsrf", xsrf_of(listed))
+            for key, value in fields:
+                bad.add_field(key, value)
+            async with browser.session.post(browser.url("/hub/token"), data=bad) as refused:
+                assert refused.status == status and words in await refused.text(), fields
+        revoked = await browser.post(
+            f"/hub/token/{row.group(1)}/revoke", {"_xsrf": xsrf_of(listed)}, allow_redirects=False
+        )
+        assert revoked.status == 303
+        assert row.group(1) not in await (await browser.get("/hub/token")).text()
+        status, _ = await _call(pg.public_url + "/hub/api", "/user", token=secret.group(1))
+        assert status == 403
+        forged = await browser.post("/hub/token", {"_xsrf": "forged", "expires_in": ""})
+        assert forged.status == 403
+    finally:
+        await browser.close()
