@@ -123,11 +123,11 @@ def _visit(request: web.Request) -> tuple[Hub, str, str, str, ServerStatus]:
     next_url = safe_next(request.query.get("next"), "")
     owner = _owner(request, hub, viewer)
     if "server" not in request.match_info:
-        owner = _named_in(hub, owner, next_url)
+        owner = named_server_in(hub, owner, next_url)
     return hub, viewer, owner, next_url, hub.spawner.status(owner)
 
 
-def _named_in(hub: Hub, owner: str, next_url: str) -> str:
+def named_server_in(hub: Hub, owner: str, next_url: str) -> str:
     """The server a path under the owner's prefix is for, as JupyterHub decides: its first
     segment when that is one of the owner's named servers, else the default server (the
     edge sends every unrouted /user/<name>/... here with that path as `next`)."""
