@@ -60,6 +60,7 @@ def build_hub(hub: Hub, body_limits: BodyLimits | None = None) -> web.Applicatio
     router.add_post("/hub/spawn/{name}/{server}", servers.spawn)
     router.add_get("/hub/spawn-pending/{name}/{server}", servers.pending)
     router.add_post("/hub/stop/{name}/{server}", servers.stop)
+    router.add_post("/hub/delete/{name}/{server}", servers.delete)
     router.add_get("/hub/token", tokens.token_form)
     router.add_post("/hub/token", tokens.make_token)
     router.add_post("/hub/token/{token_id}/revoke", tokens.revoke_token)

@@ -13,6 +13,7 @@ never retries, and holds nothing but what the records say.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from control.user_records import (
     not_before_from,
     parse_record,
     record_manifest,
+    server_patch,
     sign_out_patch,
     signed_in_patch,
 )
@@ -79,9 +81,7 @@ class UserRecordStore:
     def _apply(self, record: UserRecord) -> None:
         known = self._records.get(record.user)
         if known is not None and known.not_before > record.not_before:
-            record = UserRecord(
-                record.user, known.not_before, record.created, record.last_login, record.removed
-            )
+            record = dataclasses.replace(record, not_before=known.not_before)
         if known is None or known.removed != record.removed:
             self._users = None
         self._records[record.user] = record
@@ -115,6 +115,26 @@ class UserRecordStore:
             new["data"].update(sign_out_patch(not_before, removed=True)["data"])
         await self._write(user, sign_out_patch(not_before, removed=removed), new)
         return not_before
+
+    async def add_server(self, user: str, server: str) -> None:
+        """Remember `user`'s named server `server` at every replica (KubeError if not)."""
+        now = self._clock()
+        new = record_manifest(user, now=now, signed_in=False)
+        new["data"].update(server_patch(server, now)["data"])
+        await self._write(user, server_patch(server, now), new)
+
+    async def remove_server(self, user: str, server: str) -> None:
+        """Forget `user`'s named server `server` (a no-op without a record)."""
+        name = names.record_name(user)
+        try:
+            answer = await self._kube.patch(
+                "configmaps", self._namespace, name, server_patch(server, None)
+            )
+        except NotFound:
+            return
+        record = parse_record(answer)
+        if record is not None:
+            self._apply(record)
 
     async def _write(self, user: str, patch: Object, new: Object) -> None:
         """Patch the record, or create it if there is none (another replica may race us)."""

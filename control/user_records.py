@@ -29,6 +29,9 @@ NOT_BEFORE = "sessions-not-before"
 CREATED = "created"
 LAST_LOGIN = "last-login"
 REMOVED = "removed"  # "true": deleted through the API; kept so the sign-out stays in force
+# One key per named server the user made ("server.<name>": creation, epoch seconds), kept
+# while it is stopped, until it is removed (JupyterHub's DELETE with remove: true).
+SERVER_PREFIX = "server."
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,7 @@ class UserRecord:
     created: float | None = None
     last_login: float | None = None
     removed: bool = False
+    servers: tuple[str, ...] = ()  # named servers, sorted
 
 
 def not_before_from(now: float) -> float:
@@ -93,6 +97,12 @@ def sign_out_patch(not_before: float, *, removed: bool = False) -> Object:
     return {"data": data}
 
 
+def server_patch(server: str, now: float | None) -> Object:
+    """A merge patch recording the named server `server` (made at `now`), or forgetting it
+    (`now` None)."""
+    return {"data": {SERVER_PREFIX + server: _seconds(now) if now is not None else None}}
+
+
 def _number(value: object) -> float | None:
     try:
         number = float(str(value))
@@ -114,4 +124,11 @@ def parse_record(obj: Object) -> UserRecord | None:
         created=_number(data.get(CREATED)),
         last_login=_number(data.get(LAST_LOGIN)),
         removed=data.get(REMOVED) == "true",
+        servers=tuple(
+            sorted(
+                key[len(SERVER_PREFIX) :]
+                for key, value in data.items()
+                if key.startswith(SERVER_PREFIX) and value is not None
+            )
+        ),
     )

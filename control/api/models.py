@@ -81,13 +81,16 @@ def _created(hub: Hub, user: str) -> float | None:
     return record.created if record is not None else None
 
 
-def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
-    """`user` as JupyterHub's user model, with the fields `caller`'s scopes allow."""
+def user_model(
+    hub: Hub, caller: Caller, user: str, *, include_stopped: bool = False
+) -> dict[str, Any]:
+    """`user` as JupyterHub's user model, with the fields `caller`'s scopes allow; the
+    `servers` map lists stopped named servers too with `include_stopped` (JupyterHub's
+    ?include_stopped_servers)."""
     model: dict[str, Any] = {"kind": "user", "name": user}
     status = hub.spawner.status(user)
     named = {
-        server: hub.spawner.status(server_key(user, server))
-        for server in hub.spawner.servers_of(user)
+        server: hub.spawner.status(server_key(user, server)) for server in hub.named_servers(user)
     }
     if caller.may("read:users", user):
         seen = [last_activity(hub, user, status)]
@@ -104,7 +107,7 @@ def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
     if caller.may("read:servers", user):
         servers = {"": server_model(hub, user, status)} if status.state in ACTIVE_STATES else {}
         for server, server_status in named.items():
-            if server_status.state in ACTIVE_STATES:
+            if include_stopped or server_status.state in ACTIVE_STATES:
                 servers[server] = server_model(hub, server_key(user, server), server_status)
         model.update(
             server=server_url(user) if status.state == "running" else None,

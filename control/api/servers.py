@@ -70,7 +70,7 @@ def _named(request: web.Request, hub: Hub, user: str) -> str:
 def _check_limit(hub: Hub, user: str, server: str) -> None:
     """400 when a new named server would pass spawner.named_server_limit_per_user."""
     limit = hub.spawner.settings.named_server_limit_per_user
-    existing = hub.spawner.servers_of(user)
+    existing = hub.named_servers(user)
     if server not in existing and len(existing) >= limit:
         raise ApiError(
             400,
@@ -91,6 +91,7 @@ async def start_named_server(request: web.Request) -> web.Response:
     user, _ = _owner(request, hub, ("start:servers",))
     server = _named(request, hub, user)
     _check_limit(hub, user, server)
+    await hub.remember_server(user, server)  # a KubeError: the wrapper answers 503
     return await _start(request, hub, user, server)
 
 
@@ -117,22 +118,24 @@ async def stop_server(request: web.Request) -> web.Response:
 
 
 async def stop_named_server(request: web.Request) -> web.Response:
-    """DELETE /hub/api/users/<name>/servers/<server>: stop a named server.
-
-    `{"remove": true}` is accepted as JupyterHub's: a named server exists here only
-    while it has a pod, so stopping it removes it (its claim, if any, is kept).
-    """
+    """DELETE /hub/api/users/<name>/servers/<server>: stop a named server, and with
+    `{"remove": true}` forget it once stopped (its claim, if any, is kept)."""
     hub = hub_of(request)
     user, caller = _owner(request, hub, ("delete:servers",))
     server = _named(request, hub, user)
     body = await json_body(request)
     if body is not None and not isinstance(body, dict):
         raise ApiError(400, 'The body must be a JSON object such as {"remove": true}')
-    if server not in hub.spawner.servers_of(user):
+    remove = (body or {}).get("remove", False)
+    if not isinstance(remove, bool):
+        raise ApiError(400, "remove must be true or false")
+    if server not in hub.named_servers(user):
         raise ApiError(404, f"{user} has no server named '{server}'")
-    return await _stop(
-        hub, server_key(user, server), caller, "DELETE /hub/api/users/{name}/servers/{server}"
-    )
+    if remove and hub.records is not None:
+        # Forgotten first: once its pod is gone, nothing remembers it (no task to wait).
+        await hub.records.remove_server(user, server)
+    key = server_key(user, server)
+    return await _stop(hub, key, caller, "DELETE /hub/api/users/{name}/servers/{server}")
 
 
 async def _stop(hub: Hub, key: str, caller: Caller, what: str) -> web.Response:

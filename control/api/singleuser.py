@@ -143,7 +143,7 @@ async def post_activity(request: web.Request) -> web.Response:
     if singleuser is None:
         raise ApiError(404, "No server reports activity here: spawner.hub_api is off")
     reported = _reported_times(await json_body(request))
-    known = hub.spawner.servers_of(name)
+    known = hub.named_servers(name)
     for server in reported:
         # As JupyterHub: any server of the user (its `server` role holds users:activity
         # for the whole user), but only servers that exist.

@@ -97,7 +97,11 @@ async def list_users(request: web.Request) -> web.Response:
         raise ApiError(400, f"Unrecognized state filter: {state!r}")
     offset, limit = _pagination(request)
     names, total = _selection(hub, caller, state)
-    items = [user_model(hub, caller, name) for name in _page(names, offset, limit)]
+    stopped = "include_stopped_servers" in request.query
+    items = [
+        user_model(hub, caller, name, include_stopped=stopped)
+        for name in _page(names, offset, limit)
+    ]
     if PAGINATION_TYPE not in request.headers.get("Accept", ""):
         return json_answer(items)
     following = offset + limit
@@ -128,7 +132,8 @@ async def get_user(request: web.Request) -> web.Response:
     hub = hub_of(request)
     caller = caller_of(request, hub)
     user = _existing_user(request, hub, caller, ("read:users", "read:users:name", "read:servers"))
-    return json_answer(user_model(hub, caller, user))
+    stopped = "include_stopped_servers" in request.query
+    return json_answer(user_model(hub, caller, user, include_stopped=stopped))
 
 
 async def who_am_i(request: web.Request) -> web.Response:

@@ -117,8 +117,16 @@ def _named_section(user: str, xsrf: str, named: list[NamedServerView], limit: in
             actions.append(
                 f'<a class="button" href="/hub/spawn-pending/{key_path(key)}">Show progress</a>'
             )
-        else:
+        elif server.state in ("stopped", "failed"):
             actions.append(post_form(f"/hub/spawn/{key_path(key)}", xsrf, "Start"))
+            actions.append(
+                post_form(
+                    f"/hub/delete/{key_path(key)}",
+                    xsrf,
+                    "Delete",
+                    button_class="button button-quiet",
+                )
+            )
         if server.state in ("running", "starting"):
             actions.append(
                 post_form(

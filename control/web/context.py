@@ -86,6 +86,19 @@ class Hub:
         """Where the browser is, as far as the trusted proxies in front say."""
         return client_address(request, self.trusted_proxies)
 
+    def named_servers(self, user: str) -> list[str]:
+        """`user`'s named servers: those with a pod (or a start here) and those their record
+        remembers while stopped, sorted."""
+        record = self.records.get(user) if self.records is not None else None
+        remembered = record.servers if record is not None else ()
+        return sorted({*self.spawner.servers_of(user), *remembered})
+
+    async def remember_server(self, user: str, server: str) -> None:
+        """Record a new named server at every replica (KubeError if the record is not written)."""
+        record = self.records.get(user) if self.records is not None else None
+        if self.records is not None and (record is None or server not in record.servers):
+            await self.records.add_server(user, server)
+
     def may_act_for(self, viewer: str, owner: str) -> bool:
         """Whether `viewer` may see, start or stop `owner`'s server."""
         return viewer == owner or self.access.is_admin(viewer)

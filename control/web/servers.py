@@ -101,7 +101,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     if hub.spawner.settings.named_servers:
         named = [
             NamedServerView(server, hub.spawner.status(server_key(user, server)).state)
-            for server in hub.spawner.servers_of(user)
+            for server in hub.named_servers(user)
         ]
     page = home_page(
         user,
@@ -135,7 +135,7 @@ def named_server_in(hub: Hub, owner: str, next_url: str) -> str:
     if not hub.spawner.settings.named_servers or not next_url.startswith(prefix):
         return owner
     segment = next_url[len(prefix) :].split("/", 1)[0].split("?", 1)[0]
-    return server_key(owner, segment) if segment in hub.spawner.servers_of(owner) else owner
+    return server_key(owner, segment) if segment in hub.named_servers(owner) else owner
 
 
 async def spawn_page(request: web.Request) -> web.StreamResponse:
@@ -173,13 +173,18 @@ async def spawn(request: web.Request) -> web.StreamResponse:
     owner = _owner(request, hub, viewer, field(form, "server_name") or None)
     next_url = safe_next(field(form, "next"), "")
     user, server = split_key(owner)
-    if server and server not in hub.spawner.servers_of(user):
+    if server and server not in hub.named_servers(user):
         limit = hub.spawner.settings.named_server_limit_per_user
-        if len(hub.spawner.servers_of(user)) >= limit:
-            message = f"{user} already has the maximum of {limit} named servers."
+        if len(hub.named_servers(user)) >= limit:
+            message = (
+                f"{user} already has the maximum of {limit} named servers."
+                " Delete one before making another."
+            )
             raise web.HTTPBadRequest(
                 text=error_page(400, message, user=viewer), content_type="text/html"
             )
+    if server:
+        await hub.remember_server(user, server)  # a KubeError is a 503 page
     return await _start(request, hub, owner, field(form, "profile") or None, next_url)
 
 
@@ -238,6 +243,28 @@ async def stop(request: web.Request) -> web.StreamResponse:
     owner = _owner(request, hub, viewer)
     by = "user" if split_key(owner)[0] == viewer else "admin"
     await hub.spawner.stop(owner, StopCause(by, viewer, "stop button"))
+    return redirect("/hub/home", 303)
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    """POST /hub/delete/<name>/<server>: forget a stopped named server (its claim is kept)."""
+    hub = hub_of(request)
+    viewer = _viewer(request)
+    await checked_form(request)
+    key = _owner(request, hub, viewer)
+    user, server = split_key(key)
+    if server not in hub.named_servers(user):
+        raise web.HTTPNotFound(
+            text=error_page(404, f"{user} has no server named {server!r}.", user=viewer),
+            content_type="text/html",
+        )
+    if hub.spawner.status(key).state not in ("stopped", "failed"):
+        raise web.HTTPBadRequest(
+            text=error_page(400, "Stop the server before deleting it.", user=viewer),
+            content_type="text/html",
+        )
+    if hub.records is not None:
+        await hub.records.remove_server(user, server)
     return redirect("/hub/home", 303)
 
 

@@ -323,3 +323,67 @@ async def test_edge_routes_each_server_of_one_user(make_podgate: MakePodgate) ->
         assert (await response.json())["pod"] == "jupyter-ada"
     # The admin panel lists the named server under its user.
     assert spawner.status("ada/gpu").state in ("stopping", "stopped")
+
+
+@pytest.mark.both_servers
+async def test_a_stopped_named_server_is_remembered_until_removed(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate(NAMED)
+    spawner = pg.control.spawner
+    async with Browser(pg.public_url) as rae:
+        assert (await rae.login("rae", next_url="/hub/home")).status == 200
+        api = pg.public_url + "/hub/api"
+        xsrf = xsrf_of(await (await rae.get("/hub/home")).text())
+        headers = {"X-XSRFToken": xsrf}
+
+        async def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+            async with rae.session.request(
+                method, api + path, headers=headers, json=body
+            ) as response:
+                raw = await response.read()
+                ok = response.content_type == "application/json"
+                return response.status, json.loads(raw) if ok else raw
+
+        for server in ("one", "two"):
+            status, body = await call("POST", f"/users/rae/servers/{server}")
+            assert status in (201, 202), body
+        await _until(lambda: spawner.status("rae/one").state == "running")
+        status, _ = await call("DELETE", "/users/rae/servers/one")  # a stop, no remove
+        assert status in (202, 204)
+        await _until(lambda: spawner.status("rae/one").state == "stopped")
+        # Stopped, still hers: listed on request, counted by the limit, in her record.
+        status, model = await call("GET", "/users/rae")
+        assert "one" not in model["servers"]
+        status, model = await call("GET", "/users/rae?include_stopped_servers")
+        assert (
+            model["servers"]["one"]["stopped"] is True and model["servers"]["one"]["ready"] is False
+        )
+        status, body = await call("POST", "/users/rae/servers/three")
+        assert status == 400 and "maximum of 2" in body["message"], body
+        record = await pg.control.kube.get("configmaps", "podgate", names.record_name("rae"))
+        assert {"server.one", "server.two"} <= set(record["data"])
+        # Her link to it leads to its own spawn page, not the default server's.
+        response = await rae.get("/user/rae/one/lab")
+        assert response.url.path == "/hub/spawn/rae", response.url
+        page = await response.text()
+        assert 'action="/hub/spawn/rae/one"' in page, page[-2000:]
+        home = await (await rae.get("/hub/home")).text()
+        row = re.search(r'<tr data-server="one">.*?</tr>', home)
+        assert row is not None and 'action="/hub/delete/rae/one"' in row.group(0)
+        assert 'action="/hub/spawn/rae/one"' in row.group(0)
+        # A running one cannot be deleted from the page; a stopped one can.
+        refused = await rae.post("/hub/delete/rae/two", {"_xsrf": xsrf}, allow_redirects=False)
+        assert refused.status == 400 and "Stop the server" in await refused.text()
+        deleted = await rae.post("/hub/delete/rae/one", {"_xsrf": xsrf}, allow_redirects=False)
+        assert deleted.status == 303
+        status, model = await call("GET", "/users/rae?include_stopped_servers")
+        assert set(model["servers"]) == {"two"}
+        # remove: true forgets a running one as it stops.
+        status, _ = await call("DELETE", "/users/rae/servers/two", {"remove": True})
+        assert status in (202, 204)
+        await _until(lambda: spawner.status("rae/two").state == "stopped")
+        status, model = await call("GET", "/users/rae?include_stopped_servers")
+        assert model["servers"] == {}
+        status, body = await call("DELETE", "/users/rae/servers/two", {"remove": "yes"})
+        assert status == 400 and "remove must be" in body["message"]

@@ -116,6 +116,7 @@ async def test_the_hub_routes_the_forms_this_suite_knows(make_podgate: Any) -> N
         ("DELETE", "/hub/api/users/{name}/sessions"),
         ("POST", "/hub/api/users/{name}/tokens"),
         ("DELETE", "/hub/api/users/{name}/tokens/{token_id}"),
+        ("POST", "/hub/delete/{name}/{server}"),
         ("POST", "/hub/login"),
         ("POST", "/hub/logout"),
         ("POST", "/hub/spawn"),
@@ -204,7 +205,7 @@ async def test_every_form_refuses_a_post_without_this_browsers_token(
                 assert await signed_in_as(victim) == 200, (attack, url, "session lost")
         assert pg.control.spawner.status("bob").state == "stopped"
         assert pg.control.spawner.status("ada").state == "running"
-    assert tried == 50
+    assert tried == 52
 
 
 async def test_the_same_forms_act_with_the_right_token(make_podgate: Any) -> None:
