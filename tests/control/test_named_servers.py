@@ -387,3 +387,51 @@ async def test_a_stopped_named_server_is_remembered_until_removed(
         assert model["servers"] == {}
         status, body = await call("DELETE", "/users/rae/servers/two", {"remove": "yes"})
         assert status == 400 and "remove must be" in body["message"]
+
+
+@pytest.mark.both_servers
+async def test_the_built_in_culler_culls_each_named_server_on_its_own(
+    make_podgate: MakePodgate,
+) -> None:
+    settings = {
+        **NAMED,
+        "culler": {"enabled": True, "timeout": 3.0, "every": 0.2},
+        "auth": {"admins": ["root"]},
+    }
+    pg = await make_podgate(settings)
+    spawner = pg.control.spawner
+    api = await _made(pg, "sol")
+    for server in ("quiet", "busy"):
+        status, body = await _call(f"{api}/users/sol/servers/{server}", "POST")
+        assert status in (201, 202), body
+    await _until(lambda: spawner.status("sol/quiet").state == "running")
+    await _until(lambda: spawner.status("sol/busy").state == "running")
+    await _until(lambda: pg.table.get("/user/sol/busy") is not None)
+    async with Browser(pg.public_url) as sol, Browser(pg.public_url) as root:
+        assert (await sol.login("sol", next_url="/hub/home")).status == 200
+        # The admin panel shows each named server in a row of its own, under its user.
+        assert (await root.login("root", next_url="/hub/home")).status == 200
+        panel = await (await root.get("/hub/admin?q=sol")).text()
+        rows = re.findall(r'<tr data-user="([^"]+)"', panel)
+        assert rows == ["sol", "sol/busy", "sol/quiet"], rows
+        assert "?action=stop&amp;user=sol%2Fbusy&amp;" in panel, panel
+        # Traffic to one named server only; the other idles out alone.
+        for _ in range(120):  # 6 s at most
+            response = await sol.get("/user/sol/busy/still-here")
+            assert response.status == 200
+            if spawner.status("sol/quiet").state == "stopped":
+                break
+            await asyncio.sleep(0.05)
+        assert spawner.status("sol/quiet").state == "stopped"
+        assert spawner.status("sol/busy").state == "running"
+        # An admin stops a named server from the panel's confirm form.
+        confirm = await root.get("/hub/admin/confirm?action=stop&user=sol/busy")
+        page = await confirm.text()
+        assert confirm.status == 200 and "sol/busy" in page
+        done = await root.post(
+            "/hub/admin/stop", {"user": "sol/busy", "_xsrf": xsrf_of(page)}, allow_redirects=False
+        )
+        assert done.status == 303
+        await _until(lambda: spawner.status("sol/busy").state == "stopped")
+        bad = await root.get("/hub/admin/confirm?action=stop&user=sol/Bad--name")
+        assert bad.status == 400
