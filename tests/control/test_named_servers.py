@@ -24,6 +24,7 @@ from control.errors import BadServerName
 from control.manifests import pod_manifest, server_url
 from control.settings import SpawnerSettings, Storage
 from control.singleuser_env import singleuser_env
+from control.singleuser_tokens import ServerTokens
 
 MakePodgate = Callable[..., Awaitable[Any]]
 
@@ -435,3 +436,26 @@ async def test_the_built_in_culler_culls_each_named_server_on_its_own(
         await _until(lambda: spawner.status("sol/busy").state == "stopped")
         bad = await root.get("/hub/admin/confirm?action=stop&user=sol/Bad--name")
         assert bad.status == 400
+
+
+def test_each_named_server_is_its_own_oauth_client_and_a_shared_id_is_refused() -> None:
+    settings = SpawnerSettings(hub_api=True, hub_url="http://podgate.podgate.svc:8000")
+    tokens = ServerTokens()
+    pods = {
+        key: pod_manifest(key, settings, None, f"token-of-{key.replace('/', '-')}-0123")
+        for key in ("ada", "ada/gpu", "a-b", "a/b")
+    }
+    for pod in pods.values():
+        tokens.observe("ADDED", pod, None)
+    assert tokens.client_server("jupyterhub-user-ada") == "ada"
+    assert tokens.client_server("jupyterhub-user-ada-gpu") == "ada/gpu"
+    assert tokens.server_of("token-of-ada-gpu-0123") == "ada/gpu"
+    assert tokens.user_of("token-of-ada-gpu-0123") == "ada"
+    # User "a-b"'s default server and user "a"'s server "b" would share one client id.
+    assert tokens.client_server("jupyterhub-user-a-b") is None
+    tokens.observe("DELETED", pods["a/b"], None)
+    assert tokens.client_server("jupyterhub-user-a-b") == "a-b"
+    tokens.observe("DELETED", pods["ada/gpu"], None)
+    assert tokens.client_server("jupyterhub-user-ada-gpu") is None
+    assert tokens.server_of("token-of-ada-gpu-0123") is None
+    assert tokens.has_server("ada")

@@ -354,6 +354,18 @@ async def test_a_named_singleuser_server_signs_its_owner_in_through_oauth(
         assert "JupyterLab" in page
         # The server's own OAuth client and cookie, as JupyterHub names them.
         cookie(ada, "jupyterhub-user-ada-gpu")
+        # Its one redirect URI is its own: the default server's is refused for it.
+        query = {
+            "client_id": "jupyterhub-user-ada-gpu",
+            "redirect_uri": "/user/ada/oauth_callback",
+            "response_type": "code",
+            "state": "x",
+        }
+        foreign = await ada.get(
+            "/hub/api/oauth2/authorize?" + urlencode(query), allow_redirects=False
+        )
+        assert foreign.status == 400 and "Location" not in foreign.headers
+        assert "not the one registered" in await foreign.text()
         assert await run_one_plus_one(ada, "ada/gpu") == "2"
         # JupyterLab's File → Hub Control Panel and Log Out lead to podgate's pages.
         control_panel, log_out = hub_links(page)
