@@ -16,7 +16,7 @@ from control.admin.routes import add_admin_routes
 from control.api.page_fetch import page_fetch_guard
 from control.api.routes import add_api_routes
 from control.pages import add_static_routes, security_headers
-from control.web import login, servers, tokens
+from control.web import login, oidc_login, servers, tokens
 from control.web.admission import admission
 from control.web.answers import control_errors
 from control.web.body_arrival import BodyArrival, BodyLimits
@@ -45,6 +45,8 @@ def build_hub(hub: Hub, body_limits: BodyLimits | None = None) -> web.Applicatio
         router.add_get(path, servers.root)
     router.add_get("/hub/login", login.login_form)
     router.add_post("/hub/login", login.login)
+    router.add_get(oidc_login.START, oidc_login.start)
+    router.add_get(oidc_login.CALLBACK, oidc_login.callback)
     router.add_get("/hub/logout", login.logout_page)
     router.add_post("/hub/logout", login.logout)
     router.add_get("/hub/home", servers.home)

@@ -82,8 +82,17 @@ def _container_failure(pod: Object, status: dict[str, Any]) -> SpawnFailed | Non
     return None
 
 
-def start_failure(pod: Object) -> SpawnFailed | None:
-    """Why this pod will not become a running server without someone changing something."""
+# Taints a node carries while it joins (or after a blip): the scheduler retries
+# once it is Ready, so a pod refused for them alone may still land.
+_JOINING_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def start_failure(pod: Object, *, wait_unschedulable: bool = False) -> SpawnFailed | None:
+    """Why this pod will not become a running server without someone changing something.
+
+    With `wait_unschedulable` (a cluster autoscaler may add a node), a pod no node
+    has room for is not a failure: the start timeout decides.
+    """
     status = pod.get("status") or {}
     phase = status.get("phase")
     for container in status.get("containerStatuses") or ():
@@ -97,8 +106,11 @@ def start_failure(pod: Object) -> SpawnFailed | None:
         scheduled is not None
         and scheduled.get("status") == "False"
         and scheduled.get("reason") == "Unschedulable"
+        and not wait_unschedulable
     ):
         detail = scheduled.get("message") or "the cluster is full"
+        if any(taint in detail for taint in _JOINING_TAINTS):
+            return None  # a node on its way in: the scheduler tries again when it is Ready
         return SpawnFailed("unschedulable", f"no node has room: {detail}")
     return None
 

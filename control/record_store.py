@@ -13,15 +13,16 @@ never retries, and holds nothing but what the records say.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from control import names
-from control.errors import AlreadyExists, NotFound
+from control.errors import AlreadyExists, Conflict, NotFound
 from control.kube import Kube, Object
 from control.user_records import (
+    REFRESH,
     UserRecord,
     created_patch,
     not_before_from,
@@ -47,6 +48,7 @@ class UserRecordStore:
         self._records: dict[str, UserRecord] = {}
         self._not_before: dict[str, float] = {}  # the hot path's lookup
         self._users: frozenset[str] | None = None  # listed users, rebuilt on change
+        self._versions: dict[str, str] = {}  # user -> the record's resourceVersion
         # Told the user whose sign-out everywhere arrived (their not-before rose).
         self.on_sign_out: Callable[[str], None] | None = None
 
@@ -58,6 +60,9 @@ class UserRecordStore:
 
     def get(self, user: str) -> UserRecord | None:
         return self._records.get(user)
+
+    def records(self) -> list[UserRecord]:
+        return list(self._records.values())
 
     def users(self) -> frozenset[str]:
         """Users with a record that was not removed (the same object until one changes)."""
@@ -74,14 +79,19 @@ class UserRecordStore:
             # Someone deleted the record itself: that user's sign-outs are forgotten too.
             self._records.pop(record.user, None)
             self._not_before.pop(record.user, None)
+            self._versions.pop(record.user, None)
             self._users = None
             return
-        self._apply(record)
+        self._apply(record, obj)
 
-    def _apply(self, record: UserRecord) -> None:
+    def _apply(self, record: UserRecord, obj: Object | None = None) -> None:
+        if obj is not None:
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if isinstance(version, str):
+                self._versions[record.user] = version
         known = self._records.get(record.user)
         if known is not None and known.not_before > record.not_before:
-            record = dataclasses.replace(record, not_before=known.not_before)
+            record = replace(record, not_before=known.not_before)
         if known is None or known.removed != record.removed:
             self._users = None
         self._records[record.user] = record
@@ -89,20 +99,63 @@ class UserRecordStore:
             self._not_before[record.user] = record.not_before
             if self.on_sign_out is not None:
                 self.on_sign_out(record.user)
+        elif known is not None and known.groups != record.groups and self.on_sign_out:
+            self.on_sign_out(record.user)  # left an allowed group: their sessions may end
 
     # -- writing -------------------------------------------------------------------
 
-    async def signed_in(self, user: str) -> None:
-        """`user` signed in or was created: make or update their record (KubeError if not)."""
+    def groups(self, user: str) -> frozenset[str]:
+        """The groups the identity provider last said `user` is in (none without a record)."""
+        record = self._records.get(user)
+        return record.groups if record is not None else frozenset()
+
+    async def signed_in(self, user: str, *, data: dict[str, str | None] | None = None) -> None:
+        """`user` signed in or was created: make or update their record (KubeError if not).
+
+        `data`: more record data to write with it (groups_data of an identity provider).
+        """
         now = self._clock()
-        await self._write(user, signed_in_patch(now), record_manifest(user, now=now))
+        patch, new = signed_in_patch(now), record_manifest(user, now=now)
+        if data:
+            patch["data"].update(data)
+            new["data"].update({k: v for k, v in data.items() if v is not None})
+        await self._write(user, patch, new)
+
+    async def claim(self, user: str, data: dict[str, str | None]) -> bool:
+        """Write `data` only if the record is still the version this replica last saw.
+
+        False when another writer came first (409 Conflict on a real API server):
+        then that writer, typically another replica, has the job. KubeError otherwise.
+        """
+        version = self._versions.get(user)
+        if version is None:
+            return False
+        patch = {"metadata": {"resourceVersion": version}, "data": dict(data)}
+        name = names.record_name(user)
+        try:
+            answer = await self._kube.patch("configmaps", self._namespace, name, patch)
+        except (Conflict, NotFound):
+            return False
+        record = parse_record(answer)
+        if record is not None:
+            self._apply(record, answer)
+        return True
+
+    async def groups_read(self, user: str, data: dict[str, str | None]) -> None:
+        """The provider was asked again (a refresh): write what it said (KubeError if not)."""
+        now = self._clock()
+        new = record_manifest(user, now=now, signed_in=False)
+        new["data"].update({k: v for k, v in data.items() if v is not None})
+        await self._write(user, {"data": dict(data)}, new)
 
     async def created(self, user: str) -> None:
         """`user` was created through the API: make their record, or list them again."""
         now = self._clock()
         await self._write(user, created_patch(), record_manifest(user, now=now, signed_in=False))
 
-    async def sign_out_everywhere(self, user: str, *, removed: bool = False) -> float:
+    async def sign_out_everywhere(
+        self, user: str, *, removed: bool = False, forget_refresh: bool = False
+    ) -> float:
         """End every session of `user` issued until now, at every replica; the not-before.
 
         Raises KubeError if the record could not be written: then nothing was
@@ -113,7 +166,10 @@ class UserRecordStore:
         new = record_manifest(user, now=now, signed_in=False, not_before=not_before)
         if removed:
             new["data"].update(sign_out_patch(not_before, removed=True)["data"])
-        await self._write(user, sign_out_patch(not_before, removed=removed), new)
+        patch = sign_out_patch(not_before, removed=removed)
+        if forget_refresh:  # signed out: no more group refreshes in their name
+            patch["data"][REFRESH] = None
+        await self._write(user, patch, new)
         return not_before
 
     async def add_server(self, user: str, server: str) -> None:
@@ -148,4 +204,4 @@ class UserRecordStore:
                 answer = await self._kube.patch("configmaps", self._namespace, name, patch)
         record = parse_record(answer)
         if record is not None:
-            self._apply(record)
+            self._apply(record, answer)

@@ -1,8 +1,9 @@
 """SessionGate: whether a verified session still lets its user in, asked on every request.
 
 A session counts while its user is allowed by the running config (the
-allowed users and admins; with the password authenticator, the user still
-has an entry) and it was issued no earlier than the user's last sign-out
+allowed users and admins, or, with allowed groups, the groups the user's
+record holds; with the password authenticator, the user still has an
+entry) and it was issued no earlier than the user's last sign-out
 everywhere (control.record_store). The edge asks it through its
 SessionPolicy protocol and the hub through Hub.user, so a reload or a
 sign-out applies to the very next request, cached cookies included.
@@ -48,7 +49,9 @@ class SessionGate:
         list them (anyone it vouches for may exist), else only those users exist."""
         # Built whole, then swapped: a request sees the old rule or the new one.
         allowed = access.allowed_users | access.admins if access.allowed_users else None
-        self._rule = (allowed, frozenset(accounts) if accounts is not None else None)
+        # Allowed groups: names alone do not decide; the user's recorded groups do.
+        by_group = access if access.by_group and access.restricted else None
+        self._rule = (allowed, frozenset(accounts) if accounts is not None else None, by_group)
         self.changed()
 
     def changed(self) -> None:
@@ -57,8 +60,11 @@ class SessionGate:
             self.on_change()
 
     def admits(self, user: str, issued: float) -> bool:
-        allowed, accounts = self._rule
-        if allowed is not None and user not in allowed:
+        allowed, accounts, by_group = self._rule
+        if by_group is not None:
+            if not by_group.is_allowed(user):
+                return False
+        elif allowed is not None and user not in allowed:
             return False
         if accounts is not None and user not in accounts:
             return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 # A Kubernetes quantity: "500m", "2", "1.5", "1Gi", "512M", "1e3".
 _QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[munkMGTPE]|m)?$")
@@ -121,6 +122,9 @@ class SpawnerSettings:
     extra_annotations: dict[str, str] = field(default_factory=dict)
     pod_name_prefix: str = "jupyter-"
     start_timeout: float = 300.0  # seconds from create to Ready before giving up
+    # A pod no node has room for: "fail" says so at once; "wait" leaves it to the
+    # start timeout, for clusters whose autoscaler adds nodes on demand.
+    unschedulable: Literal["fail", "wait"] = "fail"
     stop_grace_seconds: int = 30  # SIGTERM to SIGKILL when stopping
     concurrent_spawn_limit: int = 100  # JupyterHub's default; beyond it: 429
     # Pod creates a second at most (None: no pacing): a storm of sign-ins becomes a
@@ -206,11 +210,118 @@ def _check_hub_url(url: str) -> None:
         )
 
 
+class SettingError(ValueError):
+    """A bad value that names its own field (`key`, relative to the settings object)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+Preset = Literal["generic", "github", "google", "azuread", "gitlab"]
+PRESETS: tuple[Preset, ...] = ("generic", "github", "google", "azuread", "gitlab")
+# Hosts an http:// issuer may name (a provider on this machine, as in tests); else https.
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_url(key: str, url: str) -> None:
+    """An absolute http(s) URL; plain http only to this machine's loopback."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise SettingError(key, f"{url!r} is not an http(s) URL (https://host/path)")
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        raise SettingError(key, f"{url!r} must use https (http only on this machine's loopback)")
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """Sign-in with an OpenID Connect provider (or GitHub's OAuth2): auth.kind oidc.
+
+    Checked for form here; `check_complete` (run when kind is oidc) asks for
+    what the preset needs. The client secret is one of client_secret (in the
+    file), client_secret_file (a mounted Secret, read at start) or
+    client_secret_env (an environment variable, read at start).
+    """
+
+    preset: Preset = "generic"
+    issuer: str | None = None  # generic: required; presets: derived (azuread: from tenant)
+    client_id: str | None = None
+    client_secret: str | None = None
+    client_secret_file: str | None = None
+    client_secret_env: str | None = None
+    scopes: tuple[str, ...] | None = None  # None: the preset's (openid profile email ...)
+    username_claim: str | None = None  # None: the preset's (generic: preferred_username)
+    groups_claim: str | None = None  # None: the preset's (generic: groups)
+    allowed_groups: tuple[str, ...] = ()  # members may sign in (beside allowed_users)
+    admin_groups: tuple[str, ...] = ()  # members are admins (and may sign in)
+    allowed_domains: tuple[str, ...] = ()  # the e-mail's domain must be one of these
+    redirect_url: str | None = None  # None: https://<this host>/hub/oidc/callback
+    logout_redirect: str | None = None  # where the provider sends the browser after logout
+    end_session: bool = False  # logout also ends the provider's session (RP-initiated)
+    refresh_seconds: float = 600.0  # groups re-read with the refresh token; 0: never
+    tenant: str | None = None  # azuread: the directory (tenant) id or domain
+    # google: the Workspace domain(s) (the hd claim); one name or a list
+    hosted_domain: tuple[str, ...] | str = ()
+    allowed_organizations: tuple[str, ...] = ()  # github: orgs (org or org:team); gitlab: groups
+    api_url: str | None = None  # github: https://api.github.com or GitHub Enterprise's
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hosted_domain, str):  # as OAuthenticator also takes it
+            object.__setattr__(self, "hosted_domain", (self.hosted_domain,))
+        if self.issuer is not None:
+            _check_url("issuer", self.issuer)
+        for key in ("redirect_url", "logout_redirect", "api_url"):
+            value = getattr(self, key)
+            if value is not None:
+                _check_url(key, value)
+        given = [
+            k
+            for k in ("client_secret", "client_secret_file", "client_secret_env")
+            if getattr(self, k)
+        ]
+        if len(given) > 1:
+            raise SettingError(given[1], f"give one of {' and '.join(given)}, not both")
+        if not 0 <= self.refresh_seconds <= 30 * 24 * 3600:
+            raise SettingError("refresh_seconds", "must be between 0 (never) and 30 days")
+        for key, presets in (
+            ("tenant", ("azuread",)),
+            ("hosted_domain", ("google",)),
+            ("allowed_organizations", ("github", "gitlab")),
+            ("api_url", ("github", "gitlab")),
+        ):
+            if getattr(self, key) and self.preset not in presets:
+                raise SettingError(key, f"only meaningful with preset {' or '.join(presets)}")
+        if self.preset == "github" and self.issuer is not None:
+            raise SettingError(
+                "issuer", "GitHub has no OpenID issuer (GitHub Enterprise: set api_url)"
+            )
+        if self.scopes is not None and not all(s.strip() for s in self.scopes):
+            raise SettingError("scopes", "a scope is empty")
+
+    def check_complete(self) -> None:
+        """What kind oidc needs: a client id, and an issuer for the generic preset."""
+        if not self.client_id:
+            raise SettingError("client_id", "required key is missing (the client's id)")
+        if self.preset == "generic" and not self.issuer:
+            raise SettingError(
+                "issuer",
+                "required key is missing (the provider's issuer URL, "
+                "e.g. https://keycloak.example.org/realms/lab)",
+            )
+        if self.preset == "azuread" and not (self.tenant or self.issuer):
+            raise SettingError("tenant", "required key is missing (the Azure AD tenant id)")
+        if self.preset == "github" and not (
+            self.client_secret or self.client_secret_file or self.client_secret_env
+        ):
+            raise SettingError("client_secret", "GitHub needs the OAuth app's client secret")
+
+
 @dataclass(frozen=True)
 class AuthSettings:
     """Who may log in, and how."""
 
-    kind: Literal["dummy", "password"] = "dummy"
+    kind: Literal["dummy", "password", "oidc"] = "dummy"
     # dummy: the one shared password (a random one is made and printed when unset).
     password: str | None = None
     # password: user name -> hash (scrypt, bcrypt or argon2; `podgate hash-password`).
@@ -224,12 +335,23 @@ class AuthSettings:
     free_failures: int = 5
     failure_window_seconds: float = 600.0
     max_delay_seconds: float = 30.0
+    # oidc: the identity provider (control.auth.oidc).
+    oidc: OidcSettings | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "password" and not (self.users or self.users_file):
             raise ValueError("kind password needs users or users_file")
         if self.free_failures < 0 or self.failure_window_seconds <= 0:
             raise ValueError("free_failures and failure_window_seconds must be positive")
+        if self.kind == "oidc":
+            if self.oidc is None:
+                raise SettingError("oidc", "required with kind oidc (issuer, client_id, ...)")
+            try:
+                self.oidc.check_complete()
+            except SettingError as e:
+                raise SettingError(f"oidc.{e.key}", e.problem) from None
+        elif self.oidc is not None:
+            raise SettingError("oidc", "only meaningful with kind: oidc")
 
 
 @dataclass(frozen=True)

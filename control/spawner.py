@@ -256,7 +256,7 @@ class Spawner:
 
     def _stalled(self, pod: Object, started: datetime.datetime | None) -> SpawnFailed | None:
         """Why a pod started elsewhere (or before a restart) will not run, if it will not."""
-        failure = start_failure(pod)
+        failure = start_failure(pod, wait_unschedulable=self.settings.unschedulable == "wait")
         if failure is not None:
             return failure
         if started is not None:
@@ -463,7 +463,9 @@ class Spawner:
                 seen = True
                 if is_ready(pod):
                     return
-                failure = start_failure(pod)
+                failure = start_failure(
+                    pod, wait_unschedulable=self.settings.unschedulable == "wait"
+                )
                 if failure is not None:
                     raise failure
                 if is_deleting(pod):

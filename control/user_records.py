@@ -12,6 +12,7 @@ Pure builders and readers over plain dicts: no I/O, never reads the clock
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,11 @@ REMOVED = "removed"  # "true": deleted through the API; kept so the sign-out sta
 # One key per named server the user made ("server.<name>": creation, epoch seconds), kept
 # while it is stopped, until it is removed (JupyterHub's DELETE with remove: true).
 SERVER_PREFIX = "server."
+# Identity-provider sign-ins (control.auth.oidc): the user's groups (a JSON list), when
+# they were last read (epoch seconds), and the refresh token, encrypted (oidc_refresh).
+GROUPS = "oidc-groups"
+GROUPS_CHECKED = "oidc-groups-checked"
+REFRESH = "oidc-refresh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,9 @@ class UserRecord:
     last_login: float | None = None
     removed: bool = False
     servers: tuple[str, ...] = ()  # named servers, sorted
+    groups: frozenset[str] = frozenset()
+    groups_checked: float | None = None
+    refresh: str | None = None  # encrypted refresh token
 
 
 def not_before_from(now: float) -> float:
@@ -84,6 +93,15 @@ def signed_in_patch(now: float) -> Object:
     return {"data": {LAST_LOGIN: _seconds(now), REMOVED: None}}
 
 
+def groups_data(groups: frozenset[str], now: float, refresh: str | None) -> dict[str, str | None]:
+    """The record data of groups read from the provider at `now` (and the refresh token)."""
+    return {
+        GROUPS: json.dumps(sorted(groups), separators=(",", ":")),
+        GROUPS_CHECKED: _seconds(now),
+        REFRESH: refresh,
+    }
+
+
 def created_patch() -> Object:
     """A merge patch for a user created (again) through the API: listed from now on."""
     return {"data": {REMOVED: None}}
@@ -118,6 +136,7 @@ def parse_record(obj: Object) -> UserRecord | None:
     if not isinstance(user, str) or not user:
         return None
     data = obj.get("data") or {}
+    refresh = data.get(REFRESH)
     return UserRecord(
         user=user,
         not_before=_number(data.get(NOT_BEFORE)) or 0.0,
@@ -131,4 +150,18 @@ def parse_record(obj: Object) -> UserRecord | None:
                 if key.startswith(SERVER_PREFIX) and value is not None
             )
         ),
+        groups=_group_list(data.get(GROUPS)),
+        groups_checked=_number(data.get(GROUPS_CHECKED)),
+        refresh=refresh if isinstance(refresh, str) and refresh else None,
     )
+
+
+def _group_list(text: object) -> frozenset[str]:
+    """The groups a record lists; anything unreadable counts as none."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else []
+    except ValueError:
+        return frozenset()
+    if not isinstance(value, list):
+        return frozenset()
+    return frozenset(v for v in value if isinstance(v, str))

@@ -124,7 +124,7 @@ class _Outcome:
 
 
 EDGE_KEY: web.AppKey[Edge] = web.AppKey("podgate_edge")
-REQUEST_ID_KEY = "podgate_request_id"
+REQUEST_ID_KEY = web.RequestKey("podgate_request_id", str)
 
 
 class Edge:

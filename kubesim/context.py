@@ -50,4 +50,4 @@ class ApiContext:
 
 
 API_CONTEXT = web.AppKey("api_context", ApiContext)
-IDENTITY = "kubesim.identity"
+IDENTITY = web.RequestKey("kubesim.identity", Identity)

@@ -365,13 +365,16 @@ def _encode_string_data(obj: Obj) -> None:
     data = obj.get("data")
     if data is not None and not isinstance(data, dict):
         raise bad_request("Secret data must be a map")
-    for value in (data or {}).values():
+    for key, value in (data or {}).items():
+        # Go's decoder skips line breaks (kustomize folds long values at 76
+        # characters); the server answers the canonical, unbroken form.
+        text = str(value).replace("\r", "").replace("\n", "")
         try:
-            base64.b64decode(str(value), validate=True)
+            data[key] = base64.b64encode(base64.b64decode(text, validate=True)).decode()
         except (binascii.Error, ValueError) as e:
             raise bad_request(
                 'Secret in version "v1" cannot be handled as a Secret: '
-                f"illegal base64 data at input byte {_bad_base64_at(str(value))}"
+                f"illegal base64 data at input byte {_bad_base64_at(text)}"
             ) from e
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict) and string_data:

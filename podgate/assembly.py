@@ -35,7 +35,7 @@ log = logging.getLogger("podgate")
 
 def hub_cookie_names(cookies: CookieSettings) -> frozenset[str]:
     """The hub's cookies besides the session: a pod may set none of them."""
-    return frozenset({cookies.xsrf_name, cookies.known_browser_name})
+    return frozenset({cookies.xsrf_name, cookies.known_browser_name, cookies.sign_in_attempt_name})
 
 
 def edge_settings(config: Config) -> EdgeSettings:

@@ -1,4 +1,5 @@
-"""The `podgate` console script: run the ingress, run the simulator, hash a password.
+"""The `podgate` console script: run the ingress, run the simulator, hash a password,
+import a Zero to JupyterHub values file.
 
 Argument parsing and process exit codes only; everything else is called.
 """
@@ -99,6 +100,35 @@ def _parser() -> argparse.ArgumentParser:
         help="hash scheme, one of %(choices)s (default: %(default)s)",
     )
     hash_password.set_defaults(handler=_hash_password)
+
+    z2jh = commands.add_parser(
+        "import-z2jh",
+        help="translate a Zero to JupyterHub values.yaml into podgate's config, with a report",
+        description="Reads a Zero to JupyterHub values file and writes the equivalent podgate "
+        "config (or the values of podgate's Helm chart), then a report, one line per z2jh key: "
+        "carried over, changed and why, or without a counterpart.",
+    )
+    z2jh.add_argument("values", metavar="VALUES.yaml", help="the z2jh values file to read")
+    z2jh.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the result here, the report to stdout (default: the result to stdout, "
+        "the report to stderr)",
+    )
+    z2jh.add_argument(
+        "--chart-values",
+        action="store_true",
+        help="write values for podgate's Helm chart (deploy/chart) instead of podgate's config "
+        "(default: podgate's config)",
+    )
+    z2jh.add_argument(
+        "--namespace",
+        default="podgate",
+        metavar="NAME",
+        help="the namespace podgate and the user pods run in (default: %(default)s)",
+    )
+    z2jh.set_defaults(handler=_import_z2jh)
     return parser
 
 
@@ -175,6 +205,51 @@ def _hash_password(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"podgate: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _import_z2jh(args: argparse.Namespace) -> int:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from control.z2jh import Z2JHError, chart_values, parse, translate
+
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", args.namespace):
+        print(f"podgate: import-z2jh: --namespace {args.namespace!r} is not a namespace name "
+              "(a DNS label: a-z, 0-9, -)", file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        text = Path(args.values).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        print(f"podgate: import-z2jh: cannot read {args.values}: {why}", file=sys.stderr)
+        return 2
+    try:
+        result = translate(parse(text, args.values), args.namespace)
+    except Z2JHError as e:
+        for problem in e.problems:
+            print(f"podgate: import-z2jh: {problem}", file=sys.stderr)
+        return 2
+    what = "podgate's Helm chart values" if args.chart_values else "podgate's config"
+    body = chart_values(result.config, result.cookie_secret) if args.chart_values else result.config
+    out = f"# {what} from the Zero to JupyterHub values {Path(args.values).name}\n"
+    out += "# (podgate import-z2jh; read its report before you use this)\n"
+    out += yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
+    report = f"podgate import-z2jh: {args.values} -> {args.output or 'stdout'} ({what})\n"
+    report += result.report.render()
+    if args.output:
+        try:
+            Path(args.output).write_text(out, encoding="utf-8")
+        except OSError as e:
+            print(f"podgate: import-z2jh: cannot write {args.output}: {e.strerror}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        sys.stdout.write(report)
+    else:
+        sys.stdout.write(out)
+        sys.stderr.write(report)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -30,10 +31,13 @@ from control.auth import (
     build_authenticator,
     build_throttle,
 )
+from control.auth.build import build_redirect_login
 from control.auth.known_browsers import KnownBrowsers
+from control.auth.oidc import OidcLogin
 from control.csrf import CsrfTokens
 from control.culler import CullObserver, IdleCuller
 from control.errors import BadUserName
+from control.group_refresh import GroupRefresh
 from control.hub import build_hub
 from control.informer import Informer
 from control.k8s import KubeApi, connect_kube, ensure_namespace
@@ -138,6 +142,7 @@ class ControlPlane:
     hub: Hub | None = None
     singleuser: SingleuserHub | None = None  # the hub side of jupyterhub-singleuser pods
     user_tokens: UserTokens | None = None  # personal API tokens, from the user records
+    groups: GroupRefresh | None = None  # identity-provider groups re-read (auth.kind oidc)
 
     def token_user(self, token: str) -> str | None:
         """The edge's question: whom a personal API token lets use servers (None: nobody)."""
@@ -240,14 +245,15 @@ class ControlPlane:
         await self.events.start()
         await self.records.start()
         await self.activity.start()
-        authenticator = build_authenticator(config.auth)
+        secrets_ = config.session.cookie_secrets or (self.cookie_secret,)
+        authenticator = authenticator_for(config.auth, secrets_)
         if isinstance(authenticator, DummyAuthenticator):
             # The password itself goes to stdout (podgate.welcome), never into a log.
             log.warning(
                 "dummy authenticator (not for production): any user name signs in with "
                 "the shared password printed on stdout at start"
             )
-        access = build_access(config.auth)
+        access = build_access(config.auth, self.record_store.groups)
         self.gate = SessionGate(access, accounts_of(authenticator), self.record_store)
         gate = self.gate
         self.record_store.on_sign_out = lambda _user: gate.changed()
@@ -276,7 +282,16 @@ class ControlPlane:
         hub.api_tokens = api_tokens(config)
         hub.singleuser = self.singleuser
         hub.user_tokens = self.user_tokens
+        hub.redirect_login = authenticator if isinstance(authenticator, OidcLogin) else None
         self.hub = hub
+        # Always there (idle without an identity provider): a reload may switch to one.
+        self.groups = GroupRefresh(
+            self.record_store,
+            lambda: hub.redirect_login,
+            lambda: hub.access,
+            session_max_age=config.session.max_age_seconds,
+        )
+        await self.groups.start()
         if config.culler.enabled:
             self.culler = IdleCuller(
                 self.spawner,
@@ -309,15 +324,18 @@ class ControlPlane:
         if hub is None:  # proxy-only: nothing of the control plane runs
             self.config = config
             return
+        secrets_ = config.session.cookie_secrets or (self.cookie_secret,)
+        groups_of = self.record_store.groups if self.record_store is not None else None
         try:
-            authenticator = reloaded_authenticator(config.auth, hub.authenticator)
-            access = build_access(config.auth)
+            authenticator = reloaded_authenticator(config.auth, hub.authenticator, secrets_)
+            access = build_access(config.auth, groups_of)
             users = configured_users(config.auth, authenticator)
             UserDirectory(users)  # every name checked before anything is swapped
         except (ValueError, BadUserName) as e:
             raise ConfigError("auth", str(e)) from e
         tokens = api_tokens(config)
         hub.authenticator, hub.access, hub.api_tokens = authenticator, access, tokens
+        hub.redirect_login = authenticator if isinstance(authenticator, OidcLogin) else None
         if self.gate is not None:  # the next request, at the edge too, meets the new users
             self.gate.update(access, accounts_of(authenticator))
         hub.users.replace_configured(users)
@@ -336,7 +354,7 @@ class ControlPlane:
 
     async def stop(self) -> None:
         """Stop watching and close the client; every pod stays as it is."""
-        for task in (self.culler, self.activity):
+        for task in (self.groups, self.culler, self.activity):
             if task is not None:
                 await task.stop()
         if self.spawner is not None:
@@ -382,12 +400,28 @@ def accounts_of(authenticator: object) -> frozenset[str] | None:
     return None
 
 
-def reloaded_authenticator(auth: AuthSettings, running: object) -> Authenticator:
+def authenticator_for(auth: AuthSettings, cookie_secrets: tuple[str, ...]) -> Authenticator:
+    """The authenticator of `auth`: for kind oidc, the identity-provider login (its client
+    secret read now, from the config, its file or the environment)."""
+    if auth.kind == "oidc":
+        return build_redirect_login(auth, cookie_secrets, os.environ)
+    return build_authenticator(auth)
+
+
+def reloaded_authenticator(
+    auth: AuthSettings, running: object, cookie_secrets: tuple[str, ...] = ()
+) -> Authenticator:
     """The authenticator for reloaded `auth`; a generated dummy password survives the reload.
 
     Only a generated one: when auth.password is removed, the password it set
     must stop working, so a new one is generated (and the reload shows it).
+    An identity-provider login whose settings did not change is kept (its
+    discovery and keys stay cached).
     """
+    if auth.kind == "oidc":
+        if isinstance(running, OidcLogin) and running.settings == auth.oidc:
+            return running
+        return authenticator_for(auth, cookie_secrets)
     if auth.kind == "dummy" and isinstance(running, DummyAuthenticator):
         if auth.password is None and running.generated:
             return running  # else every reload would make (and have to show) a new random one

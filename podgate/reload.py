@@ -3,7 +3,7 @@
 Reloadable (applied at once, no connection dropped, sessions kept except
 those of users the new `auth` no longer allows, refused by the edge and the
 hub from their next request on): `auth`
-users, users_file, password, kind, admins and allowed_users; `api_tokens` and
+users, users_file, password, kind, admins, allowed_users and oidc; `api_tokens` and
 api_tokens_file; `spawner` settings that shape new pods (profiles, image,
 cmd, args, env, resources, storage, start_timeout, concurrent_spawn_limit…);
 `culler` timeout, every, max_age, concurrency and cull_admin_users;

@@ -48,6 +48,10 @@ def build(cls: type[T], data: Any, key: str = "") -> T:
     except ConfigError as e:  # raised by __post_init__ with a key relative to `cls`
         raise ConfigError(_join(key, e.key), e.problem) from e
     except (TypeError, ValueError) as e:
+        # A settings error that names its own field (control.settings.SettingError).
+        inner, problem = getattr(e, "key", None), getattr(e, "problem", None)
+        if isinstance(inner, str) and isinstance(problem, str):
+            raise ConfigError(_join(key, inner), problem) from e
         raise ConfigError(key, str(e)) from e
 
 
@@ -60,6 +64,9 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
+        real = [o for o in options if o is not type(None)]
+        if len(real) == 1:  # X | None: X's own error, with its inner key
+            return convert(real[0], value, key)
         errors = []
         for option in (o for o in options if o is not type(None)):
             try:

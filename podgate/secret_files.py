@@ -27,6 +27,7 @@ def secret_keys(config: Config) -> list[str]:
         "proxy_auth_token": config.proxy_auth_token is not None,
         "auth.password": config.auth.password is not None,
         "auth.users": bool(config.auth.users),
+        "auth.oidc.client_secret": bool(config.auth.oidc and config.auth.oidc.client_secret),
     }
     return [key for key, present in held.items() if present]
 

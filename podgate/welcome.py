@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from control.auth import DummyAuthenticator
+from control.auth.oidc import OidcLogin
 from podgate.config import Config
 
 # Hosts that mean "every address" or "this machine": a browser here opens localhost.
@@ -30,6 +31,8 @@ def browser_url(bound_url: str) -> str:
 
 def sign_in_words(authenticator: object) -> str:
     """How to sign in, in words; a generated dummy password is shown (nobody else knows it)."""
+    if isinstance(authenticator, OidcLogin):
+        return f"at your identity provider: Sign in with {authenticator.display_name}"
     if not isinstance(authenticator, DummyAuthenticator):
         return "a user of auth.users or auth.users_file"
     if authenticator.generated:
@@ -46,7 +49,10 @@ def welcome_text(config: Config, public_url: str, ops_url: str, authenticator: o
         lines.append(f"  sign in   {sign_in_words(authenticator)}")
         if isinstance(authenticator, DummyAuthenticator):
             lines.append(f"{_MORE}(dummy authenticator: for trying podgate, not for production)")
-        if config.auth.admins:
+        if config.auth.oidc is not None and config.auth.oidc.admin_groups:
+            groups = ", ".join(config.auth.oidc.admin_groups)
+            lines.append(f"  admin     members of {groups} (auth.oidc.admin_groups), /hub/admin")
+        elif config.auth.admins:
             names = ", ".join(config.auth.admins)
             lines.append(f"  admin     sign in as {names} (auth.admins), then open /hub/admin")
         else:

@@ -12,23 +12,16 @@ shows as it is; that says nothing about who exists.
 `login_hint` is text the login page may show under the form (the dummy
 authenticator's warning), or None.
 
-OAuth2 / OpenID Connect (next): a redirect-based login has no password form.
-It will implement a second, optional protocol beside this one, e.g.
-
-    class RedirectLogin(Protocol):
-        login_hint: str | None
-        def login_url(self, *, state: str, callback_url: str) -> str: ...
-        async def complete_login(self, query: Mapping[str, str], *, state: str,
-                                 callback_url: str) -> str | None: ...
-
-The web layer sends the browser to `login_url` (state = a CSRF-bound random
-value kept in a cookie, carrying `next`), and the provider's redirect to
-/hub/oauth_callback calls `complete_login` with the query string, which
-exchanges the code, checks `state`, and returns the normalised user name or
-None, exactly like `authenticate`. UserAccess, LoginThrottle and the session
-cookie stay as they are; the web layer picks the form or the redirect with
-an isinstance check on the runtime-checkable protocols. Nothing of that is
-built yet.
+OAuth2 / OpenID Connect (auth.kind oidc): a redirect login has no password
+form. control.auth.oidc.OidcLogin implements this protocol too (its
+`authenticate` signs nobody in) and, beside it, `start(next_url,
+redirect_uri)` -> (provider URL, attempt cookie) and `finish(query,
+cookie_values, redirect_uri)` -> SignedIn (user, groups, tokens), raising
+SignInFailed with the words for the failure page. The web layer
+(control.web.oidc_login) serves /hub/oauth_login and /hub/oauth_callback
+when Hub.redirect_login is set, and the login page then shows one button.
+UserAccess (now with groups), the session cookie and the records stay as
+they are.
 
 This module holds types only: no I/O, no aiohttp.
 """

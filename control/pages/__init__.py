@@ -8,7 +8,14 @@ a request: it renders what it is given, escaping everything a user controls.
 
 from control.pages.errors import error_page, too_many_spawns_page
 from control.pages.home import NamedServerView, ServerState, home_page
-from control.pages.login import INVALID_LOGIN, logged_out_page, login_page, throttled_message
+from control.pages.login import (
+    INVALID_LOGIN,
+    logged_out_page,
+    login_page,
+    redirect_login_page,
+    sign_in_failed_page,
+    throttled_message,
+)
 from control.pages.markup import XSRF_FIELD, local_path, server_url, static_url
 from control.pages.security import CONTENT_SECURITY_POLICY, harden, security_headers
 from control.pages.spawn import (
@@ -33,8 +40,10 @@ __all__ = [
     "logged_out_page",
     "login_page",
     "progress_url",
+    "redirect_login_page",
     "security_headers",
     "server_url",
+    "sign_in_failed_page",
     "spawn_failed_page",
     "spawn_form_page",
     "spawn_pending_page",

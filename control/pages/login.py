@@ -54,6 +54,36 @@ def login_page(
     return layout("Sign in", "".join(parts))
 
 
+def redirect_login_page(*, provider: str, start_url: str) -> str:
+    """The sign-in page of an identity provider: one button, no password form.
+
+    `start_url` is the local path that starts the sign-in (it carries `next`).
+    """
+    href = attr(local_path(start_url, "/hub/oauth_login"))
+    main = (
+        "<h1>Sign in</h1>"
+        f"<p>Sign in with your {text(provider)} account.</p>"
+        '<p class="actions">'
+        f'<a class="button button-primary" id="sign-in" href="{href}">'
+        f"Sign in with {text(provider)}</a></p>"
+    )
+    return layout("Sign in", main)
+
+
+def sign_in_failed_page(*, message: str, retry_url: str, provider: str) -> str:
+    """Where a failed identity-provider sign-in lands: what went wrong, and a way to try again."""
+    href = attr(local_path(retry_url, "/hub/login"))
+    main = (
+        "<h1>Sign-in did not work</h1>"
+        f"{notice(message)}"
+        '<p class="actions">'
+        f'<a class="button button-primary" id="try-again" href="{href}">'
+        f"Try again</a></p>"
+        f"<p>You tried to sign in with {text(provider)}.</p>"
+    )
+    return layout("Sign-in did not work", main)
+
+
 def logged_out_page() -> str:
     """Where logout lands: says it worked and offers to sign in again."""
     main = (

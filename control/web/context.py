@@ -12,6 +12,7 @@ from aiohttp import web
 from control.api.tokens import ApiTokens
 from control.auth import Authenticator, LoginThrottle, UserAccess
 from control.auth.known_browsers import KnownBrowsers
+from control.auth.oidc import OidcLogin
 from control.csrf import CsrfTokens
 from control.progress import SpawnProgress
 from control.record_store import UserRecordStore
@@ -72,6 +73,8 @@ class Hub:
     # Personal API tokens, as every replica sees them (None: not wired, none accepted).
     user_tokens: UserTokens | None = None
     clock: Callable[[], float] = field(default=time.time)
+    # auth.kind oidc: sign-in at the identity provider instead of a password form.
+    redirect_login: OidcLogin | None = None
 
     def user(self, request: web.Request) -> str | None:
         """The signed-in user, if the session cookie verifies and the user is still allowed

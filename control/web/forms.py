@@ -19,8 +19,8 @@ from control.pages import XSRF_FIELD, error_page
 from control.web.context import hub_of
 from control.web.identity import request_cookies, set_xsrf_binding
 
-_BINDING = "podgate_xsrf_binding"
-_NEW_BINDING = "podgate_xsrf_new"
+_BINDING = web.RequestKey("podgate_xsrf_binding", str)
+_NEW_BINDING = web.RequestKey("podgate_xsrf_new", bool)
 
 TOO_LARGE = "This form is far larger than any form of this site. Nothing was saved."
 

@@ -45,6 +45,8 @@ class CookieSettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     # Names the users who signed in from this browser before (control.auth.known_browsers).
     known_browser_name: str = "podgate-known"
+    # The identity-provider sign-in under way in this browser (control.auth.oidc_state).
+    sign_in_attempt_name: str = "podgate-oauth-state"
 
 
 def over_tls(request: web.Request, trusted: Sequence[IPNetwork]) -> bool:

@@ -141,7 +141,9 @@ class VolumeHost:
             if host is None:
                 continue
             if mount.get("subPath"):
-                host = self._owned(host / mount["subPath"], user)
+                # A key of a configMap or secret volume is a file: mounted as it is.
+                sub = host / mount["subPath"]
+                host = sub if sub.is_file() else self._owned(sub, user)
             env[volume_env_name(mount["name"])] = str(host)
         return env
 

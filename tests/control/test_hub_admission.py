@@ -36,8 +36,7 @@ async def test_hub_handlers_beyond_the_limit_wait_their_turn() -> None:
     async with TestClient(TestServer(app)) as client:
         pages = [asyncio.create_task(client.get("/hub/home")) for _ in range(5)]
         streams = [
-            asyncio.create_task(client.get("/hub/api/users/ada/server/progress"))
-            for _ in range(3)
+            asyncio.create_task(client.get("/hub/api/users/ada/server/progress")) for _ in range(3)
         ]
         for _ in range(100):
             if running == 5:  # 2 pages admitted + 3 streams, which take no place

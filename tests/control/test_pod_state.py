@@ -131,6 +131,24 @@ def test_unschedulable_says_why() -> None:
     assert failure.message == "no node has room: 0/1 nodes are available: 1 Insufficient cpu."
 
 
+def _unschedulable(message: str) -> dict[str, object]:
+    scheduled = {"status": "False", "reason": "Unschedulable", "message": message}
+    return pod(ready=False, ip=None, phase="Pending", scheduled=scheduled)
+
+
+def test_a_joining_node_is_waited_for_and_wait_mode_leaves_it_to_the_timeout() -> None:
+    # The real scheduler's words while the only node is still joining.
+    joining = _unschedulable(
+        "0/1 nodes are available: 1 node(s) had untolerated taint "
+        "{node.kubernetes.io/not-ready: }. preemption: 0/1 nodes are available: "
+        "1 Preemption is not helpful for scheduling."
+    )
+    assert start_failure(joining) is None
+    full = _unschedulable("0/1 nodes are available: 1 Insufficient cpu.")
+    assert start_failure(full) is not None
+    assert start_failure(full, wait_unschedulable=True) is None
+
+
 def test_exited_server() -> None:
     for phase in ("Failed", "Succeeded"):
         failure = start_failure(pod(ready=False, phase=phase))

@@ -95,6 +95,22 @@ async def test_start_timeout_gives_up_and_deletes_the_pod(kube: Kube) -> None:
         await until(lambda: gone(kube, "jupyter-ada"))
 
 
+async def test_unschedulable_wait_leaves_the_pod_to_the_start_timeout(kube: Kube) -> None:
+    """For autoscaling clusters: no failure at the scheduler's first no, the timeout decides."""
+    settings = echo_settings(
+        resources=Resources(cpu_request="5000"), unschedulable="wait", start_timeout=2.0
+    )
+    async with spawner_stack(kube, settings) as stack:
+        await stack.spawner.start("ada")
+        await until(
+            lambda: any("node with room" in e.message for e in stack.progress.events("ada"))
+        )
+        assert stack.spawner.status("ada").state == "starting"
+        status = await stack.spawner.wait("ada", 15)
+        assert status.failure is not None and status.failure.reason == "timeout"
+        await until(lambda: gone(kube, "jupyter-ada"))
+
+
 async def test_two_replicas_starting_one_user_make_one_pod(kube: Kube) -> None:
     settings = echo_settings()
     async with spawner_stack(kube, settings) as one, spawner_stack(kube, settings) as two:

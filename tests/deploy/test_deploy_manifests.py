@@ -30,7 +30,12 @@ from kubesim.cluster import SimCluster
 from podgate.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-KUSTOMIZATIONS = ["deploy", "deploy/overlays/example", "deploy/overlays/ingress-tls"]
+KUSTOMIZATIONS = [
+    "deploy",
+    "deploy/overlays/example",
+    "deploy/overlays/ingress-tls",
+    "deploy/overlays/oidc",
+]
 KUBE_VERSION = "1.30.0"  # the oldest Kubernetes these manifests promise to fit
 
 Obj = dict[str, Any]
@@ -117,7 +122,10 @@ def test_everything_lives_in_the_spawner_namespace(
     for mode in ("enforce", "audit", "warn"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
     assert config.cluster.kind == "kube" and config.cluster.kubeconfig is None
-    assert config.auth.kind == "password" and config.log_format == "json"
+    assert config.auth.kind in ("password", "oidc") and config.log_format == "json"
+    if config.auth.kind == "oidc":  # its client secret comes from the mounted Secret
+        assert config.auth.oidc is not None and config.auth.oidc.client_secret is None
+        assert config.auth.oidc.client_secret_file == str(tmp_path / "secrets/oidc-client-secret")
 
 
 def test_deployment_promises(rendered: tuple[str, list[Obj]], tmp_path: Path) -> None:
@@ -163,6 +171,9 @@ def test_secret_placeholders_are_marked() -> None:
     for overlay in ("deploy", "deploy/overlays/example"):
         secret = one(render(overlay), "Secret", "podgate-secrets")
         assert set(secret["data"]) == {"cookie-secret", "users.yaml", "api-tokens.yaml"}
+    # The identity-provider overlay adds the client secret to the same mounted Secret.
+    secret = one(render("deploy/overlays/oidc"), "Secret", "podgate-secrets")
+    assert "oidc-client-secret" in secret["data"]
     for path in sorted((ROOT / "deploy").rglob("secrets/*")):
         assert "REPLACE-ME" in path.read_text() or "PLACEHOLDER" in path.read_text(), path
 

@@ -18,6 +18,8 @@ from aiohttp.test_utils import TestServer
 from routes import RouteSource, RouteTable
 from tests.edge.conftest import raw_exchange
 
+FLOODED = web.AppKey("flooded", list[int])  # bytes the flood handler got out
+
 TIMEOUT = 5.0
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: edge\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -57,11 +59,11 @@ def pod_app(seen: list[web.Request]) -> web.Application:
             except (TimeoutError, ConnectionError):
                 break
             sent += len(piece)
-        request.app["flooded"].append(sent)
+        request.app[FLOODED].append(sent)
         return ws
 
     app = web.Application()
-    app["flooded"] = []
+    app[FLOODED] = []
     app.router.add_get("/ws", echo)
     app.router.add_get("/flood", flood)
     return app
@@ -116,11 +118,11 @@ async def test_a_browser_that_stops_reading_stalls_the_pod(make_edge) -> None:
                 assert head.startswith(b"HTTP/1.1 101 ")
                 # Never read again: the pod must be held back, not buffered for.
                 for _ in range(100):
-                    if pod.app["flooded"]:
+                    if pod.app[FLOODED]:
                         break
                     await asyncio.sleep(0.05)
-            assert pod.app["flooded"], "the pod's sender never finished"
-            assert pod.app["flooded"][0] < 32 * 1024 * 1024
+            assert pod.app[FLOODED], "the pod's sender never finished"
+            assert pod.app[FLOODED][0] < 32 * 1024 * 1024
             assert edge.server.lane.handed_over == 0
         finally:
             writer.close()

@@ -222,6 +222,23 @@ async def test_missing_volume_source_waits_in_container_creating_until_it_exists
     assert await sim.until_log("later", lambda t: t != "") == "t0k\n"
 
 
+async def test_sub_path_of_a_config_map_key_is_that_file(sim: Any) -> None:
+    """podgate's own Deployment mounts config.yaml this way: a file, not a directory."""
+    await sim.core.create_namespaced_config_map(
+        "default", {"metadata": {"name": "settings"}, "data": {"config.yaml": "a: 1\n"}}
+    )
+    volumes = [{"name": "config", "configMap": {"name": "settings"}}]
+    mounts = [{"name": "config", "mountPath": "/etc/app/config.yaml", "subPath": "config.yaml"}]
+    script = (
+        "import os,time\n"
+        "print(open(os.environ['KUBESIM_VOLUME_CONFIG']).read(), end='', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    await sim.create("reader", program(script) | {"volumeMounts": mounts}, volumes=volumes)
+    await sim.until("reader", is_ready, within=10)
+    assert await sim.until_log("reader", lambda t: t != "") == "a: 1\n"
+
+
 async def test_claim_names_must_be_valid(sim: Any) -> None:
     with pytest.raises(ApiException) as refused:
         await sim.core.create_namespaced_persistent_volume_claim("default", claim("Not_Valid"))

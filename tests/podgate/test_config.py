@@ -64,6 +64,63 @@ routes:
         ("control: {enabled: 3}", "control.enabled", "true or false"),
         ("control: yes", "control", "mapping"),
         ("auth: {kind: oauth}", "auth.kind", "one of"),
+        ("auth: {kind: oidc}", "auth.oidc", "required with kind oidc"),
+        (
+            "auth: {kind: oidc, oidc: {issuer: 'https://id.example.org'}}",
+            "auth.oidc.client_id",
+            "required",
+        ),
+        ("auth: {kind: oidc, oidc: {client_id: lab}}", "auth.oidc.issuer", "required"),
+        ("auth: {kind: oidc, oidc: {preset: okta, client_id: lab}}", "auth.oidc.preset", "one of"),
+        (
+            "auth: {kind: oidc, oidc: {client_id: lab, issuer: 'https://id.example.org', "
+            "client_secret: s, client_secret_file: /f}}",
+            "auth.oidc.client_secret_file",
+            "not both",
+        ),
+        (
+            "auth: {kind: oidc, oidc: {client_id: lab, issuer: 'https://id.example.org', "
+            "clientid: x}}",
+            "auth.oidc.clientid",
+            "unknown key",
+        ),
+        (
+            "auth: {kind: oidc, oidc: {client_id: lab, issuer: 'http://id.example.org'}}",
+            "auth.oidc.issuer",
+            "must use https",
+        ),
+        (
+            "auth: {kind: oidc, oidc: {client_id: lab, issuer: 'id.example.org'}}",
+            "auth.oidc.issuer",
+            "not an http(s) URL",
+        ),
+        (
+            "auth: {kind: oidc, oidc: {preset: azuread, client_id: lab}}",
+            "auth.oidc.tenant",
+            "required",
+        ),
+        (
+            "auth: {kind: oidc, oidc: {preset: github, client_id: lab}}",
+            "auth.oidc.client_secret",
+            "GitHub needs",
+        ),
+        (
+            "auth: {kind: oidc, oidc: {client_id: lab, issuer: 'https://id.example.org', "
+            "tenant: t}}",
+            "auth.oidc.tenant",
+            "only meaningful with preset azuread",
+        ),
+        (
+            "auth: {kind: oidc, oidc: {client_id: lab, issuer: 'https://id.example.org', "
+            "refresh_seconds: -1}}",
+            "auth.oidc.refresh_seconds",
+            "between 0",
+        ),
+        (
+            "auth: {kind: password, users_file: /u, oidc: {client_id: lab}}",
+            "auth.oidc",
+            "only meaningful with kind: oidc",
+        ),
         ("api_tokens: [{name: x}]", "api_tokens[0].token", "missing"),
         ("api_tokens: {name: x}", "api_tokens", "list"),
         ("spawner: {port: '8888'}", "spawner.port", "integer"),

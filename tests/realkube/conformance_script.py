@@ -11,6 +11,7 @@ fixed, so answers line up step by step.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -564,6 +565,16 @@ async def _other_kinds(r: Recorder) -> None:
         r.path("secrets"),
         body={"metadata": {"name": "bad"}, "data": {"t": "!!"}},
     )
+    # Line breaks inside base64 (kustomize folds long values) are skipped; the
+    # answer carries the value unbroken.
+    folded = base64.b64encode(b"x" * 80).decode()
+    await r.call(
+        "secret: folded base64",
+        "POST",
+        r.path("secrets"),
+        body={"metadata": {"name": "folded"}, "data": {"t": folded[:60] + "\n" + folded[60:]}},
+    )
+    await r.call("secret: folded base64 deleted", "DELETE", r.path("secrets", "folded"))
     await r.call("secret: delete", "DELETE", r.path("secrets", "token"))
     service = {
         "metadata": {"name": "web"},

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from realkube_kit import RealKube, run_kubectl
+from realkube_kit import RealKube, run_kubectl, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 60.0
@@ -105,15 +104,7 @@ class RunningPodgate:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> int:
-        """SIGTERM, bounded wait (kill past it): the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        return stop_process(self.process, STOP_SECONDS)
 
 
 def podgate_config(

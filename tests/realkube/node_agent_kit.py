@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from realkube_kit import RealKube, run_kubectl
+from realkube_kit import RealKube, run_kubectl, stop_process
 
 READY_SECONDS = 60.0
 STOP_SECONDS = 30.0
@@ -41,14 +40,7 @@ class AgentRun:
         raise RuntimeError("no VmRSS")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
+        return stop_process(self.process, STOP_SECONDS)
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:]

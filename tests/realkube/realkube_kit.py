@@ -50,6 +50,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes], seconds: float) -> int:
+    """SIGTERM, a bounded wait, SIGKILL past it: the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return int(process.returncode)
+
+
 @dataclass
 class RealKube:
     """A running `realkube all`: its admin kubeconfig, URL, token and CA."""
@@ -129,13 +141,7 @@ class RealKube:
             return ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, STOP_SECONDS)
 
 
 def start_realkube(binary: Path, state: Path) -> RealKube:

@@ -270,10 +270,14 @@ def test_graceful_delete_stops_the_process_and_removes_the_pod(
         "def bye(*a):\n"
         f"    pathlib.Path({str(marker)!r}).write_text('TERM'); sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, bye)\n"
+        f"pathlib.Path({str(marker)!r}).write_text('listening')\n"
         "time.sleep(600)\n"
     )
     apply(realkube, ns, pod_manifest("sleeper", {"image": "x", "command": [PY, "-c", script]}))
     eventually(lambda: ready(get(realkube, "pod", "sleeper", ns)), "the pod to be Ready")
+    # Ready means started, not yet past the interpreter's start-up: a SIGTERM
+    # before the handler is in place would end it without a word.
+    eventually(lambda: marker.exists(), "the handler to be in place")
     started = time.monotonic()
     kubectl(realkube, "delete", "pod", "sleeper", "-n", ns, "--timeout=60s")
     assert get(realkube, "pod", "sleeper", ns) is None
