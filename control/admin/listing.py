@@ -94,8 +94,12 @@ def build_listing(
         for user in shown
         for row in (
             server_row(hub, user, pods.get(user), usage),
-            # Each named server right under its user's row, named "<user>/<server>".
-            *(server_row(hub, k, pod, usage) for k, pod in sorted(named.get(user, {}).items())),
+            # Each named server (running or remembered while stopped) right under its
+            # user's row, named "<user>/<server>".
+            *(
+                server_row(hub, key, named.get(user, {}).get(key), usage)
+                for key in (names.server_key(user, s) for s in hub.named_servers(user))
+            ),
         )
     )
     return Listing(

@@ -434,6 +434,10 @@ async def test_the_built_in_culler_culls_each_named_server_on_its_own(
         )
         assert done.status == 303
         await _until(lambda: spawner.status("sol/busy").state == "stopped")
+        # Stopped, both are still hers: listed, each with Start.
+        panel = await (await root.get("/hub/admin?q=sol")).text()
+        assert re.findall(r'<tr data-user="([^"]+)"', panel) == ["sol", "sol/busy", "sol/quiet"]
+        assert "?action=start&amp;user=sol%2Fquiet&amp;" in panel
         bad = await root.get("/hub/admin/confirm?action=stop&user=sol/Bad--name")
         assert bad.status == 400
 
