@@ -151,6 +151,9 @@ class Spawner:
         self._pacer = StartPacer(settings.start_rate)
         # Users someone waits on (a progress stream of a start another replica made).
         self._pod_changes: dict[str, asyncio.Event] = {}
+        # Named servers with a pod, by user (user -> pod name -> server): servers_of() is
+        # asked per user model, so it must not walk every pod.
+        self._named_pods: dict[str, dict[str, str]] = {}
         pods.add_listener(self._on_pod)
         if events is not None:
             events.add_listener(self._on_event)
@@ -290,12 +293,9 @@ class Spawner:
 
     def servers_of(self, user: str) -> list[str]:
         """Names of `user`'s named servers that have a pod or a start under way here."""
-        found = set()
-        for key in [*map(pod_key, self.pods.cache.values()), *self._starts]:
-            if key is not None:
-                owner, server = names.split_key(key)
-                if owner == user and server:
-                    found.add(server)
+        found = set(self._named_pods.get(user, {}).values())
+        prefix = user + "/"
+        found.update(key[len(prefix) :] for key in self._starts if key.startswith(prefix))
         return sorted(found)
 
     async def close(self) -> None:
@@ -526,6 +526,7 @@ class Spawner:
 
     def _on_pod(self, event_type: str, pod: Object, old: Object | None) -> None:
         user = pod_key(pod)
+        self._index_named(event_type, pod, user)
         if user is not None and (changed := self._pod_changes.pop(user, None)) is not None:
             changed.set()
         run = self._starts.get(user) if user is not None else None
@@ -534,6 +535,21 @@ class Spawner:
         if event_type == "DELETED" and run.uid and _uid(pod) == run.uid:
             run.gone = True
         run.changed.set()
+
+    def _index_named(self, event_type: str, pod: Object, key: str | None) -> None:
+        if key is None:
+            return
+        owner, server = names.split_key(key)
+        if not server:
+            return
+        name = str((pod.get("metadata") or {}).get("name") or "")
+        if event_type == "DELETED":
+            held = self._named_pods.get(owner, {})
+            held.pop(name, None)
+            if not held:
+                self._named_pods.pop(owner, None)
+        else:
+            self._named_pods.setdefault(owner, {})[name] = server
 
     def _on_event(self, event_type: str, event: Object, old: Object | None) -> None:
         if event_type == "DELETED":

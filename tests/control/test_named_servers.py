@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from control import names
 from control.errors import BadServerName
 from control.manifests import pod_manifest, server_url
+from control.pages import progress_url
 from control.settings import SpawnerSettings, Storage
 from control.singleuser_env import singleuser_env
 from control.singleuser_tokens import ServerTokens
@@ -145,6 +146,9 @@ def test_named_server_pod_and_claim_as_kubespawner_makes_them() -> None:
         singleuser_env("ada", "/user/ada/", "t", "http://h:1", 8888)["JUPYTERHUB_SERVER_NAME"] == ""
     )
     assert server_url("ada/gpu") == "/user/ada/gpu/" and server_url("ada") == "/user/ada/"
+    # The progress page follows the named server's own stream.
+    assert progress_url("ada/gpu") == "/hub/api/users/ada/servers/gpu/progress"
+    assert progress_url("ada") == "/hub/api/users/ada/server/progress"
 
 
 async def _call(
