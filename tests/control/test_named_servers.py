@@ -284,50 +284,51 @@ async def test_another_users_named_server_is_forbidden(make_podgate: MakePodgate
     assert pg.control.spawner.status("pia/one").state == "running"
 
 
+@pytest.mark.both_servers
 async def test_edge_routes_each_server_of_one_user(make_podgate: MakePodgate) -> None:
     pg = await make_podgate(NAMED)
-    async with Browser(pg.public_url) as ada:
-        assert (await ada.login("ada")).status == 200
-        home = await ada.get("/hub/home")
+    async with Browser(pg.public_url) as tom:
+        assert (await tom.login("tom")).status == 200
+        home = await tom.get("/hub/home")
         page = await home.text()
         assert "Named servers" in page and 'name="server_name"' in page
         # Start the default server and a named one from the home page's forms.
-        response = await ada.post(
-            "/hub/spawn/ada", {"_xsrf": xsrf_of(page), "server_name": "gpu"}, allow_redirects=False
+        response = await tom.post(
+            "/hub/spawn/tom", {"_xsrf": xsrf_of(page), "server_name": "gpu"}, allow_redirects=False
         )
         assert response.status == 303
-        assert response.headers["Location"].startswith("/hub/spawn-pending/ada/gpu")
-        response = await ada.post("/hub/spawn", {"_xsrf": xsrf_of(page)}, allow_redirects=False)
+        assert response.headers["Location"].startswith("/hub/spawn-pending/tom/gpu")
+        response = await tom.post("/hub/spawn", {"_xsrf": xsrf_of(page)}, allow_redirects=False)
         assert response.status == 303
         spawner = pg.control.spawner
-        await _until(lambda: spawner.status("ada").state == "running")
-        await _until(lambda: spawner.status("ada/gpu").state == "running")
-        await _until(lambda: pg.table.get("/user/ada/gpu") is not None)
+        await _until(lambda: spawner.status("tom").state == "running")
+        await _until(lambda: spawner.status("tom/gpu").state == "running")
+        await _until(lambda: pg.table.get("/user/tom/gpu") is not None)
         seen = {}
-        for path in ("/user/ada/lab", "/user/ada/gpu/lab", "/user/ada/gpu", "/user/ada/gpux/"):
-            response = await ada.get(path, allow_redirects=False)
+        for path in ("/user/tom/lab", "/user/tom/gpu/lab", "/user/tom/gpu", "/user/tom/gpux/"):
+            response = await tom.get(path, allow_redirects=False)
             assert response.status == 200, (path, await response.text())
             seen[path] = (await response.json())["pod"]
         assert seen == {
-            "/user/ada/lab": "jupyter-ada",
-            "/user/ada/gpu/lab": "jupyter-ada--gpu",
-            "/user/ada/gpu": "jupyter-ada--gpu",
-            "/user/ada/gpux/": "jupyter-ada",
+            "/user/tom/lab": "jupyter-tom",
+            "/user/tom/gpu/lab": "jupyter-tom--gpu",
+            "/user/tom/gpu": "jupyter-tom--gpu",
+            "/user/tom/gpux/": "jupyter-tom",
         }
-        page = await (await ada.get("/hub/home")).text()
+        page = await (await tom.get("/hub/home")).text()
         row = re.search(r'<tr data-server="gpu">.*?</tr>', page)
-        assert row is not None and "/user/ada/gpu/" in row.group(0)
-        assert 'action="/hub/stop/ada/gpu"' in row.group(0)
+        assert row is not None and "/user/tom/gpu/" in row.group(0)
+        assert 'action="/hub/stop/tom/gpu"' in row.group(0)
         # Stop the named one from its row: the default server stays, its paths with it.
-        response = await ada.post(
-            "/hub/stop/ada/gpu", {"_xsrf": xsrf_of(page)}, allow_redirects=False
+        response = await tom.post(
+            "/hub/stop/tom/gpu", {"_xsrf": xsrf_of(page)}, allow_redirects=False
         )
         assert response.status == 303
-        await _until(lambda: pg.table.get("/user/ada/gpu") is None)
-        response = await ada.get("/user/ada/lab", allow_redirects=False)
-        assert (await response.json())["pod"] == "jupyter-ada"
+        await _until(lambda: pg.table.get("/user/tom/gpu") is None)
+        response = await tom.get("/user/tom/lab", allow_redirects=False)
+        assert (await response.json())["pod"] == "jupyter-tom"
     # The admin panel lists the named server under its user.
-    assert spawner.status("ada/gpu").state in ("stopping", "stopped")
+    assert spawner.status("tom/gpu").state in ("stopping", "stopped")
 
 
 @pytest.mark.both_servers
