@@ -24,7 +24,7 @@ from control import names
 from control.errors import KubeError, NotFound
 from control.informer import Informer
 from control.kube import Kube, Object
-from control.manifests import pod_user, server_url
+from control.manifests import pod_key, server_url
 from control.tasks import BackgroundTask, rounds
 from routes import Route, RouteSource, RouteTable
 
@@ -62,7 +62,11 @@ def pod_activity(pod: Object) -> float | None:
 
 
 class ActivityTracker:
-    """Hub.activity: last_activity(user) = the newer of local traffic and the pod annotation."""
+    """Hub.activity: last_activity(key) = the newer of local traffic and the pod annotation.
+
+    Every server is tracked by its key (control.names.server_key): the user name
+    for their default server, "user/server" for a named one.
+    """
 
     def __init__(
         self,
@@ -105,14 +109,18 @@ class ActivityTracker:
 
     def active_users(self, since: float) -> int:
         """How many users' servers saw traffic at or after `since` (epoch seconds)."""
-        users = {user for user in map(pod_user, self.pods.cache.values()) if user is not None}
-        users.update(self._traffic)
-        times = (self.last_activity(user) for user in users)
-        return sum(1 for t in times if t is not None and t >= since)
+        keys = {key for key in map(pod_key, self.pods.cache.values()) if key is not None}
+        keys.update(self._traffic)
+        active = set()
+        for key in keys:
+            seen = self.last_activity(key)
+            if seen is not None and seen >= since:
+                active.add(names.split_key(key)[0])
+        return len(active)
 
     def _local(self, user: str) -> float | None:
         route = self.table.get(server_url(user))
-        if route is not None and route.source is RouteSource.PODS and route.user == user:
+        if route is not None and route.source is RouteSource.PODS and _route_key(route) == user:
             known = self._baselines.get(user)
             if known is None or known[0] is not route:
                 # First sight of this route: what it holds may be its creation time.
@@ -123,10 +131,10 @@ class ActivityTracker:
 
     def _pod(self, user: str) -> Object | None:
         pod = self.pods.cache.get(names.pod_name(user, self.pod_name_prefix))
-        return pod if pod is not None and pod_user(pod) == user else None
+        return pod if pod is not None and pod_key(pod) == user else None
 
     def _on_pod(self, event_type: str, pod: Object, old: Object | None) -> None:
-        user = pod_user(pod)
+        user = pod_key(pod)
         if user is None:
             return
         if event_type == "DELETED":
@@ -143,7 +151,7 @@ class ActivityTracker:
         """(user, pod name, activity) for each pod whose annotation is behind local traffic."""
         due = []
         for route in self.table:
-            user = route.user
+            user = _route_key(route)
             if route.source is not RouteSource.PODS or user is None:
                 continue
             local = self._local(user)
@@ -220,3 +228,11 @@ class ActivityTracker:
     async def stop(self) -> None:
         """End the task; no last write, so shutting down touches no pod."""
         await self._task.stop()
+
+
+def _route_key(route: Route) -> str | None:
+    """The server key a pod route serves (control.route_sync puts a named server's name in data)."""
+    if route.user is None:
+        return None
+    server = route.data.get("server")
+    return names.server_key(route.user, server if isinstance(server, str) else "")

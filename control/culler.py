@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from control.errors import KubeError
+from control.names import split_key
 from control.settings import CullerSettings
 from control.spawner import Spawner
 from control.stop_cause import StopCause
@@ -74,9 +75,10 @@ class IdleCuller:
     # -- deciding ----------------------------------------------------------------------
 
     def reason(self, user: str, now: float) -> CullReason | None:
-        """Why `user`'s server should stop now, or None to keep it."""
+        """Why the server `user` (a server key: each named server is culled on its own)
+        should stop now, or None to keep it."""
         settings = self.settings
-        if not settings.cull_admin_users and self.is_admin(user):
+        if not settings.cull_admin_users and self.is_admin(split_key(user)[0]):
             return None
         status = self.spawner.status(user)
         if status.state != "running":
@@ -103,7 +105,7 @@ class IdleCuller:
 
     def decide(self, now: float) -> list[Cull]:
         culls = []
-        for user in self.spawner.running_users():
+        for user in self.spawner.running_servers():
             reason = self.reason(user, now)
             if reason is not None:
                 culls.append(Cull(user, reason))

@@ -16,6 +16,10 @@ class BadUserName(ControlError):
     """A user name that cannot be used; the message says why, for the person who typed it."""
 
 
+class BadServerName(ControlError):
+    """A named server's name JupyterHub would refuse; the message says what is wrong."""
+
+
 class BadProfile(ControlError):
     """A profile choice (or user option) the configuration does not offer."""
 

@@ -16,7 +16,7 @@ from control.admin.routes import add_admin_routes
 from control.api.page_fetch import page_fetch_guard
 from control.api.routes import add_api_routes
 from control.pages import add_static_routes, security_headers
-from control.web import login, oidc_login, servers
+from control.web import login, oidc_login, servers, tokens
 from control.web.admission import admission
 from control.web.answers import control_errors
 from control.web.body_arrival import BodyArrival, BodyLimits
@@ -57,6 +57,15 @@ def build_hub(hub: Hub, body_limits: BodyLimits | None = None) -> web.Applicatio
     router.add_get("/hub/spawn-pending/{name}", servers.pending)
     router.add_post("/hub/stop", servers.stop)
     router.add_post("/hub/stop/{name}", servers.stop)
+    # Named servers (spawner.named_server_limit_per_user), JupyterHub's paths.
+    router.add_get("/hub/spawn/{name}/{server}", servers.spawn_page)
+    router.add_post("/hub/spawn/{name}/{server}", servers.spawn)
+    router.add_get("/hub/spawn-pending/{name}/{server}", servers.pending)
+    router.add_post("/hub/stop/{name}/{server}", servers.stop)
+    router.add_post("/hub/delete/{name}/{server}", servers.delete)
+    router.add_get("/hub/token", tokens.token_form)
+    router.add_post("/hub/token", tokens.make_token)
+    router.add_post("/hub/token/{token_id}/revoke", tokens.revoke_token)
     add_api_routes(app, hub)  # /hub/api, the progress stream included
     add_oauth_routes(app)  # jupyterhub-singleuser's OAuth flow: public port only
     add_admin_routes(app)  # /hub/admin

@@ -36,12 +36,16 @@ _PATH_SAFE = "@+.-_~"
 USER_PREFIX = "/user/"
 
 
-def server_url(user: str) -> str:
-    """The user's server prefix, "/user/<name>/", as the browser and the pod see it."""
-    return f"{USER_PREFIX}{quote(user, safe=_PATH_SAFE)}/"
+def server_url(key: str) -> str:
+    """A server's prefix as the browser and the pod see it: "/user/<name>/" for the
+    default server, "/user/<name>/<server>/" for a named one (`key`: names.server_key)."""
+    user, server = names.split_key(key)
+    named = f"{server}/" if server else ""  # server names are URL-safe slugs
+    return f"{USER_PREFIX}{quote(user, safe=_PATH_SAFE)}/{named}"
 
 
-def _labels(user: str, settings: SpawnerSettings, profile: Profile | None) -> dict[str, str]:
+def _labels(key: str, settings: SpawnerSettings, profile: Profile | None) -> dict[str, str]:
+    user, server = names.split_key(key)
     labels = {**settings.extra_labels}
     if profile is not None:
         labels.update(profile.extra_labels)
@@ -49,11 +53,18 @@ def _labels(user: str, settings: SpawnerSettings, profile: Profile | None) -> di
     # Ours last: extra labels must never hide whose pod this is.
     labels.update(BASE_LABELS)
     labels[names.USER_LABEL] = names.user_label(user)
+    labels.pop(names.SERVER_LABEL, None)
+    if server:
+        labels[names.SERVER_LABEL] = server
     return labels
 
 
-def _annotations(user: str, settings: SpawnerSettings, profile: Profile | None) -> dict[str, str]:
+def _annotations(key: str, settings: SpawnerSettings, profile: Profile | None) -> dict[str, str]:
+    user, server = names.split_key(key)
     annotations = {**settings.extra_annotations, names.USER_ANNOTATION: user}
+    annotations.pop(names.SERVER_ANNOTATION, None)
+    if server:
+        annotations[names.SERVER_ANNOTATION] = server
     if profile is not None:
         annotations[PROFILE_ANNOTATION] = profile.slug
     return annotations
@@ -92,8 +103,9 @@ def _jupyter_args(settings: SpawnerSettings, url: str) -> list[str]:
     ]
 
 
-def _env(user: str, settings: SpawnerSettings, profile: Profile | None, token: str) -> list[Any]:
-    url = server_url(user)
+def _env(key: str, settings: SpawnerSettings, profile: Profile | None, token: str) -> list[Any]:
+    url = server_url(key)
+    user, server = names.split_key(key)
     values = {
         # Jupyter images read these to find their prefix. JUPYTERHUB_API_TOKEN is
         # left out on purpose: docker-stacks' start script would then run
@@ -109,7 +121,7 @@ def _env(user: str, settings: SpawnerSettings, profile: Profile | None, token: s
     if settings.uses_hub_api(profile) and settings.hub_url is not None:
         # jupyterhub-singleuser asks the hub who a visitor is (OAuth for browsers), so
         # the edge adds no token upstream: without TOKEN_ENV the route carries none.
-        values.update(singleuser_env(user, url, token, settings.hub_url, settings.port))
+        values.update(singleuser_env(user, url, token, settings.hub_url, settings.port, server))
     else:
         values[TOKEN_ENV] = token
         # jupyter_server's token: only the edge, which adds it upstream, knows it.
@@ -132,10 +144,11 @@ def _pod_security(settings: SpawnerSettings, profile: Profile | None) -> dict[st
 
 
 def pod_manifest(
-    user: str, settings: SpawnerSettings, profile: Profile | None, token: str
+    key: str, settings: SpawnerSettings, profile: Profile | None, token: str
 ) -> Object:
-    """The user's Pod: deterministic name, labels the informer selects on, the server to run."""
-    url = server_url(user)
+    """A server's Pod (`key`: names.server_key): deterministic name, labels the informer
+    selects on, the server to run."""
+    url = server_url(key)
     image = (profile.image if profile is not None else None) or settings.image
     cmd = profile.cmd if profile is not None and profile.cmd is not None else settings.cmd
     resources = (profile.resources if profile is not None else None) or settings.resources
@@ -147,7 +160,7 @@ def pod_manifest(
         "name": CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
-        "env": _env(user, settings, profile, token),
+        "env": _env(key, settings, profile, token),
         "ports": [{"name": "notebook", "containerPort": settings.port, "protocol": "TCP"}],
         "resources": _resources(resources),
         # Pod Security "restricted" asks these of every container.
@@ -190,7 +203,7 @@ def pod_manifest(
         spec["volumes"] = [
             {
                 "name": VOLUME_NAME,
-                "persistentVolumeClaim": {"claimName": names.pvc_name(user)},
+                "persistentVolumeClaim": {"claimName": names.pvc_name(key)},
             }
         ]
         container["volumeMounts"] = [
@@ -201,17 +214,18 @@ def pod_manifest(
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": names.pod_name(user, settings.pod_name_prefix),
+            "name": names.pod_name(key, settings.pod_name_prefix),
             "namespace": settings.namespace,
-            "labels": _labels(user, settings, profile),
-            "annotations": _annotations(user, settings, profile),
+            "labels": _labels(key, settings, profile),
+            "annotations": _annotations(key, settings, profile),
         },
         "spec": spec,
     }
 
 
-def pvc_manifest(user: str, settings: SpawnerSettings) -> Object:
-    """The user's claim; only meaningful when settings.storage is set (ValueError otherwise)."""
+def pvc_manifest(key: str, settings: SpawnerSettings) -> Object:
+    """A server's claim (one per server, as KubeSpawner's default); only meaningful when
+    settings.storage is set (ValueError otherwise)."""
     storage = settings.storage
     if storage is None:
         raise ValueError("no storage is configured, so there is no claim to build")
@@ -225,10 +239,10 @@ def pvc_manifest(user: str, settings: SpawnerSettings) -> Object:
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {
-            "name": names.pvc_name(user),
+            "name": names.pvc_name(key),
             "namespace": settings.namespace,
-            "labels": _labels(user, settings, None),
-            "annotations": _annotations(user, settings, None),
+            "labels": _labels(key, settings, None),
+            "annotations": _annotations(key, settings, None),
         },
         "spec": spec,
     }
@@ -239,6 +253,19 @@ def pod_user(pod: Object) -> str | None:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     user = annotations.get(names.USER_ANNOTATION)
     return user if isinstance(user, str) and user else None
+
+
+def pod_server(pod: Object) -> str:
+    """The named server a pod runs, "" for a user's default server."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    server = annotations.get(names.SERVER_ANNOTATION)
+    return server if isinstance(server, str) else ""
+
+
+def pod_key(pod: Object) -> str | None:
+    """The server key (names.server_key) of a user pod; None if it names no user."""
+    user = pod_user(pod)
+    return names.server_key(user, pod_server(pod)) if user is not None else None
 
 
 def pod_profile(pod: Object) -> str | None:

@@ -13,7 +13,7 @@ import hashlib
 import string
 import unicodedata
 
-from control.errors import BadUserName
+from control.errors import BadServerName, BadUserName
 
 MAX_USERNAME_LENGTH = 64
 # Besides letters and digits (any script): characters seen in e-mail-like and
@@ -25,6 +25,14 @@ _HASH_HEX = 10
 
 USER_ANNOTATION = "podgate.io/username"
 USER_LABEL = "podgate.io/user"
+# A named server's name, on its pod (annotation and label) and claim; absent on the
+# default server's, which stay exactly as they were before named servers.
+SERVER_ANNOTATION = "podgate.io/server-name"
+SERVER_LABEL = "podgate.io/server-name"
+MAX_SERVER_NAME_LENGTH = 30  # JupyterHub's safe slug
+# Between user and server in a named server's object names (KubeSpawner's "{user}--{server}").
+# escape() never yields "--" nor ends in "-", so a default server's name never holds it.
+_SERVER_SEPARATOR = "--"
 
 
 def owned_labels(component: str) -> dict[str, str]:
@@ -94,14 +102,63 @@ def _fit(prefix: str, escaped: str, limit: int = _DNS_LABEL) -> str:
     return f"{prefix}{escaped[:keep].rstrip('-')}-{digest}"
 
 
-def pod_name(user: str, prefix: str = "jupyter-") -> str:
-    """The user's pod name: deterministic, so two replicas spawning meet at a 409."""
-    return _fit(prefix, escape(user))
+def check_server_name(name: str) -> str:
+    """`name` if JupyterHub would create a named server so called, else BadServerName saying why.
+
+    JupyterHub 6's safe slug: 1-30 characters of a-z, 0-9 and "-", starting
+    with a letter, ending with a letter or digit, no "--".
+    """
+    if not name:
+        raise BadServerName("A named server needs a name.")
+    if len(name) > MAX_SERVER_NAME_LENGTH:
+        raise BadServerName(
+            f"Invalid server_name: a server name has at most {MAX_SERVER_NAME_LENGTH} characters."
+        )
+    if name[0] not in string.ascii_lowercase:
+        raise BadServerName("Invalid server_name: it must start with a lower-case letter (a-z).")
+    if name[-1] not in _SAFE:
+        raise BadServerName("Invalid server_name: it must end with a letter or a digit.")
+    bad = sorted({c for c in name if c not in _SAFE and c != "-"})
+    if bad:
+        shown = ", ".join(dict.fromkeys(_shown(c) for c in bad[:5]))
+        raise BadServerName(f"Invalid server_name: only a-z, 0-9 and - are allowed, not {shown}.")
+    if "--" in name:
+        raise BadServerName("Invalid server_name: it may not hold two hyphens in a row.")
+    return name
 
 
-def pvc_name(user: str, prefix: str = "claim-") -> str:
-    """The user's PersistentVolumeClaim name (kept across stops)."""
-    return _fit(prefix, escape(user))
+def server_key(user: str, server: str = "") -> str:
+    """One string per server: the user for their default server, "user/server" for a named one.
+
+    User names never hold "/" (normalise_username), so the key splits back unambiguously.
+    """
+    return f"{user}/{server}" if server else user
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(user, server name) of a server key; server "" for the default server."""
+    user, _, server = key.partition("/")
+    return user, server
+
+
+def _server_part(key: str) -> str:
+    user, server = split_key(key)
+    return escape(user) + (_SERVER_SEPARATOR + escape(server) if server else "")
+
+
+def pod_name(key: str, prefix: str = "jupyter-") -> str:
+    """A server's pod name: deterministic, so two replicas spawning meet at a 409.
+
+    The default server's is prefix + escaped user, as always; a named one's is
+    prefix + escaped user + "--" + escaped server, which no default server's
+    name can equal (an escaped name never holds "--").
+    """
+    return _fit(prefix, _server_part(key))
+
+
+def pvc_name(key: str, prefix: str = "claim-") -> str:
+    """A server's PersistentVolumeClaim name (kept across stops); one per server, as KubeSpawner."""
+    return _fit(prefix, _server_part(key))
 
 
 def record_name(user: str, prefix: str = "podgate-user-") -> str:

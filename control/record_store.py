@@ -28,6 +28,7 @@ from control.user_records import (
     not_before_from,
     parse_record,
     record_manifest,
+    server_patch,
     sign_out_patch,
     signed_in_patch,
 )
@@ -170,6 +171,26 @@ class UserRecordStore:
             patch["data"][REFRESH] = None
         await self._write(user, patch, new)
         return not_before
+
+    async def add_server(self, user: str, server: str) -> None:
+        """Remember `user`'s named server `server` at every replica (KubeError if not)."""
+        now = self._clock()
+        new = record_manifest(user, now=now, signed_in=False)
+        new["data"].update(server_patch(server, now)["data"])
+        await self._write(user, server_patch(server, now), new)
+
+    async def remove_server(self, user: str, server: str) -> None:
+        """Forget `user`'s named server `server` (a no-op without a record)."""
+        name = names.record_name(user)
+        try:
+            answer = await self._kube.patch(
+                "configmaps", self._namespace, name, server_patch(server, None)
+            )
+        except NotFound:
+            return
+        record = parse_record(answer)
+        if record is not None:
+            self._apply(record)
 
     async def _write(self, user: str, patch: Object, new: Object) -> None:
         """Patch the record, or create it if there is none (another replica may race us)."""

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from control.kube import Object
-from control.manifests import pod_token, pod_user, server_url
+from control.manifests import pod_server, pod_token, pod_user, server_url
+from control.names import server_key
 from control.pod_state import ready_target
 from routes import RouteSource, RouteTable
 
@@ -41,15 +42,22 @@ class PodRoutes:
         user = pod_user(pod)
         if user is None:
             return  # not one of ours (or its annotation was stripped): nothing to route
-        path = server_url(user)
-        wanted = None if event_type == "DELETED" else self._wanted(path, user, pod)
+        server = pod_server(pod)
+        # A named server's route sits one segment under its user's ("/user/ada/gpu"), so the
+        # longest match sends its paths there and the rest to the default server. The
+        # route's user is the owner either way: the edge authorises by it.
+        path = server_url(server_key(user, server))
+        wanted = None if event_type == "DELETED" else self._wanted(path, user, server, pod)
         self._apply(path, _name(pod), wanted)
 
-    def _wanted(self, path: str, user: str, pod: Object) -> _Wanted | None:
+    def _wanted(self, path: str, user: str, server: str, pod: Object) -> _Wanted | None:
         target = ready_target(pod, self.port)
         if target is None:
             return None
-        return _Wanted(path, target, user, {"token": pod_token(pod), "pod": _name(pod)})
+        data = {"token": pod_token(pod), "pod": _name(pod)}
+        if server:
+            data["server"] = server
+        return _Wanted(path, target, user, data)
 
     def _apply(self, path: str, pod_name: str, wanted: _Wanted | None) -> None:
         current = self.table.get(path)

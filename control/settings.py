@@ -136,8 +136,15 @@ class SpawnerSettings:
     # How pods reach podgate's PUBLIC listener ("http://podgate.podgate.svc:8000"),
     # never the ops port; required when hub_api is on here or in a profile.
     hub_url: str | None = None
+    # Named servers ("/user/<name>/<server>/"), at most this many per user; 0: none,
+    # only the default server (JupyterHub's allow_named_servers off).
+    named_server_limit_per_user: int = 0
 
     def __post_init__(self) -> None:
+        if self.named_server_limit_per_user < 0:
+            raise ValueError(
+                "named_server_limit_per_user: must be 0 (no named servers) or a positive limit"
+            )
         if not 0 < self.port < 65536:
             raise ValueError(f"port: {self.port} is not a TCP port")
         _check_run_as_user(self.run_as_user)
@@ -164,6 +171,11 @@ class SpawnerSettings:
                 "hub_url: required when hub_api is on (the address pods reach podgate's "
                 "public port at, e.g. http://podgate.podgate.svc:8000)"
             )
+
+    @property
+    def named_servers(self) -> bool:
+        """Whether users may have named servers besides their default one."""
+        return self.named_server_limit_per_user > 0
 
     def uses_hub_api(self, profile: Profile | None) -> bool:
         """Whether a pod started with `profile` runs against podgate's hub API."""

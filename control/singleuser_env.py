@@ -4,8 +4,8 @@ A pod started with `spawner.hub_api` runs the stock `jupyterhub-singleuser`
 (or a docker-stacks image, whose start script runs it once
 JUPYTERHUB_API_TOKEN is set). That server reads who it belongs to, where the
 hub's API is, its OAuth client and the scopes a visitor must hold from these
-variables. The names and values follow JupyterHub's own spawner for a
-user's default server (server name ""); podgate's hub answers them
+variables. The names and values follow JupyterHub's own spawner, for a
+user's default server (server name "") and for a named one; podgate's hub answers them
 (control.api.singleuser, control.web.oauth).
 
 The API token is the pod's own token (the one the edge would otherwise add
@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote
 
 API_TOKEN_ENV = "JUPYTERHUB_API_TOKEN"
 CLIENT_ID_PREFIX = "jupyterhub-user-"
-SERVER_NAME = ""  # the user's default server: the only kind podgate runs so far
+SERVER_NAME = ""  # the user's default server
 
 
 def escaped_name(user: str) -> str:
@@ -29,9 +29,11 @@ def escaped_name(user: str) -> str:
     return quote(user, safe="@~")
 
 
-def client_id(user: str) -> str:
-    """The OAuth client of `user`'s default server (JupyterHub's Spawner.oauth_client_id)."""
-    return CLIENT_ID_PREFIX + escaped_name(user)
+def client_id(user: str, server: str = SERVER_NAME) -> str:
+    """The OAuth client of one of `user`'s servers (JupyterHub's Spawner.oauth_client_id):
+    "jupyterhub-user-<name>", plus "-<server>" for a named server."""
+    base = CLIENT_ID_PREFIX + escaped_name(user)
+    return f"{base}-{quote(server, safe='')}" if server else base
 
 
 def callback_url(prefix: str) -> str:
@@ -40,9 +42,9 @@ def callback_url(prefix: str) -> str:
     return prefix + "oauth_callback"
 
 
-def access_scopes(user: str) -> list[str]:
+def access_scopes(user: str, server: str = SERVER_NAME) -> list[str]:
     """Scopes a visitor's token must hold to use the server (Spawner.oauth_access_scopes)."""
-    return [f"access:servers!server={user}/{SERVER_NAME}", f"access:servers!user={user}"]
+    return [f"access:servers!server={user}/{server}", f"access:servers!user={user}"]
 
 
 def api_url(hub_url: str) -> str:
@@ -50,17 +52,19 @@ def api_url(hub_url: str) -> str:
     return hub_url.rstrip("/") + "/hub/api"
 
 
-def singleuser_env(user: str, prefix: str, token: str, hub_url: str, port: int) -> dict[str, str]:
-    """Every JUPYTERHUB_* variable of `user`'s default server, in the order KubeSpawner sets them.
+def singleuser_env(
+    user: str, prefix: str, token: str, hub_url: str, port: int, server: str = SERVER_NAME
+) -> dict[str, str]:
+    """Every JUPYTERHUB_* variable of one of `user`'s servers, in the order KubeSpawner sets them.
 
     JUPYTERHUB_SERVICE_URL binds the pod's own address: `$(POD_IP)` is expanded
     by the kubelet from the downward-API variable the manifest defines first.
     """
-    scopes = json.dumps(access_scopes(user))
+    scopes = json.dumps(access_scopes(user, server))
     api = api_url(hub_url)
     return {
         API_TOKEN_ENV: token,
-        "JUPYTERHUB_CLIENT_ID": client_id(user),
+        "JUPYTERHUB_CLIENT_ID": client_id(user, server),
         # No subdomains: the browser reaches the hub on the server's own host.
         "JUPYTERHUB_HOST": "",
         "JUPYTERHUB_OAUTH_CALLBACK_URL": callback_url(prefix),
@@ -68,7 +72,7 @@ def singleuser_env(user: str, prefix: str, token: str, hub_url: str, port: int) 
         "JUPYTERHUB_OAUTH_SCOPES": scopes,
         "JUPYTERHUB_OAUTH_ACCESS_SCOPES": scopes,
         "JUPYTERHUB_USER": user,
-        "JUPYTERHUB_SERVER_NAME": SERVER_NAME,
+        "JUPYTERHUB_SERVER_NAME": server,
         "JUPYTERHUB_API_URL": api,
         "JUPYTERHUB_ACTIVITY_URL": f"{api}/users/{escaped_name(user)}/activity",
         "JUPYTERHUB_BASE_URL": "/",

@@ -16,7 +16,8 @@ from control.oauth_codes import SpentCodes
 from control.oauth_grants import OAuthGrants
 from control.singleuser_tokens import ServerTokens
 
-# (user, epoch seconds): record activity a server reported, where the edge's goes.
+# (server key, epoch seconds): record activity a server reported, where the edge's goes
+# (the key is control.names.server_key: the user, or "user/server" for a named server).
 ActivityReport = Callable[[str, float], Awaitable[None]]
 
 

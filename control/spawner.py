@@ -8,6 +8,11 @@ room, exited) or the start timeout deletes the pod and records the reason in
 words. Pod names are deterministic, so a second start of the same user,
 here or in another replica, meets a 409 and joins the start under way.
 
+Every server is named by its key (control.names.server_key): the user name
+for their default server, "user/server" for a named one. The `user`
+parameters below are such keys, so a default server is handled exactly as
+before named servers existed.
+
 Kubernetes is the source of truth: status() reads the informer's cache, so a
 restarted podgate reports running servers as running without touching them.
 It never deletes a pod because an API call failed, and close() (shutdown)
@@ -41,7 +46,7 @@ from control.errors import (
 )
 from control.informer import Informer
 from control.kube import Kube, Object
-from control.manifests import pod_manifest, pod_profile, pod_user, pvc_manifest, server_url
+from control.manifests import pod_key, pod_manifest, pod_profile, pvc_manifest, server_url
 from control.pacing import StartPacer
 from control.pod_state import (
     event_detail,
@@ -146,6 +151,9 @@ class Spawner:
         self._pacer = StartPacer(settings.start_rate)
         # Users someone waits on (a progress stream of a start another replica made).
         self._pod_changes: dict[str, asyncio.Event] = {}
+        # Named servers with a pod, by user (user -> pod name -> server): servers_of() is
+        # asked per user model, so it must not walk every pod.
+        self._named_pods: dict[str, dict[str, str]] = {}
         pods.add_listener(self._on_pod)
         if events is not None:
             events.add_listener(self._on_event)
@@ -274,10 +282,21 @@ class Spawner:
                     await run.finished.wait()
         return self.status(user)
 
+    def running_servers(self) -> list[str]:
+        """Keys of the servers (default and named) whose pod is Ready, as the informer sees it."""
+        keys = (pod_key(pod) for pod in self.pods.cache.values() if is_ready(pod))
+        return sorted(key for key in keys if key is not None)
+
     def running_users(self) -> list[str]:
-        """Users whose pod is Ready, as the informer sees it now."""
-        users = (pod_user(pod) for pod in self.pods.cache.values() if is_ready(pod))
-        return sorted(user for user in users if user is not None)
+        """Users with at least one server whose pod is Ready, as the informer sees it now."""
+        return sorted({names.split_key(key)[0] for key in self.running_servers()})
+
+    def servers_of(self, user: str) -> list[str]:
+        """Names of `user`'s named servers that have a pod or a start under way here."""
+        found = set(self._named_pods.get(user, {}).values())
+        prefix = user + "/"
+        found.update(key[len(prefix) :] for key in self._starts if key.startswith(prefix))
+        return sorted(found)
 
     async def close(self) -> None:
         """Cancel the starts under way; the pods stay (a restart or another replica adopts them)."""
@@ -416,7 +435,7 @@ class Spawner:
             return None
         except KubeError as e:
             raise _api_failure("read", e) from e
-        if pod_user(pod) != run.user:
+        if pod_key(pod) != run.user:
             raise SpawnFailed("error", f"the pod name {run.pod_name} is taken by someone else")
         return pod
 
@@ -506,7 +525,8 @@ class Spawner:
         await changed.wait()
 
     def _on_pod(self, event_type: str, pod: Object, old: Object | None) -> None:
-        user = pod_user(pod)
+        user = pod_key(pod)
+        self._index_named(event_type, pod, user)
         if user is not None and (changed := self._pod_changes.pop(user, None)) is not None:
             changed.set()
         run = self._starts.get(user) if user is not None else None
@@ -515,6 +535,21 @@ class Spawner:
         if event_type == "DELETED" and run.uid and _uid(pod) == run.uid:
             run.gone = True
         run.changed.set()
+
+    def _index_named(self, event_type: str, pod: Object, key: str | None) -> None:
+        if key is None:
+            return
+        owner, server = names.split_key(key)
+        if not server:
+            return
+        name = str((pod.get("metadata") or {}).get("name") or "")
+        if event_type == "DELETED":
+            held = self._named_pods.get(owner, {})
+            held.pop(name, None)
+            if not held:
+                self._named_pods.pop(owner, None)
+        else:
+            self._named_pods.setdefault(owner, {})[name] = server
 
     def _on_event(self, event_type: str, event: Object, old: Object | None) -> None:
         if event_type == "DELETED":
@@ -561,7 +596,7 @@ class Spawner:
 
     def _pod(self, user: str) -> Object | None:
         pod = self.pods.cache.get(names.pod_name(user, self.settings.pod_name_prefix))
-        return pod if pod is not None and pod_user(pod) == user else None
+        return pod if pod is not None and pod_key(pod) == user else None
 
     def _settle(self, future: asyncio.Future[None], error: SpawnFailed | None = None) -> None:
         if future.done():

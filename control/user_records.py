@@ -30,6 +30,9 @@ NOT_BEFORE = "sessions-not-before"
 CREATED = "created"
 LAST_LOGIN = "last-login"
 REMOVED = "removed"  # "true": deleted through the API; kept so the sign-out stays in force
+# One key per named server the user made ("server.<name>": creation, epoch seconds), kept
+# while it is stopped, until it is removed (JupyterHub's DELETE with remove: true).
+SERVER_PREFIX = "server."
 # Identity-provider sign-ins (control.auth.oidc): the user's groups (a JSON list), when
 # they were last read (epoch seconds), and the refresh token, encrypted (oidc_refresh).
 GROUPS = "oidc-groups"
@@ -44,6 +47,7 @@ class UserRecord:
     created: float | None = None
     last_login: float | None = None
     removed: bool = False
+    servers: tuple[str, ...] = ()  # named servers, sorted
     groups: frozenset[str] = frozenset()
     groups_checked: float | None = None
     refresh: str | None = None  # encrypted refresh token
@@ -111,6 +115,12 @@ def sign_out_patch(not_before: float, *, removed: bool = False) -> Object:
     return {"data": data}
 
 
+def server_patch(server: str, now: float | None) -> Object:
+    """A merge patch recording the named server `server` (made at `now`), or forgetting it
+    (`now` None)."""
+    return {"data": {SERVER_PREFIX + server: _seconds(now) if now is not None else None}}
+
+
 def _number(value: object) -> float | None:
     try:
         number = float(str(value))
@@ -133,6 +143,13 @@ def parse_record(obj: Object) -> UserRecord | None:
         created=_number(data.get(CREATED)),
         last_login=_number(data.get(LAST_LOGIN)),
         removed=data.get(REMOVED) == "true",
+        servers=tuple(
+            sorted(
+                key[len(SERVER_PREFIX) :]
+                for key, value in data.items()
+                if key.startswith(SERVER_PREFIX) and value is not None
+            )
+        ),
         groups=_group_list(data.get(GROUPS)),
         groups_checked=_number(data.get(GROUPS_CHECKED)),
         refresh=refresh if isinstance(refresh, str) and refresh else None,

@@ -105,6 +105,10 @@ class SessionPolicy(Protocol):
     def admits(self, user: str, issued: float) -> bool: ...
 
 
+# The user a personal API token (`Authorization: token …`/`Bearer …`) may use servers as,
+# or None: the control plane's tokens, asked only where no session cookie admits.
+TokenUser = Callable[[str], str | None]
+
 # Recorded for a request whose client went away before it was answered (nginx's 499).
 CLIENT_CLOSED = 499
 
@@ -137,12 +141,14 @@ class Edge:
         hub_enabled: bool,
         policy: SessionPolicy | None = None,
         error_look: ErrorPageLook = PLAIN_LOOK,
+        token_user: TokenUser | None = None,
     ) -> None:
         self.table = table
         self.settings = settings
         self.stats = stats
         self.sessions = sessions
         self.policy = policy
+        self.token_user = token_user
         self.pool = pool
         self.hub_enabled = hub_enabled
         # WebSockets relayed on this path, told 1001 Going Away when the server stops.
@@ -295,7 +301,7 @@ class Edge:
         outcome.kind = route_kind(route)
 
         if route.requires_session:
-            user = self._session_user(request)
+            user = self._session_user(request) or self._bearer_user(request)
             if user is None:
                 return self._to_login(raw, path)
             assert route.user is not None
@@ -416,6 +422,16 @@ class Edge:
             self.stats.cookie_rejected(reason)
         return user
 
+    def _bearer_user(self, request: web.Request) -> str | None:
+        """The user of a personal API token in the Authorization header, if it may use servers."""
+        header = request.headers.get("Authorization")
+        if self.token_user is None or header is None:
+            return None
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not token.strip():
+            return None
+        return self.token_user(token.strip())
+
     def _verified_user(self, values: Iterable[str], rejected: list[str]) -> str | None:
         """The user of the first value that verifies; reasons of those that did not, in order."""
         if self.sessions is None:
@@ -502,6 +518,7 @@ def build_public_app(
     pool: UpstreamPool | None = None,
     policy: SessionPolicy | None = None,
     error_look: ErrorPageLook = PLAIN_LOOK,
+    token_user: TokenUser | None = None,
 ) -> web.Application:
     """The Application to serve on the public port.
 
@@ -514,6 +531,9 @@ def build_public_app(
     on the app's cleanup. Serve it with handler_cancellation=True so a
     browser hanging up cancels the upstream request at once. `error_look`:
     how the edge's own error pages look (the wiring passes the hub's).
+    `token_user` names the user of a personal API token for requests to user
+    servers that carry no session (the aiohttp path only; the fast lane hands
+    such requests over).
     """
     use_hub = settings.control_enabled and hub is not None
     edge = Edge(
@@ -525,6 +545,7 @@ def build_public_app(
         hub_enabled=use_hub,
         policy=policy,
         error_look=error_look,
+        token_user=token_user,
     )
     app = hub if use_hub and hub is not None else web.Application()
     app.middlewares.insert(0, edge)

@@ -133,6 +133,8 @@ class Podgate:
                 policy=self.control.gate if self.control is not None else None,
                 # The hub's look needs the hub's stylesheet: only with the control plane.
                 error_look=HUB_LOOK if hub is not None else PLAIN_LOOK,
+                # Personal API tokens open their user's servers, as in JupyterHub.
+                token_user=self.control.token_user if self.control is not None else None,
             )
             self.edge = edge_of(public)
             if self.control is not None and self.control.gate is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 
 from control.activity import ActivityTracker
+from control.api.callers import ApiError, personal_caller
 from control.api.routes import add_api_routes
 from control.api.tokens import ApiTokens, read_tokens_file
 from control.auth import (
@@ -52,6 +53,7 @@ from control.singleuser_hub import SingleuserHub
 from control.singleuser_tokens import ServerTokens
 from control.spawner import Spawner
 from control.user_records import RECORD_SELECTOR
+from control.user_tokens import UserTokens
 from control.users import UserDirectory
 from control.web.body_arrival import BodyLimits
 from control.web.context import Hub
@@ -139,7 +141,18 @@ class ControlPlane:
     on_cull: CullObserver | None = None  # metrics: once per culled server, with the reason
     hub: Hub | None = None
     singleuser: SingleuserHub | None = None  # the hub side of jupyterhub-singleuser pods
+    user_tokens: UserTokens | None = None  # personal API tokens, from the user records
     groups: GroupRefresh | None = None  # identity-provider groups re-read (auth.kind oidc)
+
+    def token_user(self, token: str) -> str | None:
+        """The edge's question: whom a personal API token lets use servers (None: nobody)."""
+        if self.hub is None:
+            return None
+        try:
+            caller = personal_caller(self.hub, token)
+        except ApiError:
+            return None  # expired, or its user may no longer sign in
+        return caller.name if caller is not None and caller.may("access:servers") else None
 
     def server_users(self) -> list[str]:
         """Users who have a pod now, as the pod watch sees it."""
@@ -203,6 +216,8 @@ class ControlPlane:
         self.pods.add_listener(server_tokens.observe)
         spent_codes = SpentCodes(self.kube, namespace)
         self.records.add_listener(spent_codes.observe)
+        self.user_tokens = UserTokens(self.kube, namespace)
+        self.records.add_listener(self.user_tokens.observe)
         self.spawner = Spawner(
             self.kube,
             config.spawner,
@@ -266,6 +281,7 @@ class ControlPlane:
         hub.admin_access = config.edge.admin_access
         hub.api_tokens = api_tokens(config)
         hub.singleuser = self.singleuser
+        hub.user_tokens = self.user_tokens
         hub.redirect_login = authenticator if isinstance(authenticator, OidcLogin) else None
         self.hub = hub
         # Always there (idle without an identity provider): a reload may switch to one.
@@ -362,7 +378,7 @@ def control_sources(plane: ControlPlane, hub: Hub) -> ControlSources:
 
     watches = {"pods": plane.pods, "events": plane.events, "user-records": plane.records}
     return ControlSources(
-        running_servers=lambda: len(spawner.running_users()),
+        running_servers=lambda: len(spawner.running_servers()),
         total_users=lambda: len(hub.users),
         active_users=active_users,
         watches={name: w for name, w in watches.items() if w is not None},

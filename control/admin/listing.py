@@ -18,7 +18,7 @@ from control.admin.quantities import parse_quantity
 from control.admin.usage import Usage
 from control.admin.view import AdminQuery, Listing, ServerRow
 from control.kube import Object
-from control.manifests import pod_user
+from control.manifests import pod_server, pod_user
 from control.pod_state import is_ready
 from control.web.context import Hub
 
@@ -27,12 +27,22 @@ STATE_ORDER = {"failed": 0, "starting": 1, "stopping": 2, "running": 3, "stopped
 
 
 def pods_by_user(hub: Hub) -> dict[str, Object]:
-    """Each user's pod in the watch's cache (one pass over the pods, not over the users)."""
+    """Each user's default-server pod in the watch's cache (one pass over the pods)."""
     found = {}
     for pod in hub.spawner.pods.cache.values():
         user = pod_user(pod)
-        if user is not None:
+        if user is not None and not pod_server(pod):
             found[user] = pod
+    return found
+
+
+def named_pods(hub: Hub) -> dict[str, dict[str, Object]]:
+    """user -> {server key: pod} of the named servers in the watch's cache."""
+    found: dict[str, dict[str, Object]] = {}
+    for pod in hub.spawner.pods.cache.values():
+        user, server = pod_user(pod), pod_server(pod)
+        if user is not None and server:
+            found.setdefault(user, {})[names.server_key(user, server)] = pod
     return found
 
 
@@ -78,7 +88,20 @@ def build_listing(
     ordered = _ordered(hub, candidates, pods, query)
     first = (query.page - 1) * query.per_page
     shown = ordered[first : first + query.per_page]
-    rows = tuple(server_row(hub, user, pods.get(user), usage) for user in shown)
+    named = named_pods(hub)
+    rows = tuple(
+        row
+        for user in shown
+        for row in (
+            server_row(hub, user, pods.get(user), usage),
+            # Each named server (running or remembered while stopped) right under its
+            # user's row, named "<user>/<server>".
+            *(
+                server_row(hub, key, named.get(user, {}).get(key), usage)
+                for key in (names.server_key(user, s) for s in hub.named_servers(user))
+            ),
+        )
+    )
     return Listing(
         query=query,
         rows=rows,

@@ -25,8 +25,8 @@ from aiohttp import web
 from control.admin.listing import build_listing, idle_users
 from control.admin.usage import PodUsageCache
 from control.admin.view import AdminQuery, Listing
-from control.errors import BadUserName
-from control.names import normalise_username
+from control.errors import BadServerName, BadUserName
+from control.names import check_server_name, normalise_username, server_key, split_key
 from control.pages import error_page
 from control.pages.admin import (
     ADMIN_PATH,
@@ -176,7 +176,7 @@ async def confirm(request: web.Request) -> web.StreamResponse:
         )
         return html(page)
     if action in ("start", "stop"):
-        user = normalise_username(request.query.get("user", ""))
+        user = _server(hub, request.query.get("user", ""))
         verb = "Start" if action == "start" else "Stop"
         state = hub.spawner.status(user).state
         page = confirm_page(
@@ -212,6 +212,15 @@ async def confirm(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _server(hub: Hub, raw: str) -> str:
+    """The server a start/stop names: "<user>", or "<user>/<server>" for a named server
+    (a server key, control.names); BadUserName or BadServerName (a 400 page) otherwise."""
+    user, slash, server = raw.partition("/")
+    if slash and not hub.spawner.settings.named_servers:
+        raise BadServerName(f"{raw!r} names a named server, and named servers are not enabled.")
+    return server_key(normalise_username(user), check_server_name(server) if slash else "")
+
+
 def _after(back: AdminQuery, **done: str) -> web.Response:
     params = {**back.params(), **done}
     query = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params.items())
@@ -222,9 +231,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)
     _admin(request)
     form = await checked_form(request)
-    user = normalise_username(field(form, "user"))
+    user = _server(hub, field(form, "user"))
     await hub.spawner.start(user)  # a refusal becomes its page in control_errors
-    hub.users.remember(user)
+    hub.users.remember(split_key(user)[0])
     return _after(_back(field(form, "back")), done="start", user=user)
 
 
@@ -232,7 +241,7 @@ async def stop(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)
     _admin(request)
     form = await checked_form(request)
-    user = normalise_username(field(form, "user"))
+    user = _server(hub, field(form, "user"))
     await hub.spawner.stop(user, StopCause("admin", _admin(request), "admin panel"))
     return _after(_back(field(form, "back")), done="stop", user=user)
 

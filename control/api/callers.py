@@ -1,8 +1,10 @@
 """Who is calling /hub/api, with which scopes, and the checks every handler makes.
 
-Two kinds of caller:
+Three kinds of caller:
 - an API token (`Authorization: token …` or `Bearer …`): the scopes it was
   configured with, over every user;
+- a personal API token a user made (control.user_tokens), in the same
+  header: that user, with the token's scopes that the user still holds;
 - a browser with the session cookie: the user's own scopes over their own
   name and server (admins: everything) — and only with the XSRF token in an
   `X-XSRFToken` header. `_xsrf` in the query counts only where an
@@ -71,6 +73,16 @@ class Caller:
     # A signed-in non-admin user: their scopes reach only their own name and server.
     only: str | None = None
     configured_scopes: tuple[str, ...] = ()
+    # A personal API token's id (control.user_tokens): the user acting through it.
+    token_id: str | None = None
+
+    def listed_scopes(self) -> list[str]:
+        """The scopes as JupyterHub lists a token's: filtered to the user where they reach
+        only their own (so a server that checks `access:servers!server=<u>/<s>` admits
+        exactly what the edge would)."""
+        if self.only is None:
+            return sorted(self.scopes)
+        return sorted(f"{scope}!user={self.only}" for scope in self.scopes)
 
     def sees(self, user: str) -> bool:
         return self.only is None or self.only == user
@@ -116,9 +128,12 @@ def caller_of(
     token = presented_token(request)
     if token is not None:
         owner = hub.api_tokens.owner(token)
-        if owner is None:
+        if owner is not None:
+            return Caller(owner.name, "service", owner.scopes, None, owner.configured_scopes)
+        personal = personal_caller(hub, token)
+        if personal is None:
             raise ApiError(403, "Invalid or unknown API token")
-        return Caller(owner.name, "service", owner.scopes, None, owner.configured_scopes)
+        return personal
     user = hub.user(request)
     if user is None:
         raise ApiError(403, "Missing or invalid credentials: send an API token")
@@ -135,6 +150,32 @@ def caller_of(
     raise ApiError(
         403, f"XSRF token missing or wrong: send the {XSRF_HEADER} header a hub page gives"
     )
+
+
+def own_scopes(hub: Hub, user: str) -> tuple[tuple[str, ...], frozenset[str], str | None]:
+    """(scope names, expanded, `only`) a user holds now: an admin's reach everyone."""
+    if hub.access.is_admin(user):
+        return ("admin",), ALL_SCOPES, None
+    return OWN_SCOPES, expand(OWN_SCOPES), user
+
+
+def personal_caller(hub: Hub, token: str) -> Caller | None:
+    """The user a personal API token (control.user_tokens) acts for, with exactly its scopes
+    that the user still holds; None when it is no such token; ApiError 403 when it was
+    one that can no longer be used (expired, or its user may no longer sign in)."""
+    tokens = hub.user_tokens
+    found = tokens.find(token) if tokens is not None else None
+    if found is None:
+        return None
+    if found.expired(hub.clock()):
+        raise ApiError(403, "This API token has expired: make a new one at /hub/token")
+    record = hub.records.get(found.user) if hub.records is not None else None
+    if not hub.access.is_allowed(found.user) or (record is not None and record.removed):
+        raise ApiError(403, f"This API token's user ({found.user}) may no longer sign in")
+    _, held, only = own_scopes(hub, found.user)
+    # A token never holds more than its user does now (an admin who is no longer one...).
+    scopes = expand(found.scopes) & held
+    return Caller(found.user, "user", frozenset(scopes), only, found.scopes, found.id)
 
 
 def xsrf_ok(request: web.Request, hub: Hub, user: str, *, in_query: bool = False) -> bool:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from control.api.callers import Caller
 from control.manifests import server_url
+from control.names import server_key, split_key
 from control.spawner import ServerStatus
 from control.web.context import Hub
 
@@ -35,7 +36,10 @@ def user_path(user: str) -> str:
     return quote(user, safe="@")
 
 
-def progress_url(user: str) -> str:
+def progress_url(key: str) -> str:
+    user, server = split_key(key)
+    if server:
+        return f"/hub/api/users/{user_path(user)}/servers/{server}/progress"
     return f"/hub/api/users/{user_path(user)}/server/progress"
 
 
@@ -54,10 +58,11 @@ def last_activity(hub: Hub, user: str, status: ServerStatus | None = None) -> fl
 
 
 def server_model(hub: Hub, user: str, status: ServerStatus) -> dict[str, Any]:
-    """The default server ("") of `user` as JupyterHub describes a server."""
+    """A server (`user`: its key, control.names.server_key) as JupyterHub describes one."""
+    owner, server = split_key(user)
     return {
-        "name": "",
-        "full_name": user,
+        "name": server,
+        "full_name": f"{owner}/{server}" if server else owner,
         "ready": status.state == "running",
         "pending": PENDING.get(status.state),
         "stopped": status.state not in ACTIVE_STATES,
@@ -76,24 +81,37 @@ def _created(hub: Hub, user: str) -> float | None:
     return record.created if record is not None else None
 
 
-def user_model(hub: Hub, caller: Caller, user: str) -> dict[str, Any]:
-    """`user` as JupyterHub's user model, with the fields `caller`'s scopes allow."""
+def user_model(
+    hub: Hub, caller: Caller, user: str, *, include_stopped: bool = False
+) -> dict[str, Any]:
+    """`user` as JupyterHub's user model, with the fields `caller`'s scopes allow; the
+    `servers` map lists stopped named servers too with `include_stopped` (JupyterHub's
+    ?include_stopped_servers)."""
     model: dict[str, Any] = {"kind": "user", "name": user}
     status = hub.spawner.status(user)
+    named = {
+        server: hub.spawner.status(server_key(user, server)) for server in hub.named_servers(user)
+    }
     if caller.may("read:users", user):
+        seen = [last_activity(hub, user, status)]
+        seen += [last_activity(hub, server_key(user, s), st) for s, st in named.items()]
+        newest = max((t for t in seen if t is not None), default=None)
         admin = hub.access.is_admin(user)
         model.update(
             admin=admin,
             roles=["admin"] if admin else ["user"],
             groups=[],
             created=isoformat(_created(hub, user)),
-            last_activity=isoformat(last_activity(hub, user, status)),
+            last_activity=isoformat(newest),
         )
     if caller.may("read:servers", user):
-        active = status.state in ACTIVE_STATES
+        servers = {"": server_model(hub, user, status)} if status.state in ACTIVE_STATES else {}
+        for server, server_status in named.items():
+            if include_stopped or server_status.state in ACTIVE_STATES:
+                servers[server] = server_model(hub, server_key(user, server), server_status)
         model.update(
             server=server_url(user) if status.state == "running" else None,
             pending=PENDING.get(status.state),
-            servers={"": server_model(hub, user, status)} if active else {},
+            servers=servers,
         )
     return model

@@ -16,9 +16,16 @@ from importlib import resources
 
 from aiohttp import web
 
-from control.api import servers, singleuser, users
+from control.api import servers, singleuser, user_tokens, users
 from control.api.callers import ApiError
-from control.errors import BadProfile, BadUserName, KubeError, SpawnFailed, SpawnLimitReached
+from control.errors import (
+    BadProfile,
+    BadServerName,
+    BadUserName,
+    KubeError,
+    SpawnFailed,
+    SpawnLimitReached,
+)
 from control.web import progress_stream
 from control.web.answers import json_error
 from control.web.context import HUB_KEY, Hub
@@ -42,7 +49,7 @@ def answering_errors(handler: ApiHandler) -> ApiHandler:
             return await handler(request)
         except ApiError as e:
             return json_error(e.status, e.message, e.headers)
-        except (BadUserName, BadProfile) as e:
+        except (BadUserName, BadProfile, BadServerName) as e:
             return json_error(400, str(e))
         except SpawnLimitReached as e:
             return json_error(429, str(e), {"Retry-After": str(max(1, round(e.retry_after)))})
@@ -86,6 +93,13 @@ ROUTES: tuple[tuple[str, str, ApiHandler], ...] = (
     ("POST", "/users/{name}/server", servers.start_server),
     ("DELETE", "/users/{name}/server", servers.stop_server),
     ("GET", "/users/{name}/server/progress", progress_stream.progress),
+    ("POST", "/users/{name}/servers/{server}", servers.start_named_server),
+    ("DELETE", "/users/{name}/servers/{server}", servers.stop_named_server),
+    ("GET", "/users/{name}/servers/{server}/progress", progress_stream.progress),
+    ("GET", "/users/{name}/tokens", user_tokens.list_tokens),
+    ("POST", "/users/{name}/tokens", user_tokens.create_token),
+    ("GET", "/users/{name}/tokens/{token_id}", user_tokens.get_token),
+    ("DELETE", "/users/{name}/tokens/{token_id}", user_tokens.revoke_token),
 )
 
 

@@ -15,8 +15,9 @@ IMPLIES: dict[str, tuple[str, ...]] = {
     "admin": (
         "admin:users",
         "admin:servers",
+        "access:servers",
     ),
-    "admin:users": ("users", "delete:users", "list:users", "read:users"),
+    "admin:users": ("users", "delete:users", "list:users", "read:users", "tokens"),
     "users": ("read:users", "list:users", "users:activity"),
     "read:users": ("read:users:name", "read:users:activity"),
     "list:users": ("read:users:name",),
@@ -30,12 +31,17 @@ IMPLIES: dict[str, tuple[str, ...]] = {
     "start:servers": (),
     "delete:servers": (),
     "admin:server_state": (),
+    # Personal API tokens (/hub/token, /hub/api/users/<name>/tokens).
+    "tokens": ("read:tokens",),
+    "read:tokens": (),
+    # Using a server through the edge (and a jupyterhub-singleuser server's own check).
+    "access:servers": (),
 }
 
 KNOWN_SCOPES = frozenset(IMPLIES)
 
 # What a signed-in user may do with their own server and name (JupyterHub's "user" role).
-OWN_SCOPES: tuple[str, ...] = ("read:users", "list:users", "servers")
+OWN_SCOPES: tuple[str, ...] = ("read:users", "list:users", "servers", "tokens", "access:servers")
 
 
 def unknown_scopes(names: Iterable[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""/hub/api/users/{name}/server: start (with user_options) and stop a user's server.
+"""/hub/api/users/{name}/server and .../servers/{server}: start (with user_options) and
+stop a user's default server or one of their named servers.
 
 Status codes as JupyterHub's: a start answers 201 when the server is
 ready, 202 while it is starting (already, or still), 400 when it is
@@ -16,8 +17,8 @@ from aiohttp import web
 
 from control.api.bodies import empty_answer, json_body
 from control.api.callers import ApiError, Caller, caller_of, require
-from control.errors import BadUserName
-from control.names import normalise_username
+from control.errors import BadServerName, BadUserName
+from control.names import check_server_name, normalise_username, server_key
 from control.stop_cause import StopCause
 from control.web.context import Hub, hub_of
 
@@ -56,32 +57,94 @@ def _profile(options: object) -> str | None:
     return profile or None
 
 
+def _named(request: web.Request, hub: Hub, user: str) -> str:
+    """The named server in the path, checked as JupyterHub checks it (400s that say why)."""
+    if not hub.spawner.settings.named_servers:
+        raise ApiError(400, "Named servers are not enabled.")
+    try:
+        return check_server_name(request.match_info["server"])
+    except BadServerName as e:
+        raise ApiError(400, str(e)) from None
+
+
+def _check_limit(hub: Hub, user: str, server: str) -> None:
+    """400 when a new named server would pass spawner.named_server_limit_per_user."""
+    limit = hub.spawner.settings.named_server_limit_per_user
+    existing = hub.named_servers(user)
+    if server not in existing and len(existing) >= limit:
+        raise ApiError(
+            400,
+            f"User {user} already has the maximum of {limit} named servers."
+            "  One must be deleted before a new server can be created",
+        )
+
+
 async def start_server(request: web.Request) -> web.Response:
     hub = hub_of(request)
     user, _ = _owner(request, hub, ("start:servers",))
+    return await _start(request, hub, user, "")
+
+
+async def start_named_server(request: web.Request) -> web.Response:
+    """POST /hub/api/users/<name>/servers/<server>: start (creating) a named server."""
+    hub = hub_of(request)
+    user, _ = _owner(request, hub, ("start:servers",))
+    server = _named(request, hub, user)
+    _check_limit(hub, user, server)
+    await hub.remember_server(user, server)  # a KubeError: the wrapper answers 503
+    return await _start(request, hub, user, server)
+
+
+async def _start(request: web.Request, hub: Hub, user: str, server: str) -> web.Response:
     profile = _profile(await json_body(request))
-    state = hub.spawner.status(user).state
+    key = server_key(user, server)
+    label = f"{user}'s server" if not server else f"{user}'s server {server!r}"
+    state = hub.spawner.status(key).state
     if state == "starting":
         return empty_answer(202)
     if state == "stopping":
-        raise ApiError(400, f"{user}'s server is pending stop")
+        raise ApiError(400, f"{label} is pending stop")
     if state == "running":
-        raise ApiError(400, f"{user}'s server is already running")
-    await hub.spawner.start(user, profile)  # errors: the wrapper answers 400/429/503
-    status = await hub.spawner.wait(user, START_WAIT_SECONDS)
+        raise ApiError(400, f"{label} is already running")
+    await hub.spawner.start(key, profile)  # errors: the wrapper answers 400/429/503
+    status = await hub.spawner.wait(key, START_WAIT_SECONDS)
     return empty_answer(201 if status.state == "running" else 202)
 
 
 async def stop_server(request: web.Request) -> web.Response:
     hub = hub_of(request)
     user, caller = _owner(request, hub, ("delete:servers",))
-    state = hub.spawner.status(user).state
+    return await _stop(hub, user, caller, "DELETE /hub/api/users/{name}/server")
+
+
+async def stop_named_server(request: web.Request) -> web.Response:
+    """DELETE /hub/api/users/<name>/servers/<server>: stop a named server, and with
+    `{"remove": true}` forget it once stopped (its claim, if any, is kept)."""
+    hub = hub_of(request)
+    user, caller = _owner(request, hub, ("delete:servers",))
+    server = _named(request, hub, user)
+    body = await json_body(request)
+    if body is not None and not isinstance(body, dict):
+        raise ApiError(400, 'The body must be a JSON object such as {"remove": true}')
+    remove = (body or {}).get("remove", False)
+    if not isinstance(remove, bool):
+        raise ApiError(400, "remove must be true or false")
+    if server not in hub.named_servers(user):
+        raise ApiError(404, f"{user} has no server named '{server}'")
+    if remove and hub.records is not None:
+        # Forgotten first: once its pod is gone, nothing remembers it (no task to wait).
+        await hub.records.remove_server(user, server)
+    key = server_key(user, server)
+    return await _stop(hub, key, caller, "DELETE /hub/api/users/{name}/servers/{server}")
+
+
+async def _stop(hub: Hub, key: str, caller: Caller, what: str) -> web.Response:
+    state = hub.spawner.status(key).state
     if state == "stopping":
         return empty_answer(202)
     if state != "stopped":
-        cause = StopCause("api", caller.name, "DELETE /hub/api/users/{name}/server")
-        await hub.spawner.stop(user, cause)
-    done = await stopped_within(hub, user, STOP_WAIT_SECONDS)
+        await hub.spawner.stop(key, StopCause("api", caller.name, what))
+    done = await stopped_within(hub, key, STOP_WAIT_SECONDS)
     return empty_answer(204 if done else 202)
 
 
@@ -96,5 +159,6 @@ async def _settled(hub: Hub, user: str, states: tuple[str, ...], seconds: float)
 
 
 async def stopped_within(hub: Hub, user: str, seconds: float) -> bool:
-    """Whether the user's pod is gone (as the pod watch sees it) within `seconds`."""
+    """Whether the server's pod (`user`: a server key) is gone, as the pod watch sees it,
+    within `seconds`."""
     return await _settled(hub, user, ("stopped", "failed"), seconds) in ("stopped", "failed")

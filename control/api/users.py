@@ -30,8 +30,8 @@ from control.api.servers import STOP_WAIT_SECONDS, stopped_within
 from control.api.singleuser import token_model
 from control.auth import PasswordAuthenticator
 from control.errors import BadUserName
-from control.manifests import pod_user
-from control.names import normalise_username
+from control.manifests import pod_key
+from control.names import normalise_username, split_key
 from control.stop_cause import StopCause
 from control.web.context import Hub, hub_of
 
@@ -51,9 +51,10 @@ def _pagination(request: web.Request) -> tuple[int, int]:
 
 
 def active_users(hub: Hub) -> list[str]:
-    """Users with a server starting, running or stopping, sorted (from the pod watch)."""
-    users = {user for user in map(pod_user, hub.spawner.pods.cache.values()) if user}
-    return sorted(u for u in users if hub.spawner.status(u).state in ACTIVE_STATES)
+    """Users with a server (default or named) starting, running or stopping, sorted."""
+    keys = {key for key in map(pod_key, hub.spawner.pods.cache.values()) if key}
+    active = (split_key(k)[0] for k in keys if hub.spawner.status(k).state in ACTIVE_STATES)
+    return sorted(set(active))
 
 
 def _selection(hub: Hub, caller: Caller, state: str | None) -> tuple[Iterable[str], int]:
@@ -96,7 +97,11 @@ async def list_users(request: web.Request) -> web.Response:
         raise ApiError(400, f"Unrecognized state filter: {state!r}")
     offset, limit = _pagination(request)
     names, total = _selection(hub, caller, state)
-    items = [user_model(hub, caller, name) for name in _page(names, offset, limit)]
+    stopped = "include_stopped_servers" in request.query
+    items = [
+        user_model(hub, caller, name, include_stopped=stopped)
+        for name in _page(names, offset, limit)
+    ]
     if PAGINATION_TYPE not in request.headers.get("Accept", ""):
         return json_answer(items)
     following = offset + limit
@@ -127,7 +132,8 @@ async def get_user(request: web.Request) -> web.Response:
     hub = hub_of(request)
     caller = caller_of(request, hub)
     user = _existing_user(request, hub, caller, ("read:users", "read:users:name", "read:servers"))
-    return json_answer(user_model(hub, caller, user))
+    stopped = "include_stopped_servers" in request.query
+    return json_answer(user_model(hub, caller, user, include_stopped=stopped))
 
 
 async def who_am_i(request: web.Request) -> web.Response:
@@ -150,6 +156,11 @@ async def who_am_i(request: web.Request) -> web.Response:
             caller.name, "user", caller.scopes | {"read:users", "read:servers"}, caller.only
         )
         model = user_model(hub, own, caller.name)
+    if caller.token_id is not None:
+        # A personal token: its scopes filtered to its user, as JupyterHub lists them.
+        model["scopes"] = caller.listed_scopes()
+        model["token_id"] = caller.token_id
+        return json_answer(model)
     model["scopes"] = sorted(caller.scopes)
     return json_answer(model)
 

@@ -7,7 +7,7 @@ a request: it renders what it is given, escaping everything a user controls.
 """
 
 from control.pages.errors import error_page, too_many_spawns_page
-from control.pages.home import ServerState, home_page
+from control.pages.home import NamedServerView, ServerState, home_page
 from control.pages.login import (
     INVALID_LOGIN,
     logged_out_page,
@@ -30,6 +30,7 @@ __all__ = [
     "CONTENT_SECURITY_POLICY",
     "INVALID_LOGIN",
     "XSRF_FIELD",
+    "NamedServerView",
     "ServerState",
     "add_static_routes",
     "error_page",

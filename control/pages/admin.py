@@ -20,12 +20,12 @@ from control.pages.markup import (
     XSRF_FIELD,
     attr,
     hidden,
+    key_path,
     layout,
     notice,
     server_url,
     static_url,
     text,
-    user_path,
 )
 
 ADMIN_PATH = "/hub/admin"
@@ -104,7 +104,7 @@ def _row(row: ServerRow, listing: Listing) -> str:
     if state == "running" and listing.open_servers:
         user_cell = f'<a href="{attr(server_url(row.user))}">{user_cell}</a>'
     elif state == "starting":
-        user_cell = f'<a href="/hub/spawn-pending/{user_path(row.user)}">{user_cell}</a>'
+        user_cell = f'<a href="/hub/spawn-pending/{key_path(row.user)}">{user_cell}</a>'
     failure = f'<div class="admin-failure">{text(row.failure)}</div>' if row.failure else ""
     pod = (
         _breakable(row.pod) + (f'<div class="quiet">{text(row.node)}</div>' if row.node else "")
@@ -124,7 +124,9 @@ def _row(row: ServerRow, listing: Listing) -> str:
     else:
         action = _action_link("start", row.user, listing.query, "Start…", "")
     # Ends every session of the user at every replica; the server keeps running.
-    action += _action_link("sign-out", row.user, listing.query, "Sign out…", "")
+    # A named server's row ("<user>/<server>") has no sign-out of its own.
+    if "/" not in row.user:
+        action += _action_link("sign-out", row.user, listing.query, "Sign out…", "")
     cells = (
         _cell(0, f'<span class="badge state-{state}">{_STATE_WORDS[state]}</span>{failure}'),
         _cell(1, pod),

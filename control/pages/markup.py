@@ -34,9 +34,17 @@ def user_path(user: str) -> str:
     return quote(user, safe="")
 
 
+def key_path(key: str) -> str:
+    """The path segments of a server key: "<user>" or "<user>/<server>" (control.names)."""
+    name, _, server = key.partition("/")
+    return user_path(name) + (f"/{quote(server, safe='')}" if server else "")
+
+
 def server_url(user: str) -> str:
-    """Where a user's running server is reached through the edge."""
-    return f"/user/{user_path(user)}/"
+    """Where a user's running server is reached through the edge; `user` may be a server
+    key ("user/server", control.names.server_key) for a named server."""
+    name, _, server = user.partition("/")
+    return f"/user/{user_path(name)}/" + (f"{quote(server, safe='')}/" if server else "")
 
 
 def local_path(target: str | None, default: str) -> str:

@@ -17,6 +17,7 @@ from control.pages.markup import (
     XSRF_FIELD,
     attr,
     hidden,
+    key_path,
     layout,
     local_path,
     notice,
@@ -33,11 +34,14 @@ NOSCRIPT_REFRESH_SECONDS = 2
 
 def progress_url(user: str) -> str:
     """The Server-Sent Events stream of a user's spawn (JupyterHub's path)."""
+    name, _, server = user.partition("/")
+    if server:  # a named server's key (control.names.server_key)
+        return f"/hub/api/users/{user_path(name)}/servers/{quote(server, safe='')}/progress"
     return f"/hub/api/users/{user_path(user)}/server/progress"
 
 
 def retry_url(user: str) -> str:
-    return f"/hub/spawn/{user_path(user)}"
+    return f"/hub/spawn/{key_path(user)}"
 
 
 def spawn_form_page(

@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from control.errors import (
     BadProfile,
+    BadServerName,
     BadUserName,
     ClusterNotSynced,
     KubeError,
@@ -60,7 +61,7 @@ async def control_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except BadUserName as e:
         return answer(request, 400, str(e))
-    except BadProfile as e:
+    except (BadProfile, BadServerName) as e:
         return answer(request, 400, str(e))
     except SpawnLimitReached as e:
         return answer(request, 429, str(e), retry_after=e.retry_after)

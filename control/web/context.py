@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,6 +20,7 @@ from control.session_gate import SessionGate
 from control.settings import Profile
 from control.singleuser_hub import SingleuserHub
 from control.spawner import Spawner
+from control.user_tokens import UserTokens
 from control.users import UserDirectory
 from control.web.identity import (
     CookieSettings,
@@ -68,6 +70,9 @@ class Hub:
     admin_access: bool = False
     # The hub side of jupyterhub-singleuser (spawner.hub_api); None: no such pods.
     singleuser: SingleuserHub | None = None
+    # Personal API tokens, as every replica sees them (None: not wired, none accepted).
+    user_tokens: UserTokens | None = None
+    clock: Callable[[], float] = field(default=time.time)
     # auth.kind oidc: sign-in at the identity provider instead of a password form.
     redirect_login: OidcLogin | None = None
 
@@ -83,6 +88,19 @@ class Hub:
     def client_address(self, request: web.Request) -> str:
         """Where the browser is, as far as the trusted proxies in front say."""
         return client_address(request, self.trusted_proxies)
+
+    def named_servers(self, user: str) -> list[str]:
+        """`user`'s named servers: those with a pod (or a start here) and those their record
+        remembers while stopped, sorted."""
+        record = self.records.get(user) if self.records is not None else None
+        remembered = record.servers if record is not None else ()
+        return sorted({*self.spawner.servers_of(user), *remembered})
+
+    async def remember_server(self, user: str, server: str) -> None:
+        """Record a new named server at every replica (KubeError if the record is not written)."""
+        record = self.records.get(user) if self.records is not None else None
+        if self.records is not None and (record is None or server not in record.servers):
+            await self.records.add_server(user, server)
 
     def may_act_for(self, viewer: str, owner: str) -> bool:
         """Whether `viewer` may see, start or stop `owner`'s server."""

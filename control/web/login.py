@@ -19,12 +19,13 @@ from control.pages import (
     throttled_message,
 )
 from control.pages import server_url as user_server_url
+from control.pages.sign_out import sign_out_page
 from control.web.answers import html, redirect
 from control.web.context import Hub, hub_of
 from control.web.forms import checked_form, field, xsrf_token
 from control.web.identity import clear_session, over_tls, request_cookies, set_session
 from control.web.next_url import safe_next
-from control.web.servers import pending_url
+from control.web.servers import named_server_in, pending_url
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,8 @@ async def start_on_the_way(hub: Hub, user: str, destination: str) -> bool:
     """
     if hub.profiles or not destination.startswith(user_server_url(user)):
         return False
+    if named_server_in(hub, user, destination) != user:
+        return False  # headed into one of their named servers, not the default one
     if hub.spawner.status(user).state != "stopped":
         return False
     try:
@@ -177,9 +180,11 @@ async def start_on_the_way(hub: Hub, user: str, destination: str) -> bool:
 
 
 async def logout_page(request: web.Request) -> web.StreamResponse:
-    # Signing out is a POST (the header's button); a GET only shows where one stands.
-    if hub_of(request).user(request) is not None:
-        return redirect("/hub/home")
+    # Signing out is a POST (the header's button); a GET only shows where one stands:
+    # signed in, a page whose one button signs out (JupyterLab's File → Log Out).
+    user = hub_of(request).user(request)
+    if user is not None:
+        return html(sign_out_page(user, xsrf=xsrf_token(request)))
     response = html(logged_out_page())
     clear_session(response, hub_of(request).cookies)
     return response

@@ -9,13 +9,14 @@ server then POSTs the code, its client id and its own token as the client
 secret to /hub/api/oauth2/token and gets an access token for that visitor
 (control.api.singleuser answers who it is).
 
-Each server is its own client ("jupyterhub-user-<name>"), known while the
-user has a hub-API pod; its one redirect URI is compared exactly; codes are
-signed, expire after two minutes and are spent once at every replica
-(control.oauth_codes); a PKCE challenge, when sent, must be met. Anything
-else is refused: the authorize step with an error page (it never redirects
-to a URI it did not check), the token step with RFC 6749's JSON error. Refusals are
-expected traffic, so they log at most at INFO.
+Each server is its own client ("jupyterhub-user-<name>", plus "-<server>"
+for a named server), known while that server has a hub-API pod; its one
+redirect URI is compared exactly; codes are signed, expire after two
+minutes and are spent once at every replica (control.oauth_codes); a PKCE
+challenge, when sent, must be met. Anything else is refused: the authorize
+step with an error page (it never redirects to a URI it did not check), the
+token step with RFC 6749's JSON error. Refusals are expected traffic, so
+they log at most at INFO.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from aiohttp import web
 from control.api.singleuser import oauth_scopes
 from control.errors import KubeError
 from control.manifests import server_url
+from control.names import split_key
 from control.oauth_grants import GrantError, pkce_challenge
 from control.pages import error_page
-from control.singleuser_env import callback_url, client_owner
+from control.singleuser_env import callback_url
 from control.singleuser_hub import SingleuserHub
 from control.web.answers import html, redirect
 from control.web.context import Hub, hub_of
@@ -52,9 +54,8 @@ def _page(status: int, message: str) -> web.Response:
 
 
 def _client_of(hub: Hub, singleuser: SingleuserHub, client_id: str) -> str | None:
-    """The owner of a known client: a user whose hub-API server is running or starting."""
-    owner = client_owner(client_id)
-    return owner if owner is not None and singleuser.tokens.has_server(owner) else None
+    """The server (key) of a known client: a hub-API server running or starting."""
+    return singleuser.tokens.client_server(client_id)
 
 
 async def authorize(request: web.Request) -> web.Response:
@@ -64,12 +65,13 @@ async def authorize(request: web.Request) -> web.Response:
         return _page(404, "This hub runs no jupyterhub-singleuser servers (spawner.hub_api).")
     query = request.query
     client_id = query.get("client_id", "")
-    owner = _client_of(hub, singleuser, client_id)
-    if owner is None:
+    server = _client_of(hub, singleuser, client_id)
+    if server is None:
         log.info("oauth authorize: unknown client %r", client_id[:80])
         return _page(400, "Unknown OAuth client: no such server is running. Start it again.")
     redirect_uri = query.get("redirect_uri", "")
-    if redirect_uri != callback_url(server_url(owner)):
+    owner = split_key(server)[0]
+    if redirect_uri != callback_url(server_url(server)):
         log.info("oauth authorize: %s asked for redirect_uri %r", client_id, redirect_uri[:200])
         return _page(400, "The redirect_uri is not the one registered for this server.")
     if query.get("response_type") != "code":
@@ -127,8 +129,8 @@ async def token(request: web.Request) -> web.Response:
     if field("grant_type") != "authorization_code":
         return _refuse(400, "unsupported_grant_type", "only authorization_code is supported")
     client_id = field("client_id")
-    owner = _client_of(hub, singleuser, client_id)
-    if owner is None or singleuser.tokens.user_of(field("client_secret")) != owner:
+    server = _client_of(hub, singleuser, client_id)
+    if server is None or singleuser.tokens.server_of(field("client_secret")) != server:
         return _refuse(401, "invalid_client", "unknown client, or wrong client_secret")
     now = singleuser.clock()
     try:
@@ -160,7 +162,7 @@ async def token(request: web.Request) -> web.Response:
             "access_token": access,
             "token_type": "Bearer",
             "expires_in": int(singleuser.grants.token_seconds),
-            "scope": " ".join(oauth_scopes(code.user, owner)),
+            "scope": " ".join(oauth_scopes(code.user, server)),
         },
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )

@@ -1,4 +1,5 @@
-"""GET /hub/api/users/<name>/server/progress: a spawn's progress as Server-Sent Events.
+"""GET /hub/api/users/<name>/server/progress (and .../servers/<server>/progress for a
+named server): a spawn's progress as Server-Sent Events.
 
 JupyterHub's format, one `data: {json}` per event: progress 0-100, message,
 and at the end ready with url, or failed. A running server answers one ready
@@ -24,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from control.api.callers import caller_of, require
-from control.names import normalise_username
+from control.names import check_server_name, normalise_username, server_key
 from control.pages import server_url
 from control.progress import ProgressEvent
 from control.spawner import Spawner
@@ -41,8 +42,11 @@ log = logging.getLogger(__name__)
 async def progress(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)
     caller = caller_of(request, hub, require_xsrf=PROGRESS_NEEDS_XSRF, event_stream=True)
-    owner = normalise_username(request.match_info["name"])
-    require(caller, ("read:servers",), owner)
+    user = normalise_username(request.match_info["name"])
+    require(caller, ("read:servers",), user)
+    named = request.match_info.get("server")
+    # From here on the owner is the server's key: the user, or "user/server" when named.
+    owner = server_key(user, check_server_name(named)) if named is not None else user
     status = hub.spawner.status(owner)
     if status.state == "stopped" and owner not in hub.progress:
         # Another replica may have created the pod a moment ago, before this

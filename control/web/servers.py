@@ -14,9 +14,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from control.errors import BadProfile, SpawnFailed, SpawnLimitReached
-from control.names import normalise_username
+from control.errors import BadProfile, BadServerName, SpawnFailed, SpawnLimitReached
+from control.names import check_server_name, normalise_username, server_key, split_key
 from control.pages import (
+    NamedServerView,
     error_page,
     home_page,
     server_url,
@@ -33,6 +34,11 @@ from control.web.forms import checked_form, field, xsrf_token
 from control.web.next_url import safe_next
 
 
+def signed_in_viewer(request: web.Request) -> str:
+    """The signed-in user of a hub page, or a redirect to the login page is raised."""
+    return _viewer(request)
+
+
 def _viewer(request: web.Request) -> str:
     """The signed-in user, or a redirect to the login page is raised."""
     user = hub_of(request).user(request)
@@ -46,8 +52,9 @@ def _viewer(request: web.Request) -> str:
     return user
 
 
-def _owner(request: web.Request, hub: Hub, viewer: str) -> str:
-    """The user named in the path (the viewer when none), if the viewer may act for them."""
+def _owner(request: web.Request, hub: Hub, viewer: str, server: str | None = None) -> str:
+    """The server (its key) the path names: the user in it (the viewer when none), and the
+    named server in the path or `server`, if the viewer may act for that user."""
     raw = request.match_info.get("name")
     owner = normalise_username(raw) if raw else viewer
     if not hub.may_act_for(viewer, owner):
@@ -55,16 +62,34 @@ def _owner(request: web.Request, hub: Hub, viewer: str) -> str:
             text=error_page(403, "That is another user's server.", user=viewer),
             content_type="text/html",
         )
-    return owner
+    named = request.match_info.get("server", server)
+    if not named:
+        return owner
+    if not hub.spawner.settings.named_servers:
+        raise web.HTTPNotFound(
+            text=error_page(404, "Named servers are not enabled.", user=viewer),
+            content_type="text/html",
+        )
+    try:
+        return server_key(owner, check_server_name(named))
+    except BadServerName as e:
+        raise web.HTTPBadRequest(
+            text=error_page(400, str(e), user=viewer), content_type="text/html"
+        ) from None
+
+
+def _key_path(key: str) -> str:
+    user, server = split_key(key)
+    return quote(user, safe="@") + (f"/{server}" if server else "")
 
 
 def _spawn_url(owner: str) -> str:
     # The owner's own spawn path, so a form an admin fills for bob starts bob's server.
-    return f"/hub/spawn/{quote(owner, safe='@')}"
+    return f"/hub/spawn/{_key_path(owner)}"
 
 
 def pending_url(owner: str, next_url: str) -> str:
-    url = f"/hub/spawn-pending/{quote(owner, safe='@')}"
+    url = f"/hub/spawn-pending/{_key_path(owner)}"
     return f"{url}?next={quote(next_url, safe='')}" if next_url else url
 
 
@@ -72,6 +97,12 @@ async def home(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)
     user = _viewer(request)
     status = hub.spawner.status(user)
+    named = None
+    if hub.spawner.settings.named_servers:
+        named = [
+            NamedServerView(server, hub.spawner.status(server_key(user, server)).state)
+            for server in hub.named_servers(user)
+        ]
     page = home_page(
         user,
         xsrf=xsrf_token(request),
@@ -79,6 +110,8 @@ async def home(request: web.Request) -> web.StreamResponse:
         reason=status.failure.message if status.failure else None,
         choose_profile=bool(hub.profiles),
         is_admin=hub.access.is_admin(user),
+        named=named,
+        named_limit=hub.spawner.settings.named_server_limit_per_user,
     )
     return html(page)
 
@@ -87,8 +120,22 @@ def _visit(request: web.Request) -> tuple[Hub, str, str, str, ServerStatus]:
     """(hub, viewer, owner, safe next, owner's server status) of a GET about a server."""
     hub = hub_of(request)
     viewer = _viewer(request)
+    next_url = safe_next(request.query.get("next"), "")
     owner = _owner(request, hub, viewer)
-    return hub, viewer, owner, safe_next(request.query.get("next"), ""), hub.spawner.status(owner)
+    if "server" not in request.match_info:
+        owner = named_server_in(hub, owner, next_url)
+    return hub, viewer, owner, next_url, hub.spawner.status(owner)
+
+
+def named_server_in(hub: Hub, owner: str, next_url: str) -> str:
+    """The server a path under the owner's prefix is for, as JupyterHub decides: its first
+    segment when that is one of the owner's named servers, else the default server (the
+    edge sends every unrouted /user/<name>/... here with that path as `next`)."""
+    prefix = server_url(owner)
+    if not hub.spawner.settings.named_servers or not next_url.startswith(prefix):
+        return owner
+    segment = next_url[len(prefix) :].split("/", 1)[0].split("?", 1)[0]
+    return server_key(owner, segment) if segment in hub.named_servers(owner) else owner
 
 
 async def spawn_page(request: web.Request) -> web.StreamResponse:
@@ -122,8 +169,22 @@ async def spawn(request: web.Request) -> web.StreamResponse:
     hub = hub_of(request)
     viewer = _viewer(request)
     form = await checked_form(request)
-    owner = _owner(request, hub, viewer)
+    # The home page's "new named server" form names the server in a field.
+    owner = _owner(request, hub, viewer, field(form, "server_name") or None)
     next_url = safe_next(field(form, "next"), "")
+    user, server = split_key(owner)
+    if server and server not in hub.named_servers(user):
+        limit = hub.spawner.settings.named_server_limit_per_user
+        if len(hub.named_servers(user)) >= limit:
+            message = (
+                f"{user} already has the maximum of {limit} named servers."
+                " Delete one before making another."
+            )
+            raise web.HTTPBadRequest(
+                text=error_page(400, message, user=viewer), content_type="text/html"
+            )
+    if server:
+        await hub.remember_server(user, server)  # a KubeError is a 503 page
     return await _start(request, hub, owner, field(form, "profile") or None, next_url)
 
 
@@ -180,8 +241,30 @@ async def stop(request: web.Request) -> web.StreamResponse:
     viewer = _viewer(request)
     await checked_form(request)
     owner = _owner(request, hub, viewer)
-    by = "user" if owner == viewer else "admin"
+    by = "user" if split_key(owner)[0] == viewer else "admin"
     await hub.spawner.stop(owner, StopCause(by, viewer, "stop button"))
+    return redirect("/hub/home", 303)
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    """POST /hub/delete/<name>/<server>: forget a stopped named server (its claim is kept)."""
+    hub = hub_of(request)
+    viewer = _viewer(request)
+    await checked_form(request)
+    key = _owner(request, hub, viewer)
+    user, server = split_key(key)
+    if server not in hub.named_servers(user):
+        raise web.HTTPNotFound(
+            text=error_page(404, f"{user} has no server named {server!r}.", user=viewer),
+            content_type="text/html",
+        )
+    if hub.spawner.status(key).state not in ("stopped", "failed"):
+        raise web.HTTPBadRequest(
+            text=error_page(400, "Stop the server before deleting it.", user=viewer),
+            content_type="text/html",
+        )
+    if hub.records is not None:
+        await hub.records.remove_server(user, server)
     return redirect("/hub/home", 303)
 
 

@@ -140,3 +140,45 @@ async def test_the_idle_culler_stops_only_idle_servers(make_podgate: MakePodgate
     assert still_running, "the culler exited early"
     assert idle_gone, f"idle servers were not culled: {log.decode()[-2000:]}"
     assert cyd == "running"
+
+
+async def test_the_idle_culler_stops_an_idle_named_server_and_keeps_a_busy_one(
+    make_podgate: MakePodgate,
+) -> None:
+    pg = await make_podgate({**SETTINGS, "spawner": {"named_server_limit_per_user": 2}})
+    headers = {"Authorization": f"token {ADMIN_TOKEN}"}
+    api = pg.ops_url + "/hub/api"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(f"{api}/users/dee") as made:
+            assert made.status == 201
+        for server in ("idle", "busy"):
+            async with session.post(f"{api}/users/dee/servers/{server}") as started:
+                assert started.status in (201, 202), await started.text()
+    spawner = pg.control.spawner
+    both = ("dee/idle", "dee/busy")
+    assert await _until(lambda: all(spawner.status(k).state == "running" for k in both), 15.0)
+    stop = asyncio.Event()
+    browser = Browser(pg.public_url)
+    try:
+        assert (await browser.login("dee")).status == 200
+        busy = asyncio.create_task(_keep_busy(browser, "/user/dee/busy/still-here", stop))
+        async with _culler(pg.public_url + "/hub/api") as culler:
+            idle_gone = await _until(
+                lambda: spawner.status("dee/idle").state == "stopped", DEADLINE - 8
+            )
+            await asyncio.sleep(2 * CULL_EVERY + 0.5)
+            kept = spawner.status("dee/busy").state
+            still_running = culler.returncode is None
+            log = b""
+            if not idle_gone:
+                culler.terminate()
+                log = await culler.stderr.read() if culler.stderr else b""
+        stop.set()
+        await busy
+    finally:
+        stop.set()
+        await browser.close()
+    assert still_running, "the culler exited early"
+    assert idle_gone, log.decode(errors="replace")[-2000:]
+    assert kept == "running"
+    assert spawner.status("dee").state == "stopped"  # no default server came into it

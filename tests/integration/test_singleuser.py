@@ -224,3 +224,177 @@ async def test_stock_singleuser_server_runs_against_podgate(
     async with chromium(tmp_path) as port_of_devtools:
         jar = await lab_in_chromium(port_of_devtools, public, "ada", tmp_path)
     assert "jupyterhub-user-ada" in jar, jar
+
+
+async def key(tools: Any, name: str, code: int) -> None:
+    for kind in ("keyDown", "keyUp"):
+        await tools.call(
+            "Input.dispatchKeyEvent", type=kind, key=name, code=name, windowsVirtualKeyCode=code
+        )
+
+
+async def menu_item(tools: Any, menu: str, label: str) -> None:
+    """Open `menu` in JupyterLab's menu bar with a real mouse click, then choose `label`
+    from it with the keyboard (arrow keys, Enter), as a person may."""
+    find = (
+        "(() => { const e = [...document.querySelectorAll('.lm-MenuBar-itemLabel')]"
+        f".find(n => n.textContent.trim() === {json.dumps(menu)}); if (!e) return null;"
+        " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];"
+        " })()"
+    )
+    at = await tools.wait_for(find, 20)
+    assert at, f"no {menu!r} menu"
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        await tools.call(
+            "Input.dispatchMouseEvent", type=kind, x=at[0], y=at[1], button="left", clickCount=1
+        )
+    active = (
+        "(document.querySelector('.lm-Menu .lm-Menu-item.lm-mod-active .lm-Menu-itemLabel')"
+        " || {}).textContent"
+    )
+    assert await tools.wait_for("!!document.querySelector('.lm-Menu')", 10), "no menu opened"
+    for _ in range(60):  # a menu of at most 60 items
+        if await tools.evaluate(active) == label:
+            await key(tools, "Enter", 13)
+            return
+        await key(tools, "ArrowDown", 40)
+    labels = "[...document.querySelectorAll('.lm-Menu-itemLabel')].map(n => n.textContent)"
+    raise AssertionError(f"no {label!r} in {await tools.evaluate(labels)}")
+
+
+async def lab_menus_in_chromium(port: int, public: str, user: str, lab: str) -> tuple[str, str]:
+    """Sign in in Chromium, open `lab` (JupyterLab), then use File → Hub Control Panel and
+    File → Log Out as a person would; the paths each one led to."""
+    async with devtools(port) as tools:
+        await tools.call("Page.navigate", url=f"{public}/hub/login?next={lab}")
+        assert await tools.wait_for("!!document.querySelector('#username')", 30)
+        await tools.evaluate(
+            f"document.querySelector('#username').value = {json.dumps(user)};"
+            f"document.querySelector('#password').value = {json.dumps(PASSWORD)};"
+            "document.querySelector('#username').form.submit(); true"
+        )
+        shell = await tools.wait_for(
+            f"location.pathname === {json.dumps(lab)} && "
+            "!!document.querySelector('.jp-LabShell') && "
+            "!document.querySelector('#jupyterlab-splash') && location.href",
+            START_SECONDS,
+        )
+        assert shell, await tools.evaluate("location.href + ' ' + document.title")
+        # The control panel opens in a new tab: note where, instead of opening one.
+        await tools.evaluate("window.open = (url) => { window.__opened = String(url); }; true")
+        await menu_item(tools, "File", "Hub Control Panel")
+        opened = await tools.wait_for("window.__opened", 10)
+        assert opened, "Hub Control Panel opened nothing"
+        await menu_item(tools, "File", "Log Out")
+        left = await tools.wait_for(
+            f"location.pathname !== {json.dumps(lab)} && "
+            "document.readyState === 'complete' && location.pathname",
+            30,
+        )
+        assert left == "/hub/logout", f"Log Out led to {left}"
+        # podgate's sign-out page: its button signs out, as JupyterHub's logout does.
+        form = "document.querySelector('main form[action=\"/hub/logout\"]')"
+        assert await tools.wait_for(f"!!{form}", 10), "no sign-out button"
+        await tools.evaluate(f"{form}.submit(); true")
+        assert await tools.wait_for(
+            f"document.readyState === 'complete' && !{form} && !document.querySelector('.who')",
+            30,
+        ), "still signed in after the sign-out button"
+        # Signed out: the lab now leads to podgate's sign-in page.
+        await tools.call("Page.navigate", url=public + lab)
+        out = await tools.wait_for(
+            "location.pathname === '/hub/login' && document.readyState === 'complete'"
+            " && location.pathname",
+            30,
+        )
+        return str(opened), str(out)
+
+
+def hub_links(page: str) -> tuple[str, str]:
+    """Where JupyterLab's File menu leads: Hub Control Panel and Log Out.
+
+    Its hub extension builds both from the page config jupyterhub-singleuser
+    writes (hubHost + hubPrefix + "home" / "logout").
+    """
+    start = page.index('id="jupyter-config-data"')
+    body = page[page.index(">", start) + 1 : page.index("</script>", start)]
+    config = json.loads(body)
+    base = config["hubHost"] + config["hubPrefix"]
+    return base + "home", base + "logout"
+
+
+async def test_a_named_singleuser_server_signs_its_owner_in_through_oauth(
+    make_podgate: MakePodgate, tmp_path: Path
+) -> None:
+    port = free_port()
+    config = settings(port)
+    config["spawner"]["named_server_limit_per_user"] = 1
+    pg = await make_podgate(config)
+    async with Browser(pg.public_url) as ada:
+        # Signed in towards the home page, so only the named server starts.
+        assert (await ada.login("ada", next_url="/hub/home")).status == 200
+        home = await (await ada.get("/hub/home")).text()
+        started = await ada.post(
+            "/hub/spawn/ada", {"_xsrf": xsrf_of(home), "server_name": "gpu"}, allow_redirects=False
+        )
+        assert started.headers["Location"].startswith("/hub/spawn-pending/ada/gpu"), started
+        token = xsrf_of(home)
+        async with ada.session.get(
+            ada.url(f"/hub/api/users/ada/servers/gpu/progress?_xsrf={token}"),
+            headers={"Accept": "text/event-stream"},
+            timeout=aiohttp.ClientTimeout(total=START_SECONDS),
+        ) as stream:
+            assert stream.status == 200, await stream.text()
+            events = [
+                json.loads(line[6:]) async for line in stream.content if line[:6] == b"data: "
+            ]
+        assert events[-1].get("ready") is True, events
+        assert pg.control.spawner.status("ada").state == "stopped"  # only the named server
+        page = await open_lab_through_oauth(ada, "ada/gpu")
+        assert "JupyterLab" in page
+        # The server's own OAuth client and cookie, as JupyterHub names them.
+        cookie(ada, "jupyterhub-user-ada-gpu")
+        # Its one redirect URI is its own: the default server's is refused for it.
+        query = {
+            "client_id": "jupyterhub-user-ada-gpu",
+            "redirect_uri": "/user/ada/oauth_callback",
+            "response_type": "code",
+            "state": "x",
+        }
+        foreign = await ada.get(
+            "/hub/api/oauth2/authorize?" + urlencode(query), allow_redirects=False
+        )
+        assert foreign.status == 400 and "Location" not in foreign.headers
+        assert "not the one registered" in await foreign.text()
+        assert await run_one_plus_one(ada, "ada/gpu") == "2"
+        # JupyterLab's File → Hub Control Panel and Log Out lead to podgate's pages.
+        control_panel, log_out = hub_links(page)
+        assert (control_panel, log_out) == ("/hub/home", "/hub/logout")
+        shown = await ada.get(control_panel)
+        assert shown.status == 200 and 'data-server="gpu"' in await shown.text()
+    log = await pod_log(pg.cluster, names.pod_name("ada/gpu"))
+    assert "Logged-in user ada" in log, log[-3000:]
+    # A personal token holding access:servers opens the server for scripts: the server
+    # asks the hub about it, as it asks JupyterHub.
+    api = pg.public_url + "/hub/api"
+    for scopes, expected in ((["access:servers"], 200), (["read:users"], 302)):
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"token {ADMIN}"}) as admin,
+            admin.post(f"{api}/users/ada/tokens", json={"scopes": scopes}) as made,
+        ):
+            assert made.status == 201, await made.text()
+            secret = (await made.json())["token"]
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"token {secret}"}) as script,
+            script.get(f"{pg.public_url}/user/ada/gpu/api/status", allow_redirects=False) as got,
+        ):
+            assert got.status == expected, (scopes, got.status, await got.text())
+    # JupyterLab's menus in a real browser lead to podgate's pages.
+    async with chromium(tmp_path) as port_of_devtools:
+        opened, left = await lab_menus_in_chromium(
+            port_of_devtools, pg.public_url, "ada", "/user/ada/gpu/lab"
+        )
+    assert opened.endswith("/hub/home"), opened
+    assert left == "/hub/login", left  # signed out: the server sends the browser to sign in
+    for trouble in ("!= jupyterhub-singleuser version", "no version header", "Error notifying Hub"):
+        assert trouble not in log, log[-3000:]

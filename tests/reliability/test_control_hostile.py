@@ -111,13 +111,22 @@ async def test_the_hub_routes_the_forms_this_suite_knows(make_podgate: Any) -> N
         ("POST", "/hub/api/users/{name}/activity"),
         ("DELETE", "/hub/api/users/{name}/server"),
         ("POST", "/hub/api/users/{name}/server"),
+        ("DELETE", "/hub/api/users/{name}/servers/{server}"),
+        ("POST", "/hub/api/users/{name}/servers/{server}"),
         ("DELETE", "/hub/api/users/{name}/sessions"),
+        ("POST", "/hub/api/users/{name}/tokens"),
+        ("DELETE", "/hub/api/users/{name}/tokens/{token_id}"),
+        ("POST", "/hub/delete/{name}/{server}"),
         ("POST", "/hub/login"),
         ("POST", "/hub/logout"),
         ("POST", "/hub/spawn"),
         ("POST", "/hub/spawn/{name}"),
+        ("POST", "/hub/spawn/{name}/{server}"),
         ("POST", "/hub/stop"),
         ("POST", "/hub/stop/{name}"),
+        ("POST", "/hub/stop/{name}/{server}"),
+        ("POST", "/hub/token"),
+        ("POST", "/hub/token/{token_id}/revoke"),
     ], "a new state-changing route: the CSRF test below covers it; update this list knowingly"
 
 
@@ -146,7 +155,8 @@ async def test_every_form_refuses_a_post_without_this_browsers_token(
                 continue
             for victim, name, attacker in ((ada, "ada", other_ada), (bob, "bob", stranger)):
                 before = await pods_now(pg)
-                url = path.replace("{name}", name)
+                url = path.replace("{name}", name).replace("{server}", "gpu")
+                url = url.replace("{token_id}", "a0123456789abcdef")
                 own = await victim.xsrf("/hub/home")
                 form = {
                     "username": name,
@@ -195,7 +205,7 @@ async def test_every_form_refuses_a_post_without_this_browsers_token(
                 assert await signed_in_as(victim) == 200, (attack, url, "session lost")
         assert pg.control.spawner.status("bob").state == "stopped"
         assert pg.control.spawner.status("ada").state == "running"
-    assert tried == 34
+    assert tried == 52
 
 
 async def test_the_same_forms_act_with_the_right_token(make_podgate: Any) -> None:
