@@ -21,13 +21,16 @@ from edge.origin import parse_origins
 from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
+from edge.tls import CertificateProblem, LoadedCertificate, ServerCertificate
+from edge.tls.redirect import HttpChallenges, build_redirect_app
 from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
-from podgate.config import Config
+from podgate.config import Config, parse_listen
 from podgate.control_plane import ControlPlane, cookie_settings, csrf_secret, embedded_cluster
 from podgate.error_look import HUB_LOOK
 from podgate.logs import quiet_expected_client_errors
 from podgate.ports import ListenFailed
+from podgate.schema import ConfigError
 from routes import RouteSource, RouteTable
 
 log = logging.getLogger("podgate")
@@ -53,6 +56,7 @@ def edge_settings(config: Config) -> EdgeSettings:
         head_timeout=config.edge.head_timeout,
         incomplete_per_address=config.edge.incomplete_per_address,
         allowed_origins=parse_origins(config.edge.allowed_origins),
+        hsts_seconds=config.tls.hsts_seconds if config.tls is not None else 0,
     )
 
 
@@ -88,6 +92,9 @@ class Podgate:
     edge: Edge | None = field(init=False, default=None)
     public_url: str = field(init=False, default="")
     ops_url: str = field(init=False, default="")
+    redirect_url: str = field(init=False, default="")  # the plain listener of tls.redirect_http
+    certificate: ServerCertificate | None = field(init=False, default=None)
+    challenges: HttpChallenges = field(init=False, default_factory=HttpChallenges)
     _public: PublicServer | None = field(init=False, default=None)
     _runners: list[web.AppRunner] = field(init=False, default_factory=list)
     _serving: bool = field(init=False, default=False)
@@ -146,13 +153,26 @@ class Podgate:
                 reserved_prefix=USER_PREFIX if config.control.enabled else None,
                 extra_routes=self.control.add_api_routes if self.control else None,
             )
+            tls = self._load_certificate()
             try:
                 self._public = await serve_public(
-                    public, *config.listen_address, grace=config.shutdown_grace_seconds
+                    public,
+                    *config.listen_address,
+                    grace=config.shutdown_grace_seconds,
+                    tls=(lambda: tls.context) if tls is not None else None,
                 )
             except OSError as e:
                 raise ListenFailed("listen", *config.listen_address, e) from e
             self.public_url = self._public.url
+            if config.tls is not None and config.tls.redirect_http is not None:
+                address = parse_listen(config.tls.redirect_http, "tls.redirect_http")
+                redirect = build_redirect_app(
+                    config.tls.redirect_port or self._public.port, self.challenges
+                )
+                try:
+                    self.redirect_url = await self._serve(redirect, *address)
+                except OSError as e:
+                    raise ListenFailed("tls.redirect_http", *address, e) from e
             try:
                 self.ops_url = await self._serve(ops, *config.ops_address)
             except OSError as e:
@@ -163,9 +183,29 @@ class Podgate:
             raise
         self._serving = True
 
+    def _load_certificate(self) -> ServerCertificate | None:
+        """The certificate files checked and loaded; ConfigError names the bad one."""
+        tls = self.config.tls
+        if tls is None or tls.cert_file is None or tls.key_file is None:
+            return None
+        certificate = ServerCertificate(tls.cert_file, tls.key_file, self._observe_certificate)
+        try:
+            certificate.load()
+        except CertificateProblem as e:
+            raise ConfigError("tls", str(e)) from e
+        certificate.start(tls.reload_seconds)
+        self.certificate = certificate
+        return certificate
+
+    def _observe_certificate(self, loaded: LoadedCertificate, outcome: str) -> None:
+        self.metrics.tls.certificate(loaded.not_after.timestamp(), outcome, "files")
+
     async def stop(self) -> None:
         self._serving = False
         await self.metrics.loop_lag.stop()
+        if self.certificate is not None:
+            await self.certificate.stop()
+            self.certificate = None
         if self._public is not None:
             await self._public.close()
             self._public = None

@@ -21,6 +21,7 @@ from podgate.config import Config
 from podgate.logs import setup_logging
 from podgate.ports import ListenFailed, check_addresses
 from podgate.reload import ConfigReloader
+from podgate.schema import ConfigError
 from podgate.secret_files import warn_if_exposed
 from podgate.welcome import welcome_text
 
@@ -48,6 +49,9 @@ def run_forever(config: Config, config_path: str | None = None) -> int:
     except ListenFailed as e:  # taken between the check and the bind
         print(f"podgate: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # found only at start: a TLS certificate that cannot be served
+        print(f"podgate: config error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"podgate: cannot start: {e}", file=sys.stderr)
         return 1
