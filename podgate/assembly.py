@@ -113,6 +113,8 @@ class Podgate:
         config = self.config
         quiet_expected_client_errors()
         try:
+            # First: a certificate that cannot be served stops the start before anything runs.
+            tls = self._load_certificate()
             hub = None
             if config.control.enabled:
                 if config.cluster.kind == "sim":
@@ -153,7 +155,6 @@ class Podgate:
                 reserved_prefix=USER_PREFIX if config.control.enabled else None,
                 extra_routes=self.control.add_api_routes if self.control else None,
             )
-            tls = self._load_certificate()
             try:
                 self._public = await serve_public(
                     public,
