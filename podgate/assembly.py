@@ -7,11 +7,15 @@ the edge and the control plane meet only through what is passed in.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from control.acme import AcmeManager
 from control.manifests import USER_PREFIX
 from control.web.identity import CookieSettings
 from edge.app import Edge, build_public_app, edge_of
@@ -22,6 +26,7 @@ from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
 from edge.tls import CertificateProblem, LoadedCertificate, ServerCertificate
+from edge.tls.placeholder import placeholder_pair
 from edge.tls.redirect import HttpChallenges, build_redirect_app
 from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
@@ -95,6 +100,8 @@ class Podgate:
     redirect_url: str = field(init=False, default="")  # the plain listener of tls.redirect_http
     certificate: ServerCertificate | None = field(init=False, default=None)
     challenges: HttpChallenges = field(init=False, default_factory=HttpChallenges)
+    acme: AcmeManager | None = field(init=False, default=None)
+    _tls_dir: str | None = field(init=False, default=None)  # ACME's certificate files
     _public: PublicServer | None = field(init=False, default=None)
     _runners: list[web.AppRunner] = field(init=False, default_factory=list)
     _serving: bool = field(init=False, default=False)
@@ -179,6 +186,7 @@ class Podgate:
             except OSError as e:
                 raise ListenFailed("ops_listen", *config.ops_address, e) from e
             await self.metrics.loop_lag.start()
+            self._start_acme()  # once the redirect listener can answer the CA's challenges
         except BaseException:
             await self.stop()
             raise
@@ -187,6 +195,8 @@ class Podgate:
     def _load_certificate(self) -> ServerCertificate | None:
         """The certificate files checked and loaded; ConfigError names the bad one."""
         tls = self.config.tls
+        if tls is not None and tls.acme is not None:
+            return self._placeholder_certificate(tls.acme.domains)
         if tls is None or tls.cert_file is None or tls.key_file is None:
             return None
         certificate = ServerCertificate(tls.cert_file, tls.key_file, self._observe_certificate)
@@ -198,15 +208,61 @@ class Podgate:
         self.certificate = certificate
         return certificate
 
+    def _placeholder_certificate(self, domains: tuple[str, ...]) -> ServerCertificate:
+        """ACME's files in a private directory, a self-signed placeholder until the first order."""
+        self._tls_dir = tempfile.mkdtemp(prefix="podgate-tls-")
+        certificate = ServerCertificate(
+            os.path.join(self._tls_dir, "tls.crt"),
+            os.path.join(self._tls_dir, "tls.key"),
+            self._observe_certificate,
+        )
+        certificate.install(*placeholder_pair(domains), source="placeholder")
+        log.warning(
+            "tls.acme: serving a self-signed placeholder certificate for %s until the ACME "
+            "certificate is in the Secret (browsers warn until then)",
+            ", ".join(domains),
+        )
+        self.certificate = certificate
+        return certificate
+
+    def _start_acme(self) -> None:
+        tls = self.config.tls
+        if tls is None or tls.acme is None or self.control is None or self.control.kube is None:
+            return
+        certificate = self.certificate
+        assert certificate is not None
+        challenges = self.challenges
+
+        def remember(thumbprint: str) -> None:
+            challenges.thumbprint = thumbprint
+
+        self.acme = AcmeManager(
+            self.control.kube,
+            self.config.spawner.namespace,
+            tls.acme,
+            install=lambda cert, key: certificate.install(cert, key, source="acme"),
+            on_thumbprint=remember,
+            on_order=self.metrics.tls.order,
+        )
+        challenges.lookup = self.acme.thumbprint
+        self.acme.start()
+
     def _observe_certificate(self, loaded: LoadedCertificate, outcome: str) -> None:
-        self.metrics.tls.certificate(loaded.not_after.timestamp(), outcome, "files")
+        source = self.certificate.source if self.certificate is not None else "files"
+        self.metrics.tls.certificate(loaded.not_after.timestamp(), outcome, source)
 
     async def stop(self) -> None:
         self._serving = False
         await self.metrics.loop_lag.stop()
+        if self.acme is not None:
+            await self.acme.stop()
+            self.acme = None
         if self.certificate is not None:
             await self.certificate.stop()
             self.certificate = None
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
         if self._public is not None:
             await self._public.close()
             self._public = None

@@ -3,19 +3,27 @@
 Every request is sent to the same host and path on https: 301 for GET and
 HEAD, 308 for the rest (a browser keeps a POST a POST). The one exception is
 `/.well-known/acme-challenge/<token>`, which an ACME server fetches over plain
-HTTP to validate a certificate order (RFC 8555 8.3): answered from
-`HttpChallenges`, which the control plane's ACME client fills while an order
-is under way. A Host that is not a host name or address gets a 400: it would
-go into the Location header.
+HTTP to validate a certificate order (RFC 8555 8.3), answered by `HttpChallenges`.
+The answer is the token and the ACME account key's thumbprint ("stateless"
+HTTP-01): it depends on nothing else, so every replica answers for an order
+any replica placed, as long as it knows the account's thumbprint (from the
+shared Secret, control.acme). Only the account key's holder can place orders,
+so answering any token this way proves nothing to anyone else. A Host that
+is not a host name or address gets a 400: it would go into the Location header.
 
 Nothing else is served here: no cookie is read, no route looked up.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 # A host name, an IPv4 address, or a bracketed IPv6 address; then an optional port.
@@ -26,19 +34,34 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")  # base64url, as RFC 8555 8.3 say
 
 
 class HttpChallenges:
-    """HTTP-01 answers under way: token -> key authorization (control.acme fills it)."""
+    """Answers HTTP-01 challenges for the ACME account whose key thumbprint is known.
 
-    def __init__(self) -> None:
-        self._answers: dict[str, str] = {}
+    `lookup` (the control plane's: read the shared Secret) is asked when no
+    thumbprint is known yet, at most once per LOOKUP_EVERY seconds, so a
+    replica answers for an account another replica just made.
+    """
 
-    def publish(self, token: str, key_authorization: str) -> None:
-        self._answers[token] = key_authorization
+    LOOKUP_EVERY = 1.0
 
-    def withdraw(self, token: str) -> None:
-        self._answers.pop(token, None)
+    def __init__(self, lookup: Callable[[], Awaitable[str | None]] | None = None) -> None:
+        self.thumbprint: str | None = None
+        self.lookup = lookup
+        self._looked = -self.LOOKUP_EVERY
 
-    def answer(self, token: str) -> str | None:
-        return self._answers.get(token)
+    async def answer(self, token: str) -> str | None:
+        if not _TOKEN.match(token):
+            return None
+        if self.thumbprint is None and self.lookup is not None:
+            now = time.monotonic()
+            if now - self._looked >= self.LOOKUP_EVERY:
+                self._looked = now
+                try:
+                    self.thumbprint = await self.lookup()
+                except Exception as e:  # the API is down: this try answers 404
+                    log.warning("reading the ACME account for a challenge failed: %s", e)
+        if self.thumbprint is None:
+            return None
+        return f"{token}.{self.thumbprint}"
 
 
 def build_redirect_app(https_port: int, challenges: HttpChallenges | None) -> web.Application:
@@ -49,7 +72,7 @@ def build_redirect_app(https_port: int, challenges: HttpChallenges | None) -> we
         path = request.raw_path
         if path.startswith(CHALLENGE_PREFIX) and request.method in ("GET", "HEAD"):
             token = path[len(CHALLENGE_PREFIX) :]
-            found = challenges.answer(token) if challenges and _TOKEN.match(token) else None
+            found = await challenges.answer(token) if challenges is not None else None
             if found is None:
                 return web.Response(status=404, text="No such ACME challenge.\n")
             return web.Response(text=found, content_type="application/octet-stream")

@@ -46,6 +46,7 @@ class ServerCertificate:
         self.cert_file = cert_file
         self.key_file = key_file
         self.observe = observe
+        self.source = "files"  # or what install() was told: "acme", "placeholder"
         self.current: LoadedCertificate | None = None
         self._signature: Signature | None = None
         self._last_problem = ""  # said once, not once per poll
@@ -77,6 +78,27 @@ class ServerCertificate:
             self._signature = signature  # one line per bad version, not one per poll
             return self._refuse(e)
         self._take(loaded, signature, "reloaded")
+        return True
+
+    def install(self, cert_pem: bytes, key_pem: bytes, source: str) -> bool:
+        """Write a new pair over the files (ACME's) and load it; whether it is in force.
+
+        Each file is written beside itself and renamed over it, so a poll never
+        reads half a file. A pair that does not load is refused as a rotation is.
+        """
+        for path, data in ((self.key_file, key_pem), (self.cert_file, cert_pem)):
+            staged = f"{path}.new"
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(staged, path)
+        previous, self.source = self.source, source
+        if self.current is None:
+            self.load()
+            return True
+        if not self.check():
+            self.source = previous
+            return False
         return True
 
     def start(self, interval: float) -> None:
