@@ -159,9 +159,7 @@ async def test_certificate_is_renewed_before_it_expires(tmp_path: Path) -> None:
     http_port = free_port()
     pebble = start_pebble(tmp_path / "pebble", http_port, validity_seconds=30)
     try:
-        gate = await start_podgate(
-            acme_settings(pebble, http_port, renew_at=0.2, check_seconds=1)
-        )
+        gate = await start_podgate(acme_settings(pebble, http_port, renew_at=0.2, check_seconds=1))
         try:
             await until(lambda: counted(gate, "issued") == 1, 60, "the first certificate")
             root = pebble.root_pem()

@@ -83,9 +83,7 @@ def start_pebble(directory: Path, http_port: int, validity_seconds: int = 777600
             "ocspResponderURL": "",
             "externalAccountBindingRequired": False,
             "keyAlgorithm": "ecdsa",
-            "profiles": {
-                "default": {"description": "test", "validityPeriod": validity_seconds}
-            },
+            "profiles": {"default": {"description": "test", "validityPeriod": validity_seconds}},
         }
     }
     path = directory / "pebble.json"

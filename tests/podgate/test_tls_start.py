@@ -123,7 +123,7 @@ async def test_redirect_listener_sends_browsers_to_https_and_answers_acme(
     try:
         assert gate.public_url.startswith("https://")
         assert gate.redirect_url.startswith("http://")
-        gate.challenges.publish("tok-EN_1", "tok-EN_1.thumbprint")
+        gate.challenges.thumbprint = "thumbprint"
         async with aiohttp.ClientSession() as client:
             base = gate.redirect_url
 
@@ -145,9 +145,9 @@ async def test_redirect_listener_sends_browsers_to_https_and_answers_acme(
             assert posted.headers["Location"] == "https://podgate.example:8443/user/a/api"
             async with client.get(base + "/.well-known/acme-challenge/tok-EN_1") as answer:
                 assert (answer.status, await answer.text()) == (200, "tok-EN_1.thumbprint")
-            async with client.get(base + "/.well-known/acme-challenge/other") as answer:
-                assert answer.status == 404
-            gate.challenges.withdraw("tok-EN_1")
+            async with client.get(base + "/.well-known/acme-challenge/a.b") as answer:
+                assert answer.status == 404  # not a base64url token
+            gate.challenges.thumbprint = None  # no ACME account known (and none to look up)
             async with client.get(base + "/.well-known/acme-challenge/tok-EN_1") as answer:
                 assert answer.status == 404
             bad = await fetch("GET", "/", "evil.example/\r\nX: y".replace("\r\n", ""))
