@@ -12,10 +12,10 @@ import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from control.acme import AcmeManager
 from control.manifests import USER_PREFIX
 from control.web.identity import CookieSettings
 from edge.app import Edge, build_public_app, edge_of
@@ -37,6 +37,9 @@ from podgate.logs import quiet_expected_client_errors
 from podgate.ports import ListenFailed
 from podgate.schema import ConfigError
 from routes import RouteSource, RouteTable
+
+if TYPE_CHECKING:
+    from control.acme import AcmeManager
 
 log = logging.getLogger("podgate")
 
@@ -229,6 +232,9 @@ class Podgate:
         tls = self.config.tls
         if tls is None or tls.acme is None or self.control is None or self.control.kube is None:
             return
+        # Imported only when used: the acme library and its dependencies cost ~15 MB.
+        from control.acme import AcmeManager
+
         certificate = self.certificate
         assert certificate is not None
         challenges = self.challenges
