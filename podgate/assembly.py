@@ -219,13 +219,13 @@ class Podgate:
             os.path.join(self._tls_dir, "tls.key"),
             self._observe_certificate,
         )
+        self.certificate = certificate  # before the first load: its metric names the source
         certificate.install(*placeholder_pair(domains), source="placeholder")
         log.warning(
             "tls.acme: serving a self-signed placeholder certificate for %s until the ACME "
             "certificate is in the Secret (browsers warn until then)",
             ", ".join(domains),
         )
-        self.certificate = certificate
         return certificate
 
     def _start_acme(self) -> None:
