@@ -192,3 +192,51 @@ async def test_session_cookies_are_secure_over_tls_and_hsts_is_sent(
         assert float(line.split()[-1]) == expiry
     finally:
         await gate.stop()
+
+
+@pytest.mark.parametrize(
+    ("tls", "control", "message"),
+    [
+        ({"cert_file": "a.crt"}, True, "tls.key_file: cert_file and key_file go together"),
+        ({"key_file": "a.key"}, True, "tls.cert_file: cert_file and key_file go together"),
+        ({}, True, "tls.cert_file: tls needs cert_file and key_file, or acme"),
+        (
+            {"acme": {"domains": ["a.example"]}},
+            True,
+            "tls.redirect_http: acme answers HTTP-01 challenges on the plain-HTTP listener",
+        ),
+        (
+            {"cert_file": "a", "key_file": "b", "acme": {"domains": ["a.example"]}},
+            True,
+            "tls.acme: use either cert_file/key_file or acme, not both",
+        ),
+        (
+            {"acme": {"domains": ["*.a.example"]}, "redirect_http": "127.0.0.1:0"},
+            True,
+            "tls.acme: domains[0]: '*.a.example' is not a DNS name HTTP-01 can validate",
+        ),
+        (
+            {"acme": {"domains": []}, "redirect_http": "127.0.0.1:0"},
+            True,
+            "tls.acme: domains: name at least one DNS name",
+        ),
+        (
+            {"acme": {"domains": ["a.example"]}, "redirect_http": "127.0.0.1:0"},
+            False,
+            "tls.acme: needs the control plane (control.enabled: true)",
+        ),
+        (
+            {"cert_file": "a", "key_file": "b", "redirect_http": "nowhere"},
+            True,
+            "tls.redirect_http: expected HOST:PORT",
+        ),
+        ({"cert_file": "a", "key_file": "b", "hsts_seconds": -1}, True, "tls.hsts_seconds:"),
+    ],
+)
+def test_bad_tls_settings_name_their_key(
+    tmp_path: Path, tls: dict[str, Any], control: bool, message: str
+) -> None:
+    data = {**proxy_only(tls), "control": {"enabled": control}}
+    with pytest.raises(ConfigError) as raised:
+        load_config(write_config(tmp_path, data), {})
+    assert str(raised.value).startswith(message), str(raised.value)
