@@ -149,6 +149,9 @@ async def test_failed_challenge_keeps_the_placeholder_logs_and_counts(
             leaf = await served(gate, None)  # the listener is still up, on the placeholder
             assert "placeholder" in leaf.subject.rfc4514_string()
             assert counted(gate, "issued") == 0
+            exposition = gate.metrics.exposition().decode()
+            expiry = 'podgate_tls_certificate_expiry_timestamp_seconds{source="placeholder"} '
+            assert expiry in exposition
         finally:
             await gate.stop()
     finally:
