@@ -64,3 +64,14 @@ async def gate(
 ) -> AsyncIterator[Gate]:
     async with open_gate(request.param, tmp_path, pods) as running:
         yield running
+
+
+@pytest.fixture(params=["proxy", "control", "proxy+tls", "control+tls"])
+async def gate_and_tls_gate(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pods: tuple[RecordingPod, RecordingPod, RecordingPod],
+) -> AsyncIterator[Gate]:
+    """`gate`, and the same again with HTTPS on its public port (the hostile suites)."""
+    async with open_gate(request.param, tmp_path, pods) as running:
+        yield running

@@ -11,24 +11,17 @@ and in order.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from reliability_kit import Gate, RawOutcome, RecordingPod, open_gate
+from reliability_kit import Gate, RawOutcome
 
 H = b"Host: podgate.test"
 
 
-@pytest.fixture(params=["proxy", "control", "proxy+tls", "control+tls"])
-async def gate(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    pods: tuple[RecordingPod, RecordingPod, RecordingPod],
-) -> AsyncIterator[Gate]:
-    """The reliability suite's podgate, and the same again with HTTPS on its public port."""
-    async with open_gate(request.param, tmp_path, pods) as running:
-        yield running
+@pytest.fixture
+def gate(gate_and_tls_gate: Gate) -> Gate:
+    """Every test here also runs with HTTPS on the public port."""
+    return gate_and_tls_gate
 
 
 SMUGGLED = b"GET /open/smuggled HTTP/1.1\r\n" + H + b"\r\n\r\n"
