@@ -9,7 +9,7 @@ the CA's challenges), orders, stores the certificate and hands it over. A
 failed order is one warning line and a metric, the certificate in force stays,
 and the next try comes after `retry_seconds`.
 
-Never blocks the loop: the acme library runs in a worker thread.
+Never blocks the loop: the acme library runs in a daemon thread of its own.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from control.acme.lease import LeaseLock
 from control.acme.order import OrderFailed, order_certificate
@@ -31,6 +32,7 @@ from control.acme.storage import (
     Stored,
     account_jwk,
     account_thumbprint,
+    names_of,
     new_account_key,
     renewal_due,
 )
@@ -38,6 +40,7 @@ from control.kube import Kube
 from control.settings import AcmeSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Seconds between looks at the Secret while no certificate is stored (another
 # replica's order may land any moment).
@@ -129,7 +132,7 @@ class AcmeManager:
         domains = ", ".join(settings.domains)
         log.info("ACME: ordering a certificate for %s from %s", domains, settings.directory_url)
         try:
-            issued = await asyncio.to_thread(
+            issued = await in_daemon_thread(
                 order_certificate,
                 settings.directory_url,
                 account_jwk(account_key),
@@ -188,11 +191,44 @@ class AcmeManager:
         cert = stored.certificate()
         if cert is None or stored.cert_pem != self.serving:
             return None  # nothing (usable) stored: due now
+        if not set(self.settings.domains) <= names_of(cert):
+            return None  # the config names a domain the stored certificate lacks
         return renewal_due(cert, self.settings.renew_at)
 
     def _until(self, due: datetime.datetime) -> float:
         seconds = (due - _now()).total_seconds()
         return max(1.0, min(seconds, self.settings.check_seconds))
+
+
+async def in_daemon_thread(function: Callable[..., T], *args: object) -> T:
+    """`function(*args)` in a daemon thread: an order under way never holds up the exit.
+
+    asyncio.to_thread's executor is joined when the loop closes, so a stop during
+    an order (up to DEADLINE_SECONDS) would wait for it; a daemon thread is left.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # cancelled meanwhile: nobody waits for it
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as e:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(settle, None, e)
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=run, name="acme-order", daemon=True).start()
+    return await future
 
 
 def _now() -> datetime.datetime:

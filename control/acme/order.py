@@ -1,9 +1,9 @@
 """One certificate order with the `acme` library (certbot's), validated over HTTP-01.
 
-The library is synchronous (requests), so `order_certificate` runs in a
-worker thread (asyncio.to_thread), never on the event loop. The challenge
-answers need no hand-off to the edge: they are the token and the account key's
-thumbprint (edge.tls.redirect answers any token that way).
+The library is synchronous (requests), so `order_certificate` runs in a daemon
+thread (control.acme.manager.in_daemon_thread), never on the event loop. The
+challenge answers need no hand-off to the edge: they are the token and the
+account key's thumbprint (edge.tls.redirect answers any token that way).
 
 Every failure is an `OrderFailed` with one line saying what went wrong (the
 CA's own problem detail when it sent one).

@@ -42,6 +42,15 @@ class Stored:
             return None
 
 
+def names_of(cert: x509.Certificate) -> set[str]:
+    """The DNS names a certificate is for."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(name) for name in san.get_values_for_type(x509.DNSName)}
+
+
 def renewal_due(cert: x509.Certificate, share: float) -> datetime.datetime:
     """When `share` of the certificate's lifetime has passed."""
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc

@@ -22,7 +22,7 @@ import pytest
 from cryptography import x509
 from hub_kit import start_podgate
 from pebble.pebble_kit import Pebble, free_port, start_pebble
-from tls_kit import served_certificate
+from tls_kit import issue, make_ca, served_certificate
 
 from control.acme.lease import LEASES
 from podgate.assembly import Podgate
@@ -204,3 +204,25 @@ async def test_two_replicas_share_one_certificate_through_the_secret_and_lease(
             await second.stop()
     finally:
         await first.stop()
+
+
+async def test_a_stored_certificate_missing_a_configured_domain_is_replaced(
+    pebble: Pebble, http_port: int, tmp_path: Path
+) -> None:
+    gate = await start_podgate(acme_settings(pebble, http_port, check_seconds=1))
+    try:
+        await until(lambda: counted(gate, "issued") == 1, 60, "the first certificate")
+        # Someone stores a valid certificate for another name (the config changed, say).
+        ca = make_ca(tmp_path / "other-ca")
+        other = issue(ca, tmp_path / "other", ("other.example",))
+        assert gate.control is not None and gate.control.kube is not None
+        data = {
+            "tls.crt": base64.b64encode(other.cert_file.read_bytes()).decode(),
+            "tls.key": base64.b64encode(other.key_file.read_bytes()).decode(),
+        }
+        await gate.control.kube.patch("secrets", NAMESPACE, "podgate-acme", {"data": data})
+        await until(lambda: counted(gate, "issued") == 2, 60, "an order for localhost again")
+        leaf = await served(gate, pebble.root_pem())  # verified for localhost again
+        assert "localhost" in str(leaf.extensions)
+    finally:
+        await gate.stop()
