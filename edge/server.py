@@ -81,12 +81,15 @@ async def serve_public(
     reuse_address: bool = True,
     grace: float = CLOSE_GRACE,
     tls: Callable[[], ssl.SSLContext] | None = None,
+    tls_per_address: int = 256,
 ) -> PublicServer:
     """Serve an app built by edge.app.build_public_app on host:port (0: any free port).
 
     `grace`: seconds close() gives requests in flight and WebSockets to finish.
     `tls`: serve HTTPS, each new connection with the context it returns then
     (edge.tls.ServerCertificate.context follows reloads); plain HTTP gets a 400.
+    `tls_per_address`: connections one client address (not a trusted proxy) may
+    have silent or in their handshake at once; more are closed (edge.tls.sniff).
     """
     # handler_cancellation: a browser hanging up cancels its upstream request at once.
     # keepalive_timeout as the fast lane's: aiohttp's own (an hour) would also let a
@@ -108,7 +111,7 @@ async def serve_public(
             host, port, lane, loop, backlog=backlog, reuse_address=reuse_address
         )
         if tls is not None:
-            listener.use_tls(tls)
+            listener.use_tls(tls, tls_per_address, edge_of(app).settings.is_trusted_proxy)
     except BaseException:
         await runner.cleanup()
         raise

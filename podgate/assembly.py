@@ -171,6 +171,7 @@ class Podgate:
                     *config.listen_address,
                     grace=config.shutdown_grace_seconds,
                     tls=(lambda: tls.context) if tls is not None else None,
+                    tls_per_address=config.tls.handshakes_per_address if config.tls else 256,
                 )
             except OSError as e:
                 raise ListenFailed("listen", *config.listen_address, e) from e

@@ -132,6 +132,9 @@ class TlsConfig:
     hsts_seconds: int = 0  # Strict-Transport-Security max-age on answers over TLS; 0: none
     # Seconds between looks at cert_file and key_file for a rotation; 0: never reloaded.
     reload_seconds: float = 5.0
+    # Connections one client address may have silent or in their TLS handshake at
+    # once (more are closed); room for a classroom behind one NAT address.
+    handshakes_per_address: int = 256
 
     def __post_init__(self) -> None:
         files = (self.cert_file is not None, self.key_file is not None)
@@ -156,6 +159,8 @@ class TlsConfig:
             raise ConfigError("hsts_seconds", "between 0 and two years (63072000)")
         if not 0 <= self.reload_seconds <= 3600:
             raise ConfigError("reload_seconds", "must be between 0 and 3600")
+        if self.handshakes_per_address < 1:
+            raise ConfigError("handshakes_per_address", "must be at least 1")
 
 
 @dataclass(frozen=True)

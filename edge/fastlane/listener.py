@@ -51,9 +51,20 @@ class Listener:
         self._open = False
         self.tls: TlsEntry | None = None
 
-    def use_tls(self, context: Callable[[], ssl.SSLContext]) -> None:
-        """Serve TLS: each new connection with `context()` as it is when the connection comes."""
-        self.tls = TlsEntry(context, self._start, self.loop, TLS_FIRST_BYTE_TIMEOUT)
+    def use_tls(
+        self,
+        context: Callable[[], ssl.SSLContext],
+        per_address: int,
+        trusted: Callable[[str], bool],
+    ) -> None:
+        """Serve TLS: each new connection with `context()` as it is when the connection comes.
+
+        `per_address`: connections one untrusted address may have silent or in their
+        handshake at once (edge.tls.sniff).
+        """
+        self.tls = TlsEntry(
+            context, self._start, self.loop, TLS_FIRST_BYTE_TIMEOUT, per_address, trusted
+        )
 
     @classmethod
     def bind(
@@ -102,13 +113,14 @@ class Listener:
             if self.tls is not None:
                 self.tls.take(connection)
             else:
-                self._start(connection, None, None)
+                self._start(connection, None, None, None)
 
     def _start(
         self,
         connection: socket.socket,
         context: ssl.SSLContext | None,
         factory: Callable[[], asyncio.Protocol] | None,
+        done: Callable[[], None] | None,
     ) -> None:
         if context is None:
             started = self.loop.connect_accepted_socket(
@@ -124,6 +136,8 @@ class Listener:
         task = self.loop.create_task(started)
         self._starting.add(task)
         task.add_done_callback(self._started)
+        if done is not None:
+            task.add_done_callback(lambda _: done())
 
     def _started(self, task: asyncio.Task[object]) -> None:
         self._starting.discard(task)

@@ -197,6 +197,45 @@ async def test_silent_connection_and_garbage_do_not_hang_the_listener(tls_edge, 
         silent.close()
 
 
+async def test_one_address_cannot_hold_more_than_its_share_of_handshakes(
+    tmp_path, ca, session_codec
+) -> None:
+    leaf = issue(ca, tmp_path / "capped")
+    certificate = ServerCertificate(str(leaf.cert_file), str(leaf.key_file))
+    certificate.load()
+    app = build_public_app(
+        table=RouteTable(), settings=PROXY_ONLY, stats=EdgeStats(), sessions=session_codec
+    )
+    server = await serve_public(
+        app, "127.0.0.1", 0, tls=lambda: certificate.context, tls_per_address=3
+    )
+    held = []
+    try:
+        # Two silent connections and one stuck in its handshake: the cap of three.
+        for _ in range(2):
+            held.append(socket.create_connection(("127.0.0.1", server.port)))
+        stuck = socket.create_connection(("127.0.0.1", server.port))
+        stuck.sendall(b"\x16\x03\x01")  # a handshake record that never goes on
+        held.append(stuck)
+        await asyncio.sleep(0.2)
+        extra = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        held.append(extra)
+        closed = await asyncio.to_thread(extra.recv, 100)
+        assert closed == b""  # closed at once, nothing said
+        for sock in held:
+            sock.close()
+        held.clear()
+        await asyncio.sleep(0.2)  # the listener sees them go and counts them out
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", server.port, ssl=ca.client_context(), server_hostname="localhost"
+        )
+        writer.close()  # a fresh one is served again
+    finally:
+        for sock in held:
+            sock.close()
+        await server.close()
+
+
 async def test_tls_is_modern_and_alpn_says_http_1_1(tls_edge, ca, caplog) -> None:
     server, _ = tls_edge
     caplog.set_level(logging.DEBUG)
