@@ -376,3 +376,52 @@ class CullerSettings:
             raise ValueError("max_age: must be positive (or null for no limit)")
         if self.concurrency < 1:
             raise ValueError("concurrency: must be at least 1")
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """Certificates ordered from an ACME server (Let's Encrypt) with HTTP-01 (control.acme).
+
+    The certificate and the account key live in the Secret `storage` of the
+    spawner's namespace, so every replica serves the same one; a Lease of the
+    same name lets one replica at a time order or renew.
+    """
+
+    email: str | None = None  # the account's contact: expiry warnings from the CA
+    domains: tuple[str, ...] = ()
+    directory_url: str = "https://acme-v02.api.letsencrypt.org/directory"
+    storage: str = "podgate-acme"  # Secret (and Lease) name
+    # Renew once this share of the certificate's lifetime has passed (Let's Encrypt: 2/3).
+    renew_at: float = 2 / 3
+    # Seconds between looks at the Secret (another replica renewed?) and at the clock.
+    check_seconds: float = 3600.0
+    # Seconds after a failed order before the next try.
+    retry_seconds: float = 600.0
+    # A PEM CA bundle to trust for directory_url (a private CA, or pebble in tests).
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.domains:
+            raise ValueError("domains: name at least one DNS name to order a certificate for")
+        for i, domain in enumerate(self.domains):
+            if not _DNS_NAME.match(domain) or "*" in domain:
+                raise ValueError(
+                    f"domains[{i}]: {domain!r} is not a DNS name HTTP-01 can validate "
+                    "(no wildcards, no IP addresses)"
+                )
+        if not self.directory_url.startswith(("https://", "http://")):
+            raise ValueError(f"directory_url: {self.directory_url!r} is not an http(s) URL")
+        if self.email is not None and "@" not in self.email:
+            raise ValueError(f"email: {self.email!r} is not an email address")
+        if not _SLUG.match(self.storage):
+            raise ValueError(f"storage: {self.storage!r} is not a Secret name (a-z, 0-9, -)")
+        if not 0.1 <= self.renew_at <= 0.95:
+            raise ValueError("renew_at: a share of the lifetime between 0.1 and 0.95")
+        for name in ("check_seconds", "retry_seconds"):
+            if not 1 <= getattr(self, name) <= 86400:
+                raise ValueError(f"{name}: between 1 and 86400 seconds")
+
+
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -78,10 +80,16 @@ async def serve_public(
     backlog: int = 2048,
     reuse_address: bool = True,
     grace: float = CLOSE_GRACE,
+    tls: Callable[[], ssl.SSLContext] | None = None,
+    tls_per_address: int = 256,
 ) -> PublicServer:
     """Serve an app built by edge.app.build_public_app on host:port (0: any free port).
 
     `grace`: seconds close() gives requests in flight and WebSockets to finish.
+    `tls`: serve HTTPS, each new connection with the context it returns then
+    (edge.tls.ServerCertificate.context follows reloads); plain HTTP gets a 400.
+    `tls_per_address`: connections one client address (not a trusted proxy) may
+    have silent or in their handshake at once; more are closed (edge.tls.sniff).
     """
     # handler_cancellation: a browser hanging up cancels its upstream request at once.
     # keepalive_timeout as the fast lane's: aiohttp's own (an hour) would also let a
@@ -98,10 +106,12 @@ async def serve_public(
         server_factory = runner.server
         assert server_factory is not None
         loop = asyncio.get_running_loop()
-        lane = FastLane(edge_of(app), server_factory, loop)
+        lane = FastLane(edge_of(app), server_factory, loop, scheme="https" if tls else "http")
         listener = Listener.bind(
             host, port, lane, loop, backlog=backlog, reuse_address=reuse_address
         )
+        if tls is not None:
+            listener.use_tls(tls, tls_per_address, edge_of(app).settings.is_trusted_proxy)
     except BaseException:
         await runner.cleanup()
         raise
@@ -109,7 +119,7 @@ async def serve_public(
     bound_host, bound_port = listener.sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     return PublicServer(
-        url=f"http://{shown}:{bound_port}",
+        url=f"{'https' if tls else 'http'}://{shown}:{bound_port}",
         port=bound_port,
         runner=runner,
         listener=listener,

@@ -72,12 +72,18 @@ class EdgeSettings:
     login_path: str = "/hub/login"
     spawn_path: str = "/hub/spawn"
     hub_prefix: str = "/hub/"
+    # Seconds of Strict-Transport-Security sent on every answer over TLS; 0 sends none.
+    hsts_seconds: int = 0
     # WebSocket limits live with the relay (edge.websocket); embedded here once it settles.
     websocket: Any = None
 
     def __post_init__(self) -> None:
         # Frozen: set once here so the per-response check reads one ready set.
         object.__setattr__(self, "reserved_cookies", self.hub_cookies | {self.cookie_name})
+
+    def hsts_header(self) -> str | None:
+        """The Strict-Transport-Security value for answers over TLS, or None."""
+        return f"max-age={self.hsts_seconds}" if self.hsts_seconds > 0 else None
 
     def is_trusted_proxy(self, peer: str | None) -> bool:
         if not self.trusted_proxies or not peer:

@@ -7,6 +7,7 @@ from metrics.control_metrics import ControlMetrics, ControlSources, WatchHealth
 from metrics.edge_stats import EdgeStats
 from metrics.loop_lag import LoopLagProbe
 from metrics.registry import PodgateMetrics
+from metrics.tls_metrics import TlsMetrics
 
 __all__ = [
     "ControlMetrics",
@@ -14,5 +15,6 @@ __all__ = [
     "EdgeStats",
     "LoopLagProbe",
     "PodgateMetrics",
+    "TlsMetrics",
     "WatchHealth",
 ]

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from metrics.control_metrics import ControlMetrics
 from metrics.edge_stats import DURATION_BUCKETS, EdgeStats
 from metrics.loop_lag import LoopLagProbe
+from metrics.tls_metrics import TlsMetrics
 
 # Methods outside this set are reported as "other", so a client inventing
 # methods cannot grow the number of series without bound.
@@ -131,6 +132,7 @@ class PodgateMetrics:
         # Declared even without a control plane (proxy-only): the wiring hands
         # their observers to the control plane, which never imports metrics/.
         self.control = ControlMetrics(self.registry)
+        self.tls = TlsMetrics(self.registry)  # only with tls configured does it show a cert
         # Started and stopped by the wiring with the servers.
         self.loop_lag = LoopLagProbe(self.registry)
 

@@ -7,8 +7,12 @@ the edge and the control plane meet only through what is passed in.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -21,14 +25,21 @@ from edge.origin import parse_origins
 from edge.server import PublicServer, serve_public
 from edge.session import SessionCodec
 from edge.settings import EdgeSettings, UpstreamSettings, parse_networks
+from edge.tls import CertificateProblem, LoadedCertificate, ServerCertificate
+from edge.tls.placeholder import placeholder_pair
+from edge.tls.redirect import HttpChallenges, build_redirect_app
 from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
-from podgate.config import Config
+from podgate.config import Config, parse_listen
 from podgate.control_plane import ControlPlane, cookie_settings, csrf_secret, embedded_cluster
 from podgate.error_look import HUB_LOOK
 from podgate.logs import quiet_expected_client_errors
 from podgate.ports import ListenFailed
+from podgate.schema import ConfigError
 from routes import RouteSource, RouteTable
+
+if TYPE_CHECKING:
+    from control.acme import AcmeManager
 
 log = logging.getLogger("podgate")
 
@@ -53,6 +64,7 @@ def edge_settings(config: Config) -> EdgeSettings:
         head_timeout=config.edge.head_timeout,
         incomplete_per_address=config.edge.incomplete_per_address,
         allowed_origins=parse_origins(config.edge.allowed_origins),
+        hsts_seconds=config.tls.hsts_seconds if config.tls is not None else 0,
     )
 
 
@@ -88,6 +100,11 @@ class Podgate:
     edge: Edge | None = field(init=False, default=None)
     public_url: str = field(init=False, default="")
     ops_url: str = field(init=False, default="")
+    redirect_url: str = field(init=False, default="")  # the plain listener of tls.redirect_http
+    certificate: ServerCertificate | None = field(init=False, default=None)
+    challenges: HttpChallenges = field(init=False, default_factory=HttpChallenges)
+    acme: AcmeManager | None = field(init=False, default=None)
+    _tls_dir: str | None = field(init=False, default=None)  # ACME's certificate files
     _public: PublicServer | None = field(init=False, default=None)
     _runners: list[web.AppRunner] = field(init=False, default_factory=list)
     _serving: bool = field(init=False, default=False)
@@ -106,6 +123,8 @@ class Podgate:
         config = self.config
         quiet_expected_client_errors()
         try:
+            # First: a certificate that cannot be served stops the start before anything runs.
+            tls = self._load_certificate()
             hub = None
             if config.control.enabled:
                 if config.cluster.kind == "sim":
@@ -150,24 +169,109 @@ class Podgate:
             )
             try:
                 self._public = await serve_public(
-                    public, *config.listen_address, grace=config.shutdown_grace_seconds
+                    public,
+                    *config.listen_address,
+                    grace=config.shutdown_grace_seconds,
+                    tls=(lambda: tls.context) if tls is not None else None,
+                    tls_per_address=config.tls.handshakes_per_address if config.tls else 256,
                 )
             except OSError as e:
                 raise ListenFailed("listen", *config.listen_address, e) from e
             self.public_url = self._public.url
+            if config.tls is not None and config.tls.redirect_http is not None:
+                address = parse_listen(config.tls.redirect_http, "tls.redirect_http")
+                redirect = build_redirect_app(
+                    config.tls.redirect_port or self._public.port, self.challenges
+                )
+                try:
+                    self.redirect_url = await self._serve(redirect, *address)
+                except OSError as e:
+                    raise ListenFailed("tls.redirect_http", *address, e) from e
             try:
                 self.ops_url = await self._serve(ops, *config.ops_address)
             except OSError as e:
                 raise ListenFailed("ops_listen", *config.ops_address, e) from e
             await self.metrics.loop_lag.start()
+            self._start_acme()  # once the redirect listener can answer the CA's challenges
         except BaseException:
             await self.stop()
             raise
         self._serving = True
 
+    def _load_certificate(self) -> ServerCertificate | None:
+        """The certificate files checked and loaded; ConfigError names the bad one."""
+        tls = self.config.tls
+        if tls is not None and tls.acme is not None:
+            return self._placeholder_certificate(tls.acme.domains)
+        if tls is None or tls.cert_file is None or tls.key_file is None:
+            return None
+        certificate = ServerCertificate(tls.cert_file, tls.key_file, self._observe_certificate)
+        try:
+            certificate.load()
+        except CertificateProblem as e:
+            raise ConfigError("tls", str(e)) from e
+        certificate.start(tls.reload_seconds)
+        self.certificate = certificate
+        return certificate
+
+    def _placeholder_certificate(self, domains: tuple[str, ...]) -> ServerCertificate:
+        """ACME's files in a private directory, a self-signed placeholder until the first order."""
+        self._tls_dir = tempfile.mkdtemp(prefix="podgate-tls-")
+        certificate = ServerCertificate(
+            os.path.join(self._tls_dir, "tls.crt"),
+            os.path.join(self._tls_dir, "tls.key"),
+            self._observe_certificate,
+        )
+        self.certificate = certificate  # before the first load: its metric names the source
+        certificate.install(*placeholder_pair(domains), source="placeholder")
+        log.warning(
+            "tls.acme: serving a self-signed placeholder certificate for %s until the ACME "
+            "certificate is in the Secret (browsers warn until then)",
+            ", ".join(domains),
+        )
+        return certificate
+
+    def _start_acme(self) -> None:
+        tls = self.config.tls
+        if tls is None or tls.acme is None or self.control is None or self.control.kube is None:
+            return
+        # Imported only when used: the acme library and its dependencies cost ~15 MB.
+        from control.acme import AcmeManager
+
+        certificate = self.certificate
+        assert certificate is not None
+        challenges = self.challenges
+
+        def remember(thumbprint: str) -> None:
+            challenges.thumbprint = thumbprint
+
+        self.acme = AcmeManager(
+            self.control.kube,
+            self.config.spawner.namespace,
+            tls.acme,
+            install=lambda cert, key: certificate.install(cert, key, source="acme"),
+            on_thumbprint=remember,
+            on_order=self.metrics.tls.order,
+        )
+        challenges.lookup = self.acme.thumbprint
+        self.acme.start()
+
+    def _observe_certificate(self, loaded: LoadedCertificate, outcome: str) -> None:
+        source = self.certificate.source if self.certificate is not None else "files"
+        self.metrics.tls.certificate(loaded.not_after.timestamp(), outcome, source)
+
     async def stop(self) -> None:
         self._serving = False
         await self.metrics.loop_lag.stop()
+        if self.acme is not None:
+            await self.acme.stop()
+            self.acme = None
+        if self.certificate is not None:
+            await self.certificate.stop()
+            self.certificate = None
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
         if self._public is not None:
             await self._public.close()
             self._public = None

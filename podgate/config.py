@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from control.api.scopes import unknown_scopes
-from control.settings import AuthSettings, CullerSettings, SpawnerSettings
+from control.settings import AcmeSettings, AuthSettings, CullerSettings, SpawnerSettings
 from edge.origin import parse_origins
 from podgate.schema import ConfigError, build
 from routes import split_target
@@ -117,6 +117,53 @@ class EdgeConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """HTTPS on the public listener: certificate files, or ACME; see README "HTTPS at the edge"."""
+
+    cert_file: str | None = None  # PEM: the certificate, then its chain
+    key_file: str | None = None  # PEM private key
+    acme: AcmeSettings | None = None  # ordered and renewed instead of files
+    # HOST:PORT of a plain-HTTP listener that redirects to https (and answers ACME's
+    # HTTP-01 challenges); none by default.
+    redirect_http: str | None = None
+    # The port the redirect's https URL names (the Service's, when it differs from
+    # listen's); None: listen's own port. 443 is left out of the URL.
+    redirect_port: int | None = None
+    hsts_seconds: int = 0  # Strict-Transport-Security max-age on answers over TLS; 0: none
+    # Seconds between looks at cert_file and key_file for a rotation; 0: never reloaded.
+    reload_seconds: float = 5.0
+    # Connections one client address may have silent or in their TLS handshake at
+    # once (more are closed); room for a classroom behind one NAT address.
+    handshakes_per_address: int = 256
+
+    def __post_init__(self) -> None:
+        files = (self.cert_file is not None, self.key_file is not None)
+        if files[0] != files[1]:
+            missing = "key_file" if files[0] else "cert_file"
+            raise ConfigError(missing, "cert_file and key_file go together")
+        if self.acme is not None and files[0]:
+            raise ConfigError("acme", "use either cert_file/key_file or acme, not both")
+        if self.acme is None and not files[0]:
+            raise ConfigError("cert_file", "tls needs cert_file and key_file, or acme")
+        if self.acme is not None and self.redirect_http is None:
+            raise ConfigError(
+                "redirect_http",
+                "acme answers HTTP-01 challenges on the plain-HTTP listener: set "
+                "redirect_http (e.g. 0.0.0.0:8080, the Service's port 80)",
+            )
+        if self.redirect_http is not None:
+            parse_listen(self.redirect_http, "redirect_http")
+        if self.redirect_port is not None and not 1 <= self.redirect_port <= 65535:
+            raise ConfigError("redirect_port", "a port 1-65535")
+        if not 0 <= self.hsts_seconds <= 2 * 365 * 86400:
+            raise ConfigError("hsts_seconds", "between 0 and two years (63072000)")
+        if not 0 <= self.reload_seconds <= 3600:
+            raise ConfigError("reload_seconds", "must be between 0 and 3600")
+        if self.handshakes_per_address < 1:
+            raise ConfigError("handshakes_per_address", "must be at least 1")
+
+
+@dataclass(frozen=True)
 class StaticRoute:
     """A route declared in config; with `user` set, only that user's session reaches it."""
 
@@ -158,10 +205,13 @@ class Config:
     # Seconds between looks at the config file, users_file and api_tokens_file for a
     # change to reload (podgate.reload); 0: only SIGHUP reloads.
     reload_poll_seconds: float = 5.0
+    tls: TlsConfig | None = None  # HTTPS on the public listener (none: plain HTTP)
 
     def __post_init__(self) -> None:
         parse_listen(self.listen, "listen")
         parse_listen(self.ops_listen, "ops_listen")
+        if self.tls is not None and self.tls.acme is not None and not self.control.enabled:
+            raise ConfigError("tls.acme", "needs the control plane (control.enabled: true)")
         if not 0 <= self.reload_poll_seconds <= 3600:
             raise ConfigError("reload_poll_seconds", "must be between 0 and 3600")
         if not 0 <= self.shutdown_grace_seconds <= 3600:

@@ -16,11 +16,13 @@ import signal
 import sys
 import time
 
+from edge.tls import CertificateProblem, load_certificate
 from podgate.assembly import Podgate
 from podgate.config import Config
 from podgate.logs import setup_logging
 from podgate.ports import ListenFailed, check_addresses
 from podgate.reload import ConfigReloader
+from podgate.schema import ConfigError
 from podgate.secret_files import warn_if_exposed
 from podgate.welcome import welcome_text
 
@@ -35,6 +37,13 @@ def run_forever(config: Config, config_path: str | None = None) -> int:
     except ListenFailed as e:
         print(f"podgate: {e}", file=sys.stderr)
         return 1
+    tls = config.tls
+    if tls is not None and tls.cert_file is not None and tls.key_file is not None:
+        try:  # a certificate that cannot be served: one line before anything else is said
+            load_certificate(tls.cert_file, tls.key_file)
+        except CertificateProblem as e:
+            print(f"podgate: config error: tls: {e}", file=sys.stderr)
+            return 2
     setup_logging(config.log_level, config.log_format)
     warn_if_exposed(config_path)
     try:
@@ -48,6 +57,9 @@ def run_forever(config: Config, config_path: str | None = None) -> int:
     except ListenFailed as e:  # taken between the check and the bind
         print(f"podgate: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # found only at start: a TLS certificate that cannot be served
+        print(f"podgate: config error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"podgate: cannot start: {e}", file=sys.stderr)
         return 1

@@ -45,9 +45,11 @@ log = logging.getLogger("podgate")
 # Dotted keys whose running value stays until a restart: what the servers were
 # bound with, the cluster and namespace the watches run on, session keys the
 # edge was built with, and the login throttle (kept so its counts survive).
+# tls too: the listener was built with it (its certificate files reload themselves).
 RESTART_ONLY = (
     "listen",
     "ops_listen",
+    "tls",
     "log_format",
     "shutdown_grace_seconds",
     "control",

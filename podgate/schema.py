@@ -64,11 +64,11 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
-        real = [o for o in options if o is not type(None)]
-        if len(real) == 1:  # X | None: X's own error, with its inner key
-            return convert(real[0], value, key)
+        present = [o for o in options if o is not type(None)]
+        if len(present) == 1:
+            return convert(present[0], value, key)  # its error names the inner key
         errors = []
-        for option in (o for o in options if o is not type(None)):
+        for option in present:
             try:
                 return convert(option, value, key)
             except ConfigError as e:

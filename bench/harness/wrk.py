@@ -39,9 +39,12 @@ class RequestShape:
     method: str = "GET"
     body_bytes: int = 0
     cookie: str = ""  # a full Cookie header value, or "" for none
+    close: bool = False  # Connection: close: one request per connection (TLS: per handshake)
 
     def lua(self) -> str:
         lines = [f'wrk.method = "{self.method}"']
+        if self.close:
+            lines.append('wrk.headers["Connection"] = "close"')
         if self.body_bytes:
             lines.append(f'wrk.body = string.rep("x", {self.body_bytes})')
             lines.append('wrk.headers["Content-Type"] = "application/octet-stream"')

@@ -218,7 +218,7 @@ def parse_request(
     return head
 
 
-def origin_claims(head: RequestHead, trusted: bool) -> OriginClaims:
+def origin_claims(head: RequestHead, trusted: bool, scheme: str = "http") -> OriginClaims:
     """What the head says about where it comes from (edge.origin); read only when asked."""
     found: dict[bytes, str] = {}
     for line in (*head.kept, *head.own_token):
@@ -226,7 +226,7 @@ def origin_claims(head: RequestHead, trusted: bool) -> OriginClaims:
         lower = name.lower()
         if lower in _ORIGIN_NAMES and lower not in found:
             found[lower] = value.strip(b" \t").decode("latin-1")
-    scheme, host = "http", head.host  # the fast lane serves plain HTTP only
+    host = head.host  # scheme: the connection's own (https when the listener does TLS)
     if trusted:
         scheme = first_value(found.get(b"x-forwarded-proto")) or scheme
         host = first_value(found.get(b"x-forwarded-host")) or host
@@ -239,7 +239,7 @@ def origin_claims(head: RequestHead, trusted: bool) -> OriginClaims:
     )
 
 
-def forwarded_lines(head: RequestHead, peer_xff: bytes) -> bytes:
+def forwarded_lines(head: RequestHead, peer_xff: bytes, scheme: str = "http") -> bytes:
     """The X-Forwarded-* lines for the pod; `peer_xff` is the client's own address.
 
     For a client that is not a trusted proxy they depend on its address and Host
@@ -249,11 +249,11 @@ def forwarded_lines(head: RequestHead, peer_xff: bytes) -> bytes:
     lines = [b"X-Forwarded-For: " + (b", ".join([*prior, peer_xff]) if prior else peer_xff)]
     forwarded = head.forwarded
     if b"x-forwarded-proto" not in forwarded:
-        lines.append(b"X-Forwarded-Proto: http")
+        lines.append(b"X-Forwarded-Proto: " + scheme.encode())
     if b"x-forwarded-host" not in forwarded:
         lines.append(b"X-Forwarded-Host: " + head.host.encode())
     if b"x-forwarded-port" not in forwarded:
-        lines.append(b"X-Forwarded-Port: " + forwarded_port(head.host, "http").encode())
+        lines.append(b"X-Forwarded-Port: " + forwarded_port(head.host, scheme).encode())
     return b"\r\n".join(lines)
 
 

@@ -7,6 +7,11 @@ connections). This listener accepts every pending connection, up to a bound,
 each time the socket is readable, and hands each to the event loop's own
 transport through loop.connect_accepted_socket.
 
+With TLS (edge.tls), each accepted socket goes to edge.tls.sniff first, which
+starts it with the certificate context in force when its first byte says TLS
+(so a reloaded certificate serves new connections while open ones keep
+theirs), or answers plain HTTP with a 400.
+
 It never reads from a connection and never decides anything about one.
 """
 
@@ -16,12 +21,18 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable
+
+from edge.tls.sniff import TlsEntry
 
 log = logging.getLogger(__name__)
 
 # Connections accepted per readiness callback: all of a burst, bounded.
 ACCEPT_BATCH = 1024
+# Seconds a TLS client has for its first byte, and then for the whole handshake.
+TLS_FIRST_BYTE_TIMEOUT = 10.0
+TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 class Listener:
@@ -38,6 +49,22 @@ class Listener:
         self.loop = loop
         self._starting: set[asyncio.Task[object]] = set()
         self._open = False
+        self.tls: TlsEntry | None = None
+
+    def use_tls(
+        self,
+        context: Callable[[], ssl.SSLContext],
+        per_address: int,
+        trusted: Callable[[str], bool],
+    ) -> None:
+        """Serve TLS: each new connection with `context()` as it is when the connection comes.
+
+        `per_address`: connections one untrusted address may have silent or in their
+        handshake at once (edge.tls.sniff).
+        """
+        self.tls = TlsEntry(
+            context, self._start, self.loop, TLS_FIRST_BYTE_TIMEOUT, per_address, trusted
+        )
 
     @classmethod
     def bind(
@@ -83,11 +110,34 @@ class Listener:
             connection.setblocking(False)
             with contextlib.suppress(OSError):
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            task = self.loop.create_task(
-                self.loop.connect_accepted_socket(self.protocol_factory, connection)
+            if self.tls is not None:
+                self.tls.take(connection)
+            else:
+                self._start(connection, None, None, None)
+
+    def _start(
+        self,
+        connection: socket.socket,
+        context: ssl.SSLContext | None,
+        factory: Callable[[], asyncio.Protocol] | None,
+        done: Callable[[], None] | None,
+    ) -> None:
+        if context is None:
+            started = self.loop.connect_accepted_socket(
+                factory or self.protocol_factory, connection
             )
-            self._starting.add(task)
-            task.add_done_callback(self._started)
+        else:
+            started = self.loop.connect_accepted_socket(
+                factory or self.protocol_factory,
+                connection,
+                ssl=context,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT,
+            )
+        task = self.loop.create_task(started)
+        self._starting.add(task)
+        task.add_done_callback(self._started)
+        if done is not None:
+            task.add_done_callback(lambda _: done())
 
     def _started(self, task: asyncio.Task[object]) -> None:
         self._starting.discard(task)
@@ -99,6 +149,8 @@ class Listener:
         if self._open:
             self._open = False
             self.loop.remove_reader(self.sock.fileno())
+        if self.tls is not None:
+            self.tls.close()
         self.sock.close()
 
     async def wait_started(self) -> None:

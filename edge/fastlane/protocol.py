@@ -87,6 +87,7 @@ class FastLane:
         edge: Edge,
         hand_over: Callable[[], asyncio.Protocol],
         loop: asyncio.AbstractEventLoop,
+        scheme: str = "http",
     ) -> None:
         settings = edge.settings
         self.edge = edge
@@ -94,6 +95,9 @@ class FastLane:
         self.settings = settings
         self.hand_over = hand_over
         self.loop = loop
+        self.scheme = scheme  # "https" when the listener terminates TLS (edge.tls)
+        # Lines every response of the lane carries beside its request id (HSTS over TLS).
+        self.response_lines = edge.response_lines(scheme)
         self.pool = PodPool(settings.upstream, loop)
         self.request_ids = edge.request_ids
         self.cookie_name = settings.cookie_name.encode()
@@ -344,7 +348,7 @@ class BrowserConnection(asyncio.Protocol):
         if (
             (head.upgrade or head.method not in SAFE_METHODS)
             and route.requires_session
-            and not lane.edge.permits_origin(origin_claims(head, self.trusted))
+            and not lane.edge.permits_origin(origin_claims(head, self.trusted, lane.scheme))
         ):
             self._hand_over()  # the full path answers the 403 (edge.errors)
             return
@@ -454,13 +458,13 @@ class BrowserConnection(asyncio.Protocol):
         return self.lane.request_ids.new()
 
     def _id_line(self) -> bytes:
-        return b"X-Request-Id: " + self.request_id.encode() + b"\r\n"
+        return b"X-Request-Id: " + self.request_id.encode() + b"\r\n" + self.lane.response_lines
 
     def _pod_head(self, head: RequestHead, route: Route) -> bytes:
         """The head the pod gets, with edge.headers' rules (edge.fastlane.head)."""
         token = route.data.get("token")
         if self.trusted or head.host != self.forwarded_host:
-            forwarded = forwarded_lines(head, self.peer_xff)
+            forwarded = forwarded_lines(head, self.peer_xff, self.lane.scheme)
             if not self.trusted:
                 self.forwarded_host = head.host
                 self.forwarded = forwarded

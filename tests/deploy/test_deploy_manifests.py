@@ -35,6 +35,7 @@ KUSTOMIZATIONS = [
     "deploy/overlays/example",
     "deploy/overlays/ingress-tls",
     "deploy/overlays/oidc",
+    "deploy/overlays/loadbalancer-tls",
 ]
 KUBE_VERSION = "1.30.0"  # the oldest Kubernetes these manifests promise to fit
 
@@ -149,7 +150,10 @@ def test_deployment_promises(rendered: tuple[str, list[Obj]], tmp_path: Path) ->
         m["mountPath"] for m in container["volumeMounts"]
     }
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert (config.listen_address[1], config.ops_address[1]) == (ports["http"], ports["ops"])
+    public = ports["https"] if config.tls is not None else ports["http"]
+    assert (config.listen_address[1], config.ops_address[1]) == (public, ports["ops"])
+    if config.tls is not None and config.tls.redirect_http is not None:
+        assert ports["http-redirect"] == int(config.tls.redirect_http.rsplit(":", 1)[1])
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
     assert {"requests", "limits"} <= set(container["resources"])

@@ -50,7 +50,13 @@ from podgate.config import Config, load_config
 
 DEADLINE = 60.0
 EXAMPLE = "deploy/overlays/example"  # storage and three profiles: the fullest config
-APPLIED = ("deploy", EXAMPLE, "deploy/overlays/ingress-tls", "deploy/overlays/oidc")
+APPLIED = (
+    "deploy",
+    EXAMPLE,
+    "deploy/overlays/ingress-tls",
+    "deploy/overlays/oidc",
+    "deploy/overlays/loadbalancer-tls",
+)
 ACCOUNT = "podgate"  # deploy/base/serviceaccount.yaml
 ADMIN_TOKEN = "deploy-test-admin-token-0123456789"
 

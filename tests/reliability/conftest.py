@@ -19,11 +19,9 @@ from reliability_kit import (
     Middlebox,
     RecordingPod,
     find_mitmdump,
-    podgate_config,
-    port_of,
+    open_gate,
     start_mitmdump,
     start_pod,
-    start_podgate,
     start_process_pod,
     stop_process,
 )
@@ -58,37 +56,22 @@ async def pods() -> AsyncIterator[tuple[RecordingPod, RecordingPod, RecordingPod
             await pod.server.close()
 
 
-def user_routes(open_url: str, alice_url: str, bob_url: str) -> list[dict[str, str]]:
-    return [
-        {"path": "/open", "target": open_url},
-        {"path": "/user/alice", "target": alice_url, "user": "alice"},
-        {"path": "/user/bob", "target": bob_url, "user": "bob"},
-    ]
-
-
 @pytest.fixture(params=["proxy", "control"])
 async def gate(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     pods: tuple[RecordingPod, RecordingPod, RecordingPod],
 ) -> AsyncIterator[Gate]:
-    open_pod, alice, bob = pods
-    config = podgate_config(
-        tmp_path,
-        control=request.param == "control",
-        routes=user_routes(open_pod.url, alice.url, bob.url),
-        upstream_timeout=2.0,
-    )
-    podgate = await start_podgate(config)
-    try:
-        yield Gate(
-            request.param,
-            podgate,
-            port_of(podgate.public_url),
-            podgate.public_url,
-            open_pod,
-            alice,
-            bob,
-        )
-    finally:
-        await podgate.stop()
+    async with open_gate(request.param, tmp_path, pods) as running:
+        yield running
+
+
+@pytest.fixture(params=["proxy", "control", "proxy+tls", "control+tls"])
+async def gate_and_tls_gate(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pods: tuple[RecordingPod, RecordingPod, RecordingPod],
+) -> AsyncIterator[Gate]:
+    """`gate`, and the same again with HTTPS on its public port (the hostile suites)."""
+    async with open_gate(request.param, tmp_path, pods) as running:
+        yield running

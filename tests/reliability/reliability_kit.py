@@ -17,6 +17,7 @@ import os
 import re
 import select
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from typing import Any
 import yaml
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
+from tls_kit import issue, make_ca
 
 from podgate.assembly import Podgate
 from podgate.config import load_config
@@ -144,6 +146,7 @@ def podgate_config(
     admin_access: bool = False,
     admins: tuple[str, ...] = (),
     max_age_seconds: float = 3600.0,
+    tls: dict[str, Any] | None = None,
 ) -> Path:
     """Write a podgate YAML config listening on 127.0.0.1:0; returns its path."""
     data = {
@@ -164,6 +167,8 @@ def podgate_config(
         },
         "routes": routes,
     }
+    if tls is not None:
+        data["tls"] = tls
     path = tmp_path / f"podgate-{'control' if control else 'proxy'}.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -191,6 +196,11 @@ class Gate:
     open_pod: RecordingPod
     alice: RecordingPod
     bob: RecordingPod
+    client_tls: ssl.SSLContext | None = None  # set when the public port speaks HTTPS
+
+    async def raw(self, data: bytes | list[bytes], **kwargs: Any) -> RawOutcome:
+        """raw_send to this podgate's public port, over TLS when it speaks it."""
+        return await raw_send(self.port, data, tls=self.client_tls, **kwargs)
 
     def cookie(self, user: str) -> str:
         return f"podgate-session={self.podgate.sessions.issue(user)}"
@@ -290,13 +300,16 @@ async def raw_send(
     expect: int = 1,
     seconds: float = 3.0,
     pause: float = 0.05,
+    tls: ssl.SSLContext | None = None,
 ) -> RawOutcome:
     """Send bytes (a list is sent write by write, `pause` apart) and collect the answers.
 
     Reads until the server closes, until `expect` whole responses arrived and
     the line stayed quiet for a moment, or until `seconds` pass.
     """
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None
+    )
     received = bytearray()
     closed = False
     try:
@@ -304,7 +317,7 @@ async def raw_send(
             if n:
                 await asyncio.sleep(pause)
             writer.write(piece)
-            with contextlib.suppress(ConnectionError):
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
                 await writer.drain()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
@@ -316,7 +329,7 @@ async def raw_send(
                 if complete:
                     break
                 continue
-            except ConnectionError:
+            except (ConnectionError, ssl.SSLError):  # TLS: a close without close_notify
                 closed = True
                 break
             if not chunk:
@@ -325,7 +338,7 @@ async def raw_send(
             received += chunk
     finally:
         writer.close()
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
             await writer.wait_closed()
     responses, leftover = parse_responses(bytes(received), closed)
     return RawOutcome(responses, closed, leftover)
@@ -487,3 +500,47 @@ async def gate_before_raw_pod(tmp_path: Path, script: RawPodScript) -> AsyncIter
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await server.wait_closed()
+
+
+def user_routes(open_url: str, alice_url: str, bob_url: str) -> list[dict[str, str]]:
+    return [
+        {"path": "/open", "target": open_url},
+        {"path": "/user/alice", "target": alice_url, "user": "alice"},
+        {"path": "/user/bob", "target": bob_url, "user": "bob"},
+    ]
+
+
+@contextlib.asynccontextmanager
+async def open_gate(
+    mode: str, tmp_path: Path, pods: tuple[RecordingPod, RecordingPod, RecordingPod]
+) -> AsyncIterator[Gate]:
+    """podgate in `mode` ("proxy" or "control", "+tls" for HTTPS on the public port)."""
+    open_pod, alice, bob = pods
+    tls = None
+    client_tls = None
+    if mode.endswith("+tls"):
+        ca = make_ca(tmp_path / "ca")
+        leaf = issue(ca, tmp_path / "certs")
+        tls = {"cert_file": str(leaf.cert_file), "key_file": str(leaf.key_file)}
+        client_tls = ca.client_context()
+    config = podgate_config(
+        tmp_path,
+        control=mode.startswith("control"),
+        routes=user_routes(open_pod.url, alice.url, bob.url),
+        upstream_timeout=2.0,
+        tls=tls,
+    )
+    podgate = await start_podgate(config)
+    try:
+        yield Gate(
+            mode.removesuffix("+tls"),
+            podgate,
+            port_of(podgate.public_url),
+            podgate.public_url,
+            open_pod,
+            alice,
+            bob,
+            client_tls,
+        )
+    finally:
+        await podgate.stop()

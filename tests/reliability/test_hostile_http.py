@@ -13,9 +13,17 @@ from __future__ import annotations
 import logging
 
 import pytest
-from reliability_kit import Gate, RawOutcome, raw_send
+from reliability_kit import Gate, RawOutcome
 
 H = b"Host: podgate.test"
+
+
+@pytest.fixture
+def gate(gate_and_tls_gate: Gate) -> Gate:
+    """Every test here also runs with HTTPS on the public port."""
+    return gate_and_tls_gate
+
+
 SMUGGLED = b"GET /open/smuggled HTTP/1.1\r\n" + H + b"\r\n\r\n"
 
 
@@ -223,7 +231,7 @@ def pod_answers(outcome: RawOutcome) -> int:
 
 
 async def assert_next_request_works(gate: Gate) -> None:
-    after = await raw_send(gate.port, req(b"GET /open/after HTTP/1.1", H, b"Connection: close"))
+    after = await gate.raw(req(b"GET /open/after HTTP/1.1", H, b"Connection: close"))
     assert after.statuses == [200], after
     assert after.responses[0].headers["x-pod"] == "open"
 
@@ -247,7 +255,7 @@ def refused(status: int) -> bool:
     ],
 )
 async def test_hostile_request_is_refused_or_dropped(name: str, gate: Gate) -> None:
-    outcome = await raw_send(gate.port, MUST_REFUSE[name], seconds=3.0)
+    outcome = await gate.raw(MUST_REFUSE[name], seconds=3.0)
     assert not outcome.hung, f"{name}: no answer and no close within 3 s"
     assert all(refused(s) for s in outcome.statuses), (name, outcome.statuses)
     assert gate.pod_requests() == 0, [p.log.requests for p in (gate.open_pod,)]
@@ -257,7 +265,7 @@ async def test_hostile_request_is_refused_or_dropped(name: str, gate: Gate) -> N
 @pytest.mark.parametrize("name", list(MAY_SERVE))
 async def test_lawful_odd_request_is_served_whole_or_refused(name: str, gate: Gate) -> None:
     data, count = MAY_SERVE[name]
-    outcome = await raw_send(gate.port, data, expect=count, seconds=3.0)
+    outcome = await gate.raw(data, expect=count, seconds=3.0)
     assert not outcome.hung, f"{name}: no answer and no close within 3 s"
     assert all(s == 200 or 400 <= s < 500 for s in outcome.statuses), (name, outcome.statuses)
     # Each request a pod saw came back as a response of its own: nothing smuggled.
@@ -271,7 +279,7 @@ async def test_lawful_odd_request_is_served_whole_or_refused(name: str, gate: Ga
 async def test_pipelined_requests_answered_in_order_on_one_connection(gate: Gate) -> None:
     paths = [f"/open/p{n}" for n in range(5)]
     data = b"".join(req(f"GET {p} HTTP/1.1".encode(), H) for p in paths)
-    outcome = await raw_send(gate.port, data, expect=5)
+    outcome = await gate.raw(data, expect=5)
     assert outcome.statuses == [200] * 5
     assert [r.body.count(p.encode()) for r, p in zip(outcome.responses, paths, strict=True)] == [
         1
@@ -285,7 +293,7 @@ async def test_bad_request_in_a_pipeline_stops_the_rest(gate: Gate) -> None:
         + req(b"POST /open HTTP/1.1", H, b"Content-Length: 1", b"Transfer-Encoding: chunked")
         + SMUGGLED
     )
-    outcome = await raw_send(gate.port, data, expect=2)
+    outcome = await gate.raw(data, expect=2)
     # aiohttp parses the whole write before serving it, so the good first request may
     # be refused with the bad one; what must never happen is the smuggled GET arriving.
     assert outcome.statuses and outcome.statuses[-1] == 400, outcome.statuses
@@ -299,16 +307,14 @@ async def test_body_shorter_than_declared_then_hang_up_never_completes_upstream(
     gate: Gate,
 ) -> None:
     data = req(b"POST /open/short HTTP/1.1", H, b"Content-Length: 100", body=b"12345")
-    outcome = await raw_send(gate.port, [data, b""], seconds=1.0)
+    outcome = await gate.raw([data, b""], seconds=1.0)
     assert all(400 <= s < 500 for s in outcome.statuses), outcome.statuses
     assert all(r["body_size"] == 100 for r in gate.open_pod.log.requests)  # never a short "whole"
     await assert_next_request_works(gate)
 
 
 async def test_user_route_without_session_redirects_not_proxies(gate: Gate) -> None:
-    outcome = await raw_send(
-        gate.port, req(b"GET /user/alice/tree HTTP/1.1", H, b"Connection: close")
-    )
+    outcome = await gate.raw(req(b"GET /user/alice/tree HTTP/1.1", H, b"Connection: close"))
     if gate.mode == "control":
         assert outcome.statuses == [302]
         assert outcome.responses[0].headers["location"].startswith("/hub/login?next=")
@@ -321,7 +327,7 @@ async def test_malformed_request_is_not_logged_as_an_error(
     gate: Gate, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    outcome = await raw_send(gate.port, MUST_REFUSE["CL.TE"])
+    outcome = await gate.raw(MUST_REFUSE["CL.TE"])
     assert outcome.statuses == [400]
     loud = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not loud, [(r.name, r.getMessage()) for r in loud]
@@ -340,7 +346,7 @@ async def test_request_after_a_non_websocket_upgrade_in_separate_writes_is_route
     gate: Gate,
 ) -> None:
     follow = req(b"GET /user/bob/secret HTTP/1.1", H)
-    outcome = await raw_send(gate.port, [H2C, follow], expect=2, pause=0.2)
+    outcome = await gate.raw([H2C, follow], expect=2, pause=0.2)
     # Served without upgrading; the edge then closes a connection that asked for
     # another protocol (so a pipelined tail can never be misread).
     assert outcome.statuses == [200, 302] or (outcome.statuses == [200] and outcome.closed)
@@ -351,6 +357,6 @@ async def test_request_pipelined_after_a_non_websocket_upgrade_is_answered_or_cl
     gate: Gate,
 ) -> None:
     follow = req(b"GET /user/bob/secret HTTP/1.1", H)
-    outcome = await raw_send(gate.port, H2C + follow, expect=2, seconds=2)
+    outcome = await gate.raw(H2C + follow, expect=2, seconds=2)
     assert gate.bob.log.requests == []  # never smuggled to bob, whatever happens
     assert outcome.statuses == [200, 302] or (outcome.statuses == [200] and outcome.closed), outcome

@@ -11,13 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import ssl
 import struct
 
 import aiohttp
 import pytest
-from reliability_kit import Gate, raw_send
+from reliability_kit import Gate
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+@pytest.fixture
+def gate(gate_and_tls_gate: Gate) -> Gate:
+    """Every test here also runs with HTTPS on the public port."""
+    return gate_and_tls_gate
 
 
 def upgrade(
@@ -54,7 +61,7 @@ BAD_HANDSHAKES: dict[str, bytes] = {
 
 @pytest.mark.parametrize("name", list(BAD_HANDSHAKES))
 async def test_bad_handshake_is_400_and_never_reaches_pod(name: str, gate: Gate) -> None:
-    outcome = await raw_send(gate.port, BAD_HANDSHAKES[name], seconds=3.0)
+    outcome = await gate.raw(BAD_HANDSHAKES[name], seconds=3.0)
     assert not outcome.hung
     assert all(400 <= s < 500 for s in outcome.statuses), outcome.statuses
     assert gate.open_pod.log.websockets == 0
@@ -95,8 +102,11 @@ BAD_FRAMES: dict[str, bytes] = {
 }
 
 
-async def open_raw_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def open_raw_websocket(gate: Gate) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    tls = gate.client_tls
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", gate.port, ssl=tls, server_hostname="localhost" if tls else None
+    )
     writer.write(upgrade())
     async with asyncio.timeout(3):
         head = await reader.readuntil(b"\r\n\r\n")
@@ -106,10 +116,10 @@ async def open_raw_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.S
 
 @pytest.mark.parametrize("name", list(BAD_FRAMES))
 async def test_bad_frame_ends_in_a_close_not_a_hang(name: str, gate: Gate) -> None:
-    reader, writer = await open_raw_websocket(gate.port)
+    reader, writer = await open_raw_websocket(gate)
     try:
         writer.write(BAD_FRAMES[name])
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
             await writer.drain()
         got = b""
         async with asyncio.timeout(3):
@@ -117,11 +127,11 @@ async def test_bad_frame_ends_in_a_close_not_a_hang(name: str, gate: Gate) -> No
                 got += chunk
                 if got[:1] in (b"\x88", b"\x81"):  # the pod's close, or its echo
                     break
-    except ConnectionError:
-        got = b""  # a reset is a close too
+    except (ConnectionError, ssl.SSLError):
+        got = b""  # a reset is a close too (over TLS, a cut without close_notify)
     finally:
         writer.close()
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
             await writer.wait_closed()
     if got[:1] == b"\x81":
         # aiohttp as the pod accepts unmasked frames; the edge relays bytes by design.
@@ -134,8 +144,9 @@ async def test_bad_frame_ends_in_a_close_not_a_hang(name: str, gate: Gate) -> No
 
 
 async def assert_websocket_works(gate: Gate) -> None:
+    connector = aiohttp.TCPConnector(ssl=gate.client_tls or True)
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(connector=connector) as session,
         session.ws_connect(
             gate.url + "/open/ws", timeout=aiohttp.ClientWSTimeout(ws_close=3)
         ) as ws,
@@ -143,8 +154,8 @@ async def assert_websocket_works(gate: Gate) -> None:
         await ws.send_str("still there?")
         msg = await asyncio.wait_for(ws.receive(), 3)
         assert msg.data == "open:still there?"
-    async with aiohttp.ClientSession() as session, session.get(gate.url + "/open/after") as r:
-        assert r.status == 200
+        async with session.get(gate.url + "/open/after") as r:
+            assert r.status == 200
 
 
 async def test_refused_upgrade_never_becomes_a_tunnel(gate: Gate) -> None:
@@ -158,7 +169,7 @@ async def test_refused_upgrade_never_becomes_a_tunnel(gate: Gate) -> None:
         upgrade(path="/open/ws?refuse=1") + follow,
         [upgrade(path="/open/ws?refuse=1"), follow],
     ):
-        outcome = await raw_send(gate.port, data, expect=2, pause=0.2)
+        outcome = await gate.raw(data, expect=2, pause=0.2)
         assert outcome.statuses[0] == 403  # the pod's refusal, relayed
         assert outcome.statuses[1:] in ([], [302]), outcome.statuses  # then the edge's own answer
         assert gate.bob.log.requests == []
