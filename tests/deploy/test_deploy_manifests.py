@@ -271,7 +271,13 @@ async def test_applied_objects_line_up(
     assert await picks(pdb["spec"]["selector"]["matchLabels"]) == podgate_only
     assert pdb["spec"]["minAvailable"] == 1
     public = one(stored_objects, "Service", "podgate")
-    assert [(p["port"], p["targetPort"]) for p in public["spec"]["ports"]] == [(80, "http")]
+    # The public Service reaches the container's named ports, one of them podgate's listen.
+    container = template["spec"]["containers"][0]
+    named_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    targets = [p["targetPort"] for p in public["spec"]["ports"]]
+    assert set(targets) <= set(named_ports), targets
+    assert config.listen_address[1] in {named_ports[t] for t in targets}
+    assert public["spec"]["ports"][0]["port"] in (80, 443)
     ops = one(stored_objects, "Service", "podgate-ops")
     assert ops["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert ops["metadata"]["annotations"]["prometheus.io/port"] == str(config.ops_address[1])
