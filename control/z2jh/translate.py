@@ -41,8 +41,6 @@ _HUB_NO_COUNTERPART = {
     "services": "JupyterHub services (with their API tokens): podgate's api_tokens "
     "(the chart's apiTokens) give scripts a token; no managed processes",
     "loadRoles": "podgate's API tokens carry scopes of their own (apiTokens[].scopes)",
-    "allowNamedServers": "one server per user in this podgate",
-    "namedServerLimitPerUser": "one server per user in this podgate",
     "activeServerLimit": "podgate limits starts under way (concurrentSpawnLimit), not servers",
     "consecutiveFailureLimit": "podgate never stops itself after failed starts",
     "baseUrl": "podgate serves at /",
@@ -144,6 +142,7 @@ def translate(values: dict[str, Any], namespace: str = "podgate") -> Translation
         f"spawner.concurrent_spawn_limit: {limit}"
         + (" (z2jh's default)" if "concurrentSpawnLimit" not in (values.get("hub") or {}) else ""),
     )
+    _named_servers(hub, spawner, report)
     cookie_secret = hub.pop("cookieSecret", None)
     if cookie_secret:
         report.changed(
@@ -203,3 +202,33 @@ def _cull(cull: dict[str, Any], report: Report) -> dict[str, Any]:
     for key in sorted(cull):
         report.none(f"cull.{key}", "podgate's culler has no such setting")
     return out
+
+
+# podgate has no "no limit": JupyterHub's 0 (unlimited) becomes this many per user.
+UNLIMITED_NAMED_SERVERS = 10
+
+
+def _named_servers(hub: dict[str, Any], spawner: dict[str, Any], report: Report) -> None:
+    """hub.allowNamedServers and namedServerLimitPerUser -> spawner.named_server_limit_per_user."""
+    allowed = hub.pop("allowNamedServers", None)
+    limit = hub.pop("namedServerLimitPerUser", None)
+    if not allowed:
+        if limit is not None:
+            report.none(
+                "hub.namedServerLimitPerUser",
+                "named servers are off (allowNamedServers is not true): nothing to limit",
+            )
+        return
+    if limit:
+        spawner["named_server_limit_per_user"] = int(limit)
+        report.carried(
+            "hub.namedServerLimitPerUser", f"spawner.named_server_limit_per_user: {int(limit)}"
+        )
+        report.carried("hub.allowNamedServers", "named servers on (the limit above)")
+        return
+    spawner["named_server_limit_per_user"] = UNLIMITED_NAMED_SERVERS
+    report.changed(
+        "hub.allowNamedServers",
+        f"spawner.named_server_limit_per_user: {UNLIMITED_NAMED_SERVERS}; JupyterHub's "
+        "no limit has no counterpart in podgate, raise it as your users need",
+    )

@@ -189,6 +189,25 @@ def test_every_key_is_in_the_report(values: Path) -> None:
     assert not sorted(k for k in wanted if not named(k))
 
 
+@pytest.mark.parametrize(
+    ("hub", "limit", "status"),
+    [
+        ({"allowNamedServers": True, "namedServerLimitPerUser": 2}, 2, "carried"),
+        ({"allowNamedServers": True}, 10, "changed"),  # JupyterHub's "no limit"
+        ({"namedServerLimitPerUser": 3}, None, "none"),  # not allowed: nothing to limit
+    ],
+)
+def test_named_servers_carry_over_with_their_limit(
+    hub: dict[str, Any], limit: int | None, status: str, tmp_path: Path
+) -> None:
+    result = translate({"hub": hub})
+    assert result.config["spawner"].get("named_server_limit_per_user") == limit
+    lines = [x for x in result.report.lines if "namedserver" in x.key.lower()]
+    assert lines and {x.status for x in lines} >= {status}
+    loaded = loadable(result.config, tmp_path)
+    assert loaded.spawner.named_server_limit_per_user == (limit or 0)
+
+
 def test_python_in_extra_config_is_named_never_read() -> None:
     path = HERE / "values/keycloak-profiles.yaml"
     data = parse(path.read_text(), path.name)
