@@ -65,7 +65,7 @@ def load_properties(round_scale: int) -> ModuleType:
     """Import the CI fuzz module with each @given property sized for one round."""
     # The CI module sizes itself from this variable when it is imported.
     os.environ["PODGATE_RELIABILITY_SCALE"] = str(round_scale)
-    for path in (REPO_ROOT, RELIABILITY_TESTS):
+    for path in (REPO_ROOT, REPO_ROOT / "tests", RELIABILITY_TESTS):
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
     import test_fuzz_decoders  # only importable once sys.path is set

@@ -30,8 +30,10 @@ from kubesim.kubeconfig import kubeconfig_document, write_kubeconfig
 
 # What a reset deletes, per namespace, in this order (claims after the pods using them).
 RESET_KINDS = ("pods", "persistentvolumeclaims", "configmaps", "services", "events")
-# The controller-manager's CA bundle in every namespace: not ours to delete.
-KEPT_CONFIGMAP = "kube-root-ca.crt"
+# What the control plane keeps in a namespace itself (the controller-manager's CA
+# bundle in every one; the apiserver's own Service in default, made anew within
+# seconds when deleted): not ours to delete nor to wait for.
+KEPT = {"configmaps": "kube-root-ca.crt", "services": "kubernetes"}
 RESET_SECONDS = 60.0
 NAMESPACE_SECONDS = 60.0
 
@@ -168,7 +170,7 @@ async def _names(rest: KubeRest, namespace: str, kind: str) -> list[str]:
     status, body = await rest.call("GET", f"/api/v1/namespaces/{namespace}/{kind}")
     assert status == 200, body
     names = [item["metadata"]["name"] for item in body["items"]]
-    return [n for n in names if not (kind == "configmaps" and n == KEPT_CONFIGMAP)]
+    return [n for n in names if n != KEPT.get(kind)]
 
 
 async def reset_namespace(rest: KubeRest, namespace: str, seconds: float = RESET_SECONDS) -> None:
@@ -180,8 +182,8 @@ async def reset_namespace(rest: KubeRest, namespace: str, seconds: float = RESET
     """
     for kind in RESET_KINDS:
         params = {"gracePeriodSeconds": "0"} if kind == "pods" else {}
-        if kind == "configmaps":
-            params["fieldSelector"] = f"metadata.name!={KEPT_CONFIGMAP}"
+        if kind in KEPT:
+            params["fieldSelector"] = f"metadata.name!={KEPT[kind]}"
         status, body = await rest.call("DELETE", f"/api/v1/namespaces/{namespace}/{kind}", **params)
         assert status == 200, (kind, body)
     deadline = time.monotonic() + seconds
