@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from edge.app import edge_of
+from edge.fastlane.lane import KEEPALIVE_TIMEOUT
 from edge.fastlane.listener import Listener
-from edge.fastlane.protocol import KEEPALIVE_TIMEOUT, FastLane
+from edge.fastlane.protocol import FastLane
 
 # Seconds close() lets requests in flight finish before cutting them off (default).
 CLOSE_GRACE = 5.0

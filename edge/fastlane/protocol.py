@@ -28,30 +28,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol, cast
+from typing import cast
 
-from edge.app import Edge, route_kind
+from edge.app import route_kind
 from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
 from edge.fastlane.head import (
     MAX_HEAD,
     RequestHead,
     forwarded_lines,
-    header_kinds,
     origin_claims,
     parse_request,
     upstream_head,
 )
+from edge.fastlane.lane import KEEPALIVE_TIMEOUT, Lane
 from edge.fastlane.response import (
     MAX_RESPONSE_HEAD,
     ChunkedFraming,
     Framing,
     Garbage,
-    error_page,
     parse_response,
 )
-from edge.fastlane.slow_heads import TOO_MANY, TOO_SLOW, HeadsUnderWay
-from edge.fastlane.upstream import Address, PodConnection, PodPool
+from edge.fastlane.slow_heads import TOO_MANY, TOO_SLOW
+from edge.fastlane.upstream import Address, PodConnection
 from edge.fastlane.websocket import is_handshake, open_websocket, upgrade_request
 from edge.origin import SAFE_METHODS
 from edge.request_id import well_formed
@@ -62,8 +60,6 @@ log = logging.getLogger(__name__)
 # Bytes a browser may send ahead (pipelined requests, body not yet sendable)
 # before its socket stops being read.
 BUFFER_LIMIT = 2**16
-# Seconds an idle browser connection is kept open (aiohttp's default too).
-KEEPALIVE_TIMEOUT = 75.0
 CLIENT_CLOSED = 499
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 
@@ -72,60 +68,11 @@ _PAUSED_BUFFER = 1
 _PAUSED_POD_FULL = 2
 
 
-class Served(Protocol):
-    """A connection the lane still serves: closed (gently or not) when the server stops."""
-
-    def close_when_idle(self) -> None: ...
-    def abort(self) -> None: ...
-
-
-class FastLane:
-    """What every browser connection of one public server shares; the protocol factory."""
-
-    def __init__(
-        self,
-        edge: Edge,
-        hand_over: Callable[[], asyncio.Protocol],
-        loop: asyncio.AbstractEventLoop,
-        scheme: str = "http",
-    ) -> None:
-        settings = edge.settings
-        self.edge = edge
-        self.stats = edge.stats
-        self.settings = settings
-        self.hand_over = hand_over
-        self.loop = loop
-        self.scheme = scheme  # "https" when the listener terminates TLS (edge.tls)
-        # Lines every response of the lane carries beside its request id (HSTS over TLS).
-        self.response_lines = edge.response_lines(scheme)
-        self.pool = PodPool(settings.upstream, loop)
-        self.request_ids = edge.request_ids
-        self.cookie_name = settings.cookie_name.encode()
-        self.header_kinds = header_kinds(settings.pod_token_header.lower().encode())
-        self.token_prefix = f"{settings.pod_token_header}: {settings.pod_token_scheme} ".encode()
-        # Browser connections, and switched WebSockets (edge.fastlane.pump), to close on stop.
-        self.connections: set[Served] = set()
-        self.drained: asyncio.Event | None = None  # set once no connection is left (closing)
-        self.handed_over = 0  # connections given to aiohttp, for tests and curiosity
-        self.heads = HeadsUnderWay(settings.incomplete_per_address)
-        self.head_timeout = settings.head_timeout
-        self._pages: dict[tuple[int, str, bool], bytes] = {}
+class FastLane(Lane):
+    """The lane as the listener's protocol factory: one BrowserConnection per connection."""
 
     def __call__(self) -> BrowserConnection:
         return BrowserConnection(self)
-
-    def forget(self, connection: Served) -> None:
-        self.connections.discard(connection)
-        if self.drained is not None and not self.connections:
-            self.drained.set()
-
-    def page(self, error: UpstreamError, close: bool) -> bytes:
-        """The error page for `error`, rendered once per kind."""
-        key = (error.status, type(error).__name__, close)
-        page = self._pages.get(key)
-        if page is None:
-            page = self._pages[key] = error_page(error, close=close, pages=self.edge.pages)
-        return page
 
 
 class BrowserConnection(asyncio.Protocol):

@@ -19,12 +19,13 @@ It never decodes a frame and never decides routing or authorization.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.errors import UpstreamError
 from edge.fastlane.head import RequestHead
+from edge.fastlane.lane import Lane
 from edge.fastlane.pump import Pump
 from edge.headers import client_response_headers
 from edge.websocket import connect_pod, read_upgrade_answer
@@ -39,12 +40,29 @@ from edge.ws_relay import PodLink
 from edge.ws_settings import WebSocketSettings
 from routes import Route
 
-if TYPE_CHECKING:
-    from edge.fastlane.protocol import BrowserConnection
-
 _PASSTHROUGH = frozenset(name.lower().encode() for name in PASSTHROUGH_REQUEST_HEADERS)
 _UPGRADE_LINES = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
 _DEFAULT_SETTINGS = WebSocketSettings()
+
+
+class BrowserConnection(Protocol):
+    """What the handshake needs of edge.fastlane.protocol's connection (it imports this module)."""
+
+    lane: Lane
+    transport: asyncio.Transport | None
+    closed: bool
+    request_id: str
+    buffer: bytes
+
+    def websocket_failed(self, head: RequestHead, route: Route, error: UpstreamError) -> None: ...
+    def websocket_refused(
+        self,
+        head: RequestHead,
+        route: Route,
+        pod_transport: asyncio.BaseTransport | None,
+        answer: bytes,
+    ) -> None: ...
+    def websocket_switched(self, head: RequestHead, route: Route) -> asyncio.Transport: ...
 
 
 def settings_of(found: object) -> WebSocketSettings:
