@@ -8,7 +8,7 @@ transports, two PumpEnds and one `Pump`: no Task, no coroutine, no buffer.
 
 The pump stays in the lane's connections until it ends, so stopping the server
 closes it: with a 1001 close frame each way, put at a frame boundary that
-edge.ws_farewell follows in the relayed bytes. It never decodes a message
+edge.websocket.farewell follows in the relayed bytes. It never decodes a message
 and never keeps bytes of its own.
 """
 
@@ -19,7 +19,7 @@ import time
 from typing import cast
 
 from edge.fastlane.lane import Lane
-from edge.ws_farewell import LINGER, REASON, Farewell
+from edge.websocket.farewell import LINGER, REASON, Farewell
 from routes import Route
 
 # Traffic bumps route.last_activity at most this often (seconds): the culler

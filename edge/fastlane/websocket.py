@@ -1,11 +1,11 @@
 """WebSocket upgrades served by the fast lane: the handshake with the pod, then the pump.
 
 For a head edge.fastlane.head marked `upgrade` whose route Edge.forwardable
-returned, `is_handshake` applies edge.ws_handshake's rules; a valid handshake
+returned, `is_handshake` applies edge.websocket.handshake's rules; a valid handshake
 gets a dedicated pod connection (never pooled), the rewritten head
 (edge.fastlane.head's rules plus the upgrade headers and the browser's
-Sec-WebSocket-* lines, as edge.ws_handshake builds them), and the pod's answer
-is read with edge.ws_handshake's bounded parser. A 101 goes back to the
+Sec-WebSocket-* lines, as edge.websocket.handshake builds them), and the pod's answer
+is read with edge.websocket.handshake's bounded parser. A 101 goes back to the
 browser (session Set-Cookie dropped by edge.headers) and both transports are
 joined by edge.fastlane.pump. Any other answer on the browser's
 connection is relayed by the fast lane's plain response relay (status, headers
@@ -28,16 +28,16 @@ from edge.fastlane.head import RequestHead
 from edge.fastlane.lane import Lane
 from edge.fastlane.pump import Pump
 from edge.headers import client_response_headers
-from edge.websocket import connect_pod, read_upgrade_answer
-from edge.ws_farewell import SESSION_ENDED
-from edge.ws_handshake import (
+from edge.websocket.farewell import SESSION_ENDED
+from edge.websocket.handshake import (
     PASSTHROUGH_REQUEST_HEADERS,
     HandshakeRejected,
     PodResponseHead,
     check_client_handshake,
 )
-from edge.ws_relay import PodLink
-from edge.ws_settings import WebSocketSettings
+from edge.websocket.pod_upgrade import connect_pod, read_upgrade_answer
+from edge.websocket.relay import PodLink
+from edge.websocket.settings import WebSocketSettings
 from routes import Route
 
 _PASSTHROUGH = frozenset(name.lower().encode() for name in PASSTHROUGH_REQUEST_HEADERS)
@@ -87,7 +87,7 @@ def is_handshake(raw: bytes, head: RequestHead, route: Route) -> bool:
 def upgrade_request(pod_head: bytes) -> bytes:
     """The pod's upgrade request from edge.fastlane.head.upstream_head's output.
 
-    Sec-WebSocket-* lines other than the ones edge.ws_handshake passes through
+    Sec-WebSocket-* lines other than the ones edge.websocket.handshake passes through
     are dropped, and the upgrade headers (hop-by-hop, so removed) are added back.
     """
     lines = pod_head[:-4].split(b"\r\n")
