@@ -19,14 +19,18 @@ It never decodes a frame and never decides routing or authorization.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, cast
+import logging
+import time
+from typing import cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from edge.app import route_kind
 from edge.errors import UpstreamError
 from edge.fastlane.head import RequestHead
-from edge.fastlane.lane import Lane
 from edge.fastlane.pump import Pump
+from edge.fastlane.state import ConnectionState
+from edge.fastlane.upstream import PodConnection
 from edge.headers import client_response_headers
 from edge.websocket.farewell import SESSION_ENDED
 from edge.websocket.handshake import (
@@ -40,29 +44,12 @@ from edge.websocket.relay import PodLink
 from edge.websocket.settings import WebSocketSettings
 from routes import Route
 
+# One logger for the connection, whichever file a step of it lives in.
+log = logging.getLogger("edge.fastlane.protocol")
+
 _PASSTHROUGH = frozenset(name.lower().encode() for name in PASSTHROUGH_REQUEST_HEADERS)
 _UPGRADE_LINES = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
 _DEFAULT_SETTINGS = WebSocketSettings()
-
-
-class BrowserConnection(Protocol):
-    """What the handshake needs of edge.fastlane.protocol's connection (it imports this module)."""
-
-    lane: Lane
-    transport: asyncio.Transport | None
-    closed: bool
-    request_id: str
-    buffer: bytes
-
-    def websocket_failed(self, head: RequestHead, route: Route, error: UpstreamError) -> None: ...
-    def websocket_refused(
-        self,
-        head: RequestHead,
-        route: Route,
-        pod_transport: asyncio.BaseTransport | None,
-        answer: bytes,
-    ) -> None: ...
-    def websocket_switched(self, head: RequestHead, route: Route) -> asyncio.Transport: ...
 
 
 def settings_of(found: object) -> WebSocketSettings:
@@ -113,8 +100,100 @@ def switch_head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
 
+class WebSocketUpgrades(ConnectionState):
+    """A handshake the fast lane serves, from its start to the pump or an answer."""
+
+    __slots__ = ()
+
+    def _start_websocket(self, head: RequestHead, route: Route) -> None:
+        """Open the pod's WebSocket; early browser bytes wait in the buffer meanwhile.
+
+        The browser is still read, so one that leaves cancels the handshake at once.
+        """
+        self.kind = route_kind(route)
+        self.request_id = self._request_id(head)
+        self.started = time.monotonic()
+        self.idle_since = self.lane.loop.time()  # the keep-alive timer must not end the handshake
+        route.last_activity = time.time()
+        request = upgrade_request(self._pod_head(head, route))
+        self.connecting = self.lane.loop.create_task(open_websocket(self, head, route, request))
+
+    def websocket_failed(self, head: RequestHead, route: Route, error: UpstreamError) -> None:
+        """No pod answer to relay: the fast lane's error page, then the connection closes."""
+        self.connecting = None
+        lane = self.lane
+        lane.stats.upstream_error(error.kind)
+        log.info(
+            "upstream %s for WebSocket %s: %s",
+            error.kind,
+            head.raw_path,
+            error,
+            extra={"request_id": self.request_id, "status": error.status},
+        )
+        lane.stats.request_done(
+            head.method, error.status, route_kind(route), time.monotonic() - self.started
+        )
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(self._with_id(lane.page(error, True)))
+        self.transport.close()
+        self.closed = True
+
+    def websocket_refused(
+        self,
+        head: RequestHead,
+        route: Route,
+        pod_transport: asyncio.BaseTransport | None,
+        answer: bytes,
+    ) -> None:
+        """The pod did not switch: its answer is relayed as a plain response, then we close."""
+        self.connecting = None
+        target = route.target
+        pod = PodConnection(self.lane.pool, (target.host, target.port))
+        if pod_transport is None:
+            pod.closed = True
+        else:
+            pod_transport.set_protocol(pod)
+            pod.connection_made(pod_transport)
+        if self.closed:
+            pod.close()
+            return
+        self.request = head
+        self.route = route
+        self.websocket = True  # never pool this pod connection
+        self.close_after = True  # nothing after a refused upgrade is read as a request
+        self.retried = True
+        self.pod = pod
+        pod.owner = self
+        pod.await_response()
+        self.pod_data(answer)
+        if pod.closed and self.pod is pod:
+            self.pod_lost()
+
+    def websocket_switched(self, head: RequestHead, route: Route) -> asyncio.Transport:
+        """The pod switched: this object lets go of the connection (edge.fastlane.pump takes it).
+
+        The pump joins lane.connections in its place, so stopping the server closes it.
+        """
+        self.connecting = None
+        lane = self.lane
+        lane.forget(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.closed = True
+        self.paused = 0
+        lane.stats.request_done(
+            head.method, 101, route_kind(route), time.monotonic() - self.started
+        )
+        transport = self.transport
+        assert transport is not None
+        self.transport = None
+        return transport
+
+
 async def open_websocket(
-    browser: BrowserConnection, head: RequestHead, route: Route, request: bytes
+    browser: WebSocketUpgrades, head: RequestHead, route: Route, request: bytes
 ) -> None:
     """Handshake with the pod for `browser`, then switch or hand over or answer an error page."""
     lane = browser.lane
