@@ -8,12 +8,7 @@ with the full edge logic (edge.app) for the rest of its life.
 
 from __future__ import annotations
 
-import logging
-
 from edge.fastlane.state import ConnectionState
-
-# One logger for the connection, whichever file a step of it lives in.
-log = logging.getLogger("edge.fastlane.protocol")
 
 
 class HandOver(ConnectionState):

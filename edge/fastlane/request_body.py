@@ -8,14 +8,9 @@ body bytes as they arrive. A full pod socket pauses reading from the browser.
 
 from __future__ import annotations
 
-import logging
-
 from edge.errors import UpstreamError
 from edge.fastlane.state import _PAUSED_BUFFER, _PAUSED_POD_FULL, BUFFER_LIMIT, ConnectionState
 from edge.fastlane.upstream import Address, PodConnection
-
-# One logger for the connection, whichever file a step of it lives in.
-log = logging.getLogger("edge.fastlane.protocol")
 
 
 class BodyRelay(ConnectionState):
