@@ -41,7 +41,7 @@ from edge.fastlane.request_body import BodyRelay
 from edge.fastlane.request_head import HeadReading
 from edge.fastlane.response import Framing
 from edge.fastlane.response_relay import ResponseRelay
-from edge.fastlane.state import _PAUSED_BUFFER, _PAUSED_POD_FULL, BUFFER_LIMIT, CLIENT_CLOSED
+from edge.fastlane.state import BUFFER_LIMIT, CLIENT_CLOSED, PAUSED_BUFFER, PAUSED_POD_FULL
 from edge.fastlane.websocket import WebSocketUpgrades
 
 # One logger for the connection, whichever file a step of it lives in.
@@ -78,7 +78,7 @@ class BrowserConnection(HeadReading, BodyRelay, ResponseRelay, WebSocketUpgrades
             if self.connecting is not None:
                 self.buffer += data  # early bytes of a WebSocket being opened
                 if len(self.buffer) > BUFFER_LIMIT:
-                    self._pause(_PAUSED_BUFFER)
+                    self._pause(PAUSED_BUFFER)
                 return
             self.buffer = self.buffer + data if self.buffer else data
             self._next_request()
@@ -94,7 +94,7 @@ class BrowserConnection(HeadReading, BodyRelay, ResponseRelay, WebSocketUpgrades
         if self.body_left and self.pod is not None:
             self._pump_body()
         if len(self.buffer) > BUFFER_LIMIT:
-            self._pause(_PAUSED_BUFFER)
+            self._pause(PAUSED_BUFFER)
 
     def eof_received(self) -> bool:
         return False  # a half-closed browser is a gone browser, as aiohttp treats it
@@ -174,8 +174,8 @@ class BrowserConnection(HeadReading, BodyRelay, ResponseRelay, WebSocketUpgrades
             self.transport.close()
             self.closed = True  # whatever still arrives is not a request to serve
             return
-        self._unpause(_PAUSED_POD_FULL)
+        self._unpause(PAUSED_POD_FULL)
         if len(self.buffer) <= BUFFER_LIMIT:
-            self._unpause(_PAUSED_BUFFER)
+            self._unpause(PAUSED_BUFFER)
         if self.buffer:
             self._next_request()

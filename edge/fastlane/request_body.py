@@ -9,7 +9,7 @@ body bytes as they arrive. A full pod socket pauses reading from the browser.
 from __future__ import annotations
 
 from edge.errors import UpstreamError
-from edge.fastlane.state import _PAUSED_BUFFER, _PAUSED_POD_FULL, BUFFER_LIMIT, ConnectionState
+from edge.fastlane.state import BUFFER_LIMIT, PAUSED_BUFFER, PAUSED_POD_FULL, ConnectionState
 from edge.fastlane.upstream import Address, PodConnection
 
 
@@ -105,10 +105,10 @@ class BodyRelay(ConnectionState):
         self.buffer = buffer[sendable:]
         self._send_body(buffer if sendable == len(buffer) else buffer[:sendable])
         if len(self.buffer) <= BUFFER_LIMIT:
-            self._unpause(_PAUSED_BUFFER)
+            self._unpause(PAUSED_BUFFER)
 
     def pod_write_paused(self, paused: bool) -> None:
         if paused:
-            self._pause(_PAUSED_POD_FULL)
+            self._pause(PAUSED_POD_FULL)
         else:
-            self._unpause(_PAUSED_POD_FULL)
+            self._unpause(PAUSED_POD_FULL)

@@ -32,8 +32,8 @@ CLIENT_CLOSED = 499
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE"))
 
 # Why reading from the browser is paused (a bit each).
-_PAUSED_BUFFER = 1
-_PAUSED_POD_FULL = 2
+PAUSED_BUFFER = 1
+PAUSED_POD_FULL = 2
 
 
 class ConnectionState(asyncio.Protocol):
