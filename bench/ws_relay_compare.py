@@ -131,7 +131,7 @@ async def serve_pod() -> None:
 def _raw_app(pod_port: int, idle_port: int) -> web.Application:
     from edge.headers import upstream_request_headers
     from edge.settings import EdgeSettings
-    from edge.websocket import relay_websocket
+    from edge.websocket.aiohttp_lane import relay_websocket
     from metrics import EdgeStats
     from routes import RouteSource, RouteTable
 

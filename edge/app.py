@@ -5,7 +5,7 @@ up, check the session cookie for routes that require one (its signature, then
 whether it still counts: the SessionPolicy the wiring hands in, for sign-outs
 and removed users), authorize, check the origin of changes and handshakes to
 those routes (edge.origin), then proxy the HTTP request (edge.proxy) or relay
-the WebSocket (edge.websocket).
+the WebSocket (edge.websocket.aiohttp_lane).
 With the control plane enabled, /hub/ and anything unroutable go to the
 control plane's Application; in proxy-only mode everything is routed by the
 table and no route is a 404, as configurable-http-proxy does.
@@ -62,10 +62,10 @@ from edge.request_id import HEADER as REQUEST_ID_HEADER
 from edge.request_id import RequestIds, current_request_id
 from edge.settings import EdgeSettings
 from edge.upstream import UpstreamPool
-from edge.websocket import relay_websocket
-from edge.ws_handshake import wants_websocket
-from edge.ws_relay import ByteRelay
-from edge.ws_sessions import OpenWebSockets, TrackedRelays
+from edge.websocket.aiohttp_lane import relay_websocket
+from edge.websocket.handshake import wants_websocket
+from edge.websocket.relay import ByteRelay
+from edge.websocket.sessions import OpenWebSockets, TrackedRelays
 from metrics.edge_stats import EdgeStats
 from routes import Route, RouteSource, RouteTable, normalise_path
 

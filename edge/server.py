@@ -10,7 +10,7 @@ which then serves it with the full edge logic. Both serve the same socket.
 Stopping is a drain (podgate.lifecycle calls it on SIGTERM): the listening
 socket closes first, so new connections are refused; idle connections close;
 requests in flight on either lane are answered; WebSockets on either lane get
-1001 Going Away (edge.ws_farewell). Whatever is still open when the grace
+1001 Going Away (edge.websocket.farewell). Whatever is still open when the grace
 period ends is cut off.
 
 This module only starts and stops servers; it never parses HTTP and never
@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from edge.app import edge_of
+from edge.fastlane.lane import KEEPALIVE_TIMEOUT
 from edge.fastlane.listener import Listener
-from edge.fastlane.protocol import KEEPALIVE_TIMEOUT, FastLane
+from edge.fastlane.protocol import FastLane
 
 # Seconds close() lets requests in flight finish before cutting them off (default).
 CLOSE_GRACE = 5.0

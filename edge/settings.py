@@ -74,7 +74,7 @@ class EdgeSettings:
     hub_prefix: str = "/hub/"
     # Seconds of Strict-Transport-Security sent on every answer over TLS; 0 sends none.
     hsts_seconds: int = 0
-    # WebSocket limits live with the relay (edge.websocket); embedded here once it settles.
+    # WebSocket limits (edge.websocket.settings.WebSocketSettings); embedded here once it settles.
     websocket: Any = None
 
     def __post_init__(self) -> None:

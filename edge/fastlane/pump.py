@@ -8,7 +8,7 @@ transports, two PumpEnds and one `Pump`: no Task, no coroutine, no buffer.
 
 The pump stays in the lane's connections until it ends, so stopping the server
 closes it: with a 1001 close frame each way, put at a frame boundary that
-edge.ws_farewell follows in the relayed bytes. It never decodes a message
+edge.websocket.farewell follows in the relayed bytes. It never decodes a message
 and never keeps bytes of its own.
 """
 
@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
-from edge.ws_farewell import LINGER, REASON, Farewell
+from edge.fastlane.lane import Lane
+from edge.websocket.farewell import LINGER, REASON, Farewell
 from routes import Route
-
-if TYPE_CHECKING:
-    from edge.fastlane.protocol import FastLane
 
 # Traffic bumps route.last_activity at most this often (seconds): the culler
 # needs minutes of precision, not one time() call per packet.
@@ -34,7 +32,7 @@ class Pump:
 
     __slots__ = ("browser", "done", "farewell", "lane", "linger", "pod", "route", "stats")
 
-    def __init__(self, lane: FastLane, route: Route) -> None:
+    def __init__(self, lane: Lane, route: Route) -> None:
         self.lane = lane
         self.stats = lane.stats
         self.route = route

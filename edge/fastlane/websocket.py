@@ -1,11 +1,11 @@
 """WebSocket upgrades served by the fast lane: the handshake with the pod, then the pump.
 
 For a head edge.fastlane.head marked `upgrade` whose route Edge.forwardable
-returned, `is_handshake` applies edge.ws_handshake's rules; a valid handshake
+returned, `is_handshake` applies edge.websocket.handshake's rules; a valid handshake
 gets a dedicated pod connection (never pooled), the rewritten head
 (edge.fastlane.head's rules plus the upgrade headers and the browser's
-Sec-WebSocket-* lines, as edge.ws_handshake builds them), and the pod's answer
-is read with edge.ws_handshake's bounded parser. A 101 goes back to the
+Sec-WebSocket-* lines, as edge.websocket.handshake builds them), and the pod's answer
+is read with edge.websocket.handshake's bounded parser. A 101 goes back to the
 browser (session Set-Cookie dropped by edge.headers) and both transports are
 joined by edge.fastlane.pump. Any other answer on the browser's
 connection is relayed by the fast lane's plain response relay (status, headers
@@ -19,28 +19,33 @@ It never decodes a frame and never decides routing or authorization.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+import logging
+import time
+from typing import cast
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from edge.app import route_kind
 from edge.errors import UpstreamError
 from edge.fastlane.head import RequestHead
 from edge.fastlane.pump import Pump
+from edge.fastlane.state import ConnectionState
+from edge.fastlane.upstream import PodConnection
 from edge.headers import client_response_headers
-from edge.websocket import connect_pod, read_upgrade_answer
-from edge.ws_farewell import SESSION_ENDED
-from edge.ws_handshake import (
+from edge.websocket.farewell import SESSION_ENDED
+from edge.websocket.handshake import (
     PASSTHROUGH_REQUEST_HEADERS,
     HandshakeRejected,
     PodResponseHead,
     check_client_handshake,
 )
-from edge.ws_relay import PodLink
-from edge.ws_settings import WebSocketSettings
+from edge.websocket.pod_upgrade import connect_pod, read_upgrade_answer
+from edge.websocket.relay import PodLink
+from edge.websocket.settings import WebSocketSettings
 from routes import Route
 
-if TYPE_CHECKING:
-    from edge.fastlane.protocol import BrowserConnection
+# One logger for the connection, whichever file a step of it lives in.
+log = logging.getLogger("edge.fastlane.protocol")
 
 _PASSTHROUGH = frozenset(name.lower().encode() for name in PASSTHROUGH_REQUEST_HEADERS)
 _UPGRADE_LINES = b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -69,7 +74,7 @@ def is_handshake(raw: bytes, head: RequestHead, route: Route) -> bool:
 def upgrade_request(pod_head: bytes) -> bytes:
     """The pod's upgrade request from edge.fastlane.head.upstream_head's output.
 
-    Sec-WebSocket-* lines other than the ones edge.ws_handshake passes through
+    Sec-WebSocket-* lines other than the ones edge.websocket.handshake passes through
     are dropped, and the upgrade headers (hop-by-hop, so removed) are added back.
     """
     lines = pod_head[:-4].split(b"\r\n")
@@ -95,8 +100,100 @@ def switch_head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
 
 
+class WebSocketUpgrades(ConnectionState):
+    """A handshake the fast lane serves, from its start to the pump or an answer."""
+
+    __slots__ = ()
+
+    def _start_websocket(self, head: RequestHead, route: Route) -> None:
+        """Open the pod's WebSocket; early browser bytes wait in the buffer meanwhile.
+
+        The browser is still read, so one that leaves cancels the handshake at once.
+        """
+        self.kind = route_kind(route)
+        self.request_id = self._request_id(head)
+        self.started = time.monotonic()
+        self.idle_since = self.lane.loop.time()  # the keep-alive timer must not end the handshake
+        route.last_activity = time.time()
+        request = upgrade_request(self._pod_head(head, route))
+        self.connecting = self.lane.loop.create_task(open_websocket(self, head, route, request))
+
+    def websocket_failed(self, head: RequestHead, route: Route, error: UpstreamError) -> None:
+        """No pod answer to relay: the fast lane's error page, then the connection closes."""
+        self.connecting = None
+        lane = self.lane
+        lane.stats.upstream_error(error.kind)
+        log.info(
+            "upstream %s for WebSocket %s: %s",
+            error.kind,
+            head.raw_path,
+            error,
+            extra={"request_id": self.request_id, "status": error.status},
+        )
+        lane.stats.request_done(
+            head.method, error.status, route_kind(route), time.monotonic() - self.started
+        )
+        if self.closed or self.transport is None:
+            return
+        self.transport.write(self._with_id(lane.page(error, True)))
+        self.transport.close()
+        self.closed = True
+
+    def websocket_refused(
+        self,
+        head: RequestHead,
+        route: Route,
+        pod_transport: asyncio.BaseTransport | None,
+        answer: bytes,
+    ) -> None:
+        """The pod did not switch: its answer is relayed as a plain response, then we close."""
+        self.connecting = None
+        target = route.target
+        pod = PodConnection(self.lane.pool, (target.host, target.port))
+        if pod_transport is None:
+            pod.closed = True
+        else:
+            pod_transport.set_protocol(pod)
+            pod.connection_made(pod_transport)
+        if self.closed:
+            pod.close()
+            return
+        self.request = head
+        self.route = route
+        self.websocket = True  # never pool this pod connection
+        self.close_after = True  # nothing after a refused upgrade is read as a request
+        self.retried = True
+        self.pod = pod
+        pod.owner = self
+        pod.await_response()
+        self.pod_data(answer)
+        if pod.closed and self.pod is pod:
+            self.pod_lost()
+
+    def websocket_switched(self, head: RequestHead, route: Route) -> asyncio.Transport:
+        """The pod switched: this object lets go of the connection (edge.fastlane.pump takes it).
+
+        The pump joins lane.connections in its place, so stopping the server closes it.
+        """
+        self.connecting = None
+        lane = self.lane
+        lane.forget(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.closed = True
+        self.paused = 0
+        lane.stats.request_done(
+            head.method, 101, route_kind(route), time.monotonic() - self.started
+        )
+        transport = self.transport
+        assert transport is not None
+        self.transport = None
+        return transport
+
+
 async def open_websocket(
-    browser: BrowserConnection, head: RequestHead, route: Route, request: bytes
+    browser: WebSocketUpgrades, head: RequestHead, route: Route, request: bytes
 ) -> None:
     """Handshake with the pod for `browser`, then switch or hand over or answer an error page."""
     lane = browser.lane

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubesim.kubelet import status as st
 from kubesim.kubelet.echo import TOKEN_VARIABLES, is_echo_image
@@ -37,7 +37,15 @@ from kubesim.kubelet.users import PodUser, user_key
 from kubesim.kubelet.volumes import MountFailed
 
 if TYPE_CHECKING:
-    from kubesim.kubelet.node import NodeServices
+    import aiohttp
+
+    from kubesim.contracts import ObjectStore
+    from kubesim.kubelet.config import KubeletConfig
+    from kubesim.kubelet.echo import EchoServers
+    from kubesim.kubelet.events import EventRecorder
+    from kubesim.kubelet.runtime import ProcessRuntime
+    from kubesim.kubelet.users import PodUsers
+    from kubesim.kubelet.volumes import VolumeHost
 
 Obj = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -56,10 +64,32 @@ class ContainerRecord:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
+class PodNode(Protocol):
+    """What a PodWorker needs of its node (kubesim.kubelet.node's NodeServices).
+
+    Spelled out here so this module never imports the node, which imports it.
+    """
+
+    config: KubeletConfig
+    store: ObjectStore
+    events: EventRecorder
+    runtime: ProcessRuntime
+    volumes: VolumeHost
+    echo: EchoServers
+    probe_session: aiohttp.ClientSession
+    users: PodUsers | None
+
+    def lookup(self, resource: str, namespace: str, name: str) -> Obj | None: ...
+    async def gate(self) -> None: ...
+    def mark_dirty(self, worker: PodWorker) -> None: ...
+    def flush_now(self, worker: PodWorker) -> None: ...
+    def pod_finished(self, worker: PodWorker) -> None: ...
+
+
 class PodWorker:
     """Drives one pod; created by the node for every pod it sees."""
 
-    def __init__(self, pod: Obj, node: NodeServices) -> None:
+    def __init__(self, pod: Obj, node: PodNode) -> None:
         self.pod = pod
         self.node = node
         self.namespace: str = pod["metadata"].get("namespace", "default")

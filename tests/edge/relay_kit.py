@@ -7,7 +7,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from edge.settings import EdgeSettings
-from edge.websocket import relay_websocket
+from edge.websocket.aiohttp_lane import relay_websocket
 from metrics.edge_stats import EdgeStats
 from routes import Route
 

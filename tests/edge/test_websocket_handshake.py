@@ -1,4 +1,4 @@
-"""The WebSocket handshake rules (edge.ws_handshake), and pods that answer the upgrade badly.
+"""The WebSocket handshake rules (edge.websocket.handshake), and pods that answer the upgrade badly.
 
 Pure rules are checked as data, including hypothesis runs over arbitrary
 input (only the module's own exceptions may come out); misbehaving pods are
@@ -20,8 +20,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from relay_kit import start_relay_edge
 
 from edge.settings import EdgeSettings
-from edge.websocket import WebSocketSettings
-from edge.ws_handshake import (
+from edge.websocket.handshake import (
     MAX_HEAD_BYTES,
     BadPodResponse,
     HandshakeRejected,
@@ -31,6 +30,7 @@ from edge.ws_handshake import (
     split_response_head,
     wants_websocket,
 )
+from edge.websocket.settings import WebSocketSettings
 from metrics import EdgeStats
 from routes import RouteSource, RouteTable
 

@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from edge.settings import EdgeSettings
-from edge.websocket import WebSocketSettings, relay_websocket
+from edge.websocket.aiohttp_lane import relay_websocket
+from edge.websocket.settings import WebSocketSettings
 from metrics import EdgeStats
 from routes import RouteSource, RouteTable
 

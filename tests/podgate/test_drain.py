@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.ws_farewell import REASON, Farewell, FrameCursor, close_frame
+from edge.websocket.farewell import REASON, Farewell, FrameCursor, close_frame
 from tests.integration.jupyter_kit import PodgateProcess, eventually, start_podgate_process
 
 GRACE = 8.0
@@ -224,7 +224,7 @@ async def test_a_frame_half_sent_at_sigterm_is_finished_before_the_close(
     assert pod.close_codes == [1001]
 
 
-# -- where the goodbye goes: frame boundaries in relayed bytes (edge.ws_farewell) --------
+# -- where the goodbye goes: frame boundaries in relayed bytes (edge.websocket.farewell) --------
 
 
 def _frame(opcode: int, payload: bytes, masked: bool) -> bytes:

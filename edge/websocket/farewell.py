@@ -1,6 +1,6 @@
 """Closing a relayed WebSocket with 1001 Going Away when podgate stops.
 
-Both relays (edge.ws_relay behind aiohttp, edge.fastlane.pump in the fast
+Both relays (edge.websocket.relay behind aiohttp, edge.fastlane.pump in the fast
 lane) pass raw bytes and never decode a message. To say goodbye they must
 still put a close frame between two frames, never inside one: a
 `FrameCursor` follows each direction's frame headers and lengths (it never

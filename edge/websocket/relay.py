@@ -13,7 +13,7 @@ it through the seam aiohttp's own WebSocketResponse uses: the protocol's
 ``set_parser`` for incoming bytes, ``pause_reading``/``resume_reading`` for
 flow control and the response writer's ``drain`` for outgoing backpressure.
 When the server stops, `go_away` closes both sides with 1001 at a frame
-boundary (edge.ws_farewell follows the boundaries in the relayed bytes).
+boundary (edge.websocket.farewell follows the boundaries in the relayed bytes).
 It never replaces aiohttp internals and never decodes messages.
 """
 
@@ -26,7 +26,7 @@ from typing import Protocol, cast
 
 from aiohttp.abc import AbstractStreamWriter
 
-from edge.ws_farewell import LINGER, REASON, Farewell
+from edge.websocket.farewell import LINGER, REASON, Farewell
 from metrics import EdgeStats
 from routes import Route
 

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from edge.headers import client_response_headers
-from edge.ws_handshake import PodResponseHead
-from edge.ws_relay import PodLink
+from edge.websocket.handshake import PodResponseHead
+from edge.websocket.relay import PodLink
 
 READ_SIZE = 64 * 1024
 MAX_CHUNK_LINE = 4096

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from edge.ws_farewell import SESSION_ENDED
-from edge.ws_relay import ByteRelay
+from edge.websocket.farewell import SESSION_ENDED
+from edge.websocket.relay import ByteRelay
 
 # (host, raw path, session Cookie header values) -> whether that request is still forwardable
 StillAllowed = Callable[[str, str, Sequence[str]], bool]

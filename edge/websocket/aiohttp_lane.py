@@ -1,4 +1,4 @@
-"""WebSocket relay of one request: handshake with the pod, then a raw byte relay.
+"""The aiohttp lane's WebSocket relay: handshake with the pod, then a raw byte relay.
 
 relay_websocket is called by the edge's handler for a request that asks
 for a WebSocket upgrade, after the route has been found and the user
@@ -10,7 +10,7 @@ Extensions, and then:
 - the pod answers 101: the 101 and the pod's headers go back to the
   browser (so the subprotocol, permessage-deflate and the accept key are
   negotiated by browser and pod end to end), then bytes are relayed both
-  ways by edge.ws_relay with no frame decoding; a close or a drop on
+  ways by edge.websocket.relay with no frame decoding; a close or a drop on
   either side closes the other, close codes and reasons pass as bytes;
 - the pod answers anything else: that status, headers and body go back;
 - the browser's handshake is invalid: 400, before any pod is contacted;
@@ -43,13 +43,11 @@ suspended coroutine: no Task of its own.
 This module must never decode or buffer WebSocket messages, never call
 the Kubernetes API, and never replace aiohttp internals: it takes the
 browser's connection over through aiohttp's public upgrade seam (see
-edge.ws_relay).
+edge.websocket.relay).
 """
 
 from __future__ import annotations
 
-import asyncio
-import ssl
 from typing import Protocol
 
 from aiohttp import web
@@ -59,40 +57,23 @@ from edge.errors import (
     PLAIN_PAGES,
     ErrorPages,
     UpstreamError,
-    UpstreamProtocolError,
-    UpstreamTimeout,
-    UpstreamUnavailable,
 )
 from edge.headers import client_response_headers
 from edge.settings import EdgeSettings
-from edge.ws_handshake import (
-    BadPodResponse,
+from edge.websocket.handshake import (
     HandshakeRejected,
     PodResponseHead,
     build_upgrade_request,
     check_client_handshake,
-    parse_response_head,
-    split_response_head,
 )
-from edge.ws_refusal import relay_refusal
-from edge.ws_relay import ByteRelay, PodLink
-from edge.ws_settings import WebSocketSettings
+from edge.websocket.pod_upgrade import connect_pod, read_upgrade_answer
+from edge.websocket.refusal import relay_refusal
+from edge.websocket.relay import ByteRelay, PodLink
+from edge.websocket.settings import WebSocketSettings
 from metrics import EdgeStats
 from routes import Route, Target
 
-__all__ = ["WebSocketSettings", "relay_websocket"]
-
-
 DEFAULT_SETTINGS = WebSocketSettings()
-
-_TLS_CONTEXT: ssl.SSLContext | None = None
-
-
-def _tls_context() -> ssl.SSLContext:
-    global _TLS_CONTEXT
-    if _TLS_CONTEXT is None:
-        _TLS_CONTEXT = ssl.create_default_context()
-    return _TLS_CONTEXT
 
 
 def _websocket_settings(settings: EdgeSettings) -> WebSocketSettings:
@@ -101,7 +82,7 @@ def _websocket_settings(settings: EdgeSettings) -> WebSocketSettings:
 
 
 class RelaySet(Protocol):
-    """Where a running relay is kept: a set, or edge.ws_sessions.TrackedRelays."""
+    """Where a running relay is kept: a set, or edge.websocket.sessions.TrackedRelays."""
 
     def add(self, relay: ByteRelay) -> None: ...
 
@@ -219,49 +200,3 @@ def _join(
     request.protocol.set_parser(relay)  # type: ignore[arg-type]
     pod.attach(relay)
     return relay
-
-
-async def connect_pod(target: Target, connect_timeout: float) -> PodLink:
-    """A dedicated connection to the pod for one WebSocket (never from the HTTP pool)."""
-    loop = asyncio.get_running_loop()
-    host, port = target.host, target.port
-    tls = _tls_context() if target.scheme == "https" else None
-    try:
-        async with asyncio.timeout(connect_timeout):
-            _, pod = await loop.create_connection(
-                PodLink, host, port, ssl=tls, server_hostname=host if tls else None
-            )
-    except TimeoutError as e:
-        raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from e
-    except OSError as e:
-        raise UpstreamUnavailable(f"connecting to {host}:{port} failed: {e}") from e
-    return pod
-
-
-async def read_upgrade_answer(pod: PodLink, seconds: float) -> tuple[PodResponseHead, bytes]:
-    """The pod's final answer to an upgrade request, parsed and as it came.
-
-    Interim answers (100, 103) are skipped; what followed the head stays in
-    the pod's buffer. Both WebSocket relays (aiohttp's side and the fast lane)
-    read the pod's answer here.
-    """
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                split = split_response_head(pod.buffered)
-                if split is not None:
-                    head_bytes, _ = split
-                    # Leave what followed the head (pod bytes after its 101,
-                    # or the start of a refusal's body) in the buffer.
-                    pod.take_buffered(len(head_bytes) + 4)
-                    head = parse_response_head(head_bytes)
-                    if head.status == 101 or not 100 <= head.status < 200:
-                        return head, head_bytes + b"\r\n\r\n"
-                    continue  # an interim answer (100, 103): the real one follows
-                if pod.closed:
-                    raise UpstreamUnavailable("the pod closed before answering", kind="reset")
-                await pod.wait_for_data()
-    except TimeoutError as e:
-        raise UpstreamTimeout("the pod did not answer the WebSocket upgrade in time") from e
-    except BadPodResponse as e:
-        raise UpstreamProtocolError(f"bad answer to the WebSocket upgrade: {e}") from e
