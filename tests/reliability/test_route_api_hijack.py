@@ -71,4 +71,3 @@ async def test_a_pod_cannot_route_another_users_urls_to_itself(
         echoed = json.loads(await response.text())
         assert echoed["path"] == "/user/bob/lab"  # bob's own pod answered
     assert hits == []
-
