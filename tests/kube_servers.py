@@ -30,10 +30,15 @@ from kubesim.kubeconfig import kubeconfig_document, write_kubeconfig
 
 # What a reset deletes, per namespace, in this order (claims after the pods using them).
 RESET_KINDS = ("pods", "persistentvolumeclaims", "configmaps", "services", "events")
-# What the control plane keeps in a namespace itself (the controller-manager's CA
-# bundle in every one; the apiserver's own Service in default, made anew within
-# seconds when deleted): not ours to delete nor to wait for.
-KEPT = {"configmaps": "kube-root-ca.crt", "services": "kubernetes"}
+# What the control plane keeps or writes in a namespace itself, not ours to delete
+# nor to wait for: the controller-manager's CA bundle in every namespace, the
+# apiserver's own Service in default (made anew within seconds when deleted), and
+# the Events about Nodes, which land in default while the node agent runs.
+NOT_OURS = {
+    "configmaps": "metadata.name!=kube-root-ca.crt",
+    "services": "metadata.name!=kubernetes",
+    "events": "involvedObject.kind!=Node",
+}
 RESET_SECONDS = 60.0
 NAMESPACE_SECONDS = 60.0
 
@@ -167,10 +172,10 @@ async def ensure_namespace(rest: KubeRest, name: str, seconds: float = NAMESPACE
 
 
 async def _names(rest: KubeRest, namespace: str, kind: str) -> list[str]:
-    status, body = await rest.call("GET", f"/api/v1/namespaces/{namespace}/{kind}")
+    params = {"fieldSelector": NOT_OURS[kind]} if kind in NOT_OURS else {}
+    status, body = await rest.call("GET", f"/api/v1/namespaces/{namespace}/{kind}", **params)
     assert status == 200, body
-    names = [item["metadata"]["name"] for item in body["items"]]
-    return [n for n in names if n != KEPT.get(kind)]
+    return [item["metadata"]["name"] for item in body["items"]]
 
 
 async def reset_namespace(rest: KubeRest, namespace: str, seconds: float = RESET_SECONDS) -> None:
@@ -182,8 +187,8 @@ async def reset_namespace(rest: KubeRest, namespace: str, seconds: float = RESET
     """
     for kind in RESET_KINDS:
         params = {"gracePeriodSeconds": "0"} if kind == "pods" else {}
-        if kind in KEPT:
-            params["fieldSelector"] = f"metadata.name!={KEPT[kind]}"
+        if kind in NOT_OURS:
+            params["fieldSelector"] = NOT_OURS[kind]
         status, body = await rest.call("DELETE", f"/api/v1/namespaces/{namespace}/{kind}", **params)
         assert status == 200, (kind, body)
     deadline = time.monotonic() + seconds
