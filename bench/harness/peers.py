@@ -209,15 +209,18 @@ def _add_api_routes(api_base: str, token: str, ups: Upstreams, who: str) -> None
             raise PeerUnavailable(f"{who}: adding route {path} gave {status} {body[:200]!r}")
 
 
-def start_chp(ups: Upstreams, opts: PeerOptions) -> Peer:
+def launch_chp(
+    ups: Upstreams, opts: PeerOptions, name: str = "chp", extra: tuple[str, ...] = ()
+) -> tuple[Managed, int]:
+    """configurable-http-proxy on a free port (with `extra` flags), the routes added."""
     exe = shutil.which(CHP)
     if exe is None:
         raise PeerUnavailable(f"{CHP} is not installed")
     port, api_port, token = free_port(), free_port(), secrets.token_hex(16)
     cmd = [exe, "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1"]
-    cmd += ["--api-port", str(api_port), "--log-level", "warn"]
+    cmd += ["--api-port", str(api_port), "--log-level", "warn", *extra]
     proc = start(
-        "chp",
+        name,
         cmd,
         log_dir=opts.workdir,
         cpus=opts.proxy_cpus,
@@ -229,6 +232,11 @@ def start_chp(ups: Upstreams, opts: PeerOptions) -> Peer:
     except PeerUnavailable:
         proc.stop()
         raise
+    return proc, port
+
+
+def start_chp(ups: Upstreams, opts: PeerOptions) -> Peer:
+    proc, port = launch_chp(ups, opts)
     base = f"http://127.0.0.1:{port}"
     return _check_routed(Peer("chp", base, base, proc.pid, processes=[proc]))
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import secrets
-import shutil
 import ssl
 import urllib.error
 import urllib.request
@@ -25,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bench.harness.peers import (
-    CHP,
     Peer,
     PeerOptions,
     PeerUnavailable,
@@ -33,6 +31,7 @@ from bench.harness.peers import (
     _nginx_proxy_config,
     _start_podgate,
     _started,
+    launch_chp,
 )
 from bench.harness.procs import child_pids, free_port, start
 from bench.harness.upstreams import NGINX, SMALL_BODY, SMALL_PATH, Upstreams
@@ -133,27 +132,9 @@ def start_nginx_tls(ups: Upstreams, opts: PeerOptions) -> Peer:
 
 
 def start_chp_tls(ups: Upstreams, opts: PeerOptions) -> Peer:
-    exe = shutil.which(CHP)
-    if exe is None:
-        raise PeerUnavailable(f"{CHP} is not installed")
     cert_file, key_file = make_certificate(opts.workdir)
-    port, api_port, token = free_port(), free_port(), secrets.token_hex(16)
-    cmd = [exe, "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1"]
-    cmd += ["--api-port", str(api_port), "--log-level", "warn"]
-    cmd += ["--ssl-key", str(key_file), "--ssl-cert", str(cert_file)]
-    proc = start(
-        "chp-tls",
-        cmd,
-        log_dir=opts.workdir,
-        cpus=opts.proxy_cpus,
-        env={"CONFIGPROXY_AUTH_TOKEN": token},
-    )
-    _started(proc, port, api_port)
-    try:
-        _add_api_routes(f"http://127.0.0.1:{api_port}", token, ups, "chp")
-    except PeerUnavailable:
-        proc.stop()
-        raise
+    tls = ("--ssl-key", str(key_file), "--ssl-cert", str(cert_file))
+    proc, port = launch_chp(ups, opts, "chp-tls", tls)
     base = f"https://127.0.0.1:{port}"
     return _routed(Peer("chp", base, base, proc.pid, processes=[proc]), cert_file)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from bench.harness import procs
 from bench.harness.peers import Peer
 from bench.harness.upstreams import BIG_PATH, SMALL_PATH
-from bench.harness.workloads import MB, WRK_DEFAULT_TIMEOUT, Figures, RunContext
-from bench.harness.wrk import RequestShape, WrkResult, run_wrk
+from bench.harness.workloads import MB, Figures, RunContext, peer_wrk
+from bench.harness.wrk import RequestShape
 
 
 @dataclass(frozen=True)
@@ -38,23 +38,11 @@ TLS_FIGURES: tuple[TlsFigure, ...] = (
 )
 
 
-def _wrk(peer: Peer, ctx: RunContext, path: str, shape: RequestShape, **kw: float) -> WrkResult:
-    return run_wrk(
-        peer.url(path),
-        shape,
-        connections=int(kw.get("connections", 64)),
-        seconds=kw.get("seconds", ctx.seconds),
-        timeout_s=kw.get("timeout_s", WRK_DEFAULT_TIMEOUT),
-        cpus=ctx.load_cpus,
-        workdir=ctx.workdir,
-    )
-
-
 def keepalive_requests(peer: Peer, ctx: RunContext) -> Figures:
     """100-byte GETs on 64 kept-alive TLS connections; the proxy's CPU over the run."""
     pid = peer.measured_pid
     before = procs.cpu_seconds(pid) if pid else None
-    result = _wrk(peer, ctx, SMALL_PATH, RequestShape("GET"), connections=64)
+    result = peer_wrk(peer, ctx, SMALL_PATH, RequestShape("GET"), connections=64)
     cpu = None
     if pid and before is not None and result.requests:
         cpu = (procs.cpu_seconds(pid) - before) / result.requests * 100_000
@@ -68,7 +56,7 @@ def keepalive_requests(peer: Peer, ctx: RunContext) -> Figures:
 
 def handshakes(peer: Peer, ctx: RunContext) -> Figures:
     """One request per connection on 16 connections at a time: full handshakes per second."""
-    result = _wrk(peer, ctx, SMALL_PATH, RequestShape("GET", close=True), connections=16)
+    result = peer_wrk(peer, ctx, SMALL_PATH, RequestShape("GET", close=True), connections=16)
     return {"handshakes": result.requests_per_second, "handshake_errors": result.errors}
 
 
@@ -77,7 +65,7 @@ def download(peer: Peer, ctx: RunContext) -> Figures:
     idle = procs.rss_kib(peer.measured_pid) * 1024 / MB if peer.measured_pid else None
     if peer.measured_pid:
         procs.reset_peak_rss(peer.measured_pid)
-    result = _wrk(
+    result = peer_wrk(
         peer, ctx, BIG_PATH, RequestShape("GET"),
         connections=1, seconds=ctx.stream_seconds, timeout_s=60,
     )  # fmt: skip

@@ -78,7 +78,8 @@ class RunContext:
     notes: list[str] = field(default_factory=list)  # what the report should mention
 
 
-def _wrk(peer: Peer, ctx: RunContext, path: str, shape: RequestShape, **kw: float) -> WrkResult:
+def peer_wrk(peer: Peer, ctx: RunContext, path: str, shape: RequestShape, **kw: float) -> WrkResult:
+    """wrk against `path` of `peer`, on the load CPUs, for the run's seconds unless told."""
     return run_wrk(
         peer.url(path),
         shape,
@@ -94,7 +95,7 @@ def small_requests(peer: Peer, ctx: RunContext) -> Figures:
     """Workloads 1 and 5: 100-byte POSTs on 64 connections; proxy CPU over the run."""
     shape = RequestShape("POST", 100, peer.cookie)
     cpu_before = procs.cpu_seconds(peer.measured_pid) if peer.measured_pid else None
-    result = _wrk(peer, ctx, POST_PATH, shape, connections=64)
+    result = peer_wrk(peer, ctx, POST_PATH, shape, connections=64)
     cpu = None
     if peer.measured_pid and cpu_before is not None and result.requests:
         cpu = (procs.cpu_seconds(peer.measured_pid) - cpu_before) / result.requests * 100_000
@@ -110,7 +111,7 @@ def small_requests(peer: Peer, ctx: RunContext) -> Figures:
 def many_connections(peer: Peer, ctx: RunContext) -> Figures:
     """Workload 2: the same small POSTs on 1,000 connections."""
     shape = RequestShape("POST", 100, peer.cookie)
-    result = _wrk(peer, ctx, POST_PATH, shape, connections=1000)
+    result = peer_wrk(peer, ctx, POST_PATH, shape, connections=1000)
     return {
         "many_rps": result.requests_per_second,
         "many_p99_ms": result.p99_ms,
@@ -132,13 +133,13 @@ def _reset_peak(peer: Peer) -> None:
 def streaming(peer: Peer, ctx: RunContext) -> Figures:
     """Workload 3: one connection downloading 256 MiB, then uploading 64 MiB, repeatedly."""
     _reset_peak(peer)
-    down = _wrk(
+    down = peer_wrk(
         peer, ctx, BIG_PATH, RequestShape("GET", 0, peer.cookie),
         connections=1, seconds=ctx.stream_seconds, timeout_s=60,
     )  # fmt: skip
     down_rss = _peak_rss_mb(peer)
     _reset_peak(peer)
-    up = _wrk(
+    up = peer_wrk(
         peer, ctx, UPLOAD_PATH, RequestShape("POST", UPLOAD_BYTES, peer.cookie),
         connections=1, seconds=ctx.stream_seconds, timeout_s=60,
     )  # fmt: skip
