@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import html
 import json
 import math
@@ -628,7 +629,9 @@ def spawn_storm(
         if target is not podgate:
             # Stop podgate first: the profiler writes its report when its child ends.
             target.stop(grace=15)
-            podgate.stop(grace=60)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                podgate.popen.wait(timeout=60)  # a signal now would cut the report short
+            podgate.stop(grace=5)
         return replace(result, server=server)
     except (TimeoutError, RuntimeError, OSError, KeyError, ValueError) as e:
         note = f"storm not run: {e}"[:500]

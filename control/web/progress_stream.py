@@ -77,8 +77,13 @@ async def progress(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     try:
-        async with contextlib.aclosing(events):
-            async for event in _with_keepalives(events):
+        # Closed in this order when the browser leaves: the keep-alive wrapper
+        # first (it ends its wait for the next event), then the events themselves.
+        async with (
+            contextlib.aclosing(events),
+            contextlib.aclosing(_with_keepalives(events)) as stream,
+        ):
+            async for event in stream:
                 chunk = (
                     f"data: {json.dumps(event)}\n\n" if event is not None else ": keep-alive\n\n"
                 )
@@ -120,6 +125,8 @@ async def _with_keepalives(
             waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                 await waiting
+        elif waiting is not None and not waiting.cancelled():
+            waiting.exception()  # seen: a stream that ended meanwhile is no error to log
 
 
 async def _started_elsewhere(spawner: Spawner, owner: str) -> AsyncIterator[dict[str, Any]]:
