@@ -6,22 +6,19 @@ whether it still counts: the SessionPolicy the wiring hands in, for sign-outs
 and removed users), authorize, check the origin of changes and handshakes to
 those routes (edge.origin), then proxy the HTTP request (edge.proxy) or relay
 the WebSocket (edge.websocket.aiohttp_lane).
-With the control plane enabled, /hub/ and anything unroutable go to the
-control plane's Application; in proxy-only mode everything is routed by the
-table and no route is a 404, as configurable-http-proxy does.
+With the control plane enabled, /hub/ and anything unroutable are relayed to
+the control plane's hub app, which runs on its own event loop
+(edge.hub_upstream); in proxy-only mode everything is routed by the table and
+no route is a 404, as configurable-http-proxy does.
 
 Why an aiohttp Application with the edge as its outermost middleware rather
-than the low-level web.Server: the control plane is an Application with its
-own router, middlewares and startup/cleanup signals, and it must see the
-absolute paths it owns (/hub/..., and unroutable ones). Serving it as the
-Application and putting the edge in front keeps one server and the hub's
-own lifecycle intact, with no private aiohttp calls. What that costs was
-measured with cProfile under wrk (64 connections, small responses, uvloop):
-a router miss made aiohttp build an HTTPNotFound per proxied request, so a
-last catch-all route is added (proxied paths then resolve cheaply); the
-remaining Application overhead (router resolve, middleware wrapping) is about
-a tenth of the edge's per-request time, well below the syscalls. web.Server
-would save that tenth; revisit if the hot path is ever dominated by it.
+than the low-level web.Server: no private aiohttp calls, and the app's
+startup/cleanup signals. What that costs was measured with cProfile under wrk
+(64 connections, small responses, uvloop): a router miss made aiohttp build
+an HTTPNotFound per proxied request, so a last catch-all route is added
+(proxied paths then resolve cheaply); the remaining Application overhead
+(router resolve, middleware wrapping) is about a tenth of the edge's
+per-request time, well below the syscalls.
 
 The routing and authorization decision for a request that may simply be
 forwarded lives in one method, Edge.forwardable, which the fast lane
@@ -29,7 +26,7 @@ forwarded lives in one method, Edge.forwardable, which the fast lane
 does not get a route for is handed to this app, which answers it in full.
 
 This module never reads a request body, never imports the control plane
-(it is handed in as `hub`), and never talks to Kubernetes.
+(it is reached through `hub`), and never talks to Kubernetes.
 """
 
 from __future__ import annotations
@@ -51,6 +48,7 @@ from edge.headers import (
     session_values,
     upstream_request_headers,
 )
+from edge.hub_upstream import HUB_TARGET, HubUpstream, hub_request_headers
 from edge.origin import (
     OriginClaims,
     first_value,
@@ -138,7 +136,7 @@ class Edge:
         stats: EdgeStats,
         sessions: SessionVerifier | None,
         pool: UpstreamPool,
-        hub_enabled: bool,
+        hub: HubUpstream | None,
         policy: SessionPolicy | None = None,
         error_look: ErrorPageLook = PLAIN_LOOK,
         token_user: TokenUser | None = None,
@@ -150,7 +148,8 @@ class Edge:
         self.policy = policy
         self.token_user = token_user
         self.pool = pool
-        self.hub_enabled = hub_enabled
+        self.hub = hub
+        self.hub_enabled = hub is not None
         # WebSockets relayed on this path, told 1001 Going Away when the server stops.
         self.websockets: set[ByteRelay] = set()
         # Every relayed WebSocket on either lane with its opening request, so it ends
@@ -158,10 +157,10 @@ class Edge:
         self.open_websockets = OpenWebSockets()
         self._recheck_due = False
         self.request_ids = RequestIds()
-        hub = settings.hub_prefix.rstrip("/")
-        self._hub_paths = (hub + "/", hub)
+        hub_path = settings.hub_prefix.rstrip("/")
+        self._hub_paths = (hub_path + "/", hub_path)
         # "Home" on the edge's pages is the hub's home page, when there is a hub.
-        self.pages = ErrorPages(error_look, home=f"{hub}/home" if hub_enabled else None)
+        self.pages = ErrorPages(error_look, home=f"{hub_path}/home" if self.hub_enabled else None)
 
     def response_lines(self, scheme: str) -> bytes:
         """Header lines (CRLF-ended) the fast lane adds to every answer on a `scheme` listener."""
@@ -203,8 +202,9 @@ class Edge:
         """The route this request may be forwarded to as it is, or None to let the full path answer.
 
         The one routing and authorization decision, shared by the aiohttp path and
-        the fast lane (edge.fastlane). None covers every other answer (hub, login or
-        spawn redirect, 403, 404, bad target); whoever then answers counts its own
+        the fast lane (edge.fastlane). Hub paths get the hub's route (`self.hub.route`:
+        relayed to the control plane, edge.hub_upstream). None covers every other
+        answer (login or spawn redirect, 403, 404, bad target); whoever then answers counts its own
         cookie rejections, so rejections are counted here only when a route is returned.
         """
         if not raw_path.startswith("/"):
@@ -213,7 +213,7 @@ class Edge:
         if self.settings.control_enabled and (
             path.startswith(self._hub_paths[0]) or path == self._hub_paths[1]
         ):
-            return None
+            return self.hub.route if self.hub is not None else None
         route = self.table.match_request(host, path)
         if route is None or not route.requires_session:
             return route
@@ -277,6 +277,9 @@ class Edge:
             return response
         raw = request.raw_path
         route = self.forwardable(request.host, raw, cookies)
+        if route is not None and self.hub is not None and route is self.hub.route:
+            outcome.kind = "hub"
+            return await self._to_hub(request, handler)
         if route is not None:
             outcome.kind = route_kind(route)
             route.last_activity = time.time()
@@ -391,9 +394,26 @@ class Edge:
         return await self._to_hub(request, handler)
 
     async def _to_hub(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not self.hub_enabled:
+        """Relayed to the hub (the control plane's app on its own loop), answer and all."""
+        hub = self.hub
+        if hub is None:
             return self.pages.page(404, "Not found", "The control plane is not available here.")
-        return await handler(request)
+        headers = hub_request_headers(request.headers, peer=request.remote, scheme=request.scheme)
+        headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY) or self.request_ids.new()
+        # The hub sets and clears podgate's own cookies: none is reserved from it.
+        response = await proxy_http(
+            request,
+            hub.route,
+            request.raw_path,
+            headers,
+            hub.pool,
+            self.stats,
+            frozenset(),
+            pages=self.pages,
+        )
+        if "Upgrade" in request.headers:
+            response.force_close()  # as for pods: nothing after an unserved upgrade is read
+        return response
 
     def _to_login(self, raw: str, path: str) -> web.StreamResponse:
         return _redirect(f"{self.settings.login_path}?next={_next_param(raw, path)}")
@@ -484,10 +504,14 @@ class Edge:
 
     async def close(self, _app: web.Application | None = None) -> None:
         await self.pool.close()
+        if self.hub is not None:
+            await self.hub.close()
 
 
 def route_kind(route: Route) -> str:
-    """The route kind label of the metrics ("user", "api", "config")."""
+    """The route kind label of the metrics ("user", "api", "config", "hub")."""
+    if route.target is HUB_TARGET:
+        return "hub"
     return _KIND_OF_SOURCE.get(route.source, "none")
 
 
@@ -525,7 +549,7 @@ def build_public_app(
     settings: EdgeSettings,
     stats: EdgeStats,
     sessions: SessionVerifier | None,
-    hub: web.Application | None = None,
+    hub: HubUpstream | None = None,
     pool: UpstreamPool | None = None,
     policy: SessionPolicy | None = None,
     error_look: ErrorPageLook = PLAIN_LOOK,
@@ -533,10 +557,9 @@ def build_public_app(
 ) -> web.Application:
     """The Application to serve on the public port.
 
-    With the control plane enabled and `hub` given, `hub` itself is returned
-    with the edge inserted as its outermost middleware and a last catch-all
-    route (so it must not be frozen yet, and all its routes must already be
-    added); otherwise a fresh Application. `policy` (the control plane's
+    With the control plane enabled and `hub` given, hub paths (and whatever
+    is neither routed nor a user's server) are relayed to the hub over `hub`'s
+    connections (edge.hub_upstream); without it they get a 404. `policy` (the control plane's
     sign-out records and allowed users) is asked about every verified
     session; None admits every one. The upstream pool is closed
     on the app's cleanup. Serve it with handler_cancellation=True so a
@@ -546,19 +569,18 @@ def build_public_app(
     servers that carry no session (the aiohttp path only; the fast lane hands
     such requests over).
     """
-    use_hub = settings.control_enabled and hub is not None
     edge = Edge(
         table=table,
         settings=settings,
         stats=stats,
         sessions=sessions,
         pool=pool or UpstreamPool(settings.upstream),
-        hub_enabled=use_hub,
+        hub=hub if settings.control_enabled else None,
         policy=policy,
         error_look=error_look,
         token_user=token_user,
     )
-    app = hub if use_hub and hub is not None else web.Application()
+    app = web.Application()
     app.middlewares.insert(0, edge)
     # Every request is resolved by the router before the edge sees it; with no
     # match aiohttp builds an HTTPNotFound per request, which costs more than the

@@ -63,7 +63,7 @@ _CONNECTION = "connection"
 _SET_COOKIE = "set-cookie"
 
 
-def _connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
+def connection_listed(headers: CIMultiDictProxy[str]) -> frozenset[str]:
     """Extra hop-by-hop names a Connection header lists ("close" and the like included)."""
     values = headers.getall(_CONNECTION, ())
     if not values:
@@ -149,7 +149,7 @@ def upstream_request_headers(
 ) -> CIMultiDict[str]:
     """The headers to send to the pod for a request that arrived with `incoming`."""
     drop = (
-        HOP_BY_HOP | (_connection_listed(incoming) - FRAMING)
+        HOP_BY_HOP | (connection_listed(incoming) - FRAMING)
         if _CONNECTION in incoming
         else HOP_BY_HOP
     )

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import ClientError, ClientPayloadError, ServerDisconnectedError
@@ -42,6 +42,7 @@ EARLY_ANSWER_WAIT = 1.0
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
 
 Address = tuple[str, int]
+SocketSource = Callable[[], socket.socket]
 
 
 class UpstreamConnection:
@@ -135,8 +136,12 @@ def translate(error: BaseException) -> UpstreamError:
 class UpstreamPool:
     """Idle keep-alive connections per target, and the one way to send a request over them."""
 
-    def __init__(self, settings: UpstreamSettings) -> None:
+    def __init__(
+        self, settings: UpstreamSettings, connect_socket: SocketSource | None = None
+    ) -> None:
         self.settings = settings
+        # Where new connections come from when not dialed by address (the hub's link).
+        self.connect_socket = connect_socket
         self._idle: dict[Address, deque[UpstreamConnection]] = {}
         self._closed = False
         self.opened = 0  # connections ever opened: keep-alive reuse shows up here
@@ -263,9 +268,14 @@ class UpstreamPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: ResponseHandler(loop), address[0], address[1]
-                )
+                if self.connect_socket is not None:
+                    _, protocol = await loop.create_connection(
+                        lambda: ResponseHandler(loop), sock=self.connect_socket()
+                    )
+                else:
+                    _, protocol = await loop.create_connection(
+                        lambda: ResponseHandler(loop), address[0], address[1]
+                    )
         except TimeoutError as e:
             raise UpstreamTimeout(f"connecting to {address[0]}:{address[1]} timed out") from e
         except OSError as e:

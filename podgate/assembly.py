@@ -20,6 +20,7 @@ from control.manifests import USER_PREFIX
 from control.web.identity import CookieSettings
 from edge.app import Edge, build_public_app, edge_of
 from edge.errors import PLAIN_LOOK
+from edge.hub_upstream import HubUpstream
 from edge.ops import build_ops_app
 from edge.origin import parse_origins
 from edge.server import PublicServer, serve_public
@@ -32,7 +33,9 @@ from kubesim.cluster import SimCluster
 from metrics import EdgeStats, PodgateMetrics
 from podgate.config import Config, parse_listen
 from podgate.control_plane import ControlPlane, cookie_settings, csrf_secret, embedded_cluster
+from podgate.edge_thread import EdgeLoop
 from podgate.error_look import HUB_LOOK
+from podgate.hub_link import HubLink
 from podgate.logs import quiet_expected_client_errors
 from podgate.ports import ListenFailed
 from podgate.schema import ConfigError
@@ -106,6 +109,9 @@ class Podgate:
     acme: AcmeManager | None = field(init=False, default=None)
     _tls_dir: str | None = field(init=False, default=None)  # ACME's certificate files
     _public: PublicServer | None = field(init=False, default=None)
+    # The edge serves on a loop of its own; the hub reaches it over hub_link.
+    _edge_loop: EdgeLoop = field(init=False, default_factory=EdgeLoop)
+    _hub_link: HubLink | None = field(init=False, default=None)
     _runners: list[web.AppRunner] = field(init=False, default_factory=list)
     _serving: bool = field(init=False, default=False)
 
@@ -142,12 +148,19 @@ class Podgate:
                     on_cull=self.metrics.control.server_culled,
                 )
                 hub = await self.control.start(self.cluster)
+            settings = edge_settings(config)
+            self._edge_loop.start()
+            hub_upstream = None
+            if hub is not None:
+                self._hub_link = HubLink(hub, HUB_LOOK, settings.hub_prefix)
+                await self._hub_link.start()
+                hub_upstream = HubUpstream(self._hub_link.connect, settings.upstream)
             public = build_public_app(
                 table=self.table,
-                settings=edge_settings(config),
+                settings=settings,
                 stats=self.stats,
                 sessions=self.sessions,
-                hub=hub,
+                hub=hub_upstream,
                 # Sign-outs and removed users, applied by the edge on every request.
                 policy=self.control.gate if self.control is not None else None,
                 # The hub's look needs the hub's stylesheet: only with the control plane.
@@ -155,10 +168,12 @@ class Podgate:
                 # Personal API tokens open their user's servers, as in JupyterHub.
                 token_user=self.control.token_user if self.control is not None else None,
             )
-            self.edge = edge_of(public)
+            self.edge = edge = edge_of(public)
             if self.control is not None and self.control.gate is not None:
-                # A sign-out or a reload also ends the WebSockets those sessions opened.
-                self.control.gate.on_change = self.edge.sessions_changed
+                # A sign-out or a reload also ends the WebSockets those sessions opened
+                # (on the edge's loop, which owns them).
+                edge_loop = self._edge_loop
+                self.control.gate.on_change = lambda: edge_loop.call_soon(edge.sessions_changed)
             ops = build_ops_app(
                 table=self.table,
                 metrics=self.metrics,
@@ -168,12 +183,14 @@ class Podgate:
                 extra_routes=self.control.add_api_routes if self.control else None,
             )
             try:
-                self._public = await serve_public(
-                    public,
-                    *config.listen_address,
-                    grace=config.shutdown_grace_seconds,
-                    tls=(lambda: tls.context) if tls is not None else None,
-                    tls_per_address=config.tls.handshakes_per_address if config.tls else 256,
+                self._public = await self._edge_loop.run(
+                    serve_public(
+                        public,
+                        *config.listen_address,
+                        grace=config.shutdown_grace_seconds,
+                        tls=(lambda: tls.context) if tls is not None else None,
+                        tls_per_address=config.tls.handshakes_per_address if config.tls else 256,
+                    )
                 )
             except OSError as e:
                 raise ListenFailed("listen", *config.listen_address, e) from e
@@ -273,8 +290,12 @@ class Podgate:
             shutil.rmtree(self._tls_dir, ignore_errors=True)
             self._tls_dir = None
         if self._public is not None:
-            await self._public.close()
+            await self._edge_loop.run(self._public.close())
             self._public = None
+        await self._edge_loop.stop()
+        if self._hub_link is not None:
+            await self._hub_link.stop()
+            self._hub_link = None
         while self._runners:
             await self._runners.pop().cleanup()
         if self.control is not None:

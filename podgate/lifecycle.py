@@ -19,6 +19,7 @@ import time
 from edge.tls import CertificateProblem, load_certificate
 from podgate.assembly import Podgate
 from podgate.config import Config
+from podgate.heap import HeapKeeper
 from podgate.logs import setup_logging
 from podgate.ports import ListenFailed, check_addresses
 from podgate.reload import ConfigReloader
@@ -81,6 +82,8 @@ async def _serve(config: Config, config_path: str | None = None) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     podgate = Podgate(config)
     await podgate.start()
+    heap = HeapKeeper()
+    heap.start()  # what start built lives as long as the process: out of the collector's way
     reloader = ConfigReloader(podgate, config_path)
     try:
         await reloader.start()
@@ -100,6 +103,7 @@ async def _serve(config: Config, config_path: str | None = None) -> int:
     finally:
         started = time.monotonic()
         loop.remove_signal_handler(signal.SIGHUP)
+        heap.stop()
         await reloader.stop()
         await podgate.stop()
     log.info("stopped", extra={"drain_seconds": round(time.monotonic() - started, 3)})

@@ -56,6 +56,24 @@ PASSWORD = "bench-storm-password"
 COOKIE_SECRET = "bench-storm-cookie-secret-0123456789"
 REQUEST_TIMEOUT = 30.0  # one HTTP request; a storm's deadline bounds the whole
 _XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
+RUNNING_PROFILE = "running"
+# A running user's notebook server, as far as the probe cares: its own process on
+# the pod's address, answering what the storm's echo pods answer, at the priority
+# the probe has (a pod on a node of its own is not waiting for the storm's CPU).
+RUNNING_POD = """
+import json, os
+from aiohttp import web
+try:
+    os.setpriority(os.PRIO_PROCESS, 0, -10)
+except OSError:
+    pass
+async def answer(request):
+    body = {"path": request.path_qs, "pod": os.environ.get("HOSTNAME", "")}
+    return web.json_response(body)
+app = web.Application()
+app.router.add_route("*", "/{tail:.*}", answer)
+web.run_app(app, host=os.environ["POD_IP"], port=8888, print=None, access_log=None)
+"""
 _ENV = {
     "PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
@@ -106,6 +124,7 @@ class UserRun:
     routed_at: float | None = None  # monotonic, the pod answered through the edge
     refused_429: int = 0
     error: str | None = None
+    profile: str | None = None  # the spawn form's choice; None: the default profile
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -159,6 +178,8 @@ async def _press_start(browser: aiohttp.ClientSession, url: str, page: str, run:
     if token is None:
         raise RuntimeError(f"{url}: a Start form without its token")
     form = {"_xsrf": token.group(1), "next": html.unescape(next_url.group(1)) if next_url else ""}
+    if run.profile is not None:
+        form["profile"] = run.profile
     target = url.split("?", 1)[0]
     for _ in range(200):
         async with browser.post(target, data=form, allow_redirects=False) as response:
@@ -280,7 +301,7 @@ async def _probe_main(base: str, users: int, interval: float, deadline: float) -
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     names = [f"running{i:03d}" for i in range(users)]
-    runs = [UserRun(name) for name in names]
+    runs = [UserRun(name, profile=RUNNING_PROFILE) for name in names]
     browsers = [new_browser() for _ in names]
     samples: list[tuple[float, float, bool]] = []
     try:
@@ -380,6 +401,17 @@ def podgate_storm_config(
             "jupyter_args": False,
             "readiness_path": None,
             "start_rate": start_rate,
+            "profiles": [
+                # The storm's users: echo pods served inside the cluster's process.
+                {"slug": "storm", "display_name": "Storm", "default": True},
+                # The running users' pods are processes of their own, as on a node of
+                # their own: what the probe measures is podgate, not the cluster's loop.
+                {
+                    "slug": RUNNING_PROFILE,
+                    "display_name": "Running",
+                    "cmd": [sys.executable, "-c", RUNNING_POD],
+                },
+            ],
         },
     }
 

@@ -8,7 +8,10 @@ credentials. It never talks to the API: the first call does.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
+import aiohttp
 from kubernetes_asyncio.client import ApiClient, Configuration
 from kubernetes_asyncio.config import (
     ConfigException,
@@ -22,6 +25,8 @@ from control.k8s.api import KubeApi, RequestObserver
 
 # Watches hold a pooled connection each; leave room for them next to a burst of spawns.
 CONNECTION_POOL_SIZE = 64
+# As kubernetes_asyncio sets it: one watch event may hold an object of up to 1.5 MiB.
+WATCH_READ_BUFFER = 2**21
 
 
 async def connect_kube(
@@ -56,8 +61,30 @@ async def connect_kube(
     except (ConfigException, OSError, ValueError, KeyError, TypeError) as e:
         raise KubeError(0, "BadKubeconfig", f"cannot load the cluster configuration: {e}") from e
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
-    return KubeApi(
-        ApiClient(configuration=configuration),
-        request_timeout=request_timeout,
-        observer=observer,
+    client = ApiClient(configuration=configuration)
+    _read_the_environment_once(client, configuration.host)
+    return KubeApi(client, request_timeout=request_timeout, observer=observer)
+
+
+def _read_the_environment_once(client: ApiClient, host: str) -> None:
+    """The client's session, minus its per-call look at the environment.
+
+    kubernetes_asyncio's session trusts the environment, so before every API
+    call aiohttp read ~/.netrc on a worker thread (a thread hop and a file
+    read per pod create, and one more thread wanting the interpreter lock
+    beside the edge's). The proxy the environment names for the API server
+    (HTTPS_PROXY, NO_PROXY) is read here, once, unless the kubeconfig names one;
+    the session keeps its connector and no longer looks.
+    """
+    rest = client.rest_client
+    if rest.proxy is None:
+        scheme = urlsplit(host).scheme or "https"
+        proxy = getproxies().get(scheme)
+        if proxy and not proxy_bypass(urlsplit(host).hostname or ""):
+            rest.proxy = proxy
+    trusting = rest.pool_manager
+    connector = trusting.connector
+    trusting.detach()  # the connector (its TLS settings and pool) carries over
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=connector, trust_env=False, read_bufsize=WATCH_READ_BUFFER
     )

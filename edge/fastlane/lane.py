@@ -50,7 +50,13 @@ class Lane:
         self.scheme = scheme  # "https" when the listener terminates TLS (edge.tls)
         # Lines every response of the lane carries beside its request id (HSTS over TLS).
         self.response_lines = edge.response_lines(scheme)
-        self.pool = PodPool(settings.upstream, loop)
+        hub = edge.hub
+        # The hub is one more target, its connections socketpairs (edge.hub_upstream).
+        self.hub_route = hub.route if hub is not None else None
+        self.pool = PodPool(
+            settings.upstream, loop, dial={hub.address: hub.connect} if hub is not None else None
+        )
+        self.reserved_cookies = settings.reserved_cookies
         self.request_ids = edge.request_ids
         self.cookie_name = settings.cookie_name.encode()
         self.header_kinds = header_kinds(settings.pod_token_header.lower().encode())

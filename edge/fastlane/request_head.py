@@ -6,6 +6,8 @@ pooled pod connection (edge.fastlane.request_body). A head that does not come
 in one read is timed and counted per peer (edge.fastlane.slow_heads: 408
 when too slow, 429 past the cap). Anything else is handed over to aiohttp
 (edge.fastlane.handover); a WebSocket handshake goes to edge.fastlane.websocket.
+Requests for the hub are relayed the same way, with the hub's own head
+(edge.fastlane.hub_head).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from edge.fastlane.head import (
     parse_request,
     upstream_head,
 )
+from edge.fastlane.hub_head import hub_head
 from edge.fastlane.response import Framing
 from edge.fastlane.slow_heads import TOO_MANY, TOO_SLOW
 from edge.fastlane.state import ConnectionState
@@ -60,6 +63,9 @@ class HeadReading(ConnectionState):
         route = lane.edge.forwardable(head.host, head.raw_path, head.cookies)
         if route is None:
             self._hand_over()
+            return
+        if route is lane.hub_route:
+            self._to_hub(buffer, head, route)
             return
         if (
             (head.upgrade or head.method not in SAFE_METHODS)
@@ -116,10 +122,28 @@ class HeadReading(ConnectionState):
             self.transport.close()
         self.closed = True
 
-    def _start(self, head: RequestHead, route: Route) -> None:
+    def _to_hub(self, buffer: bytes, head: RequestHead, route: Route) -> None:
+        """Relayed to the hub like a pod, with the hub's head; upgrades go to aiohttp's lane."""
+        if head.upgrade:
+            self._hand_over()
+            return
+        request_id = self._request_id(head)
+        pod_head = hub_head(buffer, head, request_id, self.peer_xff, self.lane.scheme)
+        if pod_head is None:
+            self._hand_over()
+            return
+        self._start(head, route, request_id, pod_head)
+
+    def _start(
+        self,
+        head: RequestHead,
+        route: Route,
+        request_id: str | None = None,
+        pod_head: bytes | None = None,
+    ) -> None:
         lane = self.lane
         self.request = head
-        self.request_id = self._request_id(head)
+        self.request_id = request_id or self._request_id(head)
         self.route = route
         self.kind = route_kind(route)
         self.started = time.monotonic()
@@ -135,7 +159,7 @@ class HeadReading(ConnectionState):
         self.framing = Framing.NONE
         self.counted = 0
         target = route.target
-        self.pod_head = self._pod_head(head, route)
+        self.pod_head = pod_head or self._pod_head(head, route)
         address = (target.host, target.port)
         pod = lane.pool.take_idle(address)
         if pod is not None:

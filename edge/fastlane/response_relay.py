@@ -26,6 +26,9 @@ from edge.fastlane.state import IDEMPOTENT, ConnectionState
 log = logging.getLogger("edge.fastlane.protocol")
 
 
+EMPTY: frozenset[str] = frozenset()
+
+
 class ResponseRelay(ConnectionState):
     """The pod's answer to the browser, or an error page, or a cut-off."""
 
@@ -54,7 +57,8 @@ class ResponseRelay(ConnectionState):
                     buffer,
                     end,
                     request.method == "HEAD",
-                    self.lane.settings.reserved_cookies,
+                    # The hub sets podgate's own cookies; no pod may.
+                    EMPTY if self.route is self.lane.hub_route else self.lane.reserved_cookies,
                     self.close_after,
                 )
             except Garbage as e:

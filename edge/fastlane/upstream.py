@@ -17,7 +17,9 @@ with no byte past it); a byte arriving while idle closes it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
+from collections.abc import Callable, Mapping
 from typing import Protocol, cast
 
 from edge.errors import UpstreamTimeout, UpstreamUnavailable
@@ -184,9 +186,16 @@ class PodConnection(asyncio.Protocol):
 class PodPool:
     """Idle pod connections per target, and opening new ones."""
 
-    def __init__(self, settings: UpstreamSettings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        loop: asyncio.AbstractEventLoop,
+        dial: Mapping[Address, Callable[[], socket.socket]] | None = None,
+    ) -> None:
         self.settings = settings
         self.loop = loop
+        # Targets reached through a socket of their own making, not an address (the hub).
+        self.dial = dial or {}
         self._idle: dict[Address, list[PodConnection]] = {}
         self._opening: dict[Address, int] = {}
         self._waiting: dict[Address, deque[PodWaiter]] = {}
@@ -244,11 +253,17 @@ class PodPool:
     async def connect(self, address: Address) -> PodConnection:
         """A new connection; raises UpstreamUnavailable or UpstreamTimeout."""
         host, port = address
+        dial = self.dial.get(address)
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
-                _, connection = await self.loop.create_connection(
-                    lambda: PodConnection(self, address), host, port
-                )
+                if dial is not None:
+                    _, connection = await self.loop.create_connection(
+                        lambda: PodConnection(self, address), sock=dial()
+                    )
+                else:
+                    _, connection = await self.loop.create_connection(
+                        lambda: PodConnection(self, address), host, port
+                    )
         except TimeoutError as e:
             raise UpstreamTimeout(f"connecting to {host}:{port} timed out") from e
         except OSError as e:

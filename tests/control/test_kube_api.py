@@ -457,3 +457,42 @@ async def test_tls_cluster_works(
     await api.create("pods", NS, pod("jupyter-ada"))
     events = await collect(api, version, until=1, timeout_seconds=3)
     assert [(e.type, e.object["metadata"]["name"]) for e in events] == [("ADDED", "jupyter-ada")]
+
+
+async def test_api_calls_do_not_consult_the_environment_per_call(
+    api_cluster: SimCluster, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No thread hop per call to read ~/.netrc; the environment's proxy is read once."""
+    api = await connect(kubeconfig=api_cluster.kubeconfig(NS), request_timeout=2.0)
+    loop = asyncio.get_running_loop()
+    hops: list[object] = []
+    real = loop.run_in_executor
+
+    def counting(executor: Any, func: Any, *args: Any) -> Any:
+        hops.append(func)
+        return real(executor, func, *args)
+
+    monkeypatch.setattr(loop, "run_in_executor", counting)
+    await api.create("pods", NS, pod("no-hops"))
+    assert await api.get("pods", NS, "no-hops") is not None
+    assert hops == []
+
+
+async def test_the_environments_proxy_is_used_unless_bypassed(
+    api_cluster: SimCluster, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY/NO_PROXY keep their meaning, read once at connect."""
+    with socket.socket() as probe:  # nothing listens here: a proxy that is down
+        probe.bind(("127.0.0.1", 0))
+        refusing = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, refusing)
+    for name in ("NO_PROXY", "no_proxy", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxied = await connect(kubeconfig=api_cluster.kubeconfig(NS), request_timeout=2.0)
+    with pytest.raises(KubeUnavailable):
+        await proxied.get("pods", NS, "nobody")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    direct = await connect(kubeconfig=api_cluster.kubeconfig(NS), request_timeout=2.0)
+    with pytest.raises(NotFound):  # the API server itself answered
+        await direct.get("pods", NS, "nobody")

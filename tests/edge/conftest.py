@@ -246,9 +246,13 @@ EdgeFactory = Callable[..., Awaitable[RunningEdge]]
 async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
     """Start the public edge on 127.0.0.1:0: `await make_edge(table=..., settings=..., hub=...)`."""
     from edge.app import build_public_app
+    from edge.errors import PLAIN_LOOK
+    from edge.hub_upstream import HubUpstream
     from edge.server import PublicServer, serve_public
+    from podgate.hub_link import HubLink
 
     servers: list[PublicServer] = []
+    links: list[HubLink] = []
 
     async def start(
         *,
@@ -260,12 +264,19 @@ async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
         table = table if table is not None else RouteTable()
         settings = settings or EdgeSettings()
         stats = EdgeStats()
+        upstream = None
+        if hub is not None:
+            # Reached as the wiring reaches the control plane: over socketpairs.
+            link = HubLink(hub, PLAIN_LOOK, settings.hub_prefix)
+            await link.start()
+            links.append(link)
+            upstream = HubUpstream(link.connect, settings.upstream)
         app = build_public_app(
             table=table,
             settings=settings,
             stats=stats,
             sessions=sessions if sessions is not None else session_codec,
-            hub=hub,
+            hub=upstream,
         )
         # Served as the wiring serves it: the fast lane in front, aiohttp behind it.
         server = await serve_public(app, "127.0.0.1", 0)
@@ -285,6 +296,8 @@ async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
     finally:
         for server in reversed(servers):
             await server.close()
+        for link in links:
+            await link.stop()
 
 
 @pytest.fixture
