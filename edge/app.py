@@ -61,7 +61,7 @@ from edge.proxy import proxy_http
 from edge.request_id import HEADER as REQUEST_ID_HEADER
 from edge.request_id import RequestIds, current_request_id
 from edge.settings import EdgeSettings
-from edge.upstream import UpstreamPool
+from edge.upstream.pool import PodPool
 from edge.websocket.aiohttp_lane import relay_websocket
 from edge.websocket.handshake import wants_websocket
 from edge.websocket.relay import ByteRelay
@@ -137,7 +137,7 @@ class Edge:
         settings: EdgeSettings,
         stats: EdgeStats,
         sessions: SessionVerifier | None,
-        pool: UpstreamPool,
+        pool: PodPool,
         hub_enabled: bool,
         policy: SessionPolicy | None = None,
         error_look: ErrorPageLook = PLAIN_LOOK,
@@ -526,7 +526,7 @@ def build_public_app(
     stats: EdgeStats,
     sessions: SessionVerifier | None,
     hub: web.Application | None = None,
-    pool: UpstreamPool | None = None,
+    pool: PodPool | None = None,
     policy: SessionPolicy | None = None,
     error_look: ErrorPageLook = PLAIN_LOOK,
     token_user: TokenUser | None = None,
@@ -552,7 +552,7 @@ def build_public_app(
         settings=settings,
         stats=stats,
         sessions=sessions,
-        pool=pool or UpstreamPool(settings.upstream),
+        pool=pool or PodPool(settings.upstream),
         hub_enabled=use_hub,
         policy=policy,
         error_look=error_look,

@@ -1,7 +1,10 @@
-"""The fast lane's pod connections: raw keep-alive sockets, pooled per target.
+"""The edge's pod connections: raw keep-alive sockets, pooled per target, for both lanes.
 
+One `PodPool` per edge (edge.app.Edge.pool) serves the fast lane and the
+aiohttp lane alike: a connection one lane releases, the other may take.
 A `PodConnection` is a bare asyncio.Protocol that hands every event to its
-current owner (the browser connection relaying through it) and keeps one
+current owner (a fast-lane browser connection, or the aiohttp lane's
+edge.upstream.exchange.PodExchange) and keeps one
 lazily re-armed timer for both the read timeout (while a response is awaited)
 and the idle timeout (while pooled), so a request costs no timer allocation.
 `PodPool` keeps idle connections per (host, port), most recently used first,
@@ -50,13 +53,14 @@ class PodWaiter(Protocol):
 
 
 class PodConnection(asyncio.Protocol):
-    """One raw socket to a pod; owned by one browser connection at a time, or idle."""
+    """One raw socket to a pod; owned by one request of either lane at a time, or idle."""
 
     __slots__ = (
         "address",
         "closed",
         "idle_since",
         "last_heard",
+        "loop",
         "owner",
         "pool",
         "read_paused",
@@ -69,6 +73,8 @@ class PodConnection(asyncio.Protocol):
     def __init__(self, pool: PodPool, address: Address) -> None:
         self.pool = pool
         self.address = address
+        # Made inside the loop it serves (a connection factory, or a running task).
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.owner: PodOwner | None = None
         self.closed = False
@@ -88,7 +94,7 @@ class PodConnection(asyncio.Protocol):
         if owner is None:
             self.close()  # bytes from an idle pod: it is confused, never reuse it
             return
-        self.last_heard = self.pool.loop.time()
+        self.last_heard = self.loop.time()
         owner.pod_data(data)
 
     def eof_received(self) -> bool:
@@ -120,7 +126,7 @@ class PodConnection(asyncio.Protocol):
         self.waiting = True
         timeout = self.pool.settings.read_timeout
         if timeout is not None:
-            self.last_heard = now = self.pool.loop.time()
+            self.last_heard = now = self.loop.time()
             self._arm(now + timeout)
 
     def pause_reading(self, paused: bool) -> None:
@@ -130,7 +136,7 @@ class PodConnection(asyncio.Protocol):
         if paused:
             self.transport.pause_reading()
         else:
-            self.last_heard = self.pool.loop.time()
+            self.last_heard = self.loop.time()
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -155,7 +161,7 @@ class PodConnection(asyncio.Protocol):
                 return
             self.timer.cancel()
         self.timer_at = at
-        self.timer = self.pool.loop.call_at(at, self._tick)
+        self.timer = self.loop.call_at(at, self._tick)
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
@@ -164,7 +170,7 @@ class PodConnection(asyncio.Protocol):
 
     def _tick(self) -> None:
         self.timer = None
-        now = self.pool.loop.time()
+        now = self.loop.time()
         settings = self.pool.settings
         if self.owner is None:
             deadline = self.idle_since + settings.idle_timeout
@@ -184,9 +190,8 @@ class PodConnection(asyncio.Protocol):
 class PodPool:
     """Idle pod connections per target, and opening new ones."""
 
-    def __init__(self, settings: UpstreamSettings, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, settings: UpstreamSettings) -> None:
         self.settings = settings
-        self.loop = loop
         self._idle: dict[Address, list[PodConnection]] = {}
         self._opening: dict[Address, int] = {}
         self._waiting: dict[Address, deque[PodWaiter]] = {}
@@ -246,7 +251,7 @@ class PodPool:
         host, port = address
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
-                _, connection = await self.loop.create_connection(
+                _, connection = await asyncio.get_running_loop().create_connection(
                     lambda: PodConnection(self, address), host, port
                 )
         except TimeoutError as e:
@@ -271,7 +276,7 @@ class PodPool:
         if self._closed or connection.closed or len(stack) >= self.settings.max_idle_per_target:
             connection.close()
             return
-        connection.idle_since = now = self.loop.time()
+        connection.idle_since = now = connection.loop.time()
         connection._arm(now + self.settings.idle_timeout)
         stack.append(connection)
 

@@ -1,0 +1,388 @@
+"""The aiohttp lane's exchange with a pod: one request, and its answer streamed back.
+
+`send_request` takes a connection from the edge's one pool (edge.upstream.pool,
+which the fast lane draws on too: an idle connection, a released one handed
+over, or a new one within the pool's cap on connections being opened to one
+target), writes the request head, streams the body with backpressure (the
+pod's socket full: the next chunk waits), and returns the pod's response head
+as a `PodExchange` whose `chunks()` yields the body as it arrives, taken out of
+its framing (web.StreamResponse frames it again). The exchange owns the
+connection meanwhile (edge.upstream.pool.PodOwner) and reads the pod's bytes
+with edge.upstream.response, the fast lane's strict parser, so both lanes
+accept and refuse the same answers. Interim 1xx answers are skipped: aiohttp's
+server cannot relay them, and the final answer follows on the same connection.
+
+The pod's silence is timed only once it has the whole request. A pod that
+answers before taking the whole body (401, 413...) has that answer relayed,
+and its connection is closed after. It must never buffer a body whole (past
+read_buffer bytes waiting, the pod's socket is no longer read), never retry a
+request that sent body bytes or is not idempotent (only a pooled connection the
+pod had closed while idle is retried, once, fresh), and never let socket or
+parse failures out other than as edge.errors types. A connection goes back to
+the pool only when the exchange ended exactly at a message end: the request
+sent whole, the response read to its framed end, and no byte after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from edge.upstream.pool import Address, PodConnection, PodPool
+from edge.upstream.response import (
+    MAX_RESPONSE_HEAD,
+    ChunkedDecoder,
+    Framing,
+    Garbage,
+    ResponseHead,
+    parse_response,
+)
+from routes import Target
+
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
+_NO_COOKIES: frozenset[str] = frozenset()  # proxy.py drops podgate's cookies from the headers
+
+
+async def send_request(
+    pool: PodPool,
+    target: Target,
+    head: bytes,
+    *,
+    method: str,
+    body: AsyncIterator[bytes] | None,
+) -> PodExchange:
+    """Send head (+ the streamed body) to the target; the exchange once the answer's head is in.
+
+    Raises UpstreamError subclasses; whatever the body iterator raises passes through.
+    """
+    address = (target.host, target.port)
+    retry_ok = body is None and method in IDEMPOTENT
+    for attempt in (0, 1):
+        connection, reused = await _connection(pool, address)
+        exchange = PodExchange(pool, connection, method == "HEAD")
+        try:
+            await exchange.send(head, body)
+            return exchange
+        except UpstreamError as e:
+            exchange.discard()
+            # A pooled connection the pod had closed while idle: once more, fresh.
+            stale = reused and not exchange.heard and isinstance(e, UpstreamUnavailable)
+            if attempt == 0 and stale and retry_ok:
+                continue
+            raise
+        except BaseException:
+            exchange.discard()  # cancelled (browser hang-up), or the body broke off
+            raise
+    raise AssertionError("unreachable")
+
+
+class _Turn:
+    """A place in the pool's queue (edge.upstream.pool.PodWaiter) kept as a future."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[PodConnection | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def wants_pod(self, address: Address) -> bool:
+        return not self.future.done()  # a cancelled request has left the queue
+
+    def pod_ready(self, connection: PodConnection) -> None:
+        self.future.set_result(connection)
+
+    def pod_slot(self, address: Address) -> None:
+        self.future.set_result(None)
+
+
+async def _connection(pool: PodPool, address: Address) -> tuple[PodConnection, bool]:
+    """A connection to `address`, and whether it was used before (stale, maybe)."""
+    connection = pool.take_idle(address)
+    if connection is not None:
+        return connection, True
+    turn = _Turn()
+    if not pool.reserve(address, turn):
+        try:
+            handed = await turn.future
+        except asyncio.CancelledError:
+            # Cancelled just after our turn came: give it on, or it is lost for good.
+            future = turn.future
+            if future.done() and not future.cancelled():
+                given = future.result()
+                if given is None:
+                    pool.unreserve(address)
+                else:
+                    pool.release(given)
+            raise
+        if handed is not None:
+            return handed, True
+    try:
+        return await pool.connect(address), False
+    finally:
+        pool.unreserve(address)
+
+
+class PodExchange:
+    """One request and its response over one pod connection; its owner meanwhile."""
+
+    __slots__ = (
+        "buffer",
+        "buffered",
+        "chunked",
+        "connection",
+        "content_length",
+        "done",
+        "error",
+        "head",
+        "head_request",
+        "headers",
+        "heard",
+        "keep",
+        "left",
+        "pending",
+        "pool",
+        "reason",
+        "sent",
+        "settled",
+        "status",
+        "waiter",
+        "write_paused",
+    )
+
+    def __init__(self, pool: PodPool, connection: PodConnection, head_request: bool) -> None:
+        self.pool = pool
+        self.connection = connection
+        self.head_request = head_request
+        self.buffer = b""  # the start of a response head not complete yet
+        self.head: ResponseHead | None = None
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[str, str]] = []
+        self.content_length: int | None = None
+        self.pending: deque[bytes] = deque()  # body data not yet taken by chunks()
+        self.buffered = 0
+        self.left = 0  # Content-Length framing: body bytes still to come
+        self.chunked: ChunkedDecoder | None = None
+        self.heard = False  # any byte came from the pod
+        self.sent = False  # the whole request went out
+        self.done = False  # the response was read to its framed end
+        self.keep = True  # nothing seen yet that forbids pooling the connection
+        self.error: UpstreamError | None = None
+        self.settled = False  # released or discarded
+        self.waiter: asyncio.Future[None] | None = None
+        self.write_paused = False
+        connection.owner = self
+
+    # The connection's events (edge.upstream.pool.PodOwner).
+
+    def pod_data(self, data: bytes) -> None:
+        self.heard = True
+        if self.done or self.error is not None:
+            self.keep = False  # bytes past the answer's end: never the next one's
+            return
+        if self.head is None:
+            rest = self._read_head(data)
+            if rest is None:
+                return
+            self._wake()
+            if not rest:
+                return
+            data = rest
+        self._read_body(data)
+        self._wake()
+
+    def pod_lost(self) -> None:
+        if self.head is not None and self.head.framing is Framing.UNTIL_CLOSE:
+            self.done = True
+            self.keep = False
+        elif not self.done and self.error is None:
+            why = "mid-response" if self.head is not None else "before answering"
+            message = f"the server closed the connection {why}"
+            self.error = UpstreamUnavailable(message, kind="reset")
+        self._wake()
+
+    def pod_timed_out(self) -> None:
+        if self.done:
+            return  # the answer is whole; release() or discard() decides
+        self._fail(UpstreamTimeout("the server did not answer in time"))
+
+    def pod_write_paused(self, paused: bool) -> None:
+        self.write_paused = paused
+        if not paused:
+            self._wake()
+
+    # Sending, from send_request.
+
+    async def send(self, head: bytes, body: AsyncIterator[bytes] | None) -> None:
+        """The request to the pod, then wait for the answer's head; raises UpstreamError."""
+        connection = self.connection
+        connection.write(head)
+        if body is not None:
+            async for chunk in body:
+                if self.head is not None or self.error is not None:
+                    break  # an early answer, or a failure: the rest of the body goes nowhere
+                connection.write(chunk)
+                while self.write_paused and self.head is None and self.error is None:
+                    await self._wait()  # the pod's socket is full: the next chunk waits
+            else:
+                self.sent = True
+        else:
+            self.sent = True
+        if self.sent:
+            connection.await_response()  # only now is the pod's silence its own
+        while self.head is None and self.error is None:
+            await self._wait()
+        if self.head is None:
+            error = self.error
+            assert error is not None
+            if not self.sent and isinstance(error, UpstreamUnavailable):
+                raise UpstreamUnavailable(
+                    f"the server closed the connection while receiving the body: {error}",
+                    kind="reset",
+                ) from error
+            raise error
+        if not self.sent:
+            self.keep = False  # the rest of the body cannot be told from a next request
+
+    # Reading, from proxy.py.
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives; raises UpstreamError if the pod fails mid-body."""
+        pending = self.pending
+        limit = self.pool.settings.read_buffer
+        while True:
+            if pending:
+                data = pending.popleft()
+                self.buffered -= len(data)
+                if self.connection.read_paused and self.buffered <= limit:
+                    self.connection.pause_reading(False)
+                yield data
+            elif self.error is not None:
+                raise self.error
+            elif self.done:
+                return
+            else:
+                await self._wait()
+
+    def release(self) -> None:
+        """Back to the pool if the exchange ended exactly at a message end; else closed."""
+        if self.settled:
+            return
+        self.settled = True
+        connection = self.connection
+        if self.done and self.keep and self.sent and self.error is None and not connection.closed:
+            self.pool.release(connection)  # to a queued request of either lane, or idle
+        else:
+            connection.close()
+
+    def discard(self) -> None:
+        """Close the connection (browser gone, failure, body not read to its end)."""
+        if not self.settled:
+            self.settled = True
+            self.connection.close()
+
+    # Inside.
+
+    def _read_head(self, data: bytes) -> bytes | None:
+        """The bytes after the final response head, or None: incomplete, or failed."""
+        buffer = self.buffer + data if self.buffer else data
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_RESPONSE_HEAD:
+                    self._fail(UpstreamProtocolError("response head too large"))
+                else:
+                    self.buffer = buffer
+                return None
+            try:
+                head = parse_response(buffer, end, self.head_request, _NO_COOKIES, False)
+            except Garbage as e:
+                self._fail(UpstreamProtocolError(f"invalid response from the server: {e}"))
+                return None
+            if head.status >= 200:
+                break
+            buffer = buffer[end + 4 :]  # interim (1xx): the final answer follows
+        self.buffer = b""
+        self._took_head(head, buffer[:end])
+        return buffer[end + 4 :]
+
+    def _took_head(self, head: ResponseHead, raw: bytes) -> None:
+        self.head = head
+        self.status = head.status
+        status_line, *lines = raw.split(b"\r\n")
+        self.reason = status_line[13:].decode("latin-1")  # after "HTTP/1.x NNN "
+        headers = self.headers
+        for line in lines:
+            name, _, value = line.partition(b":")
+            text = value.strip(b" \t").decode("utf-8", "surrogateescape")
+            headers.append((name.decode("ascii"), text))
+            if name.lower() == b"content-length":
+                self.content_length = int(text)  # parse_response checked: one, all digits
+        self.keep = head.keep_alive
+        framing = head.framing
+        if framing is Framing.NONE:
+            self.done = True
+        elif framing is Framing.LENGTH:
+            self.left = head.length
+        elif framing is Framing.CHUNKED:
+            self.chunked = ChunkedDecoder()
+
+    def _read_body(self, data: bytes) -> None:
+        head = self.head
+        assert head is not None
+        framing = head.framing
+        if framing is Framing.LENGTH:
+            left = self.left
+            if len(data) >= left:
+                if len(data) > left:
+                    self.keep = False
+                    data = data[:left]
+                self.done = True
+            self.left = left - len(data)
+            self._queue(data)
+        elif framing is Framing.CHUNKED:
+            chunked = self.chunked
+            assert chunked is not None
+            try:
+                pieces, end = chunked.decode(data)
+            except Garbage as e:
+                self._fail(UpstreamProtocolError(f"invalid response from the server: {e}"))
+                return
+            for piece in pieces:
+                self._queue(piece)
+            if end >= 0:
+                self.done = True
+                if end < len(data):
+                    self.keep = False
+        elif framing is Framing.UNTIL_CLOSE:
+            self._queue(data)
+        else:
+            self.keep = False  # bytes after a bodiless answer
+
+    def _queue(self, data: bytes) -> None:
+        if not data:
+            return
+        self.pending.append(data)
+        self.buffered += len(data)
+        if self.buffered > self.pool.settings.read_buffer:
+            self.connection.pause_reading(True)  # the browser is slow: so is the pod
+
+    def _fail(self, error: UpstreamError) -> None:
+        self.error = error
+        self.connection.abort()
+        self._wake()
+
+    async def _wait(self) -> None:
+        self.waiter = waiter = self.connection.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
