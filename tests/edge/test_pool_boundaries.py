@@ -4,7 +4,8 @@ Both lanes draw on the edge's one pool (edge.upstream.pool): the fast lane for
 plain HTTP/1.1 requests, edge.upstream.exchange for what aiohttp serves
 (HTTP/1.0 here). A pod whose answer carries bytes past its own end (a second
 response nobody asked for) must not have its connection reused, or the next
-browser would read those bytes as its answer. A clean exchange is reused, so the rule costs no keep-alive.
+browser would read those bytes as its answer. A clean exchange is reused, so
+the rule costs no keep-alive.
 """
 
 from __future__ import annotations
