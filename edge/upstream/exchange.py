@@ -219,6 +219,10 @@ class PodExchange:
     async def send(self, head: bytes, body: AsyncIterator[bytes] | None) -> None:
         """The request to the pod, then wait for the answer's head; raises UpstreamError."""
         connection = self.connection
+        if connection.closed:  # lost between being opened or taken and now: no event will come
+            raise UpstreamUnavailable(
+                "the server closed the connection before answering", kind="reset"
+            )
         connection.write(head)
         if body is not None:
             async for chunk in body:
