@@ -17,10 +17,12 @@ Why that seam and not asyncio's public ``transport.set_protocol`` after the
 or before the handler swaps the protocol) have already been read by
 aiohttp's protocol, which keeps them for the next parser it is given;
 set_protocol loses them, and aiohttp then parses them as a new request (a
-400). Tried on aiohttp 3.14: the head and b"EARLY" in one write, the sink
-protocol saw only the bytes sent after the 101. set_parser, pause_reading and
-resume_reading are public names on the object ``request.protocol`` returns;
-no underscore attribute of aiohttp is touched (tests/test_public_aiohttp.py).
+400). Tried on aiohttp 3.14: with the head and b"EARLY" in one write, a
+protocol set after the 101 saw only the bytes sent after it; the frame sent
+with the handshake must reach the pod (tests/edge/test_websocket_flow.py).
+set_parser, pause_reading and resume_reading are public names on the object
+``request.protocol`` returns; no underscore attribute of aiohttp is touched
+(tests/test_public_aiohttp.py).
 When the server stops, `go_away` closes both sides with 1001 at a frame
 boundary (edge.websocket.farewell follows the boundaries in the relayed bytes).
 It never replaces aiohttp internals and never decodes messages.
