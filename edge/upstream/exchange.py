@@ -129,6 +129,7 @@ class PodExchange:
     """One request and its response over one pod connection; its owner meanwhile."""
 
     __slots__ = (
+        "body_task",
         "buffer",
         "buffered",
         "chunked",
@@ -150,6 +151,7 @@ class PodExchange:
         "status",
         "waiter",
         "write_paused",
+        "write_waiter",
     )
 
     def __init__(self, pool: PodPool, connection: PodConnection, head_request: bool) -> None:
@@ -172,7 +174,9 @@ class PodExchange:
         self.keep = True  # nothing seen yet that forbids pooling the connection
         self.error: UpstreamError | None = None
         self.settled = False  # released or discarded
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None  # send() or chunks(): the pod's bytes
+        self.write_waiter: asyncio.Future[None] | None = None  # the body: the pod's socket
+        self.body_task: asyncio.Task[None] | None = None  # the body after an early answer
         self.write_paused = False
         connection.owner = self
 
@@ -224,20 +228,18 @@ class PodExchange:
                 "the server closed the connection before answering", kind="reset"
             )
         connection.write(head)
-        if body is not None:
-            async for chunk in body:
-                if self.head is not None or self.error is not None:
-                    break  # an early answer, or a failure: the rest of the body goes nowhere
-                connection.write(chunk)
-                while self.write_paused and self.head is None and self.error is None:
-                    await self._wait()  # the pod's socket is full: the next chunk waits
-            else:
-                self.sent = True
+        if body is None:
+            self._all_sent()
         else:
-            self.sent = True
-        if self.sent:
-            connection.await_response()  # only now is the pod's silence its own
+            # The body streams in its own task, so an answer the pod gives before the
+            # whole body is relayed at once while the rest goes on beside it (a pod may
+            # still read it), as the fast lane does.
+            self.body_task = task = connection.loop.create_task(self._stream_body(body))
+            task.add_done_callback(self._body_done)
         while self.head is None and self.error is None:
+            failure = self._body_failure()
+            if failure is not None:
+                raise failure  # the browser's body broke off (ClientGone): proxy.py answers
             await self._wait()
         if self.head is None:
             error = self.error
@@ -248,8 +250,35 @@ class PodExchange:
                     kind="reset",
                 ) from error
             raise error
-        if not self.sent:
-            self.keep = False  # the rest of the body cannot be told from a next request
+
+    async def _stream_body(self, body: AsyncIterator[bytes]) -> None:
+        """Body chunks to the pod as they come, each waiting while the pod's socket is full."""
+        connection = self.connection
+        while self.error is None and not connection.closed:
+            try:
+                chunk = await anext(body)
+            except StopAsyncIteration:
+                self._all_sent()
+                return
+            connection.write(chunk)
+            while self.write_paused and self.error is None and not connection.closed:
+                await self._wait(writing=True)
+
+    def _body_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: send() raises it if no answer came first
+        self._wake()
+
+    def _body_failure(self) -> BaseException | None:
+        task = self.body_task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        return task.exception()
+
+    def _all_sent(self) -> None:
+        self.sent = True
+        if not self.connection.closed:
+            self.connection.await_response()  # only now is the pod's silence its own
 
     # Reading, from proxy.py.
 
@@ -276,6 +305,7 @@ class PodExchange:
         if self.settled:
             return
         self.settled = True
+        self._stop_body()
         connection = self.connection
         if self.done and self.keep and self.sent and self.error is None and not connection.closed:
             self.pool.release(connection)  # to a queued request of either lane, or idle
@@ -286,7 +316,13 @@ class PodExchange:
         """Close the connection (browser gone, failure, body not read to its end)."""
         if not self.settled:
             self.settled = True
+            self._stop_body()
             self.connection.close()
+
+    def _stop_body(self) -> None:
+        task = self.body_task
+        if task is not None and not task.done():
+            task.cancel()  # the rest of the body was never sent whole: no pooling either
 
     # Inside.
 
@@ -379,14 +415,21 @@ class PodExchange:
         self.connection.abort()
         self._wake()
 
-    async def _wait(self) -> None:
-        self.waiter = waiter = self.connection.loop.create_future()
+    async def _wait(self, *, writing: bool = False) -> None:
+        waiter = self.connection.loop.create_future()
+        if writing:
+            self.write_waiter = waiter
+        else:
+            self.waiter = waiter
         try:
             await waiter
         finally:
-            self.waiter = None
+            if writing:
+                self.write_waiter = None
+            else:
+                self.waiter = None
 
     def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in (self.waiter, self.write_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)

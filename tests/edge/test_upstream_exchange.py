@@ -239,3 +239,52 @@ async def test_the_pods_silence_is_timed_only_after_the_whole_upload(
             await writer.wait_closed()
     assert (status, body) == (200, b'{"received": 18}')
     assert edge.server.lane.handed_over == 1
+
+
+async def test_a_pod_answering_at_once_still_gets_the_rest_of_the_body(make_edge) -> None:
+    """Full duplex: a pod that sends its head first and reads the upload after it."""
+
+    async def duplex(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            received = 0
+            while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                received += len(await reader.readexactly(size))
+                await reader.readexactly(2)
+            await reader.readuntil(b"\r\n")  # the empty trailer
+            count = b"%d" % received
+            writer.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(count), count))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(duplex, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        edge = await make_edge(table=api_table(f"http://127.0.0.1:{port}"), settings=PROXY_ONLY)
+        reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        try:
+            writer.write(
+                b"POST /duplex HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                b"Connection: close\r\n\r\n5\r\nfirst\r\n"
+            )
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")  # the pod's head, before the rest
+                assert head.startswith(b"HTTP/1.1 200")
+                writer.write(b"6\r\nsecond\r\n0\r\n\r\n")
+                body = b""
+                while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                    body += await reader.readexactly(size)
+                    await reader.readexactly(2)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        assert body == b"11"  # both pieces reached the pod after it had answered
+        assert edge.server.lane.handed_over == 1
+    finally:
+        server.close()
+        await server.wait_closed()
