@@ -12,9 +12,11 @@ with edge.upstream.response, the fast lane's strict parser, so both lanes
 accept and refuse the same answers. Interim 1xx answers are skipped: aiohttp's
 server cannot relay them, and the final answer follows on the same connection.
 
-The pod's silence is timed only once it has the whole request. A pod that
-answers before taking the whole body (401, 413...) has that answer relayed,
-and its connection is closed after. It must never buffer a body whole (past
+The pod's silence is timed only once it has the whole request. The body
+streams in a task of its own, so an answer the pod gives before taking the
+whole body (401, 413, or a streaming endpoint's head) is relayed at once
+while the rest of the body goes on beside it; the task ends with the
+exchange, and a body not sent whole keeps the connection from the pool. It must never buffer a body whole (past
 read_buffer bytes waiting, the pod's socket is no longer read), never retry a
 request that sent body bytes or is not idempotent (only a pooled connection the
 pod had closed while idle is retried, once, fresh), and never let socket or
