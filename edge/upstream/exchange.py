@@ -16,11 +16,13 @@ The pod's silence is timed only once it has the whole request. The body
 streams in a task of its own, so an answer the pod gives before taking the
 whole body (401, 413, or a streaming endpoint's head) is relayed at once
 while the rest of the body goes on beside it; the task ends with the
-exchange, and a body not sent whole keeps the connection from the pool. It must never buffer a body whole (past
-read_buffer bytes waiting, the pod's socket is no longer read), never retry a
-request that sent body bytes or is not idempotent (only a pooled connection the
-pod had closed while idle is retried, once, fresh), and never let socket or
-parse failures out other than as edge.errors types. A connection goes back to
+exchange, and a body not sent whole keeps the connection from the pool.
+
+It must never buffer a body whole (past read_buffer bytes waiting, the pod's
+socket is no longer read), never retry a request that sent body bytes or is
+not idempotent (only a pooled connection the pod had closed while idle is
+retried, once, fresh), and never let socket or parse failures out other than
+as edge.errors types. A connection goes back to
 the pool only when the exchange ended exactly at a message end: the request
 sent whole, the response read to its framed end, and no byte after it.
 """
