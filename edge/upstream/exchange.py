@@ -64,7 +64,7 @@ async def send_request(
     address = (target.host, target.port)
     retry_ok = body is None and method in IDEMPOTENT
     for attempt in (0, 1):
-        connection, reused = await _connection(pool, address)
+        connection, reused = await _connection(pool, address, fresh=attempt > 0)
         exchange = PodExchange(pool, connection, method == "HEAD")
         try:
             await exchange.send(head, body)
@@ -102,9 +102,15 @@ class _Turn:
         self.future.set_result(None)
 
 
-async def _connection(pool: PodPool, address: Address) -> tuple[PodConnection, bool]:
-    """A connection to `address`, and whether it was used before (stale, maybe)."""
-    connection = pool.take_idle(address)
+async def _connection(
+    pool: PodPool, address: Address, *, fresh: bool
+) -> tuple[PodConnection, bool]:
+    """A connection to `address`, and whether it was used before (stale, maybe).
+
+    `fresh`: not an idle one (the retry after a stale one), though a connection
+    released to this request while it queues is taken, as the fast lane does.
+    """
+    connection = None if fresh else pool.take_idle(address)
     if connection is not None:
         return connection, True
     turn = _Turn()

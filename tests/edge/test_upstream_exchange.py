@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import pytest
 
@@ -288,3 +289,35 @@ async def test_a_pod_answering_at_once_still_gets_the_rest_of_the_body(make_edge
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_burst_on_a_pod_that_accepts_nothing_queues_and_leaks_no_slot(make_edge) -> None:
+    """Past MAX_OPENING_PER_TARGET the aiohttp lane queues in the shared pool too."""
+    from edge.upstream.pool import MAX_OPENING_PER_TARGET
+
+    # Listening with the smallest backlog and never accepting: connects hang, then time
+    # out; the few the backlog took are never answered.
+    deaf = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    deaf.bind(("127.0.0.1", 0))
+    deaf.listen(1)
+    port = deaf.getsockname()[1]
+    settings = EdgeSettings(
+        control_enabled=False, upstream=UpstreamSettings(connect_timeout=1.0, read_timeout=1.0)
+    )
+    try:
+        edge = await make_edge(table=api_table(f"http://127.0.0.1:{port}"), settings=settings)
+        browsers = MAX_OPENING_PER_TARGET + 16
+        async with asyncio.timeout(15):
+            answers = await asyncio.gather(
+                *(exchange(edge.port, get(b"/burst/%d" % n)) for n in range(browsers))
+            )
+        assert {status for status, _ in answers} == {504}
+        assert edge.pool.opening_peak == MAX_OPENING_PER_TARGET  # the rest queued
+        assert edge.server.lane.handed_over == browsers
+        for _ in range(100):  # bounded: every slot comes back
+            if edge.pool.opening_count() == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert edge.pool.opening_count() == 0
+    finally:
+        deaf.close()
