@@ -321,3 +321,35 @@ async def test_a_burst_on_a_pod_that_accepts_nothing_queues_and_leaks_no_slot(ma
         assert edge.pool.opening_count() == 0
     finally:
         deaf.close()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "retried"),
+    [(b"GET /b HTTP/1.0", True), (b"POST /b HTTP/1.0", False)],
+    ids=["GET retried", "POST not retried"],
+)
+async def test_a_stale_pooled_connection_is_retried_once_only_when_safe(
+    make_edge, scripted_pod, request_line: bytes, retried: bool
+) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    calls: list[bytes] = []
+
+    def answer(head: bytes) -> list[tuple[float, bytes | str]]:
+        # The second request finds the pooled connection dead, as after a pod's idle timeout.
+        calls.append(head)
+        return [(0.0, "close")] if len(calls) == 2 else [(0.0, ok)]
+
+    scripted_pod.answers["*"] = answer
+    edge = await make_edge(table=api_table(scripted_pod.url), settings=PROXY_ONLY)
+    assert await exchange(edge.port, get(b"/a")) == (200, b"ok")
+    status, _ = await exchange(
+        edge.port, request_line + b"\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    )
+    if retried:
+        assert status == 200
+        assert len(calls) == 3 and scripted_pod.connections == 2
+        assert edge.stats.upstream_errors.get("reset", 0) == 0
+    else:
+        assert status == 503  # a POST may have been acted on: never sent twice
+        assert len(calls) == 2
+        assert edge.stats.upstream_errors["reset"] == 1
