@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 
 from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
-from edge.upstream.pool import Address, PodConnection, PodPool
+from edge.upstream.pool import PodConnection, PodPool
 from edge.upstream.response import (
     MAX_RESPONSE_HEAD,
     ChunkedDecoder,
@@ -64,7 +64,7 @@ async def send_request(
     address = (target.host, target.port)
     retry_ok = body is None and method in IDEMPOTENT
     for attempt in (0, 1):
-        connection, reused = await _connection(pool, address, fresh=attempt > 0)
+        connection, reused = await pool.acquire(address, fresh=attempt > 0)
         exchange = PodExchange(pool, connection, method == "HEAD")
         try:
             await exchange.send(head, body)
@@ -80,59 +80,6 @@ async def send_request(
             exchange.discard()  # cancelled (browser hang-up), or the body broke off
             raise
     raise AssertionError("unreachable")
-
-
-class _Turn:
-    """A place in the pool's queue (edge.upstream.pool.PodWaiter) kept as a future."""
-
-    __slots__ = ("future",)
-
-    def __init__(self) -> None:
-        self.future: asyncio.Future[PodConnection | None] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-    def wants_pod(self, address: Address) -> bool:
-        return not self.future.done()  # a cancelled request has left the queue
-
-    def pod_ready(self, connection: PodConnection) -> None:
-        self.future.set_result(connection)
-
-    def pod_slot(self, address: Address) -> None:
-        self.future.set_result(None)
-
-
-async def _connection(
-    pool: PodPool, address: Address, *, fresh: bool
-) -> tuple[PodConnection, bool]:
-    """A connection to `address`, and whether it was used before (stale, maybe).
-
-    `fresh`: not an idle one (the retry after a stale one), though a connection
-    released to this request while it queues is taken, as the fast lane does.
-    """
-    connection = None if fresh else pool.take_idle(address)
-    if connection is not None:
-        return connection, True
-    turn = _Turn()
-    if not pool.reserve(address, turn):
-        try:
-            handed = await turn.future
-        except asyncio.CancelledError:
-            # Cancelled just after our turn came: give it on, or it is lost for good.
-            future = turn.future
-            if future.done() and not future.cancelled():
-                given = future.result()
-                if given is None:
-                    pool.unreserve(address)
-                else:
-                    pool.release(given)
-            raise
-        if handed is not None:
-            return handed, True
-    try:
-        return await pool.connect(address), False
-    finally:
-        pool.unreserve(address)
 
 
 class PodExchange:

@@ -4,11 +4,13 @@ One `PodPool` per edge (edge.app.Edge.pool) serves the fast lane and the
 aiohttp lane alike: a connection one lane releases, the other may take.
 A `PodConnection` is a bare asyncio.Protocol that hands every event to its
 current owner (a fast-lane browser connection, or the aiohttp lane's
-edge.upstream.exchange.PodExchange) and keeps one
-lazily re-armed timer for both the read timeout (while a response is awaited)
-and the idle timeout (while pooled), so a request costs no timer allocation.
+edge.upstream.exchange.PodExchange) and keeps one lazily re-armed timer for
+both the read timeout (while a response is awaited) and the idle timeout
+(while pooled), so a request costs no timer allocation.
 `PodPool` keeps idle connections per (host, port), most recently used first,
-and opens new ones with the connect timeout.
+and opens new ones with the connect timeout, a bounded number at once per
+target. The fast lane asks it through callbacks (take_idle, reserve and a
+PodWaiter, connect, unreserve); coroutines await the same in `acquire`.
 
 It must never pool a connection that is mid-response or closed, and never
 parse HTTP: the owner does. The owner releases a connection only when the
@@ -50,6 +52,26 @@ class PodWaiter(Protocol):
     def wants_pod(self, address: Address) -> bool: ...
     def pod_ready(self, connection: PodConnection) -> None: ...
     def pod_slot(self, address: Address) -> None: ...
+
+
+class _Turn:
+    """A place in the pool's queue (a PodWaiter) kept as a future, for `PodPool.acquire`."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[PodConnection | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def wants_pod(self, address: Address) -> bool:
+        return not self.future.done()  # a cancelled request has left the queue
+
+    def pod_ready(self, connection: PodConnection) -> None:
+        self.future.set_result(connection)
+
+    def pod_slot(self, address: Address) -> None:
+        self.future.set_result(None)
 
 
 class PodConnection(asyncio.Protocol):
@@ -205,6 +227,36 @@ class PodPool:
 
     def idle_count(self) -> int:
         return sum(1 for stack in self._idle.values() for c in stack if not c.closed)
+
+    async def acquire(self, address: Address, *, fresh: bool) -> tuple[PodConnection, bool]:
+        """A connection to `address`, and whether it was used before (stale, maybe).
+
+        `fresh`: not an idle one (the retry after a stale one), though a connection
+        released to this request while it queues is taken, as the fast lane does.
+        """
+        connection = None if fresh else self.take_idle(address)
+        if connection is not None:
+            return connection, True
+        turn = _Turn()
+        if not self.reserve(address, turn):
+            try:
+                handed = await turn.future
+            except asyncio.CancelledError:
+                # Cancelled just after our turn came: give it on, or it is lost for good.
+                future = turn.future
+                if future.done() and not future.cancelled():
+                    given = future.result()
+                    if given is None:
+                        self.unreserve(address)
+                    else:
+                        self.release(given)
+                raise
+            if handed is not None:
+                return handed, True
+        try:
+            return await self.connect(address), False
+        finally:
+            self.unreserve(address)
 
     def take_idle(self, address: Address) -> PodConnection | None:
         stack = self._idle.get(address)
