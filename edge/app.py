@@ -59,7 +59,7 @@ from edge.proxy import proxy_http
 from edge.request_id import HEADER as REQUEST_ID_HEADER
 from edge.request_id import RequestIds, current_request_id
 from edge.settings import EdgeSettings
-from edge.upstream import UpstreamPool
+from edge.upstream.pool import PodPool
 from edge.websocket.aiohttp_lane import relay_websocket
 from edge.websocket.handshake import wants_websocket
 from edge.websocket.relay import ByteRelay
@@ -135,7 +135,7 @@ class Edge:
         settings: EdgeSettings,
         stats: EdgeStats,
         sessions: SessionVerifier | None,
-        pool: UpstreamPool,
+        pool: PodPool,
         hub: HubUpstream | None,
         policy: SessionPolicy | None = None,
         error_look: ErrorPageLook = PLAIN_LOOK,
@@ -406,7 +406,7 @@ class Edge:
             hub.route,
             request.raw_path,
             headers,
-            hub.pool,
+            self.pool,
             self.stats,
             frozenset(),
             pages=self.pages,
@@ -504,8 +504,6 @@ class Edge:
 
     async def close(self, _app: web.Application | None = None) -> None:
         await self.pool.close()
-        if self.hub is not None:
-            await self.hub.close()
 
 
 def route_kind(route: Route) -> str:
@@ -550,7 +548,7 @@ def build_public_app(
     stats: EdgeStats,
     sessions: SessionVerifier | None,
     hub: HubUpstream | None = None,
-    pool: UpstreamPool | None = None,
+    pool: PodPool | None = None,
     policy: SessionPolicy | None = None,
     error_look: ErrorPageLook = PLAIN_LOOK,
     token_user: TokenUser | None = None,
@@ -574,7 +572,7 @@ def build_public_app(
         settings=settings,
         stats=stats,
         sessions=sessions,
-        pool=pool or UpstreamPool(settings.upstream),
+        pool=pool or PodPool(settings.upstream, dial=hub.dial() if hub is not None else None),
         hub=hub if settings.control_enabled else None,
         policy=policy,
         error_look=error_look,

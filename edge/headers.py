@@ -17,11 +17,19 @@ reads a body.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.settings import EdgeSettings
+
+# Header lines each ending in CRLF, as both lanes' strict parsers accept them: token
+# names, values of visible ASCII, SP, HTAB and obs-text only (no CR, LF, NUL or other
+# controls). A line starting with whitespace (obs-fold) fails. Possessive
+# quantifiers: nothing to backtrack into, a little faster.
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
+FIELD_LINES = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*+\r\n)*+")
 
 # RFC 9110 section 7.6.1 plus the legacy ones proxies have always dropped.
 # Expect is answered by the edge itself (100 Continue), so it never goes upstream.

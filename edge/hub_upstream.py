@@ -2,9 +2,10 @@
 
 The control plane serves its hub app on its own event loop (the edge runs on
 another thread: podgate.edge_thread), so the edge relays hub requests to it
-as it relays requests to pods, through an UpstreamPool whose connections are
-sockets the hub serves directly (`connect`: one end of a socketpair, an
-address nobody else can dial). The hub therefore trusts what the edge tells
+as it relays requests to pods, both lanes through the edge's one pod pool, in
+which the hub is one more target whose connections are sockets the hub
+serves directly (`connect`: one end of a socketpair, an address nobody else
+can dial). The hub therefore trusts what the edge tells
 it in three headers only the edge sets, any copy a browser sent being dropped
 first: the browser's address as the edge saw it (PEER_HEADER), the scheme of
 its connection (SCHEME_HEADER) and the request's id.
@@ -23,8 +24,6 @@ from dataclasses import dataclass, field
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from edge.headers import FRAMING, HOP_BY_HOP, connection_listed
-from edge.settings import UpstreamSettings
-from edge.upstream import UpstreamPool
 from routes import Route, RouteSource, Target
 
 PEER_HEADER = "X-Podgate-Peer"
@@ -36,24 +35,17 @@ HUB_TARGET = Target.parse("http://podgate-hub")
 
 @dataclass
 class HubUpstream:
-    """Where the edge sends hub requests: a pool of connections the hub serves."""
+    """Where the edge sends hub requests: connections the hub serves, and the route to it."""
 
     connect: Callable[[], socket.socket]
-    settings: UpstreamSettings = field(default_factory=UpstreamSettings)
-    pool: UpstreamPool = field(init=False)
     route: Route = field(init=False)
 
     def __post_init__(self) -> None:
-        self.pool = UpstreamPool(self.settings, connect_socket=self.connect)
         self.route = Route(path="/hub", target=HUB_TARGET, source=RouteSource.CONFIG)
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """The key of hub connections in the pools (never dialed by address)."""
-        return (HUB_TARGET.host, HUB_TARGET.port)
-
-    async def close(self) -> None:
-        await self.pool.close()
+    def dial(self) -> dict[tuple[str, int], Callable[[], socket.socket]]:
+        """For the pod pool: hub connections are made by `connect`, never dialed by address."""
+        return {(HUB_TARGET.host, HUB_TARGET.port): self.connect}
 
 
 def hub_request_headers(

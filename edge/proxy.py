@@ -20,7 +20,8 @@ from multidict import CIMultiDict
 
 from edge.errors import PLAIN_PAGES, ErrorPages, UpstreamError
 from edge.headers import client_response_headers
-from edge.upstream import UpstreamPool, UpstreamResponse
+from edge.upstream.exchange import PodExchange, send_request
+from edge.upstream.pool import PodPool
 from metrics.edge_stats import EdgeStats
 from routes import Route
 
@@ -66,7 +67,7 @@ async def proxy_http(
     route: Route,
     upstream_path: str,
     headers: CIMultiDict[str],
-    pool: UpstreamPool,
+    pool: PodPool,
     stats: EdgeStats,
     reserved_cookies: frozenset[str],
     *,
@@ -93,8 +94,8 @@ async def proxy_http(
         headers["Content-Length"] = "0"
 
     try:
-        upstream = await pool.request(
-            target, request_head(method, upstream_path, headers), method=method, body=body
+        upstream = await send_request(
+            pool, target, request_head(method, upstream_path, headers), method=method, body=body
         )
     except UpstreamError as e:
         stats.upstream_error(e.kind)
@@ -109,7 +110,7 @@ async def proxy_http(
 
 async def _relay_response(
     request: web.BaseRequest,
-    upstream: UpstreamResponse,
+    upstream: PodExchange,
     stats: EdgeStats,
     reserved_cookies: frozenset[str],
     pages: ErrorPages,
@@ -149,7 +150,7 @@ async def _relay_response(
 
 
 async def _relay_small(
-    upstream: UpstreamResponse,
+    upstream: PodExchange,
     stats: EdgeStats,
     reserved_cookies: frozenset[str],
     pages: ErrorPages,

@@ -154,7 +154,7 @@ class Podgate:
             if hub is not None:
                 self._hub_link = HubLink(hub, HUB_LOOK, settings.hub_prefix)
                 await self._hub_link.start()
-                hub_upstream = HubUpstream(self._hub_link.connect, settings.upstream)
+                hub_upstream = HubUpstream(self._hub_link.connect)
             public = build_public_app(
                 table=self.table,
                 settings=settings,

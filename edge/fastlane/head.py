@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 from edge.headers import (
+    FIELD_LINES,
     FRAMING,
     HOP_BY_HOP,
     MAX_COOKIE_HEADERS,
@@ -40,11 +41,6 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _REQUEST_LINE = re.compile(
     rb"(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) (/[!-\"$-~]*) HTTP/1\.1"  # no '#', no space
 )
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
-# Header lines each ending in CRLF; values of visible ASCII, SP, HTAB and obs-text only
-# (no CR, LF, NUL or other controls). A line starting with whitespace (obs-fold) fails.
-# Possessive quantifiers: nothing to backtrack into, a little faster.
-FIELD_LINES = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*+\r\n)*+")
 
 _HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
 _HAND_OVER = frozenset((b"transfer-encoding", b"expect"))

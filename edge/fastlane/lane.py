@@ -1,6 +1,6 @@
 """What the fast lane's connections of one public server share.
 
-`Lane` holds the settings, the pod pool, the counters and the set of
+`Lane` holds the settings, the edge's pod pool, the counters and the set of
 connections to close on stop. It is apart from edge.fastlane.protocol (whose
 `FastLane` adds the protocol factory) so the WebSocket modules
 (edge.fastlane.websocket, edge.fastlane.pump) can use it without importing the
@@ -16,9 +16,8 @@ from typing import Protocol
 from edge.app import Edge
 from edge.errors import UpstreamError
 from edge.fastlane.head import header_kinds
-from edge.fastlane.response import error_page
+from edge.fastlane.pages import error_page
 from edge.fastlane.slow_heads import HeadsUnderWay
-from edge.fastlane.upstream import PodPool
 
 # Seconds an idle browser connection is kept open (aiohttp's default too).
 KEEPALIVE_TIMEOUT = 75.0
@@ -50,12 +49,9 @@ class Lane:
         self.scheme = scheme  # "https" when the listener terminates TLS (edge.tls)
         # Lines every response of the lane carries beside its request id (HSTS over TLS).
         self.response_lines = edge.response_lines(scheme)
-        hub = edge.hub
-        # The hub is one more target, its connections socketpairs (edge.hub_upstream).
-        self.hub_route = hub.route if hub is not None else None
-        self.pool = PodPool(
-            settings.upstream, loop, dial={hub.address: hub.connect} if hub is not None else None
-        )
+        self.pool = edge.pool  # the edge's one pool: the aiohttp lane draws on it too
+        # The hub is one more target of that pool, reached over socketpairs (edge.hub_upstream).
+        self.hub_route = edge.hub.route if edge.hub is not None else None
         self.reserved_cookies = settings.reserved_cookies
         self.request_ids = edge.request_ids
         self.cookie_name = settings.cookie_name.encode()

@@ -4,7 +4,7 @@ Idle, it collects a request head; a head that edge.fastlane.head accepts and
 whose route Edge.forwardable returns is relayed over a pooled pod connection:
 the rewritten head, then exactly Content-Length body bytes as they arrive,
 then the pod's response relayed as it arrives (its head checked by
-edge.fastlane.response, its body delimited by length, chunk framing or close).
+edge.upstream.response, its body delimited by length, chunk framing or close).
 A valid WebSocket handshake to a forwardable route is served here too
 (edge.fastlane.websocket, then edge.fastlane.pump after the 101).
 One request at a time; pipelined bytes wait in a bounded buffer. A head that
@@ -39,10 +39,10 @@ from edge.fastlane.handover import HandOver
 from edge.fastlane.lane import KEEPALIVE_TIMEOUT, Lane
 from edge.fastlane.request_body import BodyRelay
 from edge.fastlane.request_head import HeadReading
-from edge.fastlane.response import Framing
 from edge.fastlane.response_relay import ResponseRelay
 from edge.fastlane.state import BUFFER_LIMIT, CLIENT_CLOSED, PAUSED_BUFFER, PAUSED_POD_FULL
 from edge.fastlane.websocket import WebSocketUpgrades
+from edge.upstream.response import Framing
 
 # One logger for the connection, whichever file a step of it lives in.
 log = logging.getLogger("edge.fastlane.protocol")

@@ -1,6 +1,6 @@
 """Getting a pod connection for a started request, and relaying its body.
 
-The pool (edge.fastlane.upstream) gives an idle connection, or a slot to
+The edge's pool (edge.upstream.pool) gives an idle connection, or a slot to
 open one, or a place in its queue. The rewritten head goes first, with a
 small body that came along in the same write; then exactly Content-Length
 body bytes as they arrive. A full pod socket pauses reading from the browser.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from edge.errors import UpstreamError
 from edge.fastlane.state import BUFFER_LIMIT, PAUSED_BUFFER, PAUSED_POD_FULL, ConnectionState
-from edge.fastlane.upstream import Address, PodConnection
+from edge.upstream.pool import Address, PodConnection
 
 
 class BodyRelay(ConnectionState):

@@ -25,12 +25,12 @@ from edge.fastlane.head import (
     upstream_head,
 )
 from edge.fastlane.hub_head import hub_head
-from edge.fastlane.response import Framing
 from edge.fastlane.slow_heads import TOO_MANY, TOO_SLOW
 from edge.fastlane.state import ConnectionState
 from edge.fastlane.websocket import is_handshake
 from edge.origin import SAFE_METHODS
 from edge.request_id import well_formed
+from edge.upstream.response import Framing
 from routes import Route
 
 # One logger for the connection, whichever file a step of it lives in.

@@ -1,6 +1,6 @@
 """Relaying the pod's response to the browser, and the pod's failures.
 
-The response head is checked by edge.fastlane.response, its body delimited
+The response head is checked by edge.upstream.response, its body delimited
 by length, chunk framing or close and relayed as it arrives (a full browser
 socket pauses reading from the pod). A pooled connection the pod had closed
 while idle is retried once, fresh, for idempotent bodiless requests. Failures
@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 
 from edge.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
-from edge.fastlane.response import (
+from edge.fastlane.state import IDEMPOTENT, ConnectionState
+from edge.upstream.response import (
     MAX_RESPONSE_HEAD,
     ChunkedFraming,
     Framing,
     Garbage,
     parse_response,
 )
-from edge.fastlane.state import IDEMPOTENT, ConnectionState
 
 # One logger for the connection, whichever file a step of it lives in.
 log = logging.getLogger("edge.fastlane.protocol")

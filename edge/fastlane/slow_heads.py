@@ -20,7 +20,7 @@ This module holds counts and bytes; it never touches a connection.
 from __future__ import annotations
 
 from edge.errors import page
-from edge.fastlane.response import whole_response
+from edge.fastlane.pages import whole_response
 
 TOO_SLOW = whole_response(
     page(408, "Request timeout", "The request took too long to arrive. Try again."),

@@ -21,8 +21,8 @@ import asyncio
 
 from edge.fastlane.head import RequestHead
 from edge.fastlane.lane import Lane
-from edge.fastlane.response import ChunkedFraming, Framing
-from edge.fastlane.upstream import Address, PodConnection
+from edge.upstream.pool import Address, PodConnection
+from edge.upstream.response import ChunkedFraming, Framing
 from routes import Route
 
 # Bytes a browser may send ahead (pipelined requests, body not yet sendable)

@@ -9,7 +9,7 @@ is read with edge.websocket.handshake's bounded parser. A 101 goes back to the
 browser (session Set-Cookie dropped by edge.headers) and both transports are
 joined by edge.fastlane.pump. Any other answer on the browser's
 connection is relayed by the fast lane's plain response relay (status, headers
-through edge.fastlane.response, body as framed) and the connection then closes,
+through edge.upstream.response, body as framed) and the connection then closes,
 so nothing after a refused upgrade is ever read as part of it.
 
 The handshake runs in one Task; after the 101 nothing of it is kept alive.
@@ -30,8 +30,8 @@ from edge.errors import UpstreamError
 from edge.fastlane.head import RequestHead
 from edge.fastlane.pump import Pump
 from edge.fastlane.state import ConnectionState
-from edge.fastlane.upstream import PodConnection
 from edge.headers import client_response_headers
+from edge.upstream.pool import PodConnection
 from edge.websocket.farewell import SESSION_ENDED
 from edge.websocket.handshake import (
     PASSTHROUGH_REQUEST_HEADERS,

@@ -12,6 +12,17 @@ The browser side stays owned by aiohttp's server protocol; the pump joins
 it through the seam aiohttp's own WebSocketResponse uses: the protocol's
 ``set_parser`` for incoming bytes, ``pause_reading``/``resume_reading`` for
 flow control and the response writer's ``drain`` for outgoing backpressure.
+Why that seam and not asyncio's public ``transport.set_protocol`` after the
+101: bytes a browser sends right behind its handshake (in the same packet,
+or before the handler swaps the protocol) have already been read by
+aiohttp's protocol, which keeps them for the next parser it is given;
+set_protocol loses them, and aiohttp then parses them as a new request (a
+400). Tried on aiohttp 3.14: with the head and b"EARLY" in one write, a
+protocol set after the 101 saw only the bytes sent after it; the frame sent
+with the handshake must reach the pod (tests/edge/test_websocket_flow.py).
+set_parser, pause_reading and resume_reading are public names on the object
+``request.protocol`` returns; no underscore attribute of aiohttp is touched
+(tests/test_public_aiohttp.py).
 When the server stops, `go_away` closes both sides with 1001 at a frame
 boundary (edge.websocket.farewell follows the boundaries in the relayed bytes).
 It never replaces aiohttp internals and never decodes messages.

@@ -270,7 +270,7 @@ async def make_edge(session_codec: Any) -> AsyncIterator[EdgeFactory]:
             link = HubLink(hub, PLAIN_LOOK, settings.hub_prefix)
             await link.start()
             links.append(link)
-            upstream = HubUpstream(link.connect, settings.upstream)
+            upstream = HubUpstream(link.connect)
         app = build_public_app(
             table=table,
             settings=settings,

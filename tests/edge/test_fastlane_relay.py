@@ -292,7 +292,7 @@ async def test_browser_connection_close_is_honoured(make_edge, echo_upstream) ->
 async def test_a_burst_on_a_cold_pool_opens_a_bounded_number_at_once(
     make_edge, echo_upstream
 ) -> None:
-    from edge.fastlane.upstream import MAX_OPENING_PER_TARGET
+    from edge.upstream.pool import MAX_OPENING_PER_TARGET
 
     edge = await make_edge(table=api_table(echo_upstream.url), settings=PROXY_ONLY)
     connector = aiohttp.TCPConnector(limit=0)

@@ -1,10 +1,11 @@
 """A pod connection goes back to the pool only when the exchange ended exactly at a message end.
 
-Each lane has its pool (edge.fastlane.upstream for plain HTTP/1.1 requests,
-edge.upstream for what aiohttp serves, HTTP/1.0 here): a pod whose answer
-carries bytes past its own end (a second response nobody asked for) must not
-have its connection reused, or the next browser would read those bytes as its
-answer. A clean exchange is reused, so the rule costs no keep-alive.
+Both lanes draw on the edge's one pool (edge.upstream.pool): the fast lane for
+plain HTTP/1.1 requests, edge.upstream.exchange for what aiohttp serves
+(HTTP/1.0 here). A pod whose answer carries bytes past its own end (a second
+response nobody asked for) must not have its connection reused, or the next
+browser would read those bytes as its answer. A clean exchange is reused, so
+the rule costs no keep-alive.
 """
 
 from __future__ import annotations

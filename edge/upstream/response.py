@@ -1,4 +1,4 @@
-"""A pod's response head read strictly, its body framing, and the error pages as bytes.
+"""A pod's response head read strictly, and its body framing (both lanes read pods with it).
 
 `parse_response` checks the status line and every header line, decides how the
 body is delimited (Content-Length, chunked, until close, or none) and returns
@@ -15,14 +15,8 @@ from __future__ import annotations
 
 import re
 from enum import Enum
-from typing import TYPE_CHECKING
 
-from edge.errors import PLAIN_PAGES, ErrorPages, UpstreamError
-from edge.fastlane.head import FIELD_LINES
-from edge.headers import HOP_BY_HOP, sets_reserved_cookie
-
-if TYPE_CHECKING:
-    from aiohttp import web
+from edge.headers import FIELD_LINES, HOP_BY_HOP, sets_reserved_cookie
 
 MAX_RESPONSE_HEAD = 65536
 # The whole head, strictly: status line, then header lines of token names and clean values.
@@ -249,24 +243,41 @@ class ChunkedFraming:
         return -1
 
 
-def error_page(
-    error: type[UpstreamError] | UpstreamError,
-    *,
-    close: bool = False,
-    pages: ErrorPages = PLAIN_PAGES,
-) -> bytes:
-    """A whole HTTP/1.1 response for an upstream failure, as the edge's `pages` render it."""
-    instance = error if isinstance(error, UpstreamError) else error("")
-    return whole_response(pages.upstream(instance), close=close)
+class ChunkedDecoder(ChunkedFraming):
+    """Chunk framing followed (and checked) as ChunkedFraming does, with the data taken out.
 
+    For the aiohttp lane, whose web.StreamResponse frames the body again itself.
+    """
 
-def whole_response(response: web.Response, *, close: bool = False) -> bytes:
-    """An edge.errors page as the bytes of a whole HTTP/1.1 response."""
-    body = response.body
-    assert isinstance(body, bytes)
-    lines = [f"HTTP/1.1 {response.status} {response.reason}"]
-    lines.extend(f"{name}: {value}" for name, value in response.headers.items())
-    lines.append(f"Content-Length: {len(body)}")
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    __slots__ = ()
+
+    def decode(self, data: bytes) -> tuple[list[bytes], int]:
+        """The data in `data`, and the index just past the body's end (-1: it goes on).
+
+        Raises Garbage as feed does.
+        """
+        pieces: list[bytes] = []
+        pos = 0
+        size = len(data)
+        while pos < size:
+            if self.state == self._DATA:
+                take = min(self.remaining, size - pos)
+                pieces.append(data[pos : pos + take])
+                pos += take
+                self.payload += take
+                self.remaining -= take
+                if not self.remaining:
+                    self.state = self._DATA_END
+                    self.remaining = 2
+                continue
+            # Framing bytes only (a size or trailer line, the CRLF after data): feed checks them.
+            if self.state == self._DATA_END:
+                stop = min(pos + self.remaining, size)
+            else:
+                newline = data.find(b"\n", pos)
+                stop = size if newline < 0 else newline + 1
+            end = self.feed(data[pos:stop])
+            if end >= 0:
+                return pieces, pos + end
+            pos = stop
+        return pieces, -1

@@ -1,11 +1,16 @@
-"""The fast lane's pod connections: raw keep-alive sockets, pooled per target.
+"""The edge's pod connections: raw keep-alive sockets, pooled per target, for both lanes.
 
+One `PodPool` per edge (edge.app.Edge.pool) serves the fast lane and the
+aiohttp lane alike: a connection one lane releases, the other may take.
 A `PodConnection` is a bare asyncio.Protocol that hands every event to its
-current owner (the browser connection relaying through it) and keeps one
-lazily re-armed timer for both the read timeout (while a response is awaited)
-and the idle timeout (while pooled), so a request costs no timer allocation.
+current owner (a fast-lane browser connection, or the aiohttp lane's
+edge.upstream.exchange.PodExchange) and keeps one lazily re-armed timer for
+both the read timeout (while a response is awaited) and the idle timeout
+(while pooled), so a request costs no timer allocation.
 `PodPool` keeps idle connections per (host, port), most recently used first,
-and opens new ones with the connect timeout.
+and opens new ones with the connect timeout, a bounded number at once per
+target. The fast lane asks it through callbacks (take_idle, reserve and a
+PodWaiter, connect, unreserve); coroutines await the same in `acquire`.
 
 It must never pool a connection that is mid-response or closed, and never
 parse HTTP: the owner does. The owner releases a connection only when the
@@ -51,14 +56,35 @@ class PodWaiter(Protocol):
     def pod_slot(self, address: Address) -> None: ...
 
 
+class _Turn:
+    """A place in the pool's queue (a PodWaiter) kept as a future, for `PodPool.acquire`."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[PodConnection | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+    def wants_pod(self, address: Address) -> bool:
+        return not self.future.done()  # a cancelled request has left the queue
+
+    def pod_ready(self, connection: PodConnection) -> None:
+        self.future.set_result(connection)
+
+    def pod_slot(self, address: Address) -> None:
+        self.future.set_result(None)
+
+
 class PodConnection(asyncio.Protocol):
-    """One raw socket to a pod; owned by one browser connection at a time, or idle."""
+    """One raw socket to a pod; owned by one request of either lane at a time, or idle."""
 
     __slots__ = (
         "address",
         "closed",
         "idle_since",
         "last_heard",
+        "loop",
         "owner",
         "pool",
         "read_paused",
@@ -71,6 +97,8 @@ class PodConnection(asyncio.Protocol):
     def __init__(self, pool: PodPool, address: Address) -> None:
         self.pool = pool
         self.address = address
+        # Made inside the loop it serves (a connection factory, or a running task).
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.owner: PodOwner | None = None
         self.closed = False
@@ -90,7 +118,7 @@ class PodConnection(asyncio.Protocol):
         if owner is None:
             self.close()  # bytes from an idle pod: it is confused, never reuse it
             return
-        self.last_heard = self.pool.loop.time()
+        self.last_heard = self.loop.time()
         owner.pod_data(data)
 
     def eof_received(self) -> bool:
@@ -122,7 +150,7 @@ class PodConnection(asyncio.Protocol):
         self.waiting = True
         timeout = self.pool.settings.read_timeout
         if timeout is not None:
-            self.last_heard = now = self.pool.loop.time()
+            self.last_heard = now = self.loop.time()
             self._arm(now + timeout)
 
     def pause_reading(self, paused: bool) -> None:
@@ -132,7 +160,7 @@ class PodConnection(asyncio.Protocol):
         if paused:
             self.transport.pause_reading()
         else:
-            self.last_heard = self.pool.loop.time()
+            self.last_heard = self.loop.time()
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -157,7 +185,7 @@ class PodConnection(asyncio.Protocol):
                 return
             self.timer.cancel()
         self.timer_at = at
-        self.timer = self.pool.loop.call_at(at, self._tick)
+        self.timer = self.loop.call_at(at, self._tick)
 
     def _cancel_timer(self) -> None:
         if self.timer is not None:
@@ -166,7 +194,7 @@ class PodConnection(asyncio.Protocol):
 
     def _tick(self) -> None:
         self.timer = None
-        now = self.pool.loop.time()
+        now = self.loop.time()
         settings = self.pool.settings
         if self.owner is None:
             deadline = self.idle_since + settings.idle_timeout
@@ -189,11 +217,9 @@ class PodPool:
     def __init__(
         self,
         settings: UpstreamSettings,
-        loop: asyncio.AbstractEventLoop,
         dial: Mapping[Address, Callable[[], socket.socket]] | None = None,
     ) -> None:
         self.settings = settings
-        self.loop = loop
         # Targets reached through a socket of their own making, not an address (the hub).
         self.dial = dial or {}
         self._idle: dict[Address, list[PodConnection]] = {}
@@ -209,6 +235,36 @@ class PodPool:
 
     def idle_count(self) -> int:
         return sum(1 for stack in self._idle.values() for c in stack if not c.closed)
+
+    async def acquire(self, address: Address, *, fresh: bool) -> tuple[PodConnection, bool]:
+        """A connection to `address`, and whether it was used before (stale, maybe).
+
+        `fresh`: not an idle one (the retry after a stale one), though a connection
+        released to this request while it queues is taken, as the fast lane does.
+        """
+        connection = None if fresh else self.take_idle(address)
+        if connection is not None:
+            return connection, True
+        turn = _Turn()
+        if not self.reserve(address, turn):
+            try:
+                handed = await turn.future
+            except asyncio.CancelledError:
+                # Cancelled just after our turn came: give it on, or it is lost for good.
+                future = turn.future
+                if future.done() and not future.cancelled():
+                    given = future.result()
+                    if given is None:
+                        self.unreserve(address)
+                    else:
+                        self.release(given)
+                raise
+            if handed is not None:
+                return handed, True
+        try:
+            return await self.connect(address), False
+        finally:
+            self.unreserve(address)
 
     def take_idle(self, address: Address) -> PodConnection | None:
         stack = self._idle.get(address)
@@ -256,12 +312,13 @@ class PodPool:
         dial = self.dial.get(address)
         try:
             async with asyncio.timeout(self.settings.connect_timeout):
+                loop = asyncio.get_running_loop()
                 if dial is not None:
-                    _, connection = await self.loop.create_connection(
+                    _, connection = await loop.create_connection(
                         lambda: PodConnection(self, address), sock=dial()
                     )
                 else:
-                    _, connection = await self.loop.create_connection(
+                    _, connection = await loop.create_connection(
                         lambda: PodConnection(self, address), host, port
                     )
         except TimeoutError as e:
@@ -286,7 +343,7 @@ class PodPool:
         if self._closed or connection.closed or len(stack) >= self.settings.max_idle_per_target:
             connection.close()
             return
-        connection.idle_since = now = self.loop.time()
+        connection.idle_since = now = connection.loop.time()
         connection._arm(now + self.settings.idle_timeout)
         stack.append(connection)
 
