@@ -49,11 +49,6 @@ class EdgeLoop:
         """Start the thread and its loop (call from the main loop)."""
         if self._thread is not None:
             return
-        import os
-
-        if os.environ.get("PODGATE_XP_ONE_LOOP"):
-            self.loop = asyncio.get_running_loop()
-            return
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         loop = _new_loop_like(asyncio.get_running_loop())
         running = threading.Event()
