@@ -1,7 +1,9 @@
 """Event-loop lag: how late a periodic sleep wakes up, as a gauge and a histogram.
 
-Everything in podgate shares one event loop, so a blocking call anywhere
-delays every proxied byte; this probe makes that visible. It runs one named
+A blocking call on a loop delays everything that loop serves; this probe
+makes that visible. podgate has two: the control plane's (also the ops
+port's), named podgate_event_loop_*, and the edge's own, named
+podgate_edge_loop_* (every proxied byte waits on it). It runs one named
 task that sleeps `interval` seconds at a time and records how much later than
 asked it woke. Depends on asyncio and prometheus_client only; it never
 blocks, and a failure inside it is logged, never raised into the loop.
@@ -31,15 +33,23 @@ class LoopLagProbe(Collector):
     """Measures the lag of the running loop every `interval` seconds while started."""
 
     def __init__(
-        self, registry: CollectorRegistry, interval: float = 0.5, window: int = 30
+        self,
+        registry: CollectorRegistry,
+        interval: float = 0.5,
+        window: int = 30,
+        *,
+        prefix: str = "podgate_event_loop",
+        which: str = "the event loop",
     ) -> None:
         self.interval = interval
+        self.prefix = prefix
+        self.which = which
         # The gauge shows the worst of the last `window` samples (15 s by default):
         # a scrape every 15-30 s would see a spike only by luck if it showed the last.
         self.recent: deque[float] = deque(maxlen=window)
         self.wakeups = HistogramSeries(
-            "podgate_event_loop_wakeup_lag_seconds",
-            "How late each periodic wake-up of the event loop came.",
+            f"{prefix}_wakeup_lag_seconds",
+            f"How late each periodic wake-up of {which} came.",
             LAG_BUCKETS,
         )
         self.wakeups.create()
@@ -48,8 +58,8 @@ class LoopLagProbe(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
-            "podgate_event_loop_lag_seconds",
-            "How late the latest periodic wake-ups of the event loop came, the worst of 15 s.",
+            f"{self.prefix}_lag_seconds",
+            f"How late the latest periodic wake-ups of {self.which} came, the worst of 15 s.",
             value=max(self.recent, default=0.0),
         )
         yield self.wakeups.family()

@@ -134,7 +134,10 @@ class PodgateMetrics:
         self.control = ControlMetrics(self.registry)
         self.tls = TlsMetrics(self.registry)  # only with tls configured does it show a cert
         # Started and stopped by the wiring with the servers.
-        self.loop_lag = LoopLagProbe(self.registry)
+        self.loop_lag = LoopLagProbe(self.registry, which="the control plane's event loop")
+        self.edge_loop_lag = LoopLagProbe(
+            self.registry, prefix="podgate_edge_loop", which="the edge's event loop"
+        )
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""

@@ -209,6 +209,7 @@ class Podgate:
             except OSError as e:
                 raise ListenFailed("ops_listen", *config.ops_address, e) from e
             await self.metrics.loop_lag.start()
+            await self._edge_loop.run(self.metrics.edge_loop_lag.start())
             self._start_acme()  # once the redirect listener can answer the CA's challenges
         except BaseException:
             await self.stop()
@@ -289,6 +290,8 @@ class Podgate:
         if self._tls_dir is not None:
             shutil.rmtree(self._tls_dir, ignore_errors=True)
             self._tls_dir = None
+        if self._edge_loop.loop is not None:
+            await self._edge_loop.run(self.metrics.edge_loop_lag.stop())
         if self._public is not None:
             await self._edge_loop.run(self._public.close())
             self._public = None

@@ -235,3 +235,20 @@ async def test_a_kubernetes_api_outage_counts_as_no_answer_then_recovers() -> No
     assert value(found, durations + "_bucket", verb="get", resource="pods", le="5.0") == 1
     # Without a control plane (proxy-only) no made-up gauge of 0 running servers appears.
     assert ("podgate_running_servers", frozenset()) not in found
+
+
+async def test_a_busy_control_plane_does_not_hold_the_edge_back(make_podgate: MakePodgate) -> None:
+    """The edge has its own loop: the control plane's loop busy in Python for a second
+    (a storm's burst) shows as its lag, and the edge's loop keeps waking on time."""
+    pg = await make_podgate()
+    await asyncio.sleep(1.2)  # both probes have woken at least twice
+    busy_until = time.monotonic() + pg.metrics.loop_lag.interval + 0.5
+    spins = 0
+    while time.monotonic() < busy_until:  # holds the interpreter lock but for switches
+        spins += 1
+    found = await eventually(
+        pg, lambda f: f.get(("podgate_event_loop_lag_seconds", frozenset()), 0) >= 0.2
+    )
+    assert value(found, "podgate_event_loop_lag_seconds") >= 0.2
+    assert value(found, "podgate_edge_loop_wakeup_lag_seconds_count") >= 2
+    assert value(found, "podgate_edge_loop_lag_seconds") < 0.1, spins
