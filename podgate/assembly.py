@@ -112,6 +112,7 @@ class Podgate:
     # The edge serves on a loop of its own; the hub reaches it over hub_link.
     _edge_loop: EdgeLoop = field(init=False, default_factory=EdgeLoop)
     _hub_link: HubLink | None = field(init=False, default=None)
+    hub_app: web.Application | None = field(init=False, default=None)  # the control plane's
     _runners: list[web.AppRunner] = field(init=False, default_factory=list)
     _serving: bool = field(init=False, default=False)
 
@@ -152,6 +153,7 @@ class Podgate:
             self._edge_loop.start()
             hub_upstream = None
             if hub is not None:
+                self.hub_app = hub
                 self._hub_link = HubLink(hub, HUB_LOOK, settings.hub_prefix)
                 await self._hub_link.start()
                 hub_upstream = HubUpstream(self._hub_link.connect)

@@ -65,12 +65,12 @@ async def _trickling_login(base_url: str) -> tuple[asyncio.StreamReader, asyncio
 async def test_trickled_bodies_do_not_hold_the_hub(make_podgate: MakePodgate) -> None:
     """20 clients trickling login bodies (more than the hub's places) leave the hub answering."""
     pg = await make_podgate()
-    lane = pg._public.lane
+    pool = pg.edge.pool
     trickling = [await _trickling_login(pg.public_url) for _ in range(20)]
     try:
-        # Every head reached aiohttp's server (the fast lane hands /hub/ over): the
-        # handlers now wait for the rest of their bodies.
-        await until(lambda: lane.handed_over >= 20)
+        # Every head went on to the hub, each over a connection of its own (the fast
+        # lane relays /hub/ like a pod): the handlers now wait for the rest of their bodies.
+        await until(lambda: pool.opened >= 20)
         async with Browser(pg.public_url) as browser:
             started = time.monotonic()
             async with asyncio.timeout(5):

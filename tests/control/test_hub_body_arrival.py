@@ -42,7 +42,7 @@ async def trickling_login(base_url: str, *, source: str = "127.0.0.1", xff: str 
 
 def body_arrival_of(pg: Any) -> BodyArrival:
     # The edge serves the hub application itself as the public app (edge.app.build_public_app).
-    return next(m for m in pg._public.runner.app.middlewares if isinstance(m, BodyArrival))
+    return next(m for m in pg.hub_app.middlewares if isinstance(m, BodyArrival))
 
 
 async def answer_of(reader: asyncio.StreamReader, seconds: float = 10.0) -> tuple[bytes, bytes]:

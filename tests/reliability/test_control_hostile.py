@@ -45,8 +45,8 @@ PROFILES = [
 
 
 def hub_app_of(pg: Any) -> Any:
-    # The edge serves the hub application itself as the public app (edge.app.build_public_app).
-    return pg._public.runner.app
+    # Served on the control plane's loop; the edge relays to it (podgate.hub_link).
+    return pg.hub_app
 
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
