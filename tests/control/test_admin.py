@@ -38,6 +38,19 @@ async def _started(pg: Any, user: str) -> Browser:
     return browser
 
 
+async def _started_unvisited(pg: Any, user: str) -> Browser:
+    """Started and ready, its server never opened: no traffic of it through this edge."""
+    browser = Browser(pg.public_url)
+    pg.cluster.kubelet.set_paused(True)  # the sign-in lands on the progress page
+    try:
+        assert (await browser.login(user)).status == 200
+    finally:
+        pg.cluster.kubelet.set_paused(False)
+    events = await browser.progress(user)
+    assert events[-1].get("ready"), events
+    return browser
+
+
 async def _data(browser: Browser, query: str = "") -> dict[str, Any]:
     response = await browser.get(f"/hub/admin/data{query}")
     assert response.status == 200, await response.text()
@@ -192,7 +205,7 @@ async def test_admin_signs_a_user_out_everywhere(make_podgate: MakePodgate) -> N
 async def test_stop_idle_stops_only_the_idle_servers(make_podgate: MakePodgate) -> None:
     pg = await make_podgate(ADMINS)
     async with (
-        await _started(pg, "idle"),
+        await _started_unvisited(pg, "idle"),
         await _started(pg, "busy") as busy,
         await _signed_in(pg, "root") as root,
     ):

@@ -92,7 +92,11 @@ async def test_hub_pages_carry_the_security_headers(make_podgate: MakePodgate) -
         pages.append(await browser.get("/hub/spawn/bob"))  # a 403 page
         pages.append(await browser.get("/hub/no-such-page"))  # a 404 page
         pages.append(await browser.get("/hub/spawn/ada"))  # the Start page
-        pages.append(await browser.get((await browser.start("ada")).headers["Location"]))
+        pg.cluster.kubelet.set_paused(True)  # the start stays under way: its page is shown
+        try:
+            pages.append(await browser.get((await browser.start("ada")).headers["Location"]))
+        finally:
+            pg.cluster.kubelet.set_paused(False)
         await browser.progress("ada", seconds=15)
     assert [p.status for p in pages] == [200, 200, 403, 404, 200, 200]
     for page in pages:

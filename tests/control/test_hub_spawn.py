@@ -54,7 +54,9 @@ async def _pod_token(pg: Any, user: str) -> str:
     return next(e["value"] for e in env if e["name"] == "JUPYTER_TOKEN")
 
 
-async def test_opening_the_server_goes_through_spawn_to_the_pod(make_podgate: MakePodgate) -> None:
+async def test_opening_the_server_goes_through_spawn_to_the_pod(
+    make_podgate: MakePodgate, podgate_cluster: PodgateCluster
+) -> None:
     pg = await make_podgate()
     async with await _signed_in(pg, "ada") as browser:
         assert await _home_state(browser) == "stopped"
@@ -62,8 +64,12 @@ async def test_opening_the_server_goes_through_spawn_to_the_pod(make_podgate: Ma
         assert landing.status == 200
         assert landing.url.path == "/hub/spawn/ada"
         assert landing.url.query["next"] == "/user/ada/tree/notes.ipynb"
-        started = await browser.press_start(landing)
-        pending = await browser.get(started.headers["Location"])
+        podgate_cluster.set_paused(pg, True)  # the start stays under way: its page is shown
+        try:
+            started = await browser.press_start(landing)
+            pending = await browser.get(started.headers["Location"])
+        finally:
+            podgate_cluster.set_paused(pg, False)
         assert pending.url.path == "/hub/spawn-pending/ada"
         assert pending.url.query["next"] == "/user/ada/tree/notes.ipynb"
         assert "spawn" in (await pending.text()).lower()
