@@ -56,7 +56,6 @@ PASSWORD = "bench-storm-password"
 COOKIE_SECRET = "bench-storm-cookie-secret-0123456789"
 REQUEST_TIMEOUT = 30.0  # one HTTP request; a storm's deadline bounds the whole
 _XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
-RUNNING_PROFILE = "running"
 # A running user's notebook server, as far as the probe cares: its own process on
 # the pod's address, answering what the storm's echo pods answer, at the priority
 # the probe has (a pod on a node of its own is not waiting for the storm's CPU).
@@ -124,7 +123,6 @@ class UserRun:
     routed_at: float | None = None  # monotonic, the pod answered through the edge
     refused_429: int = 0
     error: str | None = None
-    profile: str | None = None  # the spawn form's choice; None: the default profile
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -178,8 +176,6 @@ async def _press_start(browser: aiohttp.ClientSession, url: str, page: str, run:
     if token is None:
         raise RuntimeError(f"{url}: a Start form without its token")
     form = {"_xsrf": token.group(1), "next": html.unescape(next_url.group(1)) if next_url else ""}
-    if run.profile is not None:
-        form["profile"] = run.profile
     target = url.split("?", 1)[0]
     for _ in range(200):
         async with browser.post(target, data=form, allow_redirects=False) as response:
@@ -231,6 +227,26 @@ async def _reach_pod(browser: aiohttp.ClientSession, base: str, name: str) -> No
                 raise RuntimeError(f"routed to something else: {body[:100]!r}")
         await asyncio.sleep(0.05)
     raise RuntimeError(f"not routed after ready: last status {status}")
+
+
+async def sign_in_running(browser: aiohttp.ClientSession, base: str, run: UserRun) -> None:
+    """Sign in a user whose server runs already; the edge then routes them to it."""
+    run.started = time.monotonic()
+    try:
+        name = run.name
+        async with browser.get(f"{base}/hub/login") as response:
+            match = _XSRF.search(await response.text())
+        if match is None:
+            raise RuntimeError(f"login page without _xsrf ({response.status})")
+        form = {"username": name, "password": PASSWORD, "_xsrf": match.group(1)}
+        async with browser.post(f"{base}/hub/login", data=form, allow_redirects=False) as r:
+            await r.read()
+            if r.status not in (302, 303):
+                raise RuntimeError(f"login: {r.status}")
+        await _reach_pod(browser, base, name)
+        run.routed_at = time.monotonic()
+    except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError) as e:
+        run.error = f"{type(e).__name__}: {e}"[:200]
 
 
 async def log_in_and_spawn(browser: aiohttp.ClientSession, base: str, run: UserRun) -> None:
@@ -301,11 +317,12 @@ async def _probe_main(base: str, users: int, interval: float, deadline: float) -
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     names = [f"running{i:03d}" for i in range(users)]
-    runs = [UserRun(name, profile=RUNNING_PROFILE) for name in names]
+    runs = [UserRun(name) for name in names]
     browsers = [new_browser() for _ in names]
     samples: list[tuple[float, float, bool]] = []
     try:
-        starts = (log_in_and_spawn(b, base, r) for b, r in zip(browsers, runs, strict=True))
+        # Their servers run already (start_running_users): they only sign in here.
+        starts = (sign_in_running(b, base, r) for b, r in zip(browsers, runs, strict=True))
         await asyncio.wait_for(asyncio.gather(*starts), timeout=120)
         errors = [f"{r.name}: {r.error}" for r in runs if r.error]
         print(json.dumps({"running": users - len(errors), "errors": errors}), flush=True)
@@ -331,9 +348,23 @@ async def _probe_main(base: str, users: int, interval: float, deadline: float) -
     print(json.dumps({"samples": samples}), flush=True)
 
 
+async def _prepare_main(base: str, users: int) -> None:
+    """Sign in and start the running users' servers, say how it went, and leave."""
+    names = [f"running{i:03d}" for i in range(users)]
+    runs = [UserRun(name) for name in names]
+    browsers = [new_browser() for _ in names]
+    try:
+        starts = (log_in_and_spawn(b, base, r) for b, r in zip(browsers, runs, strict=True))
+        await asyncio.wait_for(asyncio.gather(*starts), timeout=120)
+    finally:
+        await asyncio.gather(*(b.close() for b in browsers), return_exceptions=True)
+    errors = [f"{r.name}: {r.error}" for r in runs if r.error]
+    print(json.dumps({"running": users - len(errors), "errors": errors}), flush=True)
+
+
 def _worker_main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="spawn storm worker processes")
-    p.add_argument("role", choices=("storm", "probe"))
+    p.add_argument("role", choices=("storm", "probe", "prepare"))
     p.add_argument("--url", required=True)
     p.add_argument("--users", type=int, required=True)
     p.add_argument("--prefix", default="storm")
@@ -343,6 +374,8 @@ def _worker_main(argv: Sequence[str] | None = None) -> None:
     procs.raise_open_files_limit()
     if args.role == "storm":
         asyncio.run(_storm_main(args.url, args.users, args.prefix, args.deadline))
+    elif args.role == "prepare":
+        asyncio.run(_prepare_main(args.url, args.users))
     else:
         asyncio.run(_probe_main(args.url, args.users, args.interval, args.deadline))
 
@@ -384,11 +417,16 @@ def _start_kubesim(workdir: Path, podgate_cmd: list[str], cpus: str | None) -> p
 
 
 def podgate_storm_config(
-    port: int, ops_port: int, kubeconfig: Path, start_rate: float | None = None
+    port: int,
+    ops_port: int,
+    kubeconfig: Path,
+    start_rate: float | None = None,
+    running_pods: bool = False,
 ) -> dict[str, Any]:
     """podgate as an operator would run it for the storm: kube cluster, echo pods, defaults
-    (`start_rate`: the spawner's pacing of pod creates, off by default)."""
-    return {
+    (`start_rate`: the spawner's pacing of pod creates, off by default). With
+    `running_pods` every pod is a RUNNING_POD process instead (the running users')."""
+    config: dict[str, Any] = {
         "listen": f"127.0.0.1:{port}",
         "ops_listen": f"127.0.0.1:{ops_port}",
         "log_level": "warning",
@@ -401,19 +439,11 @@ def podgate_storm_config(
             "jupyter_args": False,
             "readiness_path": None,
             "start_rate": start_rate,
-            "profiles": [
-                # The storm's users: echo pods served inside the cluster's process.
-                {"slug": "storm", "display_name": "Storm", "default": True},
-                # The running users' pods are processes of their own, as on a node of
-                # their own: what the probe measures is podgate, not the cluster's loop.
-                {
-                    "slug": RUNNING_PROFILE,
-                    "display_name": "Running",
-                    "cmd": [sys.executable, "-c", RUNNING_POD],
-                },
-            ],
         },
     }
+    if running_pods:
+        config["spawner"]["cmd"] = [sys.executable, "-c", RUNNING_POD]
+    return config
 
 
 def _start_podgate(
@@ -422,11 +452,12 @@ def _start_podgate(
     cpus: str | None,
     kubeconfig: Path,
     start_rate: float | None = None,
+    running_pods: bool = False,
 ) -> tuple[procs.Managed, str]:
     port, ops_port = procs.free_port(), procs.free_port()
     conf = workdir / "podgate-storm.yaml"
     # JSON is YAML: no YAML writer needed.
-    config = podgate_storm_config(port, ops_port, kubeconfig, start_rate)
+    config = podgate_storm_config(port, ops_port, kubeconfig, start_rate, running_pods)
     conf.write_text(json.dumps(config, indent=2))
     proc = procs.start(
         "podgate-storm",
@@ -638,6 +669,7 @@ def spawn_storm(
             kubesim = _start_kubesim(workdir, cmd, other_cpus(proxy_cpus))
             started.append(kubesim)
             kubeconfig, cluster_pids = kubesim.extra["kubeconfig"], (kubesim.pid,)
+        start_running_users(workdir / "running-users", cmd, kubeconfig, running, proxy_cpus)
         podgate, base = _start_podgate(
             workdir, [*podgate_wrapper, *cmd], proxy_cpus, kubeconfig, start_rate
         )
@@ -674,6 +706,35 @@ def spawn_storm(
                 started_one.stop()
             else:
                 started_one.stop(grace=15)
+
+
+def start_running_users(
+    workdir: Path, cmd: list[str], kubeconfig: Path, running: int, proxy_cpus: str | None
+) -> None:
+    """The running users' servers, started by a podgate of their own before the storm's.
+
+    Their pods are RUNNING_POD processes (as a notebook server on a node of its
+    own) rather than the storm's echo pods, which kubesim serves inside its own
+    process: the probe then times podgate's edge, not kubesim's busy loop. The
+    pods outlive that podgate; the storm's podgate routes them from its pod watch.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    first, base = _start_podgate(workdir, cmd, proxy_cpus, kubeconfig, running_pods=True)
+    try:
+        asyncio.run(_prepare(_ops_url(workdir), base, running, other_cpus(proxy_cpus)))
+    finally:
+        first.stop(grace=15)
+
+
+async def _prepare(ops_url: str, base: str, running: int, cpus: str | None) -> None:
+    await _wait_ready(ops_url, 30)
+    worker = await _worker("prepare", base, "--users", str(running), cpus=cpus)
+    try:
+        report = await _json_line(worker, 150)
+    finally:
+        await _end(worker)
+    if report["errors"]:
+        raise RuntimeError(f"running users not started: {report['errors'][:3]}")
 
 
 def _wrapped_child(wrapper: procs.Managed) -> procs.Managed:
