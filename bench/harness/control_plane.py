@@ -252,8 +252,10 @@ async def sign_in_running(browser: aiohttp.ClientSession, base: str, run: UserRu
 async def log_in_and_spawn(browser: aiohttp.ClientSession, base: str, run: UserRun) -> None:
     """Sign in through the form with next=/user/<name>/, follow the browser's way to the pod."""
     run.started = time.monotonic()
+    step = "start"
     try:
         name = run.name
+        step = "login page"
         async with browser.get(f"{base}/hub/login") as response:
             match = _XSRF.search(await response.text())
         if match is None:
@@ -264,6 +266,7 @@ async def log_in_and_spawn(browser: aiohttp.ClientSession, base: str, run: UserR
             "_xsrf": match.group(1),
             "next": f"/user/{name}/",
         }
+        step = "sign-in"
         async with browser.post(f"{base}/hub/login", data=form, allow_redirects=False) as r:
             await r.read()
             if r.status not in (302, 303):
@@ -273,12 +276,15 @@ async def log_in_and_spawn(browser: aiohttp.ClientSession, base: str, run: UserR
         for _ in range(10):
             if location.startswith("/hub/spawn-pending/") or not location:
                 break
+            step = f"GET {location.split('?')[0]}"
             location = await _hop(browser, base + location, run)
+        step = "progress"
         await _follow_progress(browser, base, name)
+        step = "reaching the pod"
         await _reach_pod(browser, base, name)
         run.routed_at = time.monotonic()
     except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError) as e:
-        run.error = f"{type(e).__name__}: {e}"[:200]
+        run.error = f"{type(e).__name__} at {step}: {e}"[:200]
 
 
 async def run_storm(base: str, names: Sequence[str], deadline_seconds: float) -> list[UserRun]:
