@@ -284,7 +284,19 @@ async def log_in_and_spawn(browser: aiohttp.ClientSession, base: str, run: UserR
         await _reach_pod(browser, base, name)
         run.routed_at = time.monotonic()
     except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError) as e:
-        run.error = f"{type(e).__name__} at {step}: {e}"[:200]
+        seen = await _server_as_seen(browser, base, run.name) if step == "progress" else ""
+        run.error = f"{type(e).__name__} at {step}: {e}{seen}"[:400]
+
+
+async def _server_as_seen(browser: aiohttp.ClientSession, base: str, name: str) -> str:
+    """What the hub says of a user's server after a wait went wrong (for the report)."""
+    try:
+        async with asyncio.timeout(5):
+            async with browser.get(f"{base}/hub/api/users/{quote(name)}") as response:
+                body = await response.text()
+        return f"; hub says {response.status} {body[:200]}"
+    except (TimeoutError, aiohttp.ClientError) as e:
+        return f"; asking the hub failed too: {e!r}"
 
 
 async def run_storm(base: str, names: Sequence[str], deadline_seconds: float) -> list[UserRun]:
