@@ -25,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import re
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -118,6 +119,7 @@ class SessionCodec:
         )
         self.max_age_seconds = max_age_seconds
         self._cache_size = cache_size
+        self._lock = threading.Lock()
         self._cache: OrderedDict[str, Session] = OrderedDict()
         # Refused values and why; at most MAX_COOKIE_LENGTH characters each.
         self._refused_size = refused_cache_size
@@ -138,6 +140,11 @@ class SessionCodec:
         """The session `value` carries; raises InvalidSession (and nothing else) if none."""
         if not isinstance(value, str):
             raise InvalidSession("malformed")
+        # The edge's thread and the hub's both verify: the caches change under one lock.
+        with self._lock:
+            return self._verify(value)
+
+    def _verify(self, value: str) -> Session:
         cached = self._cache.get(value)
         if cached is not None:
             if time.time() > cached.expires:
