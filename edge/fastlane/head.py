@@ -269,6 +269,12 @@ def upstream_head(
     else:
         lines.append(forwarded)
         lines.append(token_line)
+    return end_head(lines, head)
+
+
+def end_head(lines: list[bytes], head: RequestHead) -> bytes:
+    """`lines` with the body's length (from the number parsed, never a browser's line)
+    and the blank line: the head as it goes upstream."""
     if head.has_length:
         lines.append(b"Content-Length: %d" % head.content_length)
     elif head.method in _BODY_METHODS:

@@ -13,7 +13,7 @@ Pure code on bytes, on a head edge.fastlane.head.parse_request accepted.
 
 from __future__ import annotations
 
-from edge.fastlane.head import RequestHead
+from edge.fastlane.head import RequestHead, end_head
 from edge.headers import HOP_BY_HOP
 from edge.hub_upstream import PEER_HEADER, SCHEME_HEADER
 
@@ -21,7 +21,6 @@ _INTERNAL = frozenset((PEER_HEADER.lower().encode(), SCHEME_HEADER.lower().encod
 # Written by the edge from what it decided, never copied from the browser.
 _REWRITTEN = frozenset((b"content-length", b"x-request-id"))
 _DROPPED = frozenset(name.encode() for name in HOP_BY_HOP) | _REWRITTEN
-_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 
 
 def hub_head(
@@ -47,9 +46,4 @@ def hub_head(
     lines.append(b"X-Request-Id: " + request_id.encode())
     lines.append(PEER_HEADER.encode() + b": " + peer)
     lines.append(SCHEME_HEADER.encode() + b": " + scheme.encode())
-    if head.has_length:
-        lines.append(b"Content-Length: %d" % head.content_length)
-    elif head.method in _BODY_METHODS:
-        lines.append(b"Content-Length: 0")
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+    return end_head(lines, head)
