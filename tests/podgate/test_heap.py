@@ -55,11 +55,14 @@ async def test_the_sweep_reclaims_cycles_among_frozen_objects(keeper: HeapKeeper
 async def test_the_sweep_comes_on_its_timer_and_stop_ends_both(keeper: HeapKeeper) -> None:
     keeper.sweep_seconds = 0.05
     keeper.start()
-    await asyncio.sleep(0.3)
+    for _ in range(400):  # 20 s: a sweep of a big test session's heap takes a while
+        if keeper.sweeps >= 2:
+            break
+        await asyncio.sleep(0.05)
     assert keeper.sweeps >= 2
     keeper.stop()
     sweeps = keeper.sweeps
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.3)
     assert keeper.sweeps == sweeps
     before = gc.get_freeze_count()
     gc.unfreeze()
