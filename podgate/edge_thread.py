@@ -71,8 +71,6 @@ class EdgeLoop:
     async def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` on the edge's loop and wait for its result from the caller's loop."""
         assert self.loop is not None, "EdgeLoop.start() first"
-        if self.loop is asyncio.get_running_loop():
-            return await coroutine
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
 
     def call_soon(self, callback: Callable[[], object]) -> None:
